@@ -1,1 +1,76 @@
-"""medtl.io."""
+"""Scan loading, format sniffing, the DICOM pipeline and de-identification.
+
+Public API::
+
+    from medtl.io import load_scan, Scan, ScanError, deidentify
+
+``medtl.io`` knows nothing of models or apps. Names are resolved lazily so that importing
+:mod:`medtl.io` does no work and pulls in pydicom/nibabel only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from medtl.io.errors import (
+    CorruptScanError,
+    ImageTooLargeError,
+    MissingDecoderError,
+    NonImageObjectError,
+    ScanError,
+    ScanNotFoundError,
+    SeriesError,
+    UnsupportedFormatError,
+    UnsupportedImageError,
+)
+from medtl.io.scan import Scan, Window
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medtl.io.deid import deidentify, write_deidentified
+    from medtl.io.display import WINDOW_PRESETS, apply_window, default_window, window_preset
+    from medtl.io.load import load_scan
+    from medtl.io.sniff import Format, sniff
+
+_LAZY = {
+    "load_scan": "medtl.io.load",
+    "deidentify": "medtl.io.deid",
+    "write_deidentified": "medtl.io.deid",
+    "sniff": "medtl.io.sniff",
+    "Format": "medtl.io.sniff",
+    "WINDOW_PRESETS": "medtl.io.display",
+    "apply_window": "medtl.io.display",
+    "default_window": "medtl.io.display",
+    "window_preset": "medtl.io.display",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medtl.io' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "WINDOW_PRESETS",
+    "CorruptScanError",
+    "Format",
+    "ImageTooLargeError",
+    "MissingDecoderError",
+    "NonImageObjectError",
+    "Scan",
+    "ScanError",
+    "ScanNotFoundError",
+    "SeriesError",
+    "UnsupportedFormatError",
+    "UnsupportedImageError",
+    "Window",
+    "apply_window",
+    "default_window",
+    "deidentify",
+    "load_scan",
+    "sniff",
+    "window_preset",
+    "write_deidentified",
+]

@@ -12,6 +12,10 @@ class ScanError(Exception):
     """Base class: the scan could not be loaded. ``str(err)`` is the actionable message."""
 
 
+class ScanNotFoundError(ScanError):
+    """The path given does not exist or cannot be read."""
+
+
 class UnsupportedFormatError(ScanError):
     """The bytes are not DICOM, NIfTI, PNG, JPEG or a zip of DICOM files."""
 
@@ -50,6 +54,7 @@ __all__ = [
     "MissingDecoderError",
     "NonImageObjectError",
     "ScanError",
+    "ScanNotFoundError",
     "SeriesError",
     "UnsupportedFormatError",
     "UnsupportedImageError",

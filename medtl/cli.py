@@ -1,0 +1,129 @@
+"""The ``medtl`` command line: thin wrappers over the library API.
+
+Errors a user can fix (bad scan, bad config) print one clear line on stderr and exit with
+status 2, without a traceback. ``--verbose`` shows debug logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medtl import __version__
+
+app = typer.Typer(
+    name="medtl",
+    help="Medical-imaging transfer learning: load scans, build data, fine-tune, evaluate, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+logger = logging.getLogger("medtl")
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``message`` as one line on stderr and return an Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medtl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """medtl command line."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=None, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+
+
+@app.command()
+def inspect(
+    path: Annotated[
+        Path, typer.Argument(help="A DICOM file, series folder, zip, NIfTI or PNG/JPEG.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    series_uid: Annotated[
+        str | None,
+        typer.Option("--series-uid", help="Choose a series when a folder holds several."),
+    ] = None,
+) -> None:
+    """Describe a scan: modality, shape, spacing, orientation, intensities, warnings, PHI flags."""
+    from medtl.io import ScanError, load_scan
+
+    try:
+        scan = load_scan(path, series_uid=series_uid)
+    except ScanError as exc:
+        raise fail(str(exc)) from None
+    summary = scan.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Scan", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    lo, hi = summary["intensity_range"]
+    rows = [
+        ("modality", summary["modality"]),
+        ("format", summary["format"]),
+        ("shape", " x ".join(str(s) for s in summary["shape"])),
+        ("spacing (mm)", " x ".join(f"{s:g}" for s in summary["spacing_mm"])),
+        ("orientation", summary["orientation"]),
+        ("intensity range", f"{lo:g} .. {hi:g}"),
+        (
+            "window",
+            "-"
+            if summary["window"] is None
+            else f"C {summary['window']['center']:g} / W {summary['window']['width']:g}",
+        ),
+    ]
+    for key in ("series_uid", "series_choice", "n_files", "transfer_syntax"):
+        if key in scan.meta:
+            rows.append((key.replace("_", " "), str(scan.meta[key])))
+    for key in ("patient_identity_removed", "burned_in_annotation", "burned_in_warning"):
+        if key in scan.meta:
+            rows.append((key.replace("_", " "), str(scan.meta[key])))
+    for field, value in rows:
+        table.add_row(field, str(value))
+    console = Console()
+    console.print(table)
+    for warning in scan.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,46 @@
+# medtl set-up and checks. Two commands do everything on a fresh machine:
+#   make demo   - install medtl and run the whole demo (data, pretraining, transfer, calibration,
+#                 reports, then the app)
+#   make test   - install what the tests need and run them
+# torch is pinned to the 2.13.0 CPU wheel through constraints.txt (pyproject states torch>=2.10).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
+DEMO_ARGS ?=
+
+.PHONY: venv install install-dev demo test lint bench schemas clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
+
+venv: $(PY)
+
+install: $(PY)
+	$(PIP_INSTALL) -e ".[app,report]"
+
+install-dev: $(PY)
+	$(PIP_INSTALL) -e ".[app,report,dev]"
+
+demo: install
+	$(VENV)/bin/medtl demo $(DEMO_ARGS)
+
+test: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: install
+	$(PY) bench/run_all.py
+
+schemas: install
+	$(PY) -m medtl.schemas --write data_schemas
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

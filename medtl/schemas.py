@@ -1,0 +1,60 @@
+"""JSON Schemas of every file medtl reads or writes, generated from its pydantic models.
+
+``python -m medtl.schemas --write data_schemas`` regenerates ``data_schemas/``; a test checks
+the committed files are in sync with the models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: schema file stem -> "module:attribute" of a pydantic model or a function returning a schema.
+SCHEMAS: dict[str, str] = {
+    "manifest": "medtl.data.manifest:Manifest",
+}
+
+
+def schema_for(target: str) -> dict[str, Any]:
+    """Return the JSON Schema of ``"module:attribute"`` (a pydantic model class)."""
+    module_name, attr = target.split(":")
+    obj = getattr(importlib.import_module(module_name), attr)
+    schema = obj.model_json_schema() if hasattr(obj, "model_json_schema") else obj()
+    schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
+    return schema
+
+
+def render(schema: dict[str, Any]) -> str:
+    """Serialise a schema exactly as it is committed (sorted keys, 2-space indent)."""
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def write_schemas(out_dir: Path) -> list[Path]:
+    """Write every schema in :data:`SCHEMAS` to ``out_dir/<name>.schema.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, target in SCHEMAS.items():
+        path = out_dir / f"{name}.schema.json"
+        path.write_text(render(schema_for(target)), encoding="utf-8")
+        written.append(path)
+        logger.info("wrote %s", path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: ``python -m medtl.schemas --write DIR``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", type=Path, default=Path("data_schemas"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    write_schemas(args.write)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

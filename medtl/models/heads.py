@@ -1,0 +1,73 @@
+"""Classification head shared by every backbone: global average pooling, dropout, linear.
+
+Parameter names are stable (``fc`` for the output layer, ``hidden`` for the optional
+hidden layer) because weight import maps source heads onto ``head.fc``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool -> dropout -> [hidden linear -> ReLU -> dropout] -> linear.
+
+    Args:
+        in_features: channels of the feature map it receives.
+        num_outputs: number of logits.
+        dropout: dropout probability (default 0.3).
+        hidden_dim: optional hidden layer width.
+
+    Example:
+        >>> head = ClassifierHead(64, 2)
+        >>> head(torch.zeros(4, 64, 3, 3)).shape
+        torch.Size([4, 2])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_outputs: int,
+        dropout: float = 0.3,
+        hidden_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.num_outputs = num_outputs
+        self.dropout_p = dropout
+        self.hidden_dim = hidden_dim
+        self.dropout = nn.Dropout(dropout)
+        width = in_features
+        if hidden_dim is not None:
+            self.hidden: nn.Linear | None = nn.Linear(in_features, hidden_dim)
+            self.act = nn.ReLU()
+            self.hidden_dropout = nn.Dropout(dropout)
+            width = hidden_dim
+        else:
+            self.hidden = None
+        self.fc = nn.Linear(width, num_outputs)
+
+    @staticmethod
+    def pool(features: torch.Tensor) -> torch.Tensor:
+        """Average a ``(B, C, *spatial)`` feature map to ``(B, C)``; pass ``(B, C)`` through."""
+        if features.ndim == 2:
+            return features
+        return features.flatten(2).mean(dim=2)
+
+    def forward(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Map features to logits.
+
+        Args:
+            features: a feature map ``(B, C, *spatial)`` or a pooled vector ``(B, C)``.
+            pre_logits: return the input of the last linear layer instead of logits.
+
+        Returns:
+            Logits ``(B, num_outputs)`` (or pre-logits).
+        """
+        x = self.dropout(self.pool(features))
+        if self.hidden is not None:
+            x = self.hidden_dropout(self.act(self.hidden(x)))
+        if pre_logits:
+            return x
+        return self.fc(x)

@@ -1,0 +1,545 @@
+"""The training engine: :class:`Trainer` fits any ``nn.Module`` under a :class:`TrainingConfig`.
+
+One code path serves one CPU, one GPU and ``torchrun`` jobs: the device, autocast dtype,
+process group, samplers and rank-0-only side effects all follow from the config and the
+environment. Each epoch ends with validation (outputs gathered from every rank in dataset
+order), a monitored value for early stopping and ``best.ckpt``, an atomic ``last.ckpt``
+and a row in ``metrics.csv``.
+
+Example::
+
+    trainer = Trainer(model, nn.CrossEntropyLoss(), TrainingConfig(max_epochs=5, monitor="auroc",
+                      mode="max"), val_metric=lambda logits, y: {"auroc": auroc(logits, y)})
+    result = trainer.fit(train_ds, val_ds, run_dir=Path("runs/head"))
+    # a second phase: unfreeze and continue with discriminative learning rates
+    result2 = trainer.fit(train_ds, val_ds, run_dir=Path("runs/full"),
+                          param_groups=[{"params": backbone_params, "lr": 1e-5},
+                                        {"params": head_params, "lr": 1e-3}])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from medtl.training import checkpoint as ckpt
+from medtl.training.callbacks import (
+    METRICS_CSV,
+    Callback,
+    default_callbacks,
+    progress_bar,
+    progress_enabled,
+    write_metrics_csv,
+)
+from medtl.training.config import TrainingConfig
+from medtl.training.data import as_tensor, make_dataloader, set_loader_epoch
+from medtl.training.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    gather_interleaved,
+    init_distributed,
+)
+from medtl.training.precision import (
+    autocast,
+    eval_mode,
+    make_grad_scaler,
+    resolve_amp,
+    select_device,
+    to_memory_format,
+)
+from medtl.training.schedule import make_scheduler
+from medtl.training.seed import rng_state, seed_everything, set_rng_state
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MetricFn = Callable[[torch.Tensor, torch.Tensor], "float | Mapping[str, float]"]
+DataArg = Dataset | DataLoader
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        best_metric: best value of ``monitor`` (None when it was never finite).
+        best_epoch: 1-based epoch of the best value.
+        monitor: the monitored key.
+        epochs_run: epochs completed in the run folder (including those before a resume).
+        stopped_early: True when patience ran out.
+        history: one dict per epoch (the rows of ``metrics.csv``).
+        run_dir: the run folder.
+        last_checkpoint: ``checkpoints/last.ckpt``.
+        best_checkpoint: ``checkpoints/best.ckpt`` (None if never written).
+        metrics_csv: ``metrics.csv`` (None if the csv logger is off).
+    """
+
+    best_metric: float | None
+    best_epoch: int | None
+    monitor: str
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+    run_dir: Path | None = None
+    last_checkpoint: Path | None = None
+    best_checkpoint: Path | None = None
+    metrics_csv: Path | None = None
+
+
+def _improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+class Trainer:
+    """Fit a model with device/AMP/DDP handling, checkpoints, early stopping and logging.
+
+    Args:
+        model: the network; it stays the caller's object (DDP/compile wrap a view of it).
+        loss_fn: ``loss_fn(outputs, targets) -> scalar`` (mean over the batch).
+        config: a :class:`TrainingConfig` (defaults when None).
+        param_groups: optimiser groups (``[{"params": [...], "lr": 1e-4}, ...]``); parameters
+            left out are not trained. Default: every parameter with ``requires_grad``.
+        val_metric: ``val_metric(logits, targets)`` on the gathered validation outputs,
+            returning a float (logged as ``metric_name``) or a dict of named floats.
+        metric_name: the key of a float ``val_metric``.
+        frozen_bn_modules: modules put back in eval mode after every ``model.train()`` (frozen
+            BatchNorm keeps its running statistics).
+        on_train_mode: called with the model after every ``model.train()``.
+        callbacks: extra :class:`Callback` objects (the config's ``loggers`` are added).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        config: TrainingConfig | None = None,
+        *,
+        param_groups: Sequence[dict[str, Any]] | None = None,
+        val_metric: MetricFn | None = None,
+        metric_name: str = "val_metric",
+        frozen_bn_modules: Iterable[nn.Module] = (),
+        on_train_mode: Callable[[nn.Module], None] | None = None,
+        callbacks: Iterable[Callback] = (),
+    ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.config = config if config is not None else TrainingConfig()
+        self.param_groups = list(param_groups) if param_groups is not None else None
+        self.val_metric = val_metric
+        self.metric_name = metric_name
+        self.frozen_bn_modules = list(frozen_bn_modules)
+        self.on_train_mode = on_train_mode
+        self.user_callbacks = list(callbacks)
+        self.dist = DistInfo()
+        self.device = torch.device("cpu")
+        self.amp_dtype: torch.dtype | None = None
+        self.run_dir: Path | None = None
+        self.history: list[dict[str, float]] = []
+        self.global_step = 0
+        self._net: nn.Module = model
+        self._ready = False
+
+    # ----------------------------------------------------------------- setup
+    def setup(self) -> None:
+        """Choose the device, join the process group, move the model (idempotent)."""
+        cfg = self.config
+        local = os.environ.get("LOCAL_RANK")
+        self.device = select_device(cfg.device, local_rank=int(local) if local else None)
+        self.dist = init_distributed(cfg.dist_backend, self.device.type)
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        self.model.to(self.device)
+        if cfg.channels_last:
+            self._model_channels_last()
+        self._ready = True
+
+    def _model_channels_last(self) -> None:
+        if any(isinstance(m, nn.Conv3d) for m in self.model.modules()):
+            self.model.to(memory_format=torch.channels_last_3d)
+        elif any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
+            self.model.to(memory_format=torch.channels_last)
+
+    def _wrap(self) -> nn.Module:
+        net: nn.Module = self.model
+        if self.dist.is_distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DDP(
+                net, device_ids=ids, find_unused_parameters=self.config.find_unused_parameters
+            )
+        if self.config.compile:
+            net = torch.compile(net)
+        return net
+
+    def _optimizer(self, groups: Sequence[dict[str, Any]] | None) -> torch.optim.Optimizer:
+        cfg = self.config
+        if groups is None:
+            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        built = []
+        for group in groups:
+            group = dict(group)
+            group["params"] = [p for p in group["params"] if p.requires_grad]
+            if group["params"]:
+                built.append(group)
+        if not built:
+            raise ValueError("no trainable parameters: every parameter is frozen or left out")
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(built, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(built, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            built, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+
+    def _loader(self, data: DataArg | None, train: bool) -> DataLoader | None:
+        if data is None or isinstance(data, DataLoader):
+            return data
+        return make_dataloader(
+            data,
+            self.config,
+            train=train,
+            distributed=self.dist.is_distributed,
+            device_type=self.device.type,
+        )
+
+    def _resolve_run_dir(self, run_dir: str | Path | None) -> Path:
+        chosen = run_dir if run_dir is not None else self.config.run_dir
+        if chosen is None:
+            from medtl.paths import home_subdir
+
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            chosen = broadcast_object(str(home_subdir("runs") / stamp))
+        path = Path(chosen)
+        if self.dist.is_main:
+            (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        barrier()
+        return path
+
+    def train_mode(self) -> None:
+        """``model.train()``, then frozen BatchNorm back to eval and the ``on_train_mode`` hook."""
+        self.model.train()
+        for module in self.frozen_bn_modules:
+            module.eval()
+        if self.on_train_mode is not None:
+            self.on_train_mode(self.model)
+
+    # ----------------------------------------------------------------- batches
+    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(batch, Mapping):
+            x = batch[self.config.image_key]
+            y = batch.get(self.config.label_key)
+        elif isinstance(batch, list | tuple):
+            x, y = batch[0], (batch[1] if len(batch) > 1 else None)
+        else:
+            x, y = batch, None
+        x = as_tensor(x).to(self.device, non_blocking=True)
+        if self.config.channels_last:
+            x = to_memory_format(x)
+        if y is not None:
+            y = as_tensor(y).to(self.device, non_blocking=True)
+        return x, y
+
+    # ----------------------------------------------------------------- fit
+    def fit(
+        self,
+        train_data: DataArg,
+        val_data: DataArg | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        param_groups: Sequence[dict[str, Any]] | None = None,
+    ) -> TrainResult:
+        """Train for up to ``max_epochs`` (resuming from ``last.ckpt`` when configured).
+
+        Args:
+            train_data: a dataset (a seeded loader is built) or a ready ``DataLoader``.
+            val_data: validation dataset or loader; without it ``monitor`` must be
+                ``train_loss``.
+            run_dir: run folder (overrides ``config.run_dir``); use one per phase.
+            param_groups: optimiser groups for this call (overrides the constructor's).
+
+        Returns:
+            A :class:`TrainResult`.
+        """
+        cfg = self.config
+        self.setup()
+        seed_everything(cfg.seed, cfg.deterministic)
+        self.run_dir = self._resolve_run_dir(run_dir)
+        ckpt_dir = self.run_dir / "checkpoints"
+        train_loader = self._loader(train_data, train=True)
+        val_loader = self._loader(val_data, train=False)
+        assert train_loader is not None
+        groups = param_groups if param_groups is not None else self.param_groups
+        optimizer = self._optimizer(groups)
+        steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
+        scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+        scaler = make_grad_scaler(self.device, self.amp_dtype)
+        self._net = self._wrap()
+        callbacks = default_callbacks(cfg.loggers) + self.user_callbacks
+
+        self.history, self.global_step = [], 0
+        start_epoch, best, best_epoch, bad_epochs, stopped = 0, None, None, 0, False
+        last_path = ckpt_dir / ckpt.LAST
+        if cfg.resume and last_path.is_file():
+            state = ckpt.load_checkpoint(last_path, map_location="cpu")
+            self.model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            prog, es = state["progress"], state["early_stopping"]
+            start_epoch, self.global_step = int(prog["epoch"]), int(prog["global_step"])
+            best, best_epoch = es["best"], es["best_epoch"]
+            bad_epochs, stopped = int(es["bad_epochs"]), bool(es["stopped"])
+            self.history = [dict(row) for row in state["history"]]
+            logger.info("resumed from %s at epoch %d", last_path, start_epoch)
+        elif cfg.resume:
+            logger.info("resume requested but %s does not exist; starting fresh", last_path)
+        if self.dist.is_main:
+            (self.run_dir / "config.yaml").write_text(
+                yaml.safe_dump(cfg.resolved(), sort_keys=True), encoding="utf-8"
+            )
+            if "csv" in cfg.loggers and self.history:
+                write_metrics_csv(self.run_dir / METRICS_CSV, self.history)
+        for cb in callbacks:
+            cb.on_fit_start(self)
+
+        elapsed0 = float(self.history[-1]["elapsed"]) if self.history else 0.0
+        t_run = time.perf_counter()
+        show = progress_enabled(cfg.progress, self.dist.is_main)
+        epoch = start_epoch
+        while epoch < cfg.max_epochs and not stopped:
+            for cb in callbacks:
+                cb.on_epoch_start(self, epoch)
+            set_loader_epoch(train_loader, epoch)
+            t0 = time.perf_counter()
+            train_loss, seen, lr = self._train_epoch(
+                train_loader, optimizer, scheduler, scaler, callbacks, epoch, show
+            )
+            seconds = time.perf_counter() - t0
+            row: dict[str, float] = {
+                "epoch": epoch + 1,
+                "step": self.global_step,
+                "train_loss": train_loss,
+            }
+            if val_loader is not None:
+                row.update(self._validate(val_loader))
+            row.update(
+                lr=lr,
+                throughput=seen / seconds if seconds > 0 else float("nan"),
+                elapsed=elapsed0 + time.perf_counter() - t_run,
+            )
+            if cfg.monitor not in row:
+                raise KeyError(
+                    f"monitor {cfg.monitor!r} is not among the epoch values {sorted(row)}"
+                )
+            value = float(row[cfg.monitor])
+            improved = _improved(value, best, cfg.mode, cfg.min_delta)
+            if improved:
+                best, best_epoch, bad_epochs = value, epoch + 1, 0
+            else:
+                bad_epochs += 1
+            stopped = bool(
+                broadcast_object(cfg.patience is not None and bad_epochs >= cfg.patience)
+            )
+            self.history.append(row)
+            epoch += 1
+            if self.dist.is_main:
+                state = self._state(
+                    optimizer, scheduler, scaler, epoch, best, best_epoch, bad_epochs, stopped
+                )
+                if cfg.save_every_epoch or epoch == cfg.max_epochs or stopped:
+                    ckpt.save_checkpoint(state, last_path)
+                if improved:
+                    ckpt.save_checkpoint(state, ckpt_dir / ckpt.BEST)
+            barrier()
+            for cb in callbacks:
+                cb.on_epoch_end(self, epoch - 1, row)
+            logger.info(
+                "epoch %d/%d %s",
+                epoch,
+                cfg.max_epochs,
+                " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step")),
+            )
+            if stopped:
+                logger.info(
+                    "early stopping: %s did not improve for %d epochs", cfg.monitor, bad_epochs
+                )
+
+        best_path = ckpt_dir / ckpt.BEST
+        result = TrainResult(
+            best_metric=best,
+            best_epoch=best_epoch,
+            monitor=cfg.monitor,
+            epochs_run=len(self.history),
+            stopped_early=stopped,
+            history=list(self.history),
+            run_dir=self.run_dir,
+            last_checkpoint=last_path,
+            best_checkpoint=best_path if best_path.is_file() else None,
+            metrics_csv=self.run_dir / METRICS_CSV if "csv" in cfg.loggers else None,
+        )
+        for cb in callbacks:
+            cb.on_fit_end(self, result)
+        return result
+
+    def _state(
+        self,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        scaler: Any,
+        epoch: int,
+        best: float | None,
+        best_epoch: int | None,
+        bad_epochs: int,
+        stopped: bool,
+    ) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(),
+            "progress": {
+                "epoch": epoch,
+                "global_step": self.global_step,
+                "sampler_seed": self.config.seed,
+                "world_size": self.dist.world_size,
+            },
+            "early_stopping": {
+                "best": best,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs,
+                "stopped": stopped,
+            },
+            "history": [dict(row) for row in self.history],
+            "config": self.config.resolved(),
+        }
+
+    def _train_epoch(
+        self,
+        loader: DataLoader,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        scaler: torch.amp.GradScaler,
+        callbacks: Sequence[Callback],
+        epoch: int,
+        show: bool,
+    ) -> tuple[float, int, float]:
+        cfg = self.config
+        accum = cfg.grad_accum_steps
+        self.train_mode()
+        optimizer.zero_grad(set_to_none=True)
+        n_micro = len(loader)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
+        lr = float(optimizer.param_groups[0]["lr"])
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        bar = progress_bar(loader, n_micro, f"epoch {epoch + 1}", show)
+        for i, batch in enumerate(bar):
+            x, y = self._split(batch)
+            group_start = i - i % accum
+            group_size = min(accum, n_micro - group_start)
+            last_in_group = i + 1 == group_start + group_size
+            sync = contextlib.nullcontext()
+            if self.dist.is_distributed and not last_in_group and hasattr(self._net, "no_sync"):
+                sync = self._net.no_sync()
+            with sync:
+                with autocast(self.device, self.amp_dtype):
+                    out = self._net(x)
+                    loss = self.loss_fn(out, y)
+                scaler.scale(loss / group_size).backward()
+            loss_sum += loss.detach().double() * x.shape[0]
+            count += x.shape[0]
+            if last_in_group:
+                if cfg.grad_clip_norm is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
+                lr = float(optimizer.param_groups[0]["lr"])
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                self.global_step += 1
+                if callbacks:
+                    step_loss = float(loss.detach())
+                    for cb in callbacks:
+                        cb.on_step_end(self, self.global_step, step_loss)
+                if show and self.global_step % cfg.log_every_steps == 0:
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4g}", lr=f"{lr:.3g}")
+        totals = all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(count))]))
+        seen = int(totals[1].item())
+        return float(totals[0].item() / max(1, seen)), seen, lr
+
+    # ----------------------------------------------------------------- evaluation
+    def _validate(self, loader: DataLoader) -> dict[str, float]:
+        logits, targets = self.predict(loader)
+        out: dict[str, float] = {}
+        if targets.numel():
+            with torch.no_grad():
+                out["val_loss"] = float(
+                    self.loss_fn(logits.to(self.device), targets.to(self.device))
+                )
+        if self.val_metric is not None:
+            metric = self.val_metric(logits, targets)
+            if isinstance(metric, Mapping):
+                out.update({str(k): float(v) for k, v in metric.items()})
+            else:
+                out[self.metric_name] = float(metric)
+        return out
+
+    def predict(self, data: DataArg) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the model in eval mode over ``data`` and gather outputs from every rank.
+
+        Args:
+            data: a dataset (an ordered loader is built) or a ``DataLoader``. Under DDP an
+                unshuffled ``DistributedSampler`` is expected; rows come back in dataset order
+                with sampler padding removed.
+
+        Returns:
+            ``(logits, targets)`` as float32/original-dtype CPU tensors on every rank;
+            ``targets`` is empty when the samples carry no labels.
+        """
+        if not self._ready:
+            self.setup()
+        loader = self._loader(data, train=False)
+        assert loader is not None
+        outs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
+        # The bare module, not the DDP wrapper: evaluation needs no gradient sync.
+        net = self.model
+        with eval_mode(self.model), torch.inference_mode():
+            for batch in loader:
+                x, y = self._split(batch)
+                with autocast(self.device, self.amp_dtype):
+                    out = net(x)
+                outs.append(out.float())
+                if y is not None:
+                    ys.append(y)
+        logits = torch.cat(outs) if outs else torch.empty(0)
+        targets = torch.cat(ys) if ys else torch.empty(0)
+        if self.dist.is_distributed and isinstance(loader.sampler, DistributedSampler):
+            total = len(loader.dataset)  # type: ignore[arg-type]
+            logits = gather_interleaved(logits, total)
+            if targets.numel():
+                targets = gather_interleaved(targets, total)
+        return logits.cpu(), targets.cpu()

@@ -1,0 +1,533 @@
+"""One DICOM dataset: parse it, refuse non-images, decode its pixels to modality units.
+
+:func:`read_dataset` parses a file (path or bytes; DICOM File Format with preamble, a
+preamble-less ``DICM`` stream, or a bare little-endian dataset without file meta).
+:func:`decode_frames` turns a dataset's pixel data into ``float32`` frames in modality units
+with MONOCHROME2 polarity, ready to stack; series logic lives in :mod:`medtl.io.series`.
+
+Choices (documented so that readers of a scan know what they get):
+
+* **Files without file meta** are loaded: the encoding is sniffed (implicit or explicit VR
+  little endian, the only encodings a bare dataset can reasonably use) and a warning is added
+  to the scan. Encapsulated (compressed) pixel data without a transfer syntax is refused.
+* **Modality LUT**: ``RescaleSlope``/``RescaleIntercept`` (per frame from the functional
+  groups of enhanced multi-frame images, else shared, else top level), or the Modality LUT
+  Sequence (via :func:`pydicom.pixels.apply_modality_lut`).
+* **MONOCHROME1** is inverted as ``lo + hi - value`` where ``[lo, hi]`` is the range the
+  *bit depth* can represent (BitsStored, PixelRepresentation) mapped through the modality LUT;
+  that keeps one fixed mapping for every image of a series, independent of content. The
+  display window centre is mapped the same way (``lo + hi - centre``).
+* **Colour** (RGB, YBR_*) becomes greyscale luminance (ITU-R BT.601: 0.299 R + 0.587 G +
+  0.114 B, after pydicom's YBR to RGB conversion), with a warning.
+* **PALETTE COLOR** is refused (:class:`UnsupportedImageError`): it is pseudo-colour, whose
+  palette indices are not measurements.
+* The VOI LUT (window) is never applied; the first window is returned for ``Scan.window``.
+
+Messages never quote header values (they may hold PHI); files are named by position
+(``file 3 of 120``) by the caller.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from medtl.io.errors import (
+    CorruptScanError,
+    ImageTooLargeError,
+    MissingDecoderError,
+    NonImageObjectError,
+    ScanError,
+    UnsupportedFormatError,
+    UnsupportedImageError,
+)
+from medtl.io.scan import Window
+
+logger = logging.getLogger(__name__)
+
+#: Largest decoded image accepted (bytes of float32 output), a guard against headers that
+#: claim absurd sizes (decompression bombs, corrupted Rows/Columns/NumberOfFrames).
+MAX_DECODED_BYTES = 4 * 1024**3
+
+#: pip packages that provide a decoder, per compressed transfer syntax (permissive licences
+#: only; pylibjpeg-libjpeg is GPL and deliberately not suggested).
+DECODER_PACKAGES: dict[str, tuple[str, ...]] = {
+    "1.2.840.10008.1.2.5": ("pylibjpeg", "pylibjpeg-rle"),  # RLE Lossless
+    "1.2.840.10008.1.2.4.50": ("python-gdcm",),  # JPEG Baseline (also Pillow)
+    "1.2.840.10008.1.2.4.51": ("python-gdcm",),  # JPEG Extended (also Pillow, 8-bit)
+    "1.2.840.10008.1.2.4.57": ("python-gdcm",),  # JPEG Lossless, process 14
+    "1.2.840.10008.1.2.4.70": ("python-gdcm",),  # JPEG Lossless, SV1
+    "1.2.840.10008.1.2.4.80": ("pyjpegls",),  # JPEG-LS Lossless (or python-gdcm)
+    "1.2.840.10008.1.2.4.81": ("pyjpegls",),  # JPEG-LS Near-lossless (or python-gdcm)
+    "1.2.840.10008.1.2.4.90": ("pylibjpeg", "pylibjpeg-openjpeg"),  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91": ("pylibjpeg", "pylibjpeg-openjpeg"),  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": ("pylibjpeg", "pylibjpeg-openjpeg"),  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202": ("pylibjpeg", "pylibjpeg-openjpeg"),  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203": ("pylibjpeg", "pylibjpeg-openjpeg"),  # HTJ2K
+}
+
+#: SOP classes that are not images even when they carry pixel-like data.
+NON_IMAGE_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "segmentation (SEG)",
+    "1.2.840.10008.5.1.4.1.1.66.7": "label map segmentation",
+    "1.2.840.10008.5.1.4.1.1.66.5": "surface segmentation",
+    "1.2.840.10008.5.1.4.1.1.481.3": "radiotherapy structure set (RTSTRUCT)",
+    "1.2.840.10008.5.1.4.1.1.481.5": "radiotherapy plan",
+    "1.2.840.10008.5.1.4.1.1.481.2": "radiotherapy dose grid",
+    "1.2.840.10008.5.1.4.1.1.88.59": "key object selection (KO)",
+    "1.2.840.10008.5.1.4.1.1.104.1": "encapsulated PDF",
+    "1.2.840.10008.5.1.4.1.1.66": "raw data",
+    "1.2.840.10008.5.1.4.1.1.66.1": "spatial registration",
+    "1.2.840.10008.1.3.10": "DICOMDIR (media directory)",
+}
+_SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."  # structured reports
+_PR_PREFIX = "1.2.840.10008.5.1.4.1.1.11."  # presentation states
+_WAVEFORM_PREFIX = "1.2.840.10008.5.1.4.1.1.9."
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_RAW_GROUPS = {0x0002, 0x0004, 0x0008, 0x0010, 0x0018, 0x0020, 0x0028}
+_COLOR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420",
+          "YBR_PARTIAL_422"}
+
+
+@dataclass
+class DecodedFrames:
+    """Pixels of one dataset in modality units.
+
+    Attributes:
+        frames: ``float32`` array ``(frames, rows, cols)``, MONOCHROME2 polarity.
+        window: first VOI window (already mapped for MONOCHROME1), or ``None``.
+        warnings: problems found (colour converted, ...), without header values.
+    """
+
+    frames: np.ndarray
+    window: Window | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _sniff(data: bytes) -> str | None:
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return "part10"
+    if data[:4] == b"DICM":
+        return "dicm"
+    if len(data) >= 8:
+        group = int.from_bytes(data[0:2], "little")
+        if group in _RAW_GROUPS:
+            return "raw"
+    return None
+
+
+def read_dataset(source: Path | bytes, *, stop_before_pixels: bool = False) -> Dataset:
+    """Parse one DICOM file.
+
+    Accepts the DICOM File Format (128-byte preamble + ``DICM``), a stream that starts at
+    ``DICM`` (no preamble), or a bare little-endian dataset without file meta (its transfer
+    syntax is then sniffed and written into ``ds.file_meta``; see :func:`read_with_notes` for
+    the warning).
+
+    Args:
+        source: a file path or the file's bytes.
+        stop_before_pixels: skip the pixel data (faster header reads).
+
+    Returns:
+        The dataset, with ``file_meta.TransferSyntaxUID`` always set.
+
+    Raises:
+        UnsupportedFormatError: the bytes are not DICOM.
+        CorruptScanError: DICOM, but the header cannot be parsed.
+        ScanError: the file cannot be read.
+    """
+    ds, notes = read_with_notes(source, stop_before_pixels=stop_before_pixels)
+    for note in notes:
+        logger.warning(note)
+    return ds
+
+
+def read_with_notes(source: Path | bytes, *,
+                    stop_before_pixels: bool = False) -> tuple[Dataset, list[str]]:
+    """Like :func:`read_dataset` but also return warnings (e.g. sniffed transfer syntax).
+
+    Args:
+        source: a file path or the file's bytes.
+        stop_before_pixels: skip the pixel data.
+
+    Returns:
+        ``(dataset, warnings)``.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise ScanError(
+                f"The file could not be read ({type(exc).__name__}); check it exists and is "
+                "readable."
+            ) from exc
+    kind = _sniff(data)
+    if kind is None:
+        raise UnsupportedFormatError(
+            "This file is not DICOM (no 'DICM' marker and no recognisable DICOM header)."
+        )
+    if kind == "dicm":
+        data = b"\0" * 128 + data
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=kind == "raw",
+                             stop_before_pixels=stop_before_pixels)
+        notes = _ensure_transfer_syntax(ds)
+        _touch_header(ds)
+    except ScanError:
+        raise
+    except Exception as exc:
+        raise CorruptScanError(
+            f"The DICOM header is damaged and cannot be parsed ({type(exc).__name__}). "
+            "Re-export the image from the PACS or scanner."
+        ) from exc
+    if kind == "raw" and not any(k in ds for k in ("SOPClassUID", "Modality", *_PIXEL_KEYWORDS)):
+        raise UnsupportedFormatError(
+            "This file is not DICOM (no 'DICM' marker and no SOP class, modality or pixels)."
+        )
+    return ds, notes
+
+
+def _ensure_transfer_syntax(ds: Dataset) -> list[str]:
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return []
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    implicit, little = ds.original_encoding
+    if little is False:
+        raise CorruptScanError(
+            "The file has no DICOM file meta header and is not little endian; it cannot be "
+            "read safely. Re-export it as a standard DICOM file."
+        )
+    pixel = ds.get("PixelData") if "PixelData" in ds else None
+    if pixel is not None and ds["PixelData"].is_undefined_length:
+        raise CorruptScanError(
+            "The file has compressed pixel data but no transfer syntax (file meta header "
+            "missing), so the codec is unknown. Re-export it as a standard DICOM file."
+        )
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    return [
+        "The file has no DICOM file meta header; it was read as "
+        f"{meta.TransferSyntaxUID.name} (sniffed). Prefer standard DICOM exports."
+    ]
+
+
+def _touch_header(ds: Dataset) -> None:
+    # pydicom converts values lazily; convert the ones medtl relies on now, so a damaged
+    # value fails here (as CorruptScanError) rather than later in arbitrary code.
+    for keyword in ("SOPClassUID", "Modality", "SeriesInstanceUID", "Rows", "Columns",
+                    "NumberOfFrames", "PhotometricInterpretation", "SamplesPerPixel",
+                    "BitsAllocated", "BitsStored", "PixelRepresentation"):
+        ds.get(keyword)
+
+
+# ---------------------------------------------------------------------- classification
+
+
+def non_image_reason(ds: Dataset) -> str | None:
+    """Return why ``ds`` is not an image (SOP class or missing pixel data), else ``None``."""
+    sop = str(ds.get("SOPClassUID", "") or "")
+    if "DirectoryRecordSequence" in ds:
+        return NON_IMAGE_SOP_CLASSES["1.2.840.10008.1.3.10"]
+    if sop in NON_IMAGE_SOP_CLASSES:
+        return NON_IMAGE_SOP_CLASSES[sop]
+    if sop.startswith(_SR_PREFIX):
+        return "structured report (SR)"
+    if sop.startswith(_PR_PREFIX):
+        return "presentation state"
+    if sop.startswith(_WAVEFORM_PREFIX):
+        return "waveform"
+    if not any(k in ds for k in _PIXEL_KEYWORDS):
+        return "DICOM object without pixel data"
+    return None
+
+
+def looks_truncated(ds: Dataset) -> bool:
+    """True when ``ds`` describes an image (image SOP class or Rows) but has no pixel data,
+    which usually means the file was cut short before its pixel data."""
+    if any(k in ds for k in _PIXEL_KEYWORDS):
+        return False
+    sop = str(ds.get("SOPClassUID", "") or "")
+    return "Rows" in ds or "Image Storage" in UID(sop).name if sop else "Rows" in ds
+
+
+def check_image(ds: Dataset, where: str = "The file") -> None:
+    """Raise :class:`NonImageObjectError` if ``ds`` is not an image.
+
+    Args:
+        ds: the dataset.
+        where: how to name the file in the message (``"File 3 of 10"``).
+    """
+    reason = non_image_reason(ds)
+    if reason is not None:
+        if looks_truncated(ds):
+            raise CorruptScanError(
+                f"{where} describes an image but holds no pixel data: it is probably truncated. "
+                "Copy or export the file again."
+            )
+        raise NonImageObjectError(
+            f"{where} is not an image but a {reason}. medtl loads CT, MR and radiograph "
+            "images; select the image series instead."
+        )
+
+
+def transfer_syntax(ds: Dataset) -> UID:
+    """Return the dataset's transfer syntax UID."""
+    return UID(str(ds.file_meta.TransferSyntaxUID))
+
+
+# ------------------------------------------------------------------------- decoding
+
+
+def _decoder_for(ds: Dataset, where: str) -> Any:
+    from pydicom.pixels import get_decoder
+
+    uid = transfer_syntax(ds)
+    packages = DECODER_PACKAGES.get(str(uid))
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError as exc:
+        if packages:
+            raise _missing(uid, packages, where) from exc
+        raise UnsupportedImageError(
+            f"{where} uses the transfer syntax {uid.name} ({uid}), which medtl cannot "
+            "decode. Re-export it uncompressed or as JPEG 2000 / JPEG-LS."
+        ) from exc
+    if not decoder.is_available:
+        raise _missing(uid, packages or ("python-gdcm",), where)
+    return decoder
+
+
+def _missing(uid: UID, packages: tuple[str, ...], where: str) -> MissingDecoderError:
+    pkgs = " ".join(packages)
+    return MissingDecoderError(
+        f"{where} is compressed with {uid.name} ({uid}) and no installed decoder handles it. "
+        f"Install one with: pip install {pkgs}"
+    )
+
+
+def _int(ds: Dataset, keyword: str, default: int) -> int:
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        return default
+    return int(value)
+
+
+def image_size(ds: Dataset, where: str = "The file") -> tuple[int, int, int, int]:
+    """Return ``(rows, columns, frames, samples per pixel)`` after sanity checks.
+
+    Raises:
+        CorruptScanError: impossible values.
+        ImageTooLargeError: larger than :data:`MAX_DECODED_BYTES` once decoded.
+    """
+    rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
+    frames = _int(ds, "NumberOfFrames", 1)
+    samples = _int(ds, "SamplesPerPixel", 1)
+    if rows <= 0 or cols <= 0 or frames <= 0 or samples not in (1, 3):
+        raise CorruptScanError(
+            f"{where} has an invalid image size (rows, columns, frames or samples per pixel). "
+            "The header is damaged; re-export the image."
+        )
+    if rows * cols * frames * 4 > MAX_DECODED_BYTES:
+        raise ImageTooLargeError(
+            f"{where} would decode to more than {MAX_DECODED_BYTES / 1024**3:.0f} GiB; it is "
+            "too large (or its header is damaged)."
+        )
+    return rows, cols, frames, samples
+
+
+def _check_native_length(ds: Dataset, where: str) -> None:
+    from pydicom.pixels.utils import get_expected_length
+
+    if "PixelData" not in ds:
+        return
+    expected = get_expected_length(ds, "bytes")
+    actual = len(ds.PixelData)
+    if actual < expected:
+        raise CorruptScanError(
+            f"{where} is truncated: its pixel data hold {actual} bytes where the image size "
+            f"needs {expected}. Copy or export the file again (the transfer was incomplete)."
+        )
+
+
+def _rescale_items(ds: Dataset, n_frames: int) -> list[tuple[float, float]] | None:
+    """Per-frame (slope, intercept) from functional groups, or ``None`` when absent."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    shared_item = _pvt(shared[0]) if shared else None
+    if per_frame is None and shared_item is None:
+        return None
+    out = []
+    for i in range(n_frames):
+        item = _pvt(per_frame[i]) if per_frame is not None and i < len(per_frame) else None
+        out.append(item or shared_item or (1.0, 0.0))
+    return out
+
+
+def _pvt(group: Dataset) -> tuple[float, float] | None:
+    seq = group.get("PixelValueTransformationSequence")
+    if not seq:
+        return None
+    item = seq[0]
+    if "RescaleSlope" not in item and "RescaleIntercept" not in item:
+        return None
+    return float(item.get("RescaleSlope", 1.0) or 1.0), float(item.get("RescaleIntercept", 0.0)
+                                                               or 0.0)
+
+
+def _stored_range(ds: Dataset) -> tuple[float, float]:
+    bits = _int(ds, "BitsStored", _int(ds, "BitsAllocated", 16))
+    if _int(ds, "PixelRepresentation", 0) == 1:
+        return float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    return 0.0, float(2**bits - 1)
+
+
+def _apply_modality(ds: Dataset, raw: np.ndarray, out: np.ndarray,
+                    ) -> tuple[float, float]:
+    """Write modality values of ``raw`` (frames, rows, cols) into ``out``; return the
+    modality-unit range representable by the bit depth (for MONOCHROME1 inversion)."""
+    lo, hi = _stored_range(ds)
+    n = raw.shape[0]
+    per_frame = _rescale_items(ds, n)
+    if per_frame is not None:
+        for i in range(n):
+            slope, intercept = per_frame[i]
+            _linear(raw[i], slope, intercept, out[i])
+        slope, intercept = per_frame[0]
+        return tuple(sorted((lo * slope + intercept, hi * slope + intercept)))  # type: ignore[return-value]
+    if "ModalityLUTSequence" in ds:
+        from pydicom.pixels import apply_modality_lut
+
+        out[...] = apply_modality_lut(raw, ds)
+        lut = np.asarray(ds.ModalityLUTSequence[0].LUTData, dtype=np.float64)
+        return float(lut.min()), float(lut.max())
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    _linear(raw, slope, intercept, out)
+    return tuple(sorted((lo * slope + intercept, hi * slope + intercept)))  # type: ignore[return-value]
+
+
+def _linear(raw: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> None:
+    if not (np.isfinite(slope) and np.isfinite(intercept)):
+        raise CorruptScanError("The rescale slope or intercept is not a finite number.")
+    np.copyto(out, raw, casting="unsafe")
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
+
+
+def _window(ds: Dataset) -> Window | None:
+    source: Dataset = ds
+    if "WindowCenter" not in ds:
+        for seq_name in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+            seq = ds.get(seq_name)
+            voi = seq[0].get("FrameVOILUTSequence") if seq else None
+            if voi:
+                source = voi[0]
+                break
+    center, width = source.get("WindowCenter"), source.get("WindowWidth")
+    if center is None or width is None:
+        return None
+    try:
+        c = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
+        w = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if not (np.isfinite(c) and np.isfinite(w)) or w <= 0:
+        return None
+    return Window(center=c, width=w, name="from file")
+
+
+def decode_frames(ds: Dataset, where: str = "The file", *,
+                  out: np.ndarray | None = None) -> DecodedFrames:
+    """Decode a dataset's pixels into modality units, MONOCHROME2, float32.
+
+    Args:
+        ds: an image dataset (see :func:`check_image`).
+        where: how to name the file in messages.
+        out: optional preallocated ``float32`` array ``(frames, rows, cols)`` to fill (saves
+            a copy when stacking a series).
+
+    Returns:
+        :class:`DecodedFrames` with ``frames`` of shape ``(frames, rows, cols)``.
+
+    Raises:
+        ScanError: a subclass only (missing decoder, corrupt or truncated data, palette
+            colour, too large).
+    """
+    try:
+        return _decode(ds, where, out)
+    except ScanError:
+        raise
+    except MemoryError as exc:
+        raise ImageTooLargeError(f"{where} is too large to decode in memory.") from exc
+    except Exception as exc:
+        raise CorruptScanError(
+            f"{where}: the pixel data could not be decoded ({type(exc).__name__}); the file is "
+            "probably damaged or truncated. Export it again."
+        ) from exc
+
+
+def _decode(ds: Dataset, where: str, out: np.ndarray | None) -> DecodedFrames:
+    check_image(ds, where)
+    rows, cols, n_frames, samples = image_size(ds, where)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "").strip().upper()
+    if photometric == "PALETTE COLOR":
+        raise UnsupportedImageError(
+            f"{where} is a PALETTE COLOR image: its values index a pseudo-colour palette and "
+            "are not measurements, so medtl does not load it. Export the greyscale original."
+        )
+    if photometric not in _COLOR and photometric not in ("MONOCHROME1", "MONOCHROME2", ""):
+        raise UnsupportedImageError(
+            f"{where} has an unsupported photometric interpretation; medtl loads greyscale "
+            "(MONOCHROME1/2) and RGB/YBR colour images."
+        )
+    decoder = _decoder_for(ds, where)
+    if decoder.is_native:
+        _check_native_length(ds, where)
+    raw, props = decoder.as_array(ds, as_rgb=True)
+    warnings: list[str] = []
+    color = samples == 3 or photometric in _COLOR
+    if color:
+        raw = raw.reshape((n_frames, rows, cols, 3))
+        result_pi = str(props.get("photometric_interpretation", photometric))
+        if result_pi.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            raw = convert_color_space(raw, result_pi, "RGB")
+        rgb = raw.astype(np.float32, copy=False)
+        luminance = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+        target = out if out is not None else np.empty((n_frames, rows, cols), np.float32)
+        target[...] = luminance
+        warnings.append(f"Colour ({photometric}) image converted to greyscale luminance "
+                        "(ITU-R BT.601).")
+        return DecodedFrames(target, _window(ds), warnings)
+    raw = raw.reshape((n_frames, rows, cols))
+    target = out if out is not None else np.empty((n_frames, rows, cols), np.float32)
+    lo, hi = _apply_modality(ds, raw, target)
+    window = _window(ds)
+    if photometric == "MONOCHROME1":
+        np.subtract(np.float32(lo + hi), target, out=target)
+        if window is not None:
+            window = Window(center=lo + hi - window.center, width=window.width, name=window.name)
+    if raw.dtype.kind == "f" and not np.all(np.isfinite(target)):
+        warnings.append("The image contains non-finite (NaN or infinite) pixel values.")
+    return DecodedFrames(target, window, warnings)

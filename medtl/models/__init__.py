@@ -1,1 +1,61 @@
-"""medtl.models."""
+"""medtl.models: backbone registry, the backbone contract, weight import, model packages.
+
+Re-exports only; see the submodules for details:
+:mod:`~medtl.models.registry`, :mod:`~medtl.models.backbones`, :mod:`~medtl.models.config`,
+:mod:`~medtl.models.heads`, :mod:`~medtl.models.weights`, :mod:`~medtl.models.importers`,
+:mod:`~medtl.models.package`.
+"""
+
+from medtl.models.backbones import Backbone
+from medtl.models.config import BackboneConfig, HeadConfig
+from medtl.models.heads import ClassifierHead
+from medtl.models.importers import FORMATS, import_weights, sniff_format
+from medtl.models.package import (
+    CardOperatingPoint,
+    ModelCard,
+    PackageError,
+    PackageInfo,
+    list_packages,
+    load_package,
+    read_card,
+    register_package,
+    resolve_package,
+    save_package,
+)
+from medtl.models.registry import (
+    build_backbone,
+    create_backbone,
+    describe_backbones,
+    list_backbones,
+    register_backbone,
+)
+from medtl.models.weights import LoadReport, WeightImportError, read_checkpoint, save_weights
+
+__all__ = [
+    "FORMATS",
+    "Backbone",
+    "BackboneConfig",
+    "CardOperatingPoint",
+    "ClassifierHead",
+    "HeadConfig",
+    "LoadReport",
+    "ModelCard",
+    "PackageError",
+    "PackageInfo",
+    "WeightImportError",
+    "build_backbone",
+    "create_backbone",
+    "describe_backbones",
+    "import_weights",
+    "list_backbones",
+    "list_packages",
+    "load_package",
+    "read_card",
+    "read_checkpoint",
+    "register_backbone",
+    "register_package",
+    "resolve_package",
+    "save_package",
+    "save_weights",
+    "sniff_format",
+]

@@ -1,0 +1,404 @@
+"""Model packages and the local package registry.
+
+A **model package** is a folder that inference needs nothing else to use::
+
+    weights.safetensors   the state dict (safetensors)
+    model.json            the model card (:class:`ModelCard`)
+    report.html           optional validation report
+
+The local registry keeps packages under ``MEDTL_HOME/models/<name>/<version>/``.
+
+Example:
+    >>> card = ModelCard(name="cxr-nodule", version="1.0.0")  # doctest: +SKIP
+    >>> save_package(model, card, "out/cxr-nodule")  # doctest: +SKIP
+    >>> model, card = load_package("out/cxr-nodule")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from safetensors.torch import load_file
+
+from medtl.models.backbones import Backbone
+from medtl.models.config import BackboneConfig
+from medtl.models.registry import build_backbone
+from medtl.models.weights import save_weights
+from medtl.paths import home_subdir
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "weights.safetensors"
+CARD_FILE = "model.json"
+REPORT_FILE = "report.html"
+CARD_SCHEMA_VERSION = 1
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class PackageError(RuntimeError):
+    """A model package is missing, incomplete, or does not match its card."""
+
+
+def software_versions() -> dict[str, str]:
+    """Return the medtl, torch and monai versions in use."""
+    import monai
+
+    try:
+        medtl_version = importlib_metadata.version("medtl")
+    except importlib_metadata.PackageNotFoundError:
+        from medtl import __version__ as medtl_version
+    return {"medtl": medtl_version, "torch": torch.__version__, "monai": monai.__version__}
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+class CardOperatingPoint(BaseModel):
+    """An operating point stored in the card.
+
+    Accepts :meth:`medtl.evaluation.OperatingPoint.to_dict` output directly
+    (sensitivity and specificity are then taken from its ``metrics``).
+
+    Attributes:
+        name: e.g. ``"youden"`` or ``"sensitivity_0.90"``.
+        threshold: probability threshold (``None`` when the goal was not reachable).
+        sensitivity: sensitivity at the threshold on the data it was chosen on.
+        specificity: specificity at the threshold.
+        goal: human-readable goal.
+        status: ``"reached"`` or ``"not reachable"``.
+        metrics: further counts and rates at the threshold.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    threshold: float | None
+    sensitivity: float | None = Field(None, ge=0.0, le=1.0)
+    specificity: float | None = Field(None, ge=0.0, le=1.0)
+    goal: str | None = None
+    status: str | None = None
+    metrics: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_evaluation(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
+            data = dict(data)
+            for key in ("sensitivity", "specificity"):
+                if data.get(key) is None:
+                    data[key] = data["metrics"].get(key)
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("threshold", "sensitivity", "specificity"):
+                if key in data:
+                    data[key] = _finite_or_none(data[key])
+        return data
+
+
+class ModelCard(BaseModel):
+    """The model card stored as ``model.json`` in a package.
+
+    Attributes:
+        schema_version: card format version.
+        name: package name (letters, digits, ``.``, ``_``, ``-``).
+        version: package version (same characters, e.g. ``1.0.0``).
+        created: creation time (UTC).
+        architecture: the backbone config; :func:`save_package` fills it from the model.
+        preprocessing: intensity/geometry preprocessing used in training.
+        labels: class names.
+        calibration: a calibrator's ``to_dict()`` (``None``: uncalibrated).
+        operating_points: named thresholds with sensitivity and specificity.
+        source_domain: domain of the pretrained weights (e.g. ``"MRI brain"``).
+        source_task: task of the pretrained weights.
+        target_domain: domain fine-tuned on (e.g. ``"CT chest"``).
+        target_task: task fine-tuned on (e.g. ``"nodule yes/no"``).
+        strategy: transfer strategy (``feature_extraction``, ``frozen``, ``staged``,
+            ``full``, ``scratch``).
+        data_hash: hash of the training manifest.
+        config_hash: hash of the resolved training config.
+        metrics: evaluation metrics.
+        intended_use: what the model is for, and for whom.
+        limitations: known limitations.
+        training: training details (epochs, optimiser, seed, hardware, ...).
+        versions: medtl/torch/monai versions that produced the package.
+        weights_sha256: SHA-256 of ``weights.safetensors`` (set by :func:`save_package`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = CARD_SCHEMA_VERSION
+    name: str = Field(pattern=_NAME)
+    version: str = Field("0.1.0", pattern=_NAME)
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    architecture: BackboneConfig | None = None
+    preprocessing: dict[str, Any] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+    operating_points: list[CardOperatingPoint] = Field(default_factory=list)
+    source_domain: str | None = None
+    source_task: str | None = None
+    target_domain: str | None = None
+    target_task: str | None = None
+    strategy: str | None = None
+    data_hash: str | None = None
+    config_hash: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    intended_use: str = ""
+    limitations: list[str] = Field(default_factory=list)
+    training: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=software_versions)
+    weights_sha256: str | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_schema(cls, value: int) -> int:
+        if value > CARD_SCHEMA_VERSION:
+            raise ValueError(
+                f"model card schema {value} is newer than this medtl ({CARD_SCHEMA_VERSION}); "
+                "upgrade medtl"
+            )
+        return value
+
+    @property
+    def ref(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_package(
+    model: Backbone,
+    card: ModelCard,
+    out_dir: str | Path,
+    report_html: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a model package folder.
+
+    The card's ``architecture`` is set from ``model.config`` (the truth the weights
+    need), its ``labels`` default to the config's, and ``weights_sha256`` is filled in.
+
+    Args:
+        model: the trained backbone.
+        card: the model card (not modified; a completed copy is written).
+        out_dir: destination folder (created).
+        report_html: optional validation report: a path to copy, or the HTML text.
+        overwrite: replace an existing package in ``out_dir``.
+
+    Returns:
+        The package folder.
+
+    Raises:
+        FileExistsError: ``out_dir`` already holds a package and ``overwrite`` is false.
+    """
+    out = Path(out_dir)
+    if (out / CARD_FILE).exists() and not overwrite:
+        raise FileExistsError(f"a model package already exists in {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    weights = save_weights(model, out / WEIGHTS_FILE, metadata={"medtl_package": card.ref})
+    update: dict[str, Any] = {
+        "architecture": model.config,
+        "weights_sha256": _sha256(weights),
+    }
+    if not card.labels and model.config.labels:
+        update["labels"] = list(model.config.labels)
+    if not card.preprocessing and model.config.preprocessing:
+        update["preprocessing"] = dict(model.config.preprocessing)
+    final = card.model_copy(update=update)
+    (out / CARD_FILE).write_text(final.model_dump_json(indent=2), encoding="utf-8")
+    report_path = out / REPORT_FILE
+    if isinstance(report_html, Path):
+        shutil.copyfile(report_html, report_path)
+    elif isinstance(report_html, str):
+        report_path.write_text(report_html, encoding="utf-8")
+    logger.info("saved model package %s", final.ref)
+    return out
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Read and validate ``model.json`` of a package folder.
+
+    Args:
+        path: the package folder.
+
+    Returns:
+        The card.
+
+    Raises:
+        PackageError: missing or invalid card.
+    """
+    card_path = Path(path) / CARD_FILE
+    if not card_path.is_file():
+        raise PackageError(f"no {CARD_FILE} in {Path(path).name}: not a model package")
+    try:
+        return ModelCard.model_validate_json(card_path.read_text(encoding="utf-8"))
+    except ValidationError as err:
+        raise PackageError(f"invalid {CARD_FILE} in {Path(path).name}: {err}") from err
+
+
+def load_package(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Backbone, ModelCard]:
+    """Load a model package: rebuild the backbone and load its weights strictly.
+
+    Args:
+        path: package folder, or a registry reference ``name`` / ``name@version``.
+        device: where to put the model.
+
+    Returns:
+        ``(model, card)``; the model is in eval mode.
+
+    Raises:
+        PackageError: missing files, checksum mismatch, or weights that do not fit.
+    """
+    folder = resolve_package(path)
+    card = read_card(folder)
+    if card.architecture is None:
+        raise PackageError(f"{card.ref}: the card has no architecture")
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise PackageError(f"{card.ref}: {WEIGHTS_FILE} is missing")
+    if card.weights_sha256 and _sha256(weights) != card.weights_sha256:
+        raise PackageError(f"{card.ref}: {WEIGHTS_FILE} does not match the card's checksum")
+    model = build_backbone(card.architecture)
+    state = load_file(str(weights), device="cpu")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise PackageError(f"{card.ref}: weights do not fit the architecture: {err}") from err
+    return model.to(device).eval(), card
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    """A registered package."""
+
+    name: str
+    version: str
+    path: Path
+    created: datetime
+    backbone: str | None
+
+    @property
+    def ref(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+
+def registry_root() -> Path:
+    """Return ``MEDTL_HOME/models`` (created)."""
+    return home_subdir("models")
+
+
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_]", version))
+
+
+def register_package(path: str | Path, overwrite: bool = False) -> str:
+    """Copy a package into the local registry.
+
+    Args:
+        path: package folder.
+        overwrite: replace an already registered ``name@version``.
+
+    Returns:
+        ``name@version``.
+
+    Raises:
+        PackageError: not a valid package. FileExistsError: already registered.
+    """
+    src = Path(path)
+    card = read_card(src)
+    if not (src / WEIGHTS_FILE).is_file():
+        raise PackageError(f"{card.ref}: {WEIGHTS_FILE} is missing")
+    if card.weights_sha256 and _sha256(src / WEIGHTS_FILE) != card.weights_sha256:
+        raise PackageError(f"{card.ref}: {WEIGHTS_FILE} does not match the card's checksum")
+    dest = registry_root() / card.name / card.version
+    if dest.exists() and not overwrite:
+        raise FileExistsError(f"{card.ref} is already registered")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Copy into a sibling temp folder, then rename: a crash never leaves half a package.
+    tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=dest.parent))
+    try:
+        for name in (WEIGHTS_FILE, CARD_FILE, REPORT_FILE):
+            if (src / name).is_file():
+                shutil.copyfile(src / name, tmp / name)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    logger.info("registered model package %s", card.ref)
+    return card.ref
+
+
+def list_packages() -> list[PackageInfo]:
+    """List registered packages, by name then version (oldest first)."""
+    infos = []
+    for card_path in registry_root().glob(f"*/*/{CARD_FILE}"):
+        try:
+            card = read_card(card_path.parent)
+        except PackageError as err:
+            logger.warning("skipping invalid registry entry: %s", err)
+            continue
+        infos.append(
+            PackageInfo(
+                name=card.name,
+                version=card.version,
+                path=card_path.parent,
+                created=card.created,
+                backbone=card.architecture.name if card.architecture else None,
+            )
+        )
+    return sorted(infos, key=lambda i: (i.name, _version_key(i.version)))
+
+
+def resolve_package(name_or_path: str | Path) -> Path:
+    """Find a package folder from a path, ``name@version`` or ``name`` (latest version).
+
+    Args:
+        name_or_path: an existing package folder, or a registry reference.
+
+    Returns:
+        The package folder.
+
+    Raises:
+        PackageError: nothing matches.
+    """
+    path = Path(name_or_path)
+    if path.is_dir() and (path / CARD_FILE).is_file():
+        return path
+    ref = str(name_or_path)
+    name, _, version = ref.partition("@")
+    if not re.match(_NAME, name) or (version and not re.match(_NAME, version)):
+        raise PackageError(f"{ref!r} is neither a model package folder nor a registry name")
+    matches = [
+        i for i in list_packages() if i.name == name and (not version or i.version == version)
+    ]
+    if not matches:
+        raise PackageError(f"no model package {ref!r} (folder or registered name)")
+    return matches[-1].path

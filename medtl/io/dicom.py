@@ -197,6 +197,11 @@ def read_with_notes(source: Path | bytes, *,
             f"The DICOM header is damaged and cannot be parsed ({type(exc).__name__}). "
             "Re-export the image from the PACS or scanner."
         ) from exc
+    if len(ds) == 0:
+        raise CorruptScanError(
+            "The DICOM file holds no readable data elements: it is truncated or damaged "
+            "(for example cut inside compressed pixel data). Copy or export it again."
+        )
     if kind == "raw" and not any(k in ds for k in ("SOPClassUID", "Modality", *_PIXEL_KEYWORDS)):
         raise UnsupportedFormatError(
             "This file is not DICOM (no 'DICM' marker and no SOP class, modality or pixels)."
@@ -416,8 +421,9 @@ def _apply_modality(ds: Dataset, raw: np.ndarray, out: np.ndarray,
         from pydicom.pixels import apply_modality_lut
 
         out[...] = apply_modality_lut(raw, ds)
-        lut = np.asarray(ds.ModalityLUTSequence[0].LUTData, dtype=np.float64)
-        return float(lut.min()), float(lut.max())
+        # The LUT outputs of the two ends of the stored range bound the inversion.
+        ends = apply_modality_lut(np.array([lo, hi]).astype(raw.dtype), ds)
+        return float(np.min(ends)), float(np.max(ends))
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
     _linear(raw, slope, intercept, out)
@@ -501,6 +507,14 @@ def _decode(ds: Dataset, where: str, out: np.ndarray | None) -> DecodedFrames:
             "(MONOCHROME1/2) and RGB/YBR colour images."
         )
     decoder = _decoder_for(ds, where)
+    if str(transfer_syntax(ds)) == "1.2.840.10008.1.2.4.51" and _int(ds, "BitsStored", 8) > 8:
+        # pydicom's permissive plugins (gdcm, pillow) refuse 12-bit JPEG Extended; only
+        # pylibjpeg-libjpeg (GPL, deliberately not a dependency) decodes it.
+        raise MissingDecoderError(
+            f"{where} is 12-bit JPEG Extended, which the installed decoders cannot read. "
+            "Re-export it uncompressed or losslessly compressed, or install "
+            "pip install pylibjpeg pylibjpeg-libjpeg (GPL-3.0 licence; check it suits you)."
+        )
     if decoder.is_native:
         _check_native_length(ds, where)
     raw, props = decoder.as_array(ds, as_rgb=True)

@@ -12,6 +12,8 @@ A small, documented toolkit other tests import to build DICOM objects from numpy
 * :func:`non_image` - SEG, SR, RTSTRUCT, KO or presentation state objects.
 * :func:`encode` - re-encode a dataset in any transfer syntax (native, deflated, RLE, JPEG
   baseline via Pillow, JPEG-LS, JPEG 2000).
+* :func:`gdcm_encode` - JPEG Lossless (process 14, SV1) and JPEG Extended, which pydicom
+  cannot encode, via python-gdcm.
 * :func:`to_bytes` / :func:`write` / :func:`write_series` - serialise (with or without preamble
   and file meta).
 
@@ -422,6 +424,54 @@ def encode(ds: Dataset, transfer_syntax: str, **kwargs: object) -> Dataset:
     else:
         out.compress(uid, generate_instance_uid=False, **kwargs)  # type: ignore[arg-type]
     return out
+
+
+_GDCM_SYNTAXES = {
+    "1.2.840.10008.1.2.4.57": "JPEGLosslessProcess14",
+    "1.2.840.10008.1.2.4.70": "JPEGLosslessProcess14_1",
+    "1.2.840.10008.1.2.4.51": "JPEGExtendedProcess2_4",
+    "1.2.840.10008.1.2.4.50": "JPEGBaselineProcess1",
+}
+
+
+def gdcm_encode(ds: Dataset, transfer_syntax: str) -> Dataset:
+    """Return a copy of ``ds`` compressed by python-gdcm (JPEG Lossless / Extended).
+
+    GDCM reads and writes files only, so this goes through a temporary folder.
+
+    Args:
+        ds: an uncompressed dataset from this factory.
+        transfer_syntax: one of JPEG Lossless (``.57``), JPEG Lossless SV1 (``.70``) or JPEG
+            Extended (``.51``).
+
+    Returns:
+        The compressed dataset, read back with pydicom.
+    """
+    import tempfile
+
+    import gdcm
+    import pydicom
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.dcm", Path(tmp) / "out.dcm"
+        src.write_bytes(to_bytes(ds))
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(src))
+        if not reader.Read():
+            raise RuntimeError("gdcm could not read the dataset")
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(
+            getattr(gdcm.TransferSyntax, _GDCM_SYNTAXES[str(transfer_syntax)])))
+        change.SetInput(reader.GetImage())
+        if not change.Change():
+            raise RuntimeError("gdcm could not encode the dataset")
+        writer = gdcm.ImageWriter()
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        writer.SetFileName(str(dst))
+        if not writer.Write():
+            raise RuntimeError("gdcm could not write the dataset")
+        return pydicom.dcmread(io.BytesIO(dst.read_bytes()))
 
 
 def to_bytes(ds: Dataset, *, preamble: bool = True, file_meta: bool = True) -> bytes:

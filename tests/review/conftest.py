@@ -1,0 +1,157 @@
+"""Fixtures of the review-store tests: a real SQLite file in tmp_path, a fake clock, users."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from argon2 import PasswordHasher
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from medtl.io.scan import Scan
+from medtl.review.auth import UserInfo
+from medtl.review.db import RetryPolicy
+from medtl.review.store import ReviewStore
+
+PASSWORD = "correct horse battery staple"
+#: PHI-shaped strings the no-PHI tests look for.
+PATIENT_NAME = "DOE^JANE"
+PATIENT_ID = "MRN-4417-2093"
+BIRTH_DATE = "19510704"
+
+
+class FakeClock:
+    """A settable UTC clock (the store asks it for ``now``)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.now = self.now + timedelta(**kwargs)
+        return self.now
+
+
+def fast_hasher() -> PasswordHasher:
+    """argon2id with tiny cost parameters: same code path, milliseconds per hash."""
+    return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "medtl_home"
+    monkeypatch.setenv("MEDTL_HOME", str(home))
+    monkeypatch.delenv("MEDTL_DATABASE_URL", raising=False)
+    return home
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "db" / "review.sqlite"
+
+
+@pytest.fixture
+def db_url(db_path: Path) -> str:
+    return f"sqlite:///{db_path}"
+
+
+def open_store(url: str, clock: FakeClock | None = None, **kwargs: object) -> ReviewStore:
+    """Open a store the way the app does, with test-friendly hashing and retries."""
+    kwargs.setdefault("hasher", fast_hasher())
+    kwargs.setdefault("retry", RetryPolicy(attempts=8, backoff_s=0.02, max_backoff_s=0.3))
+    kwargs.setdefault("pseudonym_key", b"k" * 32)
+    if clock is not None:
+        kwargs["clock"] = clock
+    return ReviewStore.open(url, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(db_url: str, clock: FakeClock) -> Iterator[ReviewStore]:
+    s = open_store(db_url, clock)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def users(store: ReviewStore) -> dict[str, UserInfo]:
+    """An admin, two clinicians and a researcher."""
+    out = {}
+    for name, role in (("root", "admin"), ("alice", "clinician"), ("bob", "clinician"),
+                       ("rita", "researcher")):
+        out[name] = store.accounts.add_user(name, PASSWORD, role)
+    return out
+
+
+def tiny_scan(modality: str = "DX", seed: int = 0) -> Scan:
+    """A 6x5 de-identified image (what load_scan returns, with pseudonymous meta)."""
+    rng = np.random.default_rng(seed)
+    return Scan(
+        array=rng.normal(size=(6, 5)).astype(np.float32),
+        spacing=(0.5, 0.5),
+        affine=np.eye(4),
+        modality=modality,
+        source_format="png",
+        meta={"patient_pseudonym": "PSN-0A1B2C3D4E"},
+    )
+
+
+def dicom_dataset(
+    patient_name: str = PATIENT_NAME, patient_id: str = PATIENT_ID
+) -> Dataset:
+    """A small CT slice with PHI-shaped patient fields, written with pydicom."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.preamble = b"\x00" * 128
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = BIRTH_DATE
+    ds.PatientSex = "F"
+    ds.StudyDate = "20240115"
+    ds.StudyTime = "101500"
+    ds.AccessionNumber = "ACC778899"
+    ds.InstitutionName = "St Example Hospital"
+    ds.ReferringPhysicianName = "House^Gregory"
+    ds.StudyID = "S1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.Modality = "CT"
+    ds.Manufacturer = "ACME"
+    ds.ImagePositionPatient = [0.0, 0.0, 0.0]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.PixelSpacing = [0.7, 0.7]
+    ds.SliceThickness = 2.5
+    ds.Rows, ds.Columns = 8, 8
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 1
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.PixelData = np.arange(64, dtype=np.int16).reshape(8, 8).tobytes()
+    return ds
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

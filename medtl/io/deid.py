@@ -61,9 +61,12 @@ from pydicom.tag import BaseTag
 
 from medtl.io.deid_tables import (
     BASIC_PROFILE,
+    BURN_RISK_MODALITIES,
+    DUMMY_BY_VR,
     FILE_META_PROFILE,
     KEPT_UIDS,
     RETAINED_PATIENT_CHARACTERISTICS,
+    SECONDARY_CAPTURE_PREFIX,
 )
 from medtl.io.errors import CorruptScanError
 from medtl.paths import home_subdir
@@ -78,27 +81,6 @@ DEID_METHOD = "medtl PS3.15 E.1 Basic Profile"
 _DICOM_ROOT = "1.2.840.10008."
 _MAX_AGE_YEARS = 90
 _AGE_RE = re.compile(r"^(\d{3})([DWMY])$")
-
-#: Modalities that commonly carry text burned into the pixels.
-BURN_RISK_MODALITIES: frozenset[str] = frozenset({"US", "OT", "XA", "ES", "SC", "XC", "DOC", "GM"})
-_SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
-
-_DUMMY_BY_VR: dict[str, Any] = {
-    "PN": "ANONYMOUS",
-    "LO": "ANONYMIZED",
-    "SH": "ANONYMIZED",
-    "LT": "ANONYMIZED",
-    "ST": "ANONYMIZED",
-    "UT": "ANONYMIZED",
-    "UC": "ANONYMIZED",
-    "CS": "ANONYMIZED",
-    "DA": "19000101",
-    "TM": "000000",
-    "DT": "19000101000000",
-    "IS": "0",
-    "DS": "0",
-}
-
 
 # --------------------------------------------------------------------------------- keys
 
@@ -235,7 +217,7 @@ def _apply(ds: Dataset, tag: BaseTag, action: str, ctx: _Context) -> None:
         elif elem.VR == "UI":
             _map_uid_element(elem, ctx)
         else:
-            elem.value = _DUMMY_BY_VR.get(elem.VR, elem.empty_value)
+            elem.value = DUMMY_BY_VR.get(elem.VR, elem.empty_value)
     elif action == "U":
         if elem.VR == "UI":
             _map_uid_element(elem, ctx)
@@ -459,7 +441,7 @@ def burned_in_status(ds: Dataset) -> tuple[str, bool]:
         return flag, False
     modality = str(ds.get("Modality", "") or "").strip().upper()
     sop_class = str(ds.get("SOPClassUID", "") or "")
-    risky = modality in BURN_RISK_MODALITIES or sop_class.startswith(_SECONDARY_CAPTURE_PREFIX)
+    risky = modality in BURN_RISK_MODALITIES or sop_class.startswith(SECONDARY_CAPTURE_PREFIX)
     return flag, risky
 
 
@@ -519,6 +501,24 @@ def safe_meta(ds: Dataset) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- writing
 
 
+def _read_dicom(path: Path, index: int, total: int) -> Dataset:
+    """Read a DICOM file, also without preamble/file meta; errors never name the file."""
+    problem: Exception | None = None
+    for force in (False, True):
+        try:
+            ds = pydicom.dcmread(path, force=force)
+        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as exc:
+            problem = exc
+            continue
+        if not force or "SOPClassUID" in ds:  # a forced read of junk has no SOP class
+            return ds
+    kind = type(problem).__name__ if problem is not None else "no SOP Class UID"
+    raise CorruptScanError(
+        f"Input file {index} of {total} is not a readable DICOM file ({kind}); "
+        "check it was exported as DICOM."
+    )
+
+
 def write_deidentified(
     source_paths: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -528,7 +528,8 @@ def write_deidentified(
     """Write de-identified copies of DICOM files.
 
     Output names are ``<pseudonymous SOPInstanceUID>.dcm`` (never the original names);
-    the 128-byte preamble is zeroed. Files are written in DICOM file format.
+    the 128-byte preamble is zeroed. Files are written in DICOM file format (part 10),
+    also for inputs that lacked a preamble or file meta.
 
     Args:
         source_paths: DICOM files to copy.
@@ -548,14 +549,16 @@ def write_deidentified(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for index, path in enumerate(paths, start=1):
-        try:
-            ds = pydicom.dcmread(path)
-        except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
-            raise CorruptScanError(
-                f"Input file {index} of {len(paths)} is not a readable DICOM file "
-                f"({type(exc).__name__}); check it was exported as DICOM."
-            ) from None
+        ds = _read_dicom(path, index, len(paths))
         clean = deidentify(ds, key=key, in_place=True)
+        if getattr(clean, "file_meta", None) is None:
+            clean.file_meta = FileMetaDataset()
+        if "TransferSyntaxUID" not in clean.file_meta:  # a bare dataset without file meta
+            clean.file_meta.TransferSyntaxUID = (
+                pydicom.uid.ImplicitVRLittleEndian
+                if clean.original_encoding[0]
+                else pydicom.uid.ExplicitVRLittleEndian
+            )
         name = str(clean.get("SOPInstanceUID", "") or "") or pseudonym(
             f"{index}:{path.name}", key=key, prefix="FILE"
         )

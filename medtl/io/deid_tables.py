@@ -67,6 +67,12 @@ BASIC_PROFILE: dict[str, str] = {
     "ConfidentialityConstraintOnPatientDataDescription": "X",
     "SourcePatientGroupIdentificationSequence": "X",
     "GroupOfPatientsIdentificationSequence": "X",
+    "PatientBirthDateInAlternativeCalendar": "X",
+    "PatientDeathDateInAlternativeCalendar": "X",
+    "PatientAlternativeCalendar": "X",
+    "EthnicGroupCodeSequence": "X",
+    "BreedRegistrationNumber": "X",
+    "PatientClinicalTrialParticipationSequence": "X",
     # --- visit / admission -------------------------------------------------------------
     "AdmissionID": "X",
     "IssuerOfAdmissionID": "X",
@@ -80,6 +86,10 @@ BASIC_PROFILE: dict[str, str] = {
     "ServiceEpisodeID": "X",
     "ServiceEpisodeDescription": "X",
     "IssuerOfServiceEpisodeID": "X",
+    "ReferencedVisitSequence": "X",
+    "VisitStatusID": "X",
+    "RouteOfAdmissions": "X",
+    "ReasonForVisitCodeSequence": "X",
     # --- study, order, request -----------------------------------------------------------
     "AccessionNumber": "Z",
     "IssuerOfAccessionNumberSequence": "X",
@@ -103,6 +113,11 @@ BASIC_PROFILE: dict[str, str] = {
     "ImagingServiceRequestComments": "X",
     "PlacerOrderNumberImagingServiceRequest": "Z",
     "FillerOrderNumberImagingServiceRequest": "Z",
+    "PlacerOrderNumberProcedure": "X",
+    "FillerOrderNumberProcedure": "X",
+    "OrderPlacerIdentifierSequence": "X",
+    "OrderFillerIdentifierSequence": "X",
+    "ScheduledProcedureStepID": "X",
     "OrderEnteredBy": "X",
     "OrderEntererLocation": "X",
     "OrderCallbackPhoneNumber": "X",
@@ -195,6 +210,8 @@ BASIC_PROFILE: dict[str, str] = {
     "SecondaryCaptureDeviceID": "X",
     "ModifyingDeviceID": "X",
     "ModifyingDeviceManufacturer": "X",
+    "ModifyingSystem": "X",
+    "SourceOfPreviousValues": "X",
     "DateOfLastCalibration": "X",
     "TimeOfLastCalibration": "X",
     "PersonName": "D",
@@ -231,6 +248,7 @@ BASIC_PROFILE: dict[str, str] = {
     "IdentifyingComments": "X",
     "TextComments": "X",
     "TextString": "X",
+    "TextValue": "X",
     "ImagePresentationComments": "X",
     "DerivationDescription": "X",
     "ContributionDescription": "X",
@@ -246,7 +264,17 @@ BASIC_PROFILE: dict[str, str] = {
     "ModifiedAttributesSequence": "X",
     "DataSetTrailingPadding": "X",
     "TimezoneOffsetFromUTC": "X",
+    # --- specimens (pathology, photographs) ----------------------------------------------
+    "ContainerIdentifier": "D",
+    "ContainerDescription": "X",
+    "SpecimenIdentifier": "D",
+    "SpecimenUID": "U",
+    "SpecimenShortDescription": "X",
+    "SpecimenDetailedDescription": "X",
+    "BarcodeValue": "X",
     # --- clinical trial attributes -------------------------------------------------------
+    "ClinicalTrialSeriesID": "X",
+    "ClinicalTrialSeriesDescription": "X",
     "ClinicalTrialSponsorName": "D",
     "ClinicalTrialProtocolID": "D",
     "ClinicalTrialProtocolName": "Z",
@@ -298,6 +326,28 @@ BASIC_PROFILE: dict[str, str] = {
     "SourceImageSequence": "K",
     "ReferencedSeriesSequence": "K",
 }
+
+#: Replacement values of the ``D`` action, by VR (other VRs get an empty value).
+DUMMY_BY_VR: dict[str, str] = {
+    "PN": "ANONYMOUS",
+    "LO": "ANONYMIZED",
+    "SH": "ANONYMIZED",
+    "LT": "ANONYMIZED",
+    "ST": "ANONYMIZED",
+    "UT": "ANONYMIZED",
+    "UC": "ANONYMIZED",
+    "CS": "ANONYMIZED",
+    "DA": "19000101",
+    "TM": "000000",
+    "DT": "19000101000000",
+    "IS": "0",
+    "DS": "0",
+}
+
+#: Modalities that commonly carry text burned into the pixels (see ``burned_in_status``).
+BURN_RISK_MODALITIES: frozenset[str] = frozenset({"US", "OT", "XA", "ES", "SC", "XC", "DOC", "GM"})
+#: Secondary Capture SOP classes (1.2.840.10008.5.1.4.1.1.7 and its .1-.4 variants).
+SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 
 #: File meta (group 0002) attributes; MediaStorageSOPInstanceUID follows SOPInstanceUID.
 FILE_META_PROFILE: dict[str, str] = {

@@ -320,3 +320,30 @@ def test_write_deidentified_refuses_non_dicom_without_naming_it(tmp_path) -> Non
     with pytest.raises(CorruptScanError) as err:
         write_deidentified([bad], tmp_path / "out", key=KEY)
     assert "DOE" not in str(err.value) and "1 of 1" in str(err.value)
+
+
+def test_write_deidentified_accepts_bare_datasets_without_preamble(tmp_path) -> None:
+    ds = make_ct()
+    del ds.file_meta
+    src = tmp_path / "bare.dcm"
+    ds.save_as(src, implicit_vr=True, little_endian=True)
+    assert src.read_bytes()[128:132] != b"DICM"
+    (written,) = write_deidentified([src], tmp_path / "out", key=KEY)
+    back = pydicom.dcmread(written)  # a proper part-10 file now
+    assert back.file_meta.MediaStorageSOPInstanceUID == back.SOPInstanceUID
+    assert back.PatientID == pseudonym("MRN-1234", key=KEY)
+    assert back.pixel_array.tolist() == np.arange(16).reshape(4, 4).tolist()
+
+
+def test_empty_and_dummy_actions_on_sequences_and_names() -> None:
+    ds = make_ct()
+    code = Dataset()
+    code.CodeValue = "12345"
+    code.CodingSchemeDesignator = "L"
+    ds.VerifyingObserverIdentificationCodeSequence = Sequence([code])  # Z
+    ds.PersonName = "SMITH^ANNA"  # D
+    ds.ContainerIdentifier = "BLOCK-A1-ROE"  # D
+    out = deidentify(ds, key=KEY)
+    assert len(out.VerifyingObserverIdentificationCodeSequence) == 0
+    assert out.PersonName == "ANONYMOUS"
+    assert out.ContainerIdentifier == "ANONYMIZED"

@@ -192,7 +192,7 @@ def operating_points(
     """
     y, s = check_binary(y_true, y_score)
     points = [
-        _point("youden", "max sensitivity + specificity - 1", y, s, youden_threshold(y, s)),
+        _point("youden", "max Youden J (sens + spec - 1)", y, s, youden_threshold(y, s)),
         _point(
             f"sensitivity_{sensitivity:.2f}",
             f"sensitivity >= {sensitivity:.2f}",

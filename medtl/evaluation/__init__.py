@@ -1,1 +1,147 @@
-"""medtl.evaluation."""
+"""medtl.evaluation: metrics, CIs, DeLong, calibration, transferability, transfer analysis.
+
+Submodules (import them directly for the full API):
+
+- ``metrics``: AUROC, AUPRC, threshold metrics, Wilson intervals;
+- ``operating_points``: Youden, sensitivity/specificity 0.90, PPV 0.80;
+- ``bootstrap``: patient-level stratified bootstrap CIs;
+- ``delong``: DeLong's test for correlated AUROCs (Sun & Xu fast algorithm);
+- ``calibration``: temperature/Platt/isotonic calibrators, ECE, MCE, Brier, NLL;
+- ``transferability``: LogME, H-score, LEEP, NCE, backbone ranking;
+- ``transfer_analysis``: learning curves and the transfer-vs-scratch verdict;
+- ``plots``: PNG figures (matplotlib, no pyplot).
+
+The names below are re-exported lazily, so ``import medtl.evaluation`` stays cheap and does
+not pull in scikit-learn or matplotlib until a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "auroc": "metrics",
+    "auprc": "metrics",
+    "threshold_metrics": "metrics",
+    "wilson_interval": "metrics",
+    "ThresholdMetrics": "metrics",
+    "OperatingPoint": "operating_points",
+    "operating_points": "operating_points",
+    "BootstrapCI": "bootstrap",
+    "bootstrap_ci": "bootstrap",
+    "bootstrap_difference": "bootstrap",
+    "bootstrap_threshold_metrics": "bootstrap",
+    "DeLongResult": "delong",
+    "delong_test": "delong",
+    "TemperatureScaler": "calibration",
+    "PlattScaler": "calibration",
+    "IsotonicCalibrator": "calibration",
+    "calibrator_from_dict": "calibration",
+    "expected_calibration_error": "calibration",
+    "maximum_calibration_error": "calibration",
+    "brier_score": "calibration",
+    "negative_log_likelihood": "calibration",
+    "reliability_curve": "calibration",
+    "calibration_table": "calibration",
+    "logme": "transferability",
+    "h_score": "transferability",
+    "leep": "transferability",
+    "nce": "transferability",
+    "rank_backbones": "transferability",
+    "kendall_tau": "transferability",
+    "LearningCurvePoint": "transfer_analysis",
+    "sample_efficiency_table": "transfer_analysis",
+    "TransferVerdict": "transfer_analysis",
+    "transfer_verdict": "transfer_analysis",
+}
+
+__all__ = [
+    "BootstrapCI",
+    "DeLongResult",
+    "IsotonicCalibrator",
+    "LearningCurvePoint",
+    "OperatingPoint",
+    "PlattScaler",
+    "TemperatureScaler",
+    "ThresholdMetrics",
+    "TransferVerdict",
+    "auprc",
+    "auroc",
+    "bootstrap_ci",
+    "bootstrap_difference",
+    "bootstrap_threshold_metrics",
+    "brier_score",
+    "calibration_table",
+    "calibrator_from_dict",
+    "delong_test",
+    "expected_calibration_error",
+    "h_score",
+    "kendall_tau",
+    "leep",
+    "logme",
+    "maximum_calibration_error",
+    "nce",
+    "negative_log_likelihood",
+    "operating_points",
+    "rank_backbones",
+    "reliability_curve",
+    "sample_efficiency_table",
+    "threshold_metrics",
+    "transfer_verdict",
+    "wilson_interval",
+]
+
+if TYPE_CHECKING:
+    from medtl.evaluation.bootstrap import (
+        BootstrapCI,
+        bootstrap_ci,
+        bootstrap_difference,
+        bootstrap_threshold_metrics,
+    )
+    from medtl.evaluation.calibration import (
+        IsotonicCalibrator,
+        PlattScaler,
+        TemperatureScaler,
+        brier_score,
+        calibration_table,
+        calibrator_from_dict,
+        expected_calibration_error,
+        maximum_calibration_error,
+        negative_log_likelihood,
+        reliability_curve,
+    )
+    from medtl.evaluation.delong import DeLongResult, delong_test
+    from medtl.evaluation.metrics import (
+        ThresholdMetrics,
+        auprc,
+        auroc,
+        threshold_metrics,
+        wilson_interval,
+    )
+    from medtl.evaluation.operating_points import OperatingPoint, operating_points
+    from medtl.evaluation.transfer_analysis import (
+        LearningCurvePoint,
+        TransferVerdict,
+        sample_efficiency_table,
+        transfer_verdict,
+    )
+    from medtl.evaluation.transferability import (
+        h_score,
+        kendall_tau,
+        leep,
+        logme,
+        nce,
+        rank_backbones,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medtl.evaluation' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"medtl.evaluation.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

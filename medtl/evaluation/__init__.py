@@ -11,6 +11,8 @@ Submodules (import them directly for the full API):
 - ``transfer_analysis``: learning curves and the transfer-vs-scratch verdict;
 - ``plots``: PNG figures (matplotlib, no pyplot).
 
+The function ``operating_points`` is not re-exported here because the package attribute
+of that name is the submodule; use ``medtl.evaluation.operating_points.operating_points``.
 The names below are re-exported lazily, so ``import medtl.evaluation`` stays cheap and does
 not pull in scikit-learn or matplotlib until a name is used.
 """
@@ -27,7 +29,6 @@ _EXPORTS = {
     "wilson_interval": "metrics",
     "ThresholdMetrics": "metrics",
     "OperatingPoint": "operating_points",
-    "operating_points": "operating_points",
     "BootstrapCI": "bootstrap",
     "bootstrap_ci": "bootstrap",
     "bootstrap_difference": "bootstrap",
@@ -83,7 +84,6 @@ __all__ = [
     "maximum_calibration_error",
     "nce",
     "negative_log_likelihood",
-    "operating_points",
     "rank_backbones",
     "reliability_curve",
     "sample_efficiency_table",
@@ -119,7 +119,7 @@ if TYPE_CHECKING:
         threshold_metrics,
         wilson_interval,
     )
-    from medtl.evaluation.operating_points import OperatingPoint, operating_points
+    from medtl.evaluation.operating_points import OperatingPoint
     from medtl.evaluation.transfer_analysis import (
         LearningCurvePoint,
         TransferVerdict,

@@ -271,9 +271,11 @@ def _bundle_warnings(model: Backbone, meta: dict[str, Any]) -> list[str]:
     target = str(net.get("_target_", "")).rsplit(".", 1)[-1].lower()
     if target and model.family not in target:
         warnings.append(f"bundle network is {net.get('_target_')}, model is {model.config.name}")
-    for key, ours in (("spatial_dims", model.config.spatial_dims),
-                      ("in_channels", model.config.in_channels),
-                      ("n_input_channels", model.config.in_channels)):
+    for key, ours in (
+        ("spatial_dims", model.config.spatial_dims),
+        ("in_channels", model.config.in_channels),
+        ("n_input_channels", model.config.in_channels),
+    ):
         if key in net and isinstance(net[key], int) and net[key] != ours:
             warnings.append(f"bundle network {key}={net[key]}, model has {ours}")
     return warnings

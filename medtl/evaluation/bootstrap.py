@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +29,18 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from medtl.evaluation.metrics import auprc, auroc_fast, check_binary, threshold_metrics
+from medtl.evaluation.operating_points import (
+    OperatingPoint,
+    apply_operating_points,
+    operating_points,
+)
 
 __all__ = [
     "BootstrapCI",
     "bootstrap_ci",
     "bootstrap_difference",
     "bootstrap_threshold_metrics",
+    "metrics_with_ci",
     "resample_weights",
 ]
 
@@ -158,6 +164,27 @@ def _weighted_auroc(y: NDArray, s: NDArray, w: NDArray) -> NDArray[np.float64]:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+def _weighted_auprc(y: NDArray, s: NDArray, w: NDArray) -> NDArray[np.float64]:
+    """Average precision of each weighted replicate, as scikit-learn computes it.
+
+    AP = sum over distinct thresholds (descending) of recall increment x precision; tied
+    scores form one threshold. NaN where a replicate has no positive.
+    """
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(s_sorted)) + 1))
+    pos = y[order].astype(bool)
+    ws = w[:, order].astype(np.float64)
+    tp = np.cumsum(np.add.reduceat(np.where(pos, ws, 0.0), starts, axis=1), axis=1)
+    fp = np.cumsum(np.add.reduceat(np.where(pos, 0.0, ws), starts, axis=1), axis=1)
+    n_pos = tp[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
+        d_recall = np.diff(tp, axis=1, prepend=0.0) / n_pos
+        ap = np.sum(d_recall * precision, axis=1)
+    return np.where(n_pos[:, 0] > 0, ap, np.nan)
+
+
 def _metric_fn(metric: Metric) -> Callable[[NDArray, NDArray], float]:
     if callable(metric):
         return metric
@@ -170,6 +197,8 @@ def _metric_fn(metric: Metric) -> Callable[[NDArray, NDArray], float]:
 def _replicates(y: NDArray, s: NDArray, metric: Metric, weights: NDArray) -> NDArray[np.float64]:
     if metric == "auroc":
         return _weighted_auroc(y, s, weights)
+    if metric == "auprc":
+        return _weighted_auprc(y, s, weights)
     fn = _metric_fn(metric)
     out = np.empty(weights.shape[0])
     base = np.arange(y.size)
@@ -220,7 +249,7 @@ def bootstrap_ci(
     Args:
         y_true: 0/1 labels per image.
         y_score: scores per image.
-        metric: ``"auroc"`` (vectorised), ``"auprc"``, or a callable ``f(y, s) -> float``
+        metric: ``"auroc"`` or ``"auprc"`` (both vectorised), or a callable ``f(y, s) -> float``
             that raises ``ValueError`` (or returns NaN) when undefined on a replicate.
         patient_ids: patient per image; ``None`` = one image per patient.
         n_resamples: number of replicates.
@@ -358,4 +387,68 @@ def bootstrap_threshold_metrics(
     return {
         name: _summarise(getattr(full, name), np.concatenate(vals), confidence, n_resamples)
         for name, vals in reps.items()
+    }
+
+
+def metrics_with_ci(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    patient_ids: ArrayLike | None = None,
+    points: Mapping[str, OperatingPoint] | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """AUROC and AUPRC with CIs, and the operating points with CIs of their rates.
+
+    All intervals come from the same stratified patient-level replicates (same ``seed``).
+
+    Args:
+        y_true: 0/1 labels per image (e.g. the test split).
+        y_score: scores per image.
+        patient_ids: patient per image, or ``None``.
+        points: operating points chosen on another split (recommended: validation); when
+            ``None`` they are chosen on this data, which flatters them (noted in the result).
+        n_resamples: bootstrap replicates.
+        confidence: two-sided level.
+        seed: random seed.
+
+    Returns:
+        JSON-ready dict with ``n_images``, ``n_patients``, ``n_positive``, ``auroc`` and
+        ``auprc`` (each a :meth:`BootstrapCI.to_dict`), ``thresholds_chosen_on``
+        (``"this data"`` or ``"other data"``) and ``operating_points``: name -> the
+        :meth:`OperatingPoint.to_dict` fields plus ``ci`` (rate -> CI dict; empty when the
+        point is not reachable).
+    """
+    y, s = check_binary(y_true, y_score)
+    kw: dict[str, Any] = {
+        "patient_ids": patient_ids,
+        "n_resamples": n_resamples,
+        "confidence": confidence,
+        "seed": seed,
+    }
+    chosen_here = points is None
+    pts = operating_points(y, s) if points is None else apply_operating_points(y, s, points)
+    ops: dict[str, Any] = {}
+    for name, p in pts.items():
+        entry = p.to_dict()
+        entry["ci"] = (
+            {}
+            if p.threshold is None
+            else {
+                k: v.to_dict()
+                for k, v in bootstrap_threshold_metrics(y, s, p.threshold, **kw).items()
+            }
+        )
+        ops[name] = entry
+    n_patients = y.size if patient_ids is None else int(np.unique(np.asarray(patient_ids)).size)
+    return {
+        "n_images": int(y.size),
+        "n_patients": n_patients,
+        "n_positive": int(y.sum()),
+        "auroc": bootstrap_ci(y, s, "auroc", **kw).to_dict(),
+        "auprc": bootstrap_ci(y, s, "auprc", **kw).to_dict(),
+        "thresholds_chosen_on": "this data" if chosen_here else "other data",
+        "operating_points": ops,
     }

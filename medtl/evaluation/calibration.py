@@ -27,6 +27,7 @@ percentiles of the confidences.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -52,6 +53,7 @@ __all__ = [
     "reliability_curve",
 ]
 
+logger = logging.getLogger(__name__)
 Strategy = Literal["uniform", "quantile"]
 _EPS = 1e-12
 
@@ -138,6 +140,11 @@ class TemperatureScaler(_Calibrator):
             options={"xatol": 1e-7},
         )
         self.temperature_ = float(math.exp(res.x))
+        if min(abs(res.x - lo), abs(res.x - hi)) < 1e-3:
+            # e.g. perfectly separated calibration data drives T to 0
+            logger.warning(
+                "temperature %.4g is at the search bound %s", self.temperature_, self.bounds
+            )
         self.n_classes_ = k
         self.nll_ = float(res.fun)
         self.fitted_ = True

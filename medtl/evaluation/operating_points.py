@@ -20,6 +20,7 @@ know which split they see.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from medtl.evaluation.metrics import ThresholdMetrics, check_binary, threshold_m
 
 __all__ = [
     "OperatingPoint",
+    "apply_operating_points",
     "describe",
     "operating_points",
     "threshold_for_ppv",
@@ -210,6 +212,27 @@ def operating_points(
         _point(f"ppv_{ppv:.2f}", f"PPV >= {ppv:.2f}", y, s, threshold_for_ppv(y, s, ppv)),
     ]
     return {p.name: p for p in points}
+
+
+def apply_operating_points(
+    y_true: ArrayLike, y_score: ArrayLike, points: Mapping[str, OperatingPoint]
+) -> dict[str, OperatingPoint]:
+    """Evaluate thresholds chosen elsewhere (e.g. on the validation split) on new data.
+
+    The threshold of each point is kept; only its metrics are recomputed, so the test-set
+    sensitivity of the ``sensitivity_0.90`` point may fall below 0.90. Points that were not
+    reachable stay not reachable.
+
+    Args:
+        y_true: 0/1 labels of the evaluation data (e.g. the test split).
+        y_score: scores of the evaluation data.
+        points: operating points from :func:`operating_points` on the selection data.
+
+    Returns:
+        Dict ``name -> OperatingPoint`` with the same names, goals and thresholds.
+    """
+    y, s = check_binary(y_true, y_score)
+    return {name: _point(p.name, p.goal, y, s, p.threshold) for name, p in points.items()}
 
 
 def describe(point: OperatingPoint) -> str:

@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 from scipy.stats import norm
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from medtl.evaluation.bootstrap import (
     bootstrap_ci,
     bootstrap_difference,
     bootstrap_threshold_metrics,
+    metrics_with_ci,
     resample_weights,
 )
 from medtl.evaluation.delong import delong_ci, delong_covariance, delong_test
@@ -34,6 +35,10 @@ def test_weighted_auroc_matches_sklearn_on_duplicated_sample():
     for w, rep in zip(weights, ci.replicates, strict=True):
         idx = np.repeat(np.arange(y.size), w)
         assert rep == pytest.approx(roc_auc_score(y[idx], s[idx]), abs=1e-12)
+    ap = bootstrap_ci(y, s, metric="auprc", n_resamples=5, seed=3)
+    for w, rep in zip(weights, ap.replicates, strict=True):
+        idx = np.repeat(np.arange(y.size), w)
+        assert rep == pytest.approx(average_precision_score(y[idx], s[idx]), abs=1e-12)
     # the generic (callable) path sees the same replicates
     ci2 = bootstrap_ci(y, s, metric=lambda a, b: roc_auc_score(a, b), n_resamples=5, seed=3)
     np.testing.assert_allclose(ci2.replicates, ci.replicates, atol=1e-12)
@@ -175,3 +180,26 @@ def test_delong_identical_models_p_is_one_and_small_input_rejected():
     assert delong_test(y, s, 2 * s).p_value == 1.0
     with pytest.raises(ValueError, match="two positive"):
         delong_test([0, 1, 0], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+
+
+def test_metrics_with_ci_summary():
+    import json
+
+    from medtl.evaluation.operating_points import operating_points
+
+    rng = np.random.default_rng(4)
+    y, s = binormal(rng, 80, 120, 1.5)
+    pid = np.arange(y.size) // 2  # two images per patient
+    pid = np.where(y == 1, pid, pid + 1000)  # keep each patient's images in one class
+    val = operating_points(*binormal(rng, 80, 120, 1.5))
+    out = metrics_with_ci(y, s, patient_ids=pid, points=val, n_resamples=200, seed=1)
+    json.dumps(out)  # JSON-ready (NaN allowed by json)
+    assert out["n_images"] == 200 and out["n_patients"] == 100 and out["n_positive"] == 80
+    assert out["thresholds_chosen_on"] == "other data"
+    assert out["auroc"] == bootstrap_ci(y, s, patient_ids=pid, n_resamples=200, seed=1).to_dict()
+    sens = out["operating_points"]["sensitivity_0.90"]
+    assert sens["threshold"] == val["sensitivity_0.90"].threshold
+    ci = sens["ci"]["sensitivity"]
+    assert ci["lower"] <= sens["metrics"]["sensitivity"] <= ci["upper"]
+    same = metrics_with_ci(y, s, n_resamples=50)
+    assert same["thresholds_chosen_on"] == "this data" and same["n_patients"] == 200

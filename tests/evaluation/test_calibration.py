@@ -179,3 +179,11 @@ def test_calibration_table_rows():
     for r in rows:
         assert r["change"] == pytest.approx(r["after"] - r["before"])
         assert r["after"] < r["before"]
+
+
+def test_temperature_at_bound_is_logged(caplog):
+    z = np.array([-3.0, -2.0, 2.0, 3.0])  # perfectly separated: NLL falls as T -> 0
+    with caplog.at_level("WARNING", logger="medtl.evaluation.calibration"):
+        ts = TemperatureScaler().fit(z, [0, 0, 1, 1])
+    assert ts.temperature_ == pytest.approx(0.01, rel=0.01)
+    assert "search bound" in caplog.text

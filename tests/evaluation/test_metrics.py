@@ -23,6 +23,7 @@ from medtl.evaluation.metrics import (
     wilson_interval,
 )
 from medtl.evaluation.operating_points import (
+    apply_operating_points,
     describe,
     operating_points,
     threshold_for_ppv,
@@ -133,3 +134,17 @@ def test_ppv_not_reachable():
     assert not p.reachable and p.status == "not reachable" and p.metrics is None
     assert describe(p) == "PPV >= 0.80: not reachable"
     assert p.to_dict()["status"] == "not reachable"
+
+
+def test_apply_operating_points_keeps_validation_thresholds():
+    rng = np.random.default_rng(3)
+    y_val = rng.integers(0, 2, 200)
+    s_val = rng.normal(size=200) + 1.5 * y_val
+    y_test = rng.integers(0, 2, 150)
+    s_test = rng.normal(size=150) + 1.5 * y_test
+    val = operating_points(y_val, s_val)
+    test = apply_operating_points(y_test, s_test, val)
+    assert list(test) == list(val)
+    for name in val:
+        assert test[name].threshold == val[name].threshold
+        assert test[name].metrics == threshold_metrics(y_test, s_test, val[name].threshold)

@@ -5,8 +5,8 @@ resample, normalise) runs once per item and is cached, in memory (MONAI ``CacheD
 on disk (MONAI ``PersistentDataset``, keyed by the item, the content hash of the files it
 names and the transform configuration); the *random* part (augmentation) runs after the
 cache on every access. MONAI caches up to the first transform that is randomizable or not
-a MONAI ``Transform``; wrapping our two halves in ``Lambda``/``RandLambda`` makes that split
-exactly the one asked for, whatever callables the caller passes.
+a MONAI ``Transform``; wrapping our two halves in ``CachedStage``/``RandomStage`` makes that
+split exactly the one asked for, whatever callables the caller passes.
 
 :func:`make_dataloader` always uses a ``DistributedSampler`` (with one replica on a single
 process), so the sample order is a function of (seed, epoch) only: a resumed run and a DDP
@@ -19,12 +19,13 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
 from medtl.training.config import TrainingConfig
@@ -159,13 +160,15 @@ def cached_dataset(
     """
     from monai.data import CacheDataset, PersistentDataset
     from monai.data import Dataset as MonaiDataset
-    from monai.transforms import Compose, Lambda, RandLambda
+    from monai.transforms import Compose
+
+    from medtl.training._transforms import CachedStage, RandomStage
 
     stages: list[Any] = []
     if deterministic_transform is not None:
-        stages.append(Lambda(deterministic_transform))
+        stages.append(CachedStage(deterministic_transform))
     if random_transform is not None:
-        stages.append(RandLambda(random_transform))
+        stages.append(RandomStage(random_transform))
     pipeline = Compose(stages) if stages else None
     data = list(items)
     if cache == "none":
@@ -192,10 +195,18 @@ def cached_dataset(
     raise ValueError(f"unknown cache mode {cache!r}")
 
 
-def _collate() -> Callable[[list[Any]], Any]:
-    from monai.data.utils import list_data_collate  # handles MetaTensor and patch lists
+def collate(batch: list[Any]) -> Any:
+    """Collate samples: MONAI's ``list_data_collate`` when MONAI is in use, else torch's.
 
-    return list_data_collate
+    MONAI's collate handles MetaTensors and the sample lists of patch transforms; it is
+    only used when MONAI is already imported (as it is for MONAI datasets), because
+    importing MONAI costs seconds at start-up in every worker and DDP process.
+    """
+    if "monai" in sys.modules:
+        from monai.data.utils import list_data_collate
+
+        return list_data_collate(batch)
+    return default_collate(batch)
 
 
 def make_dataloader(
@@ -251,7 +262,7 @@ def make_dataloader(
         num_workers=workers,
         pin_memory=pin,
         drop_last=cfg.drop_last and train,
-        collate_fn=_collate(),
+        collate_fn=collate,
         generator=make_generator(cfg.seed + rank),
         **extra,
     )
@@ -279,7 +290,7 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     seed = (base + 7919 * (epoch + 1)) % (2**63 - 1)
     if loader.generator is not None:
         loader.generator.manual_seed(seed)
-    if loader.num_workers == 0:
+    if loader.num_workers == 0 and "monai" in sys.modules:  # only MONAI transforms need it
         seed_transforms(loader.dataset, seed)
 
 

@@ -1,0 +1,159 @@
+"""``medtl users ...`` and ``medtl reviews ...``: the review store's command line.
+
+``app`` holds two command groups, ``users`` and ``reviews``; ``medtl``'s main app adds it
+with ``app.add_typer(medtl.review.cli.app)`` (no name: the groups appear at top level).
+Commands run as the local operator on the server (recorded as such in the audit log).
+
+Passwords are never command-line arguments (they would show in process lists and shell
+history): ``users add`` prompts twice, or reads one line from standard input with
+``--password-stdin``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Review store: accounts and exports.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+users_app = typer.Typer(help="Manage local accounts of the clinician app.",
+                        no_args_is_help=True)
+reviews_app = typer.Typer(help="Export clinicians' reviews.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(reviews_app, name="reviews")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="SQLAlchemy URL (default: $MEDTL_DATABASE_URL or MEDTL_HOME)."),
+]
+
+
+def _open(db: str | None):  # type: ignore[no-untyped-def]
+    from medtl.review.store import ReviewStore
+
+    return ReviewStore.open(db)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="Sign-in name (letters, digits, . _ -).")],
+    role: Annotated[str, typer.Option("--role", help="clinician, researcher or admin.")] = (
+        "clinician"),
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Create an account (the password is prompted for, or read from stdin)."""
+    from medtl.review.db import ReviewStoreError
+
+    password = _read_password(password_stdin)
+    try:
+        with _open(db) as store:
+            user = store.accounts.add_user(username, password, role)
+    except ReviewStoreError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"created {user.role} account {user.username!r}")
+
+
+@users_app.command("list")
+def users_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    db: DbOption = None,
+) -> None:
+    """List accounts with role and status."""
+    from medtl.review.db import ReviewStoreError
+
+    try:
+        with _open(db) as store:
+            users = store.accounts.list_users()
+    except ReviewStoreError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([{"username": u.username, "role": u.role, "active": u.active,
+                                "created_at": u.created_at.isoformat()} for u in users],
+                              indent=2))
+        return
+    for u in users:
+        typer.echo(f"{u.username:<24} {u.role:<11} {'active' if u.active else 'disabled'}")
+
+
+@users_app.command("set-role")
+def users_set_role(
+    username: Annotated[str, typer.Argument(help="Account name.")],
+    role: Annotated[str, typer.Argument(help="clinician, researcher or admin.")],
+    db: DbOption = None,
+) -> None:
+    """Change an account's role."""
+    from medtl.review.db import ReviewStoreError
+
+    try:
+        with _open(db) as store:
+            user = store.accounts.set_role(username, role)
+    except ReviewStoreError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{user.username!r} is now {user.role}")
+
+
+@users_app.command("disable")
+def users_disable(
+    username: Annotated[str, typer.Argument(help="Account name.")],
+    db: DbOption = None,
+) -> None:
+    """Disable an account and end its sessions (accounts are never deleted)."""
+    _set_active(username, False, db)
+
+
+@users_app.command("enable")
+def users_enable(
+    username: Annotated[str, typer.Argument(help="Account name.")],
+    db: DbOption = None,
+) -> None:
+    """Re-enable a disabled account."""
+    _set_active(username, True, db)
+
+
+def _set_active(username: str, active: bool, db: str | None) -> None:
+    from medtl.review.db import ReviewStoreError
+
+    try:
+        with _open(db) as store:
+            user = store.accounts.set_active(username, active)
+    except ReviewStoreError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{user.username!r} {'enabled' if active else 'disabled'}")
+
+
+@reviews_app.command("export")
+def reviews_export(
+    out: Annotated[Path, typer.Argument(help="CSV file to write.")],
+    no_comments: Annotated[
+        bool, typer.Option("--no-comments", help="Leave the free-text comment column empty.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Export every review as CSV (columns: data_schemas/review_export.schema.json)."""
+    from medtl.review.db import ReviewStoreError
+
+    try:
+        with _open(db) as store:
+            n = store.export_reviews_csv(None, out, include_comments=not no_comments)
+    except (ReviewStoreError, OSError) as exc:
+        raise _fail(exc) from None
+    typer.echo(f"wrote {n} reviews to {out}")

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 Metric = str | Callable[[NDArray, NDArray], float]
 _CHUNK = 128
+_BLOCK_WEIGHTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def resample_weights(
     n_resamples: int = 1000,
     stratified: bool = True,
     seed: int = 0,
-    chunk: int = _CHUNK,
+    chunk: int | None = None,
 ) -> Iterator[NDArray[np.int64]]:
     """Yield bootstrap replicates as per-image draw counts, ``chunk`` replicates at a time.
 
@@ -119,7 +120,9 @@ def resample_weights(
         n_resamples: total number of replicates.
         stratified: resample positive and negative patients separately.
         seed: seed of ``numpy.random.default_rng``.
-        chunk: replicates per yielded block.
+        chunk: replicates per yielded block; by default up to 128, fewer for large data so a
+            block stays near 4 million weights. The replicates depend on the block size, so
+            for given data and seed they are identical across calls with the default.
 
     Yields:
         Integer arrays of shape ``(k, n_images)``, ``k <= chunk``; row ``b`` says how many
@@ -136,6 +139,8 @@ def resample_weights(
         else [np.arange(n_patients)]
     )
     strata = [s for s in strata if s.size]
+    if chunk is None:
+        chunk = max(1, min(_CHUNK, _BLOCK_WEIGHTS // max(y.size, 1)))
     rng = np.random.default_rng(seed)
     done = 0
     while done < n_resamples:

@@ -128,6 +128,18 @@ class SampleEfficiency:
     curves: dict[str, list[tuple[float, float, float, float]]]
     sentences: list[str]
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; curves become lists of ``{fraction, mean, lower, upper}``."""
+        return {
+            "metric": self.metric,
+            "rows": [dict(r) for r in self.rows],
+            "curves": {
+                s: [dict(zip(("fraction", "mean", "lower", "upper"), c, strict=True)) for c in cv]
+                for s, cv in self.curves.items()
+            },
+            "sentences": list(self.sentences),
+        }
+
 
 def sample_efficiency_table(
     points: Iterable[LearningCurvePoint],

@@ -59,6 +59,9 @@ def test_sample_efficiency_table_rows_and_sentences():
     assert "matches or exceeds scratch with 100% of labels from 50% of labels" in se.sentences[-1]
     assert set(se.curves) == {"full", "scratch"}
     assert [c[0] for c in se.curves["scratch"]] == [0.1, 0.5, 1.0]
+    d = se.to_dict()
+    assert d["curves"]["full"][0]["mean"] == pytest.approx(0.85)
+    assert d["rows"] == se.rows and d["sentences"] == se.sentences
 
 
 def test_sample_efficiency_when_transfer_never_catches_up():

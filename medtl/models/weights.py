@@ -159,6 +159,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
+            # "Unsupported global" names a Python class the weights-only unpickler refused;
+            # anything else means the bytes are not a pickle at all.
+            if "unsupported global" not in str(err).lower():
+                raise WeightImportError(
+                    f"{path.name}: not a readable PyTorch checkpoint ({err})"
+                ) from err
             raise WeightImportError(
                 f"{path.name}: refused to load; the file holds Python objects beyond tensors "
                 "and medtl never unpickles them (weights_only=True). Re-save the state dict "
@@ -174,6 +180,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         inner = obj.get(key)
         if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
             info["wrapper"] = key
+            info["dropped"] = [str(k) for k in obj if k != key]
             obj = inner
             break
     state: dict[str, torch.Tensor] = {}

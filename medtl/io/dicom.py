@@ -78,6 +78,23 @@ DECODER_PACKAGES: dict[str, tuple[str, ...]] = {
     "1.2.840.10008.1.2.4.203": ("pylibjpeg", "pylibjpeg-openjpeg"),  # HTJ2K
 }
 
+#: Decoding plugin tried alone when installed. GDCM is avoided where another permissive
+#: plugin exists, because damaged codestreams can make GDCM abort the whole process (a C++
+#: exception escaping the Python binding) instead of raising an error; for JPEG Lossless
+#: GDCM is the only permissive decoder, so it is used there.
+PREFERRED_PLUGINS: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": "pillow",
+    "1.2.840.10008.1.2.4.51": "pillow",
+    "1.2.840.10008.1.2.4.80": "pyjpegls",
+    "1.2.840.10008.1.2.4.81": "pyjpegls",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg",
+    "1.2.840.10008.1.2.4.201": "pylibjpeg",
+    "1.2.840.10008.1.2.4.202": "pylibjpeg",
+    "1.2.840.10008.1.2.4.203": "pylibjpeg",
+    "1.2.840.10008.1.2.5": "pylibjpeg",
+}
+
 #: SOP classes that are not images even when they carry pixel-like data.
 NON_IMAGE_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.66.4": "segmentation (SEG)",
@@ -192,7 +209,9 @@ def read_with_notes(source: Path | bytes, *,
         _touch_header(ds)
     except ScanError:
         raise
-    except Exception as exc:
+    except BaseException as exc:  # Rust decoders (pyo3) panic as BaseException
+        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
         raise CorruptScanError(
             f"The DICOM header is damaged and cannot be parsed ({type(exc).__name__}). "
             "Re-export the image from the PACS or scanner."
@@ -372,6 +391,63 @@ def _check_native_length(ds: Dataset, where: str) -> None:
         )
 
 
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_GDCM_ONLY = {"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.50",
+              "1.2.840.10008.1.2.4.51"}
+
+
+def _check_jpeg_headers(ds: Dataset, n_frames: int, where: str) -> None:
+    """Validate each JPEG frame's markers up to the scan against the DICOM header.
+
+    GDCM aborts the process (rather than raising) on some inconsistent JPEG headers, e.g. a
+    sample precision that disagrees with the data; checking SOF against Rows, Columns,
+    SamplesPerPixel and BitsAllocated first turns those into a :class:`CorruptScanError`.
+    """
+    from pydicom.encaps import generate_frames
+
+    rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
+    samples, bits = _int(ds, "SamplesPerPixel", 1), _int(ds, "BitsAllocated", 16)
+    bad = CorruptScanError(
+        f"{where} has damaged JPEG pixel data (its JPEG header does not match the image). "
+        "Export the image again."
+    )
+    count = 0
+    for frame in generate_frames(ds.PixelData, number_of_frames=n_frames):
+        count += 1
+        if frame[:2] != b"\xff\xd8":
+            raise bad
+        pos, sof_ok, sos = 2, False, False
+        while pos + 4 <= len(frame):
+            if frame[pos] != 0xFF:
+                raise bad
+            marker = frame[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            length = int.from_bytes(frame[pos + 2:pos + 4], "big")
+            if length < 2 or pos + 2 + length > len(frame):
+                raise bad
+            if marker in _SOF_MARKERS:
+                seg = frame[pos + 4:pos + 2 + length]
+                if len(seg) < 6:
+                    raise bad
+                precision = seg[0]
+                height = int.from_bytes(seg[1:3], "big")
+                width = int.from_bytes(seg[3:5], "big")
+                if (not 2 <= precision <= min(16, bits) or height not in (0, rows)
+                        or width != cols or seg[5] != samples or len(seg) < 6 + 3 * seg[5]):
+                    raise bad
+                sof_ok = True
+            if marker == 0xDA:
+                sos = True
+                break
+            pos += 2 + length
+        if not (sof_ok and sos):
+            raise bad
+    if count < n_frames:
+        raise bad
+
+
 def _rescale_items(ds: Dataset, n_frames: int) -> list[tuple[float, float]] | None:
     """Per-frame (slope, intercept) from functional groups, or ``None`` when absent."""
     shared = ds.get("SharedFunctionalGroupsSequence")
@@ -485,7 +561,9 @@ def decode_frames(ds: Dataset, where: str = "The file", *,
         raise
     except MemoryError as exc:
         raise ImageTooLargeError(f"{where} is too large to decode in memory.") from exc
-    except Exception as exc:
+    except BaseException as exc:  # Rust decoders (pyo3) panic as BaseException
+        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
         raise CorruptScanError(
             f"{where}: the pixel data could not be decoded ({type(exc).__name__}); the file is "
             "probably damaged or truncated. Export it again."
@@ -517,7 +595,12 @@ def _decode(ds: Dataset, where: str, out: np.ndarray | None) -> DecodedFrames:
         )
     if decoder.is_native:
         _check_native_length(ds, where)
-    raw, props = decoder.as_array(ds, as_rgb=True)
+    plugin = PREFERRED_PLUGINS.get(str(transfer_syntax(ds)), "")
+    if decoder.is_native or plugin not in decoder.available_plugins:
+        plugin = ""
+    if not plugin and str(transfer_syntax(ds)) in _GDCM_ONLY:
+        _check_jpeg_headers(ds, n_frames, where)
+    raw, props = decoder.as_array(ds, as_rgb=True, decoding_plugin=plugin)
     warnings: list[str] = []
     color = samples == 3 or photometric in _COLOR
     if color:

@@ -117,7 +117,9 @@ def load_dicom(sources: Sequence[Path | bytes], *, series_uid: str | None = None
         raise
     except MemoryError as exc:
         raise ImageTooLargeError("The series is too large to load into memory.") from exc
-    except Exception as exc:
+    except BaseException as exc:  # Rust decoders (pyo3) panic as BaseException
+        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
         # Wrap anything pydicom/numpy raise on damaged input; the type helps support, the
         # original message is not shown because it may quote header values (PHI).
         raise CorruptScanError(

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, selectinload
 from medtl.review.auth import UserInfo, require_role
 from medtl.review.models import DECISIONS, Case, Prediction, Review, add_audit
 from medtl.review.schemas import ReviewExportRow
+from medtl.review.worklist import case_status, latest_decisions
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.review.store import ReviewStore
@@ -48,8 +49,6 @@ def _safe_cell(value: Any) -> Any:
 
 
 def _rows(session: Session, include_comments: bool) -> list[ReviewExportRow]:
-    from medtl.review.store import case_status
-
     cases = session.scalars(select(Case).options(
         selectinload(Case.predictions),
         selectinload(Case.reviews).selectinload(Review.reader),
@@ -306,8 +305,6 @@ def agreement_report(store: ReviewStore) -> AgreementReport:
     Returns:
         The report.
     """
-    from medtl.review.store import latest_decisions
-
     def load(session: Session) -> list[tuple[str, dict[str, str]]]:
         cases = session.scalars(select(Case).options(
             selectinload(Case.reviews).selectinload(Review.reader)).order_by(

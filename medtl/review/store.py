@@ -5,11 +5,7 @@ The Streamlit app calls only this class (and :class:`~medtl.review.auth.Accounts
 (a :class:`~medtl.review.auth.UserInfo`; ``None`` is the local operator on the command
 line), checks its role, and writes an audit event in the same transaction as the change.
 
-Case status (derived, never stored), from each reader's latest review:
-
-* ``new``: no AI result yet; ``awaiting_review``: AI result, no review;
-* ``agreed``: every reader agrees with the AI; ``disagreed``: at least one reader disagrees;
-* ``uncertain``: no one disagrees but at least one reader is uncertain.
+Case status is derived, never stored (see :mod:`medtl.review.worklist`).
 
 Reviews are blinded between clinicians: a clinician sees only their own reviews of a case;
 researchers and admins see all of them.
@@ -48,7 +44,6 @@ from medtl.review.db import Database, RetryPolicy, ReviewStoreError
 from medtl.review.migrations import check_version, upgrade
 from medtl.review.models import (
     DECISIONS,
-    AuditEvent,
     Case,
     Image,
     Prediction,
@@ -65,10 +60,19 @@ from medtl.review.schemas import (
     PredictionInfo,
     ReviewInfo,
 )
+from medtl.review.worklist import (
+    STATUSES,
+    case_info,
+    case_status,
+    latest_decisions,
+    prediction_info,
+    query_audit,
+    query_worklist,
+    review_info,
+)
 
 logger = logging.getLogger(__name__)
 
-STATUSES: tuple[str, ...] = ("new", "awaiting_review", "agreed", "disagreed", "uncertain")
 READERS = ("clinician", "admin")
 EVERYONE = ("clinician", "researcher", "admin")
 MAX_COMMENT = 4000
@@ -93,40 +97,6 @@ class CaseExistsError(ReviewStoreError):
 
 class ReviewInputError(ReviewStoreError, ValueError):
     """Invalid review, prediction or filter input (the message says which field)."""
-
-
-def latest_decisions(reviews: Iterable[Review]) -> dict[str, str]:
-    """Each reader's latest decision (by review id), keyed by user name."""
-    latest: dict[str, tuple[int, str]] = {}
-    for review in reviews:
-        name = review.reader.username
-        if name not in latest or review.id > latest[name][0]:
-            latest[name] = (review.id, review.decision)
-    return {name: decision for name, (_, decision) in sorted(latest.items())}
-
-
-def case_status(case: Case) -> str:
-    """Derive a case's status (see module docstring)."""
-    if not case.predictions:
-        return "new"
-    decisions = set(latest_decisions(case.reviews).values())
-    if not decisions:
-        return "awaiting_review"
-    if "disagree" in decisions:
-        return "disagreed"
-    if "uncertain" in decisions:
-        return "uncertain"
-    return "agreed"
-
-
-def _prediction_info(p: Prediction, case_id: str) -> PredictionInfo:
-    return PredictionInfo(p.id, case_id, p.model_name, p.model_version, p.label,
-                          float(p.probability), p.threshold, p.created_at, p.details)
-
-
-def _review_info(r: Review, case_id: str) -> ReviewInfo:
-    return ReviewInfo(r.id, case_id, r.reader.username, r.decision, r.x, r.y, r.slice_index,
-                      r.comment, r.created_at, r.prediction_pk, r.submission_id)
 
 
 class ReviewStore:
@@ -341,10 +311,9 @@ class ReviewStore:
             raise CaseNotFoundError(f"no case {case_id!r}")
         return case
 
-    def _case_info(self, case: Case) -> CaseInfo:
-        latest = _prediction_info(case.predictions[-1], case.case_id) if case.predictions else None
-        return CaseInfo(case.case_id, case.created_at, case.modality, case_status(case),
-                        len(case.images), tuple(latest_decisions(case.reviews)), latest)
+    @staticmethod
+    def _case_info(case: Case) -> CaseInfo:
+        return case_info(case)
 
     def _image_info(self, image: Image, case_id: str) -> ImageInfo:
         return ImageInfo(image.id, case_id, self.cases_dir / image.relpath, image.kind,
@@ -370,11 +339,11 @@ class ReviewStore:
             case = self._case(session, case_id)
             add_audit(session, self.db.now(), "view", user=actor, case_id=case_id)
             blinded = actor is not None and actor.role == "clinician"
-            reviews = [_review_info(r, case_id) for r in case.reviews
+            reviews = [review_info(r, case_id) for r in case.reviews
                        if not blinded or r.reader_pk == actor.id]
             return CaseDetail(self._case_info(case),
                               [self._image_info(i, case_id) for i in case.images],
-                              [_prediction_info(p, case_id) for p in case.predictions], reviews)
+                              [prediction_info(p, case_id) for p in case.predictions], reviews)
 
         return self.db.write(work, what="case view")
 
@@ -433,7 +402,7 @@ class ReviewStore:
             session.flush()
             add_audit(session, now, "predict", user=actor, case_id=case_id, details={
                 "model": model_name, "version": model_version, "prediction_id": p.id})
-            return _prediction_info(p, case_id)
+            return prediction_info(p, case_id)
 
         return self.db.write(work, what="AI result")
 
@@ -495,7 +464,7 @@ class ReviewStore:
                 if done is not None:
                     if done.reader_pk != actor.id:
                         raise ReviewInputError("submission_id already used by another reader")
-                    return _review_info(done, done.case.case_id)
+                    return review_info(done, done.case.case_id)
             case = self._case(session, case_id)
             if not case.predictions:
                 raise ReviewInputError(f"case {case_id} has no AI result to review yet")
@@ -518,7 +487,7 @@ class ReviewStore:
             session.flush()
             add_audit(session, now, "review", user=actor, case_id=case_id, details={
                 "decision": decision, "review_id": review.id, "prediction_id": pred})
-            return _review_info(review, case_id)
+            return review_info(review, case_id)
 
         try:
             info = self.db.write(work, what="review")
@@ -564,33 +533,9 @@ class ReviewStore:
         if unknown:
             raise ReviewInputError(f"unknown status {sorted(unknown)}; use {STATUSES}")
 
-        def work(session: Session) -> list[CaseInfo]:
-            query = select(Case).options(
-                selectinload(Case.images), selectinload(Case.predictions),
-                selectinload(Case.reviews).selectinload(Review.reader),
-            ).order_by(Case.created_at, Case.id)
-            if since is not None:
-                query = query.where(Case.created_at >= since)
-            if until is not None:
-                query = query.where(Case.created_at < until)
-            if model is not None:
-                query = query.where(Case.predictions.any(Prediction.model_name == model))
-            if reader is not None:
-                query = query.where(Case.reviews.any(Review.reader.has(
-                    User.username == reader.strip().lower())))
-            if not_reviewed_by is not None:
-                query = query.where(~Case.reviews.any(Review.reader.has(
-                    User.username == not_reviewed_by.strip().lower())))
-            out = []
-            for case in session.scalars(query):
-                info = self._case_info(case)
-                if info.status in wanted:
-                    out.append(info)
-                    if limit is not None and len(out) >= limit:
-                        break
-            return out
-
-        return self.db.read(work)
+        return self.db.read(lambda s: query_worklist(
+            s, wanted, since=since, until=until, model=model, reader=reader,
+            not_reviewed_by=not_reviewed_by, limit=limit))
 
     def audit_log(
         self,
@@ -604,20 +549,8 @@ class ReviewStore:
         """Audit events in time order (admins and the local operator only)."""
         require_role(actor, "admin")
 
-        def work(session: Session) -> list[AuditInfo]:
-            query = select(AuditEvent).order_by(AuditEvent.id)
-            if case_id is not None:
-                query = query.where(AuditEvent.case_id == case_id)
-            if action is not None:
-                query = query.where(AuditEvent.action == action)
-            if username is not None:
-                query = query.where(AuditEvent.username == username.strip().lower())
-            if since is not None:
-                query = query.where(AuditEvent.at >= since)
-            return [AuditInfo(e.id, e.at, e.action, e.username, e.case_id, e.details)
-                    for e in session.scalars(query)]
-
-        return self.db.read(work)
+        return self.db.read(lambda s: query_audit(
+            s, case_id=case_id, action=action, username=username, since=since))
 
     # --- exports and agreement (implemented in medtl.review.export) -------------------------
     def export_reviews_csv(

@@ -172,7 +172,10 @@ def _sniff_state(state: dict[str, torch.Tensor], info: dict[str, Any]) -> str:
             return "medicalnet"
         return "torchvision" if state["conv1.weight"].ndim == 4 else "monai"
     if layout == "densenet":
-        return "torchvision" if state["features.conv0.weight"].ndim == 4 else "monai"
+        monai_keys = any(".layers." in k or k.startswith("class_layers.") for k in keys)
+        if monai_keys or state["features.conv0.weight"].ndim != 4:
+            return "monai"
+        return "torchvision"
     if layout == "efficientnet":
         return "monai"
     raise WeightImportError(

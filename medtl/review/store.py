@@ -270,6 +270,7 @@ class ReviewStore:
         """
         require_role(actor, *READERS)
         payload = casefiles.prepare(data)
+        self.get_case(case_id)  # raises CaseNotFoundError before any file is written
         stored = self._write_file(case_id, payload)
 
         def work(session: Session) -> int:
@@ -304,6 +305,8 @@ class ReviewStore:
 
     @staticmethod
     def _case(session: Session, case_id: str) -> Case:
+        if not casefiles.is_case_id(case_id):
+            raise CaseNotFoundError(f"not a case ID: {case_id!r}")
         case = session.scalar(select(Case).where(Case.case_id == case_id).options(
             selectinload(Case.images), selectinload(Case.predictions),
             selectinload(Case.reviews).selectinload(Review.reader)))

@@ -244,3 +244,18 @@ def test_permissions(store: ReviewStore, users: dict) -> None:
     disabled = store.accounts.set_active("bob", False)
     with pytest.raises(PermissionDeniedError):
         store.worklist(disabled)
+
+
+def test_add_image_to_existing_and_missing_cases(store: ReviewStore, users: dict) -> None:
+    case = store.create_case(users["alice"], tiny_scan())
+    second = store.add_image(users["alice"], case.case_id, tiny_scan(seed=9))
+    assert [i.id for i in store.get_images(case.case_id)] == [second.id - 1, second.id]
+    assert store.get_case(case.case_id).n_images == 2
+    for bad in ("CASE-0000000000", "../../etc", "DOE^JANE"):
+        with pytest.raises(CaseNotFoundError):
+            store.add_image(users["alice"], bad, tiny_scan())
+    folders = sorted(p.name for p in store.cases_dir.iterdir())
+    assert folders == [case.case_id]
+    uploads = store.audit_log(users["root"], action="upload")
+    assert [(e.case_id, e.details) for e in uploads] == [
+        (case.case_id, {"images": 1, "kind": "scan"})] * 2

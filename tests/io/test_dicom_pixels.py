@@ -108,6 +108,17 @@ def test_signed_12_bit_values_are_sign_extended():
     np.testing.assert_array_equal(scan.array, px.astype(np.float32))
 
 
+def test_unused_high_bits_are_masked_and_sign_extended():
+    # 12 stored bits in 16: garbage in the top nibble must be ignored (unsigned), and 12-bit
+    # two's complement written without sign extension must still read as negative (signed).
+    unsigned = np.tile(np.array([[0x0FFF, 0xF001, 0x1002, 5]], dtype=np.uint16), (8, 8))
+    scan = _load(f.cr_image(unsigned, bits_stored=12))
+    np.testing.assert_array_equal(scan.array[0, :4], [4095, 1, 2, 5])
+    raw = np.tile(np.array([[0x0FFF, 0x0800, 0x07FF, 5]], dtype=np.uint16), (8, 8))
+    scan = _load(f.ct_slice(raw.view(np.int16), rescale=(1.0, 0.0), bits_stored=12))
+    np.testing.assert_array_equal(scan.array[0, :4], [-1, -2048, 2047, 5])
+
+
 def test_modality_lut_sequence_is_applied():
     px = (np.arange(32 * 32).reshape(32, 32) % 16).astype(np.uint16)
     ds = f.cr_image(px, bits_stored=12)

@@ -118,6 +118,8 @@ def logme(features: ArrayLike, labels: ArrayLike) -> float:
         -0.7...
     """
     fh, y = _features_labels(features, labels)
+    if not np.any(fh):
+        raise ValueError("LogME is undefined for all-zero features")
     f = fh.T
     d, n = f.shape
     v, s, vh = np.linalg.svd(f @ fh, full_matrices=True)
@@ -159,7 +161,13 @@ def h_score(features: ArrayLike, labels: ArrayLike, shrinkage: float | None = No
     for k in range(int(y.max()) + 1):
         g[y == k] = f[y == k].mean(axis=0)
     cov_g = g.T @ g / f.shape[0]
-    inv = np.linalg.pinv(cov_f, rcond=1e-15) if shrinkage == 0 else np.linalg.inv(cov_f)
+    if shrinkage == 0:
+        inv = np.linalg.pinv(cov_f, rcond=1e-15)
+    else:
+        try:
+            inv = np.linalg.inv(cov_f)
+        except np.linalg.LinAlgError:  # e.g. constant features: shrinkage target is 0 too
+            inv = np.linalg.pinv(cov_f)
     return float(np.trace(inv @ cov_g))
 
 

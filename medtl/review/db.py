@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +44,8 @@ ENV_DATABASE_URL = "MEDTL_DATABASE_URL"
 DB_FILENAME = "review.sqlite"
 
 T = TypeVar("T")
-Clock = Callable[[], Any]
+#: A function returning the current time, timezone-aware UTC.
+Clock = Callable[[], datetime]
 
 
 class ReviewStoreError(Exception):
@@ -153,7 +155,7 @@ class Database:
         engine: Engine,
         *,
         retry: RetryPolicy | None = None,
-        clock: Callable[[], Any] = utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self.engine = engine
         self.retry = retry or RetryPolicy()
@@ -173,7 +175,7 @@ class Database:
         *,
         busy_timeout_ms: int = 5000,
         retry: RetryPolicy | None = None,
-        clock: Callable[[], Any] = utcnow,
+        clock: Clock = utcnow,
     ) -> Database:
         """Create the engine for ``url`` and wrap it (no schema work; see migrations)."""
         return cls(make_engine(url, busy_timeout_ms=busy_timeout_ms), retry=retry, clock=clock)
@@ -183,7 +185,7 @@ class Database:
         """True when the backend is SQLite."""
         return self.engine.dialect.name == "sqlite"
 
-    def now(self) -> Any:
+    def now(self) -> datetime:
         """The current time from the injected clock."""
         return self.clock()
 

@@ -29,8 +29,9 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -40,7 +41,7 @@ from medtl.paths import home_subdir
 from medtl.review import casefiles
 from medtl.review.auth import Accounts, AuthPolicy, UserInfo, require_role
 from medtl.review.casefiles import PHIRiskError, StoredFile
-from medtl.review.db import Database, RetryPolicy, ReviewStoreError
+from medtl.review.db import Clock, Database, RetryPolicy, ReviewStoreError
 from medtl.review.migrations import check_version, upgrade
 from medtl.review.models import (
     DECISIONS,
@@ -70,6 +71,9 @@ from medtl.review.worklist import (
     query_worklist,
     review_info,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medtl.review.export import AgreementReport
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +121,7 @@ class ReviewStore:
         *,
         cases_dir: Path | None = None,
         policy: AuthPolicy | None = None,
-        hasher: Any = None,
+        hasher: PasswordHasher | None = None,
         pseudonym_key: bytes | None = None,
     ) -> None:
         self.db = db
@@ -132,11 +136,11 @@ class ReviewStore:
         *,
         upgrade_schema: bool = True,
         cases_dir: Path | None = None,
-        clock: Any = utcnow,
+        clock: Clock = utcnow,
         retry: RetryPolicy | None = None,
         busy_timeout_ms: int = 5000,
         policy: AuthPolicy | None = None,
-        hasher: Any = None,
+        hasher: PasswordHasher | None = None,
         pseudonym_key: bytes | None = None,
     ) -> ReviewStore:
         """Open (and by default create or upgrade) the store at ``url``.
@@ -228,7 +232,9 @@ class ReviewStore:
             case_id = self._new_case_id(source_key)
             stored = self._write_file(case_id, payload) if payload else None
 
-            def work(session: Session, case_id: str = case_id, stored: Any = stored) -> None:
+            def work(
+                session: Session, case_id: str = case_id, stored: StoredFile | None = stored
+            ) -> None:
                 if session.scalar(select(Case.id).where(Case.case_id == case_id)) is not None:
                     raise CaseExistsError(case_id)
                 now = self.db.now()
@@ -576,11 +582,11 @@ class ReviewStore:
 
         return export_sr(self, actor, case_id, dest, prediction_id=prediction_id)
 
-    def agreement(self, actor: UserInfo | None) -> Any:
+    def agreement(self, actor: UserInfo | None) -> AgreementReport:
         """Reader agreement per case and across readers (admins only).
 
         Returns:
-            :class:`medtl.review.export.AgreementReport`.
+            Per-case agreement, pairwise Cohen's kappa and Fleiss' kappa.
         """
         require_role(actor, "admin")
         from medtl.review.export import agreement_report

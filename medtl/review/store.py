@@ -333,14 +333,23 @@ class ReviewStore:
         return self.db.read(lambda s: self._case_info(self._case(s, case_id)))
 
     def get_images(self, case_id: str) -> list[ImageInfo]:
-        """The stored images of a case."""
+        """The stored images of a case (no audit event; the app calls :meth:`open_case`)."""
         return self.db.read(lambda s: [self._image_info(i, case_id)
                                        for i in self._case(s, case_id).images])
 
     def open_case(self, actor: UserInfo | None, case_id: str) -> CaseDetail:
         """Open a case for viewing; records a ``view`` audit event.
 
-        Clinicians get only their own reviews (blinded reading); others get all.
+        Args:
+            actor: the viewer (any role).
+            case_id: the case pseudonym.
+
+        Returns:
+            The case with its images, AI results and reviews. Clinicians get only their own
+            reviews (blinded reading); researchers and admins get all.
+
+        Raises:
+            CaseNotFoundError: no such case.
         """
         require_role(actor, *EVERYONE)
 
@@ -555,7 +564,18 @@ class ReviewStore:
         username: str | None = None,
         since: datetime | None = None,
     ) -> list[AuditInfo]:
-        """Audit events in time order (admins and the local operator only)."""
+        """Audit events in time order (admins and the local operator only).
+
+        Args:
+            actor: an admin, or ``None`` for the local operator.
+            case_id: only events about this case pseudonym.
+            action: only this action (see :data:`medtl.review.models.AUDIT_ACTIONS`).
+            username: only events by this user.
+            since: only events at or after this UTC time.
+
+        Returns:
+            The matching events, oldest first.
+        """
         require_role(actor, "admin")
 
         return self.db.read(lambda s: query_audit(

@@ -216,6 +216,8 @@ def plot_reliability(
 ) -> bytes:
     """Reliability diagram before/after calibration with a bin-count histogram underneath.
 
+    The legend gives each curve's ECE over the same equal-width bins.
+
     Args:
         labels: integer labels (0/1 for binary).
         before_probs: uncalibrated probabilities (``(n,)`` positive class or ``(n, k)``).
@@ -239,7 +241,14 @@ def plot_reliability(
         for i, (name, probs) in enumerate(series):
             rc = reliability_curve(probs, labels, n_bins=n_bins)
             ok = rc.counts > 0
-            ax.plot(rc.mean_predicted[ok], rc.fraction_positive[ok], marker="o", lw=2, label=name)
+            ece = float(np.sum(rc.counts[ok] * rc.gaps[ok]) / rc.counts.sum())
+            ax.plot(
+                rc.mean_predicted[ok],
+                rc.fraction_positive[ok],
+                marker="o",
+                lw=2,
+                label=f"{name} (ECE {ece:.3f})",
+            )
             left = rc.edges[:-1] + (i + 0.25) * width
             hx.bar(left, rc.counts, width=width, align="edge", label=name)
         ax.set(

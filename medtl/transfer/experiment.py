@@ -1,0 +1,368 @@
+"""One fine-tuning experiment from a YAML config: data -> model -> strategy -> predictions.
+
+``medtl finetune CONFIG`` calls :func:`run_experiment`, which writes a **run** folder:
+
+```
+run_dir/
+  experiment.yaml          the resolved config
+  <strategy>/...           phase folders (config.yaml, metrics.csv, checkpoints/)
+  predictions.csv          logits of every val/calibration/test record, with patient ids
+  features_train.safetensors  pooled training features (domain guard statistics)
+  summary.json             timings and training results
+```
+
+Evaluation (calibration, metrics with CIs, operating points) and the model package are
+produced from that folder by :mod:`medtl.evaluation.run` and :mod:`medtl.reports`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from medtl.training.config import TrainingConfig
+from medtl.transfer.presets import (
+    AugmentationSpec,
+    ModalityFamily,
+    PreprocessingSpec,
+    default_augmentation,
+    default_preprocessing,
+)
+from medtl.transfer.strategies import StrategyConfig, StrategyData, run_strategy
+
+logger = logging.getLogger(__name__)
+
+
+class DataConfig(BaseModel):
+    """Which dataset and how to feed it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Path = Field(description="Dataset folder holding manifest.json.")
+    modality: ModalityFamily = "generic"
+    spatial_size: list[int] = Field(default_factory=lambda: [224, 224])
+    intensity: dict[str, Any] | None = Field(
+        None, description="Override of the modality's intensity preset (kind/lower/upper)."
+    )
+    augmentation: AugmentationSpec | None = Field(
+        None, description="Override of the modality's augmentation preset."
+    )
+    cache: Literal["memory", "disk", "none"] = "memory"
+    label_fraction: float = Field(1.0, gt=0, le=1, description="Training patients kept.")
+
+
+class ModelConfig(BaseModel):
+    """Which backbone and which starting weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backbone: str = "resnet18"
+    weights: Path | None = Field(
+        None, description="Local weights: a backbone/model package, a checkpoint or a bundle."
+    )
+    weights_format: str = "auto"
+    min_loaded: float = Field(0.9, ge=0, le=1)
+    inflate: bool = False
+    dropout: float = Field(0.3, ge=0, lt=1)
+    hidden_dim: int | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExperimentConfig(BaseModel):
+    """A whole fine-tuning experiment (the YAML file ``medtl finetune`` reads)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    task: str = ""
+    source_domain: str | None = None
+    source_task: str | None = None
+    target_domain: str | None = None
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    calibration: Literal["temperature", "platt", "isotonic", "none"] = "temperature"
+    output_dir: Path | None = Field(None, description="Run folder (default MEDTL_HOME/runs/name).")
+
+    def preprocessing(self) -> PreprocessingSpec:
+        """The deterministic preprocessing of this experiment."""
+        spec = default_preprocessing(self.data.modality, self.data.spatial_size)
+        if self.data.intensity:
+            spec = spec.model_copy(
+                update={"intensity": spec.intensity.model_copy(update=self.data.intensity)}
+            )
+        return spec
+
+    def augmentation(self) -> AugmentationSpec:
+        """The training augmentation of this experiment."""
+        if self.data.augmentation is not None:
+            return self.data.augmentation
+        return default_augmentation(self.data.modality, len(self.data.spatial_size))
+
+    def config_hash(self) -> str:
+        """Short sha256 of the resolved config (recorded in the model card)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read and validate an experiment YAML; relative paths resolve against its folder.
+
+    Args:
+        path: the YAML file.
+        overrides: nested dict merged over the file (e.g. ``{"strategy": {"name": "scratch"}}``).
+    """
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if overrides:
+        raw = _merge(raw, overrides)
+    config = ExperimentConfig.model_validate(raw)
+    base = path.resolve().parent
+    data = config.data
+    if not data.dataset.is_absolute():
+        data = data.model_copy(update={"dataset": _expand(data.dataset, base)})
+    model = config.model
+    if model.weights is not None and not model.weights.is_absolute():
+        model = model.model_copy(update={"weights": _expand(model.weights, base)})
+    return config.model_copy(update={"data": data, "model": model})
+
+
+def _expand(value: Path, base: Path) -> Path:
+    text = str(value)
+    if text.startswith("$MEDTL_HOME") or text.startswith("${MEDTL_HOME}"):
+        from medtl.paths import medtl_home
+
+        rest = text.split("}", 1)[1] if text.startswith("${") else text[len("$MEDTL_HOME") :]
+        return medtl_home() / rest.lstrip("/")
+    if text.startswith("~"):
+        return value.expanduser()
+    return (base / value).resolve()
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def default_run_dir(config: ExperimentConfig) -> Path:
+    """``output_dir`` or ``MEDTL_HOME/runs/<name>``."""
+    if config.output_dir is not None:
+        return Path(config.output_dir)
+    from medtl.paths import home_subdir
+
+    return home_subdir("runs") / config.name
+
+
+def build_model(config: ExperimentConfig, num_outputs: int, labels: list[str]):
+    """Create the backbone and import its starting weights (not for scratch)."""
+    from medtl.models import create_backbone
+    from medtl.models.importers import import_weights
+
+    m = config.model
+    preprocessing = config.preprocessing()
+    model = create_backbone(
+        m.backbone,
+        spatial_dims=preprocessing.spatial_dims,
+        in_channels=preprocessing.in_channels,
+        num_outputs=num_outputs,
+        dropout=m.dropout,
+        hidden_dim=m.hidden_dim,
+        options=m.options or None,
+        input_size=list(preprocessing.spatial_size),
+        labels=labels if len(labels) == num_outputs else [],
+        preprocessing=preprocessing.model_dump(mode="json"),
+        source_domain=config.source_domain,
+        source_task=config.source_task,
+    )
+    if config.strategy.name != "scratch" and m.weights is not None:
+        report = import_weights(
+            model,
+            m.weights,
+            format=m.weights_format,
+            min_loaded=m.min_loaded,
+            inflate=m.inflate,
+            load_head=False,
+        )
+        model.load_report = report
+    return model
+
+
+def write_predictions(path: Path, rows: list[dict[str, Any]], num_outputs: int) -> Path:
+    """Write ``predictions.csv``: split, index, patient_id, label, logit(s)."""
+    columns = ["split", "index", "patient_id", "label"] + (
+        ["logit"] if num_outputs == 1 else [f"logit_{k}" for k in range(num_outputs)]
+    )
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def read_predictions(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """Read ``predictions.csv`` into ``{split: {"index", "patient_id", "label", "logits"}}``."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            d = out.setdefault(
+                row["split"], {"index": [], "patient_id": [], "label": [], "logits": []}
+            )
+            d["index"].append(int(row["index"]))
+            d["patient_id"].append(row["patient_id"])
+            d["label"].append(int(row["label"]))
+            keys = sorted((k for k in row if k.startswith("logit")), key=_logit_order)
+            d["logits"].append([float(row[k]) for k in keys])
+    result: dict[str, dict[str, np.ndarray]] = {}
+    for split, d in out.items():
+        logits = np.asarray(d["logits"], dtype=np.float64)
+        result[split] = {
+            "index": np.asarray(d["index"]),
+            "patient_id": np.asarray(d["patient_id"]),
+            "label": np.asarray(d["label"]),
+            "logits": logits[:, 0] if logits.shape[1] == 1 else logits,
+        }
+    return result
+
+
+def _logit_order(key: str) -> int:
+    return int(key.split("_")[1]) if "_" in key else 0
+
+
+def run_experiment(
+    config: ExperimentConfig, run_dir: str | Path | None = None, *, resume: bool = False
+) -> Path:
+    """Train one experiment and write predictions for val, calibration and test.
+
+    Args:
+        config: the experiment.
+        run_dir: the run folder (default :func:`default_run_dir`).
+        resume: continue killed phases from their last checkpoints.
+
+    Returns:
+        The run folder.
+    """
+    from medtl.data.datasets import build_datasets
+    from medtl.training import Trainer
+    from medtl.transfer.strategies import extract_features
+    from medtl.transfer.tasks import loss_for
+
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "experiment.yaml").write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )
+    t0 = time.perf_counter()
+    seed = config.training.seed
+    datasets = build_datasets(
+        config.data.dataset,
+        config.preprocessing(),
+        config.augmentation(),
+        cache=config.data.cache,
+        cache_dir=run_dir / "cache" if config.data.cache == "disk" else None,
+        label_fraction=config.data.label_fraction,
+        seed=seed,
+    )
+    manifest = datasets.manifest
+    n_classes = max(manifest.num_classes, len(manifest.label_names))
+    num_outputs = 1 if n_classes <= 2 else n_classes
+    t_data = time.perf_counter() - t0
+    torch.manual_seed(seed)
+    model = build_model(config, num_outputs, list(manifest.label_names))
+    training = config.training.model_copy(update={"run_dir": None, "resume": resume})
+    result = run_strategy(
+        model,
+        config.strategy,
+        training,
+        StrategyData(train=datasets.train, val=datasets.val, train_plain=datasets.train_plain),
+        run_dir / config.strategy.name,
+    )
+    predictor = Trainer(model, loss_for(num_outputs), training.model_copy(update={"amp": "none"}))
+    rows: list[dict[str, Any]] = []
+    for split in ("val", "calibration", "test"):
+        ds = getattr(datasets, split)
+        if ds is None:
+            continue
+        logits, _ = predictor.predict(ds)
+        for j, index in enumerate(datasets.indices[split]):
+            record = manifest.records[index]
+            row: dict[str, Any] = {
+                "split": split,
+                "index": index,
+                "patient_id": record.patient_id,
+                "label": record.label,
+            }
+            values = logits[j].reshape(-1).tolist()
+            if num_outputs == 1:
+                row["logit"] = f"{values[0]:.6g}"
+            else:
+                row.update({f"logit_{k}": f"{v:.6g}" for k, v in enumerate(values)})
+            rows.append(row)
+    write_predictions(run_dir / "predictions.csv", rows, num_outputs)
+    # Pooled training features: the domain guard's reference distribution.
+    from safetensors.torch import save_file
+
+    feats, labels = extract_features(model, datasets.train_plain)
+    save_file(
+        {"features": feats.contiguous(), "labels": labels.contiguous()},
+        str(run_dir / "features_train.safetensors"),
+    )
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        str(run_dir / "model.safetensors"),
+    )
+    summary = {
+        "name": config.name,
+        "strategy": result.name,
+        "num_outputs": num_outputs,
+        "label_names": list(manifest.label_names),
+        "label_fraction": config.data.label_fraction,
+        "train_images": len(datasets.indices["train"]),
+        "train_patients": len({manifest.records[i].patient_id for i in datasets.indices["train"]}),
+        "data_seconds": t_data,
+        "train_seconds": result.seconds,
+        "total_seconds": time.perf_counter() - t0,
+        "best_val_metric": result.best_metric,
+        "phases": [
+            {
+                "run_dir": str(p.run_dir) if p.run_dir else None,
+                "epochs": p.epochs_run,
+                "best_epoch": p.best_epoch,
+                "best_metric": p.best_metric,
+                "monitor": p.monitor,
+                "stopped_early": p.stopped_early,
+            }
+            for p in result.phases
+        ],
+        "trainable_parameters": result.trainable_parameters,
+        "total_parameters": result.total_parameters,
+        "model_config": model.config.to_dict() if hasattr(model.config, "to_dict") else None,
+        "weights_load_report": getattr(getattr(model, "load_report", None), "to_dict", dict)(),
+        "config_hash": config.config_hash(),
+        "data_hash": manifest_hash(Path(config.data.dataset)),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str), "utf-8")
+    logger.info("experiment %s done in %.1f s: %s", config.name, summary["total_seconds"], run_dir)
+    return run_dir
+
+
+def manifest_hash(dataset_dir: Path) -> str:
+    """sha256 of a dataset's manifest.json (the data hash recorded in model cards)."""
+    path = dataset_dir / "manifest.json" if dataset_dir.is_dir() else dataset_dir
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -218,3 +218,21 @@ def test_smallcnn_widths_option() -> None:
     assert model.gradcam_layer == "encoder.1"
     with pytest.raises(ValueError, match="widths"):
         create_backbone("smallcnn", spatial_dims=2, options={"widths": []})
+
+
+@pytest.mark.parametrize("name", ["smallcnn", "resnet10", "densenet121"])
+def test_gradcam_layer_works_with_monai_gradcam(name: str) -> None:
+    from monai.visualize import GradCAM
+
+    torch.manual_seed(0)
+    model = create_backbone(name, spatial_dims=2, num_outputs=2).eval()
+    cam = GradCAM(nn_module=model, target_layers=model.gradcam_layer)
+    x = torch.randn(1, 1, 64, 64)
+    heat = cam(x, class_idx=1)
+    assert heat.shape == (1, 1, 64, 64)
+    assert torch.isfinite(heat).all()
+    # the hooks saw the feature map and its gradient (a random net's CAM may be all zero)
+    acts = cam.nn_module.activations[model.gradcam_layer]
+    grads = cam.nn_module.gradients[model.gradcam_layer]
+    assert acts.shape[:2] == grads.shape[:2] == (1, model.feature_dim)
+    assert float(grads.abs().sum()) > 0

@@ -116,6 +116,91 @@ def inspect(
         console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
+@app.command()
+def finetune(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML (see configs/).")],
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Run folder.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run.")] = False,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="Override the config's strategy name.")
+    ] = None,
+    evaluate_too: Annotated[
+        bool, typer.Option("--evaluate/--no-evaluate", help="Calibrate and evaluate after.")
+    ] = True,
+) -> None:
+    """Fine-tune a backbone as the experiment config says; write a run folder."""
+    from pydantic import ValidationError
+
+    from medtl.transfer.experiment import load_config, run_experiment
+
+    overrides = {"strategy": {"name": strategy}} if strategy else None
+    try:
+        cfg = load_config(config, overrides)
+    except (OSError, ValidationError, ValueError) as exc:
+        raise fail(f"invalid config {config}: {exc}") from None
+    try:
+        run = run_experiment(cfg, run_dir, resume=resume)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"run folder: {run}")
+    if evaluate_too:
+        evaluate(run)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `medtl finetune`.")],
+    method: Annotated[
+        str | None, typer.Option("--calibration", help="temperature | platt | isotonic | none")
+    ] = None,
+    n_resamples: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples.")] = 1000,
+    against: Annotated[
+        Path | None,
+        typer.Option("--against", help="A scratch-baseline run folder on the same test set."),
+    ] = None,
+    fail_on_negative: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-negative-transfer",
+            help="Exit with status 3 when transfer is significantly worse than --against.",
+        ),
+    ] = False,
+) -> None:
+    """Calibrate on the calibration split and evaluate on test (writes evaluation.json)."""
+    from medtl.evaluation.run import evaluate_run
+
+    if not (run_dir / "predictions.csv").is_file():
+        raise fail(f"{run_dir} is not a finished run folder (no predictions.csv)")
+    result = evaluate_run(run_dir, method=method, n_resamples=n_resamples)
+    auroc = result["test"]["auroc"]
+    typer.echo(
+        f"{result['run']} [{result['strategy']}]: test AUROC {auroc['estimate']:.3f} "
+        f"(95% CI {auroc['lower']:.3f}-{auroc['upper']:.3f}); calibration: "
+        f"{result['calibration_method']}"
+    )
+    for row in result["calibration"]["table"]:
+        typer.echo(f"  {row['measure']}: {row['before']:.4f} -> {row['after']:.4f}")
+    if against is not None:
+        from medtl.evaluation.compare import compare_runs
+
+        verdict = compare_runs(run_dir, against, n_resamples=n_resamples)
+        typer.echo(verdict["sentence"])
+        if fail_on_negative and verdict["verdict"] == "negative transfer":
+            raise fail("negative transfer: transfer is significantly worse than scratch", 3)
+
+
+def _register_subapps() -> None:
+    """Add the command groups owned by subpackages (they import heavy modules lazily)."""
+    from medtl.data.cli import app as data_app
+    from medtl.review.cli import app as review_app
+
+    app.add_typer(data_app, name="data")
+    app.add_typer(review_app)
+
+
+_register_subapps()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

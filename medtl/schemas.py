@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 #: schema file stem -> "module:attribute" of a pydantic model or a function returning a schema.
 SCHEMAS: dict[str, str] = {
     "manifest": "medtl.data.manifest:Manifest",
+    "model_card": "medtl.models.package:ModelCard",
+    "experiment_config": "medtl.transfer.experiment:ExperimentConfig",
+    "training_config": "medtl.training.config:TrainingConfig",
+    "review_export": "medtl.review.schemas:review_export_schema",
 }
 
 

@@ -1,0 +1,114 @@
+"""Transfer vs scratch on the same test set: the negative-transfer verdict for two runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medtl.evaluation.transfer_analysis import NEGATIVE_TRANSFER
+
+
+def _scores(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "evaluation.json"
+    if not path.is_file():
+        from medtl.evaluation.run import evaluate_run
+
+        evaluate_run(run_dir)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def multiclass_difference(
+    labels: np.ndarray,
+    probs_a: np.ndarray,
+    probs_b: np.ndarray,
+    patient_ids: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Paired patient bootstrap of the macro-AUROC difference A - B (multi-class)."""
+    from medtl.evaluation.run import multiclass_auroc
+
+    rng = np.random.default_rng(seed)
+    patients, inverse = np.unique(patient_ids, return_inverse=True)
+    members = [np.flatnonzero(inverse == p) for p in range(patients.size)]
+    reps = []
+    for _ in range(n_resamples):
+        idx = np.concatenate([members[p] for p in rng.integers(0, patients.size, patients.size)])
+        d = multiclass_auroc(labels[idx], probs_a[idx]) - multiclass_auroc(
+            labels[idx], probs_b[idx]
+        )
+        if np.isfinite(d):
+            reps.append(d)
+    lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2]) if reps else (np.nan, np.nan)
+    a, b = multiclass_auroc(labels, probs_a), multiclass_auroc(labels, probs_b)
+    if lo > 0:
+        verdict = "positive transfer"
+    elif hi < 0:
+        verdict = NEGATIVE_TRANSFER
+    else:
+        verdict = "no significant difference"
+    return {
+        "auroc_transfer": a,
+        "auroc_scratch": b,
+        "delta_auroc": a - b,
+        "delong_p_value": None,
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "confidence": 1 - alpha,
+        "alpha": alpha,
+        "verdict": verdict,
+        "decided_by": "patient bootstrap (macro AUROC)",
+        "n_images": int(labels.size),
+        "n_patients": int(patients.size),
+        "sentence": (
+            f"{verdict.capitalize()}: macro AUROC {a:.3f} (transfer) vs {b:.3f} (scratch), "
+            f"difference {a - b:+.3f} ({round(100 * (1 - alpha))}% CI {lo:+.3f} to {hi:+.3f}); "
+            "decided by paired patient bootstrap."
+        ),
+    }
+
+
+def compare_runs(
+    transfer_run: str | Path,
+    scratch_run: str | Path,
+    *,
+    alpha: float = 0.05,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compare two evaluated runs on their common test images.
+
+    Returns:
+        The verdict as a dict (see :class:`~medtl.evaluation.transfer_analysis.TransferVerdict`)
+        with a ``sentence``; ``verdict == "negative transfer"`` flags negative transfer.
+
+    Raises:
+        ValueError: the runs do not share test images.
+    """
+    a = _scores(Path(transfer_run))["test_scores"]
+    b = _scores(Path(scratch_run))["test_scores"]
+    pos_b = {int(i): k for k, i in enumerate(b["index"])}
+    common = [(k, pos_b[int(i)]) for k, i in enumerate(a["index"]) if int(i) in pos_b]
+    if not common:
+        raise ValueError("the two runs share no test images; compare runs of one dataset")
+    ka, kb = (np.array(x) for x in zip(*common, strict=True))
+    labels = np.asarray(a["label"])[ka]
+    pid = np.asarray(a["patient_id"])[ka]
+    pa, pb = np.asarray(a["prob"])[ka], np.asarray(b["prob"])[kb]
+    if pa.ndim == 1:
+        from medtl.evaluation.transfer_analysis import transfer_verdict
+
+        verdict = transfer_verdict(
+            labels, pa, pb, patient_ids=pid, alpha=alpha, n_resamples=n_resamples, seed=seed
+        )
+        out = verdict.to_dict()
+        out["sentence"] = verdict.sentence()
+        return out
+    return multiclass_difference(
+        labels, pa, pb, pid, n_resamples=n_resamples, alpha=alpha, seed=seed
+    )

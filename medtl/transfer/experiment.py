@@ -7,7 +7,8 @@ run_dir/
   experiment.yaml          the resolved config
   <strategy>/...           phase folders (config.yaml, metrics.csv, checkpoints/)
   predictions.csv          logits of every val/calibration/test record, with patient ids
-  features_train.safetensors  pooled training features (domain guard statistics)
+  features_{train,val}.safetensors  pooled features (domain guard reference and threshold)
+  model.safetensors        the trained weights (best epoch of the last phase)
   summary.json             timings and training results
 ```
 
@@ -318,11 +319,12 @@ def run_experiment(
     # Pooled training features: the domain guard's reference distribution.
     from safetensors.torch import save_file
 
-    feats, labels = extract_features(model, datasets.train_plain)
-    save_file(
-        {"features": feats.contiguous(), "labels": labels.contiguous()},
-        str(run_dir / "features_train.safetensors"),
-    )
+    for split, ds in (("train", datasets.train_plain), ("val", datasets.val)):
+        feats, labels = extract_features(model, ds)
+        save_file(
+            {"features": feats.contiguous(), "labels": labels.contiguous()},
+            str(run_dir / f"features_{split}.safetensors"),
+        )
     save_file(
         {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         str(run_dir / "model.safetensors"),

@@ -291,7 +291,12 @@ def stack_positioned(geoms: list[FrameGeometry]) -> VolumeGeometry:
             "images, or a localiser), so its slices cannot be stacked into one volume. Export "
             "the images of one orientation as their own series."
         )
+    warnings: list[str] = []
     spacings = [g.pixel_spacing for g in geoms]
+    if all(s is None for s in spacings):
+        spacings = [(1.0, 1.0)] * len(geoms)
+        warnings.append("The series has no pixel spacing; 1 mm is assumed in-plane. "
+                        "Measurements in mm are not reliable.")
     if any(s is None for s in spacings) or np.max(
             np.abs(np.asarray(spacings, dtype=float) - np.asarray(spacings[0]))) > 1e-4:
         raise SeriesError(
@@ -304,7 +309,6 @@ def stack_positioned(geoms: list[FrameGeometry]) -> VolumeGeometry:
     proj = positions @ normal
     order = np.argsort(proj, kind="stable")
     gaps = np.diff(proj[order])
-    warnings: list[str] = []
     duplicates = int(np.sum(gaps <= DUPLICATE_TOL_MM))
     real = gaps[gaps > DUPLICATE_TOL_MM]
     if real.size == 0:
@@ -343,7 +347,7 @@ def stack_positioned(geoms: list[FrameGeometry]) -> VolumeGeometry:
             "The affine includes the shear; resample to an orthogonal grid before 3D use."
         )
     step = offset * (median / along) if along > 0 else normal * median
-    row_sp, col_sp = geoms[0].pixel_spacing  # type: ignore[misc]
+    row_sp, col_sp = spacings[0]  # type: ignore[misc]
     affine = np.eye(4)
     affine[:3, 0] = step
     affine[:3, 1] = _unit(iop[3:]) * row_sp

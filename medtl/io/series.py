@@ -40,6 +40,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from medtl.io.dicom import (
+    MAX_DECODED_BYTES,
     check_image,
     decode_frames,
     image_size,
@@ -280,6 +281,12 @@ def _assemble(members: list[_Item], total: int, workers: int, warnings: list[str
             "be stacked. Export each reconstruction as its own series."
         )
     rows, cols = next(iter(sizes))
+    n_total = sum(m.frames for m in members)
+    if n_total * rows * cols * 4 > MAX_DECODED_BYTES:
+        raise ImageTooLargeError(
+            f"The series would decode to more than {MAX_DECODED_BYTES / 1024**3:.0f} GiB "
+            f"({n_total} images of {rows} x {cols}); it is too large to load."
+        )
     entries: list[tuple[int, int]] = []  # (member index, frame index)
     geoms: list[FrameGeometry] = []
     for mi, member in enumerate(members):
@@ -298,10 +305,11 @@ def _assemble(members: list[_Item], total: int, workers: int, warnings: list[str
     elif len(members) == 1:
         volume = stack_unpositioned(geoms, first_ds)
     else:
+        lacking = sum(g.position is None or g.orientation is None for g in geoms)
         raise SeriesError(
-            f"The series has {len(members)} images without slice positions (for example "
-            "several radiograph views), which cannot be stacked into a volume. Load the "
-            "images one at a time."
+            f"{lacking} of the {n} images in the series have no slice position or orientation "
+            "(for example several radiograph views), so they cannot be stacked into a volume. "
+            "Load the images one at a time."
         )
     slot = np.empty(n, dtype=np.int64)
     slot[volume.order] = np.arange(n)

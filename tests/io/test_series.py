@@ -12,6 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
 from medtl.io.errors import (
     CorruptScanError,
+    ImageTooLargeError,
     NonImageObjectError,
     ScanError,
     SeriesError,
@@ -176,7 +177,7 @@ def test_non_dicom_dicomdir_and_non_images_in_folder_are_ignored():
 
 def test_several_radiographs_without_positions_refused():
     dss = [f.cr_image(np.zeros((8, 8), np.uint16), series_uid="1.2.3.4") for _ in range(2)]
-    with pytest.raises(SeriesError, match="without slice positions"):
+    with pytest.raises(SeriesError, match="2 of the 2 images in the series have no slice position"):
         load_dicom([f.to_bytes(d) for d in dss])
 
 
@@ -255,3 +256,23 @@ def test_empty_and_all_junk_inputs():
         load_dicom([])
     with pytest.raises(ScanError, match=r"not DICOM|None of the files"):
         load_dicom([b"abc", b"def"])
+
+
+def test_series_without_pixel_spacing_assumes_1mm_with_warning():
+    vol = _volume(n=3)
+    dss = f.ct_series(vol, spacing=(2.0, 0.5, 0.5))
+    for d in dss:
+        del d.PixelSpacing
+    scan = load_dicom(_shuffled_bytes(dss))
+    assert scan.spacing == pytest.approx((2.0, 1.0, 1.0))
+    assert any("no pixel spacing" in w for w in scan.warnings)
+
+
+def test_series_size_limit(monkeypatch):
+    import medtl.io.series as series
+
+    monkeypatch.setattr(series, "MAX_DECODED_BYTES", 4 * 16 * 12 * 5)
+    dss = f.ct_series(_volume(n=6))
+    with pytest.raises(ImageTooLargeError, match="too large"):
+        load_dicom(_shuffled_bytes(dss))
+    assert load_dicom(_shuffled_bytes(dss[:5])).shape == (5, 16, 12)

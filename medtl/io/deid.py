@@ -47,6 +47,7 @@ import os
 import re
 import secrets
 import uuid
+import warnings
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -63,7 +64,6 @@ from medtl.io.deid_tables import (
     BASIC_PROFILE,
     BURN_RISK_MODALITIES,
     DUMMY_BY_VR,
-    FILE_META_PROFILE,
     KEPT_UIDS,
     RETAINED_PATIENT_CHARACTERISTICS,
     SECONDARY_CAPTURE_PREFIX,
@@ -81,6 +81,8 @@ DEID_METHOD = "medtl PS3.15 E.1 Basic Profile"
 _DICOM_ROOT = "1.2.840.10008."
 _MAX_AGE_YEARS = 90
 _AGE_RE = re.compile(r"^(\d{3})([DWMY])$")
+_PSEUDONYM_RE = re.compile(r"^PSN-[0-9A-F]{10}$")
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 # --------------------------------------------------------------------------------- keys
 
@@ -167,7 +169,44 @@ def pseudonymous_uid(uid: str, *, key: bytes | None = None) -> str:
     return f"2.25.{uuid.UUID(bytes=digest[:16], version=4).int}"
 
 
+# ---------------------------------------------------------------- pydicom's log records
+
+
+class _RedactQuotedValues(logging.Filter):
+    """Replace quoted values in pydicom's log messages (``Invalid value for VR DA: '...'``
+    quotes birth dates and UIDs as read from the file)."""
+
+    _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error handling
+            return True
+        redacted = self._QUOTED.sub("'<redacted>'", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def redact_pydicom_logs() -> None:
+    """Install (once) a filter on the ``pydicom`` logger that redacts quoted values.
+
+    pydicom logs value-validation problems with the offending value, e.g. a malformed
+    PatientBirthDate. medtl calls this before reading headers; it is idempotent and only
+    rewrites the text of pydicom's own records.
+    """
+    pydicom_logger = logging.getLogger("pydicom")
+    if not any(isinstance(f, _RedactQuotedValues) for f in pydicom_logger.filters):
+        pydicom_logger.addFilter(_RedactQuotedValues())
+
+
 # ------------------------------------------------------------------------ de-identify
+
+
+def _plausible_uid(value: Any) -> bool:
+    text = str(value or "").strip("\x00 ")
+    return 0 < len(text) <= 64 and bool(_UID_RE.match(text))
 
 
 class _Context:
@@ -180,17 +219,22 @@ class _Context:
 
     def uid(self, value: str) -> str:
         text = str(value).strip("\x00 ")
-        if not text or text.startswith(_DICOM_ROOT) or not self.remap:
+        if not text:
             return text
-        self.replaced_uids += 1
+        if _plausible_uid(text) and (text.startswith(_DICOM_ROOT) or not self.remap):
+            return text
+        self.replaced_uids += 1  # junk is hashed too, so no invalid value is re-assigned
         return pseudonymous_uid(text, key=self.key)
 
 
 def _is_marked(ds: Dataset) -> bool:
+    """True when medtl already de-identified ``ds`` (marker, flag and pseudonym present)."""
     method = ds.get("DeidentificationMethod", "")
     values = method if isinstance(method, list | pydicom.multival.MultiValue) else [method]
-    return str(ds.get("PatientIdentityRemoved", "")).upper() == "YES" and any(
-        METHOD_MARKER in str(v) for v in values
+    return (
+        str(ds.get("PatientIdentityRemoved", "")).upper() == "YES"
+        and any(METHOD_MARKER in str(v) for v in values)
+        and bool(_PSEUDONYM_RE.match(str(ds.get("PatientID", "") or "")))
     )
 
 
@@ -243,6 +287,20 @@ def _default_action(elem: Any, keyword: str) -> str:
     if vr in ("DA", "DT", "TM"):
         return "X"
     return "K"
+
+
+def _drop_unreadable(ds: Dataset, ctx: _Context) -> None:
+    """Remove elements whose bytes cannot be decoded: what cannot be read cannot be judged."""
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+        except Exception:  # any decoding failure of untrusted bytes (VR, length, charset)
+            del ds[tag]
+            ctx.removed += 1
+            continue
+        if elem.VR == "SQ" and elem.value is not None:
+            for item in elem.value:
+                _drop_unreadable(item, ctx)
 
 
 def _clean(ds: Dataset, ctx: _Context, *, top: bool) -> None:
@@ -316,16 +374,80 @@ def _code_item(value: str, meaning: str) -> Dataset:
     return item
 
 
-def _clean_file_meta(meta: FileMetaDataset, ds: Dataset, ctx: _Context) -> None:
-    for tag in list(meta.keys()):
-        keyword = keyword_for_tag(tag)
-        action = FILE_META_PROFILE.get(keyword)
-        if action == "X":
-            del meta[tag]
-    if "SOPInstanceUID" in ds:
+_MAX_CHARS = {
+    "AE": 16,
+    "AS": 4,
+    "CS": 16,
+    "DA": 18,
+    "DS": 16,
+    "DT": 26,
+    "IS": 12,
+    "LO": 64,
+    "LT": 10240,
+    "PN": 324,
+    "SH": 16,
+    "ST": 1024,
+    "TM": 28,
+    "UI": 64,
+}
+_TEXT_VRS = frozenset({*_MAX_CHARS, "UC", "UR", "UT"})
+_FREE_TEXT_CONTROLS = frozenset("\r\n\f\t\x1b")
+
+
+def _implausible(elem: Any) -> bool:
+    """True for values no genuine element has: longer than the VR allows, binary in text.
+
+    A corrupt length makes an element swallow its neighbours (PHI included), so such
+    values are dropped rather than kept.
+    """
+    if elem.VR == "UN":
+        return True
+    if elem.VR not in _TEXT_VRS or elem.value is None:
+        return False
+    values = elem.value if elem.VM > 1 else [elem.value]
+    limit = _MAX_CHARS.get(elem.VR)
+    for value in values:
+        text = str(value)
+        if limit is not None and len(text) > limit:
+            return True
+        if any(ch < " " and ch not in _FREE_TEXT_CONTROLS for ch in text.rstrip("\x00")):
+            return True
+    return False
+
+
+def _drop_implausible(ds: Dataset, ctx: _Context) -> None:
+    for tag in list(ds.keys()):
+        elem = ds[tag]
+        if elem.VR == "SQ" and elem.value is not None:
+            for item in elem.value:
+                _drop_implausible(item, ctx)
+        elif _implausible(elem):
+            del ds[tag]
+            ctx.removed += 1
+
+
+def _rebuilt_file_meta(old: FileMetaDataset | None, ds: Dataset, ctx: _Context) -> FileMetaDataset:
+    """A new file meta group: nothing of the original survives but its transfer syntax.
+
+    (The original may name the sending application/station, and a damaged one may hold
+    swallowed bytes of the dataset.)
+    """
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    if old is not None:
+        _drop_unreadable(old, ctx)
+        syntax = old.get("TransferSyntaxUID")
+        if _plausible_uid(syntax):
+            meta.TransferSyntaxUID = str(syntax).strip("\x00 ")
+        sop_class = old.get("MediaStorageSOPClassUID")
+        if _plausible_uid(sop_class):
+            meta.MediaStorageSOPClassUID = str(sop_class).strip("\x00 ")
+    if _plausible_uid(ds.get("SOPClassUID")):
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if _plausible_uid(ds.get("SOPInstanceUID")):
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    elif "MediaStorageSOPInstanceUID" in meta:
-        _map_uid_element(meta["MediaStorageSOPInstanceUID"], ctx)
+    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+    return meta
 
 
 def deidentify(
@@ -354,8 +476,12 @@ def deidentify(
     """
     key = _resolve_key(key)
     out = ds if in_place else copy.deepcopy(ds)
-    remap = not _is_marked(out)
-    ctx = _Context(key, remap=remap, retain=retain_patient_characteristics)
+    ctx = _Context(key, remap=True, retain=retain_patient_characteristics)
+    redact_pydicom_logs()
+    with warnings.catch_warnings():  # pydicom's value warnings quote raw values (dates, UIDs)
+        warnings.simplefilter("ignore", UserWarning)
+        _drop_unreadable(out, ctx)
+    ctx.remap = remap = not _is_marked(out)
 
     identity = pseudonym(_identity_source(out), key=key) if remap else None
     age = _retained_age(out) if retain_patient_characteristics else None
@@ -365,9 +491,8 @@ def deidentify(
     if identity is not None:
         out.PatientID = identity
         out.PatientName = identity
-    else:
-        out.PatientID = str(out.get("PatientID", "") or "")
-        out.PatientName = str(out.get("PatientName", "") or "")
+    else:  # already medtl's: the PatientID is a pseudonym (checked by _is_marked)
+        out.PatientName = str(out.PatientID)
     if retain_patient_characteristics:
         if age is not None:
             out.PatientAge = age
@@ -386,9 +511,9 @@ def deidentify(
     out.DeidentificationMethodCodeSequence = Sequence(codes)
     out.LongitudinalTemporalInformationModified = "REMOVED"
 
-    meta = getattr(out, "file_meta", None)
-    if meta is not None:
-        _clean_file_meta(meta, out, ctx)
+    _drop_implausible(out, ctx)
+    if getattr(out, "file_meta", None) is not None:
+        out.file_meta = _rebuilt_file_meta(out.file_meta, out, ctx)
     if hasattr(out, "preamble") and out.preamble is not None:
         out.preamble = b"\x00" * 128  # a preamble may carry a second (e.g. TIFF) header
     logger.debug(
@@ -548,6 +673,7 @@ def write_deidentified(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    redact_pydicom_logs()
     for index, path in enumerate(paths, start=1):
         ds = _read_dicom(path, index, len(paths))
         clean = deidentify(ds, key=key, in_place=True)
@@ -563,7 +689,14 @@ def write_deidentified(
             f"{index}:{path.name}", key=key, prefix="FILE"
         )
         target = out / f"{name}.dcm"
-        clean.save_as(target, enforce_file_format=True)
+        try:
+            clean.save_as(target, enforce_file_format=True)
+        except Exception as exc:  # pydicom raises many types for damaged headers
+            target.unlink(missing_ok=True)
+            raise CorruptScanError(
+                f"Input file {index} of {len(paths)} has a damaged header and could not be "
+                f"written ({type(exc).__name__}); export it again from the source system."
+            ) from None
         written.append(target)
     logger.info("wrote %d de-identified DICOM files", len(written))
     return written
@@ -577,6 +710,7 @@ __all__ = [
     "load_key",
     "pseudonym",
     "pseudonymous_uid",
+    "redact_pydicom_logs",
     "safe_meta",
     "write_deidentified",
 ]

@@ -349,19 +349,6 @@ BURN_RISK_MODALITIES: frozenset[str] = frozenset({"US", "OT", "XA", "ES", "SC", 
 #: Secondary Capture SOP classes (1.2.840.10008.5.1.4.1.1.7 and its .1-.4 variants).
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 
-#: File meta (group 0002) attributes; MediaStorageSOPInstanceUID follows SOPInstanceUID.
-FILE_META_PROFILE: dict[str, str] = {
-    "MediaStorageSOPInstanceUID": "U",
-    "SourceApplicationEntityTitle": "X",
-    "SendingApplicationEntityTitle": "X",
-    "ReceivingApplicationEntityTitle": "X",
-    "SourcePresentationAddress": "X",
-    "SendingPresentationAddress": "X",
-    "ReceivingPresentationAddress": "X",
-    "PrivateInformationCreatorUID": "X",
-    "PrivateInformation": "X",
-}
-
 #: Kept under option 113108 "Retain Patient Characteristics" (PatientAge capped at 90Y).
 RETAINED_PATIENT_CHARACTERISTICS: frozenset[str] = frozenset(
     {"PatientSex", "PatientAge", "PatientSize", "PatientWeight"}

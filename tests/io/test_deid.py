@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import stat
 
@@ -24,7 +25,7 @@ from medtl.io.deid import (
     safe_meta,
     write_deidentified,
 )
-from medtl.io.deid_tables import BASIC_PROFILE, FILE_META_PROFILE, KEPT_UIDS
+from medtl.io.deid_tables import BASIC_PROFILE, KEPT_UIDS
 from medtl.io.errors import CorruptScanError
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -73,7 +74,7 @@ def make_ct(study_uid: str | None = None, series_uid: str | None = None) -> Data
 
 
 def test_profile_keywords_are_real_dicom_attributes() -> None:
-    for table in (BASIC_PROFILE, FILE_META_PROFILE, KEPT_UIDS):
+    for table in (BASIC_PROFILE, KEPT_UIDS):
         for keyword in table:
             assert tag_for_keyword(keyword) is not None, keyword
     assert set(BASIC_PROFILE.values()) <= {"X", "Z", "D", "K", "U"}
@@ -347,3 +348,17 @@ def test_empty_and_dummy_actions_on_sequences_and_names() -> None:
     assert len(out.VerifyingObserverIdentificationCodeSequence) == 0
     assert out.PersonName == "ANONYMOUS"
     assert out.ContainerIdentifier == "ANONYMIZED"
+
+
+def test_pydicom_value_warnings_are_redacted_in_logs(tmp_path, caplog) -> None:
+    ds = make_ct()
+    with pytest.warns(UserWarning):
+        ds.PatientBirthDate = "1960-06-15"  # malformed DA: pydicom quotes it when read
+    src = tmp_path / "bad_date.dcm"
+    ds.save_as(src, enforce_file_format=True)
+    raw = pydicom.dcmread(src)  # values stay raw (unconverted) until accessed
+    caplog.set_level(logging.DEBUG)
+    out = deidentify(raw, key=KEY)
+    assert out.PatientBirthDate == ""
+    assert "Invalid value for VR DA" in caplog.text  # pydicom did log it ...
+    assert "1960-06-15" not in caplog.text  # ... without the value

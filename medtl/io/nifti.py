@@ -246,26 +246,36 @@ def load_nifti(
         >>> scan.summary()["orientation"]  # doctest: +SKIP
         'HPL'
     """
-    data = _read_capped(source if isinstance(source, bytes) else Path(source), max_bytes)
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = _read_capped(bytes(source), max_bytes)
+    else:
+        data = _read_capped(Path(source), max_bytes)
     img = _parse(data)
     warnings: list[str] = []
     shape = _target_shape(img, warnings)
     header = img.header
-    sform_code = int(header.get_sform(coded=True)[1] or 0)
-    qform_code = int(header.get_qform(coded=True)[1] or 0)
+    bad_orientation = CorruptScanError(
+        "The NIfTI header's orientation (qform/sform) is invalid. Fix the header (e.g. reset "
+        "the qform/sform) and export the file again."
+    )
+    try:
+        sform_code = int(header.get_sform(coded=True)[1] or 0)
+        qform_code = int(header.get_qform(coded=True)[1] or 0)
+        affine_ras = np.asarray(img.affine, dtype=np.float64)
+    except (ValueError, np.linalg.LinAlgError) as exc:  # e.g. a non-unit quaternion
+        raise bad_orientation from exc
     if sform_code == 0 and qform_code == 0:
         warnings.append(
             "The NIfTI header has no orientation (qform and sform codes are 0); the voxel axes "
             "were assumed to be RAS. Check left/right before using the orientation."
         )
-    affine_ras = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine_ras)) or abs(np.linalg.det(affine_ras[:3, :3])) < 1e-12:
-        raise CorruptScanError(
-            "The NIfTI header's orientation matrix is invalid (singular or not finite). "
-            "Fix the header (e.g. reset the qform/sform) and export the file again."
-        )
+        raise bad_orientation
     voxels = _voxel_data(img, shape, max_voxels)
-    array, affine = reorient_to_lps(voxels, affine_ras)
+    try:
+        array, affine = reorient_to_lps(voxels, affine_ras)
+    except ValueError as exc:  # nibabel cannot match the axes to anatomical directions
+        raise bad_orientation from exc
     singletons = sum(1 for size in array.shape if size == 1)
     if singletons > 1:
         raise UnsupportedImageError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import struct
 
 import nibabel as nib
 import numpy as np
@@ -125,7 +126,9 @@ def test_gz_path_and_bytes_give_the_same_scan(tmp_path) -> None:
     plain = tmp_path / "vol.nii"
     plain.write_bytes(raw)
     a, b, c = load_nifti(path), load_nifti(gzip.compress(raw)), load_nifti(str(plain))
+    d = load_nifti(bytearray(raw))
     np.testing.assert_array_equal(a.array, b.array)
+    np.testing.assert_array_equal(a.array, d.array)
     np.testing.assert_array_equal(a.array, c.array)
     np.testing.assert_allclose(a.affine, c.affine)
 
@@ -225,3 +228,11 @@ def test_complex_voxels_are_refused() -> None:
     data = np.ones((2, 2, 2), dtype=np.complex64)
     with pytest.raises(UnsupportedImageError, match="complex"):
         load_nifti(nifti_bytes(data, np.eye(4)))
+
+
+def test_invalid_quaternion_is_corrupt() -> None:
+    raw = bytearray(nifti_bytes(unique_volume((2, 2, 2)), np.eye(4)))
+    struct.pack_into("<hh", raw, 252, 1, 0)  # qform_code scanner, no sform
+    struct.pack_into("<fff", raw, 256, 2.0, 0.0, 0.0)  # quatern_b > 1: not a rotation
+    with pytest.raises(CorruptScanError, match="orientation"):
+        load_nifti(bytes(raw))

@@ -284,6 +284,18 @@ def _bundle_warnings(model: Backbone, meta: dict[str, Any]) -> list[str]:
     return warnings
 
 
+def _saved_config(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The backbone config medtl stored in a safetensors header, if any."""
+    raw = (info.get("metadata") or {}).get("medtl_config")
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def import_weights(
     model: Backbone,
     path: str | Path,
@@ -340,6 +352,12 @@ def import_weights(
         state, _ = strip_common_prefix(state, ("module.",))
         if detect_layout(state) != "native":
             raise WeightImportError(f"{source}: not a medtl state dict (no encoder.* keys)")
+        saved = _saved_config(info)
+        if saved is not None and saved.get("name") != model.config.name:
+            raise WeightImportError(
+                f"{source}: the weights are for a {saved.get('name')} backbone, the model is "
+                f"{model.config.name}; create a {saved.get('name')} backbone"
+            )
         mapped: Mapped = [(k, k, v) for k, v in state.items()]
         unexpected: list[str] = []
     else:

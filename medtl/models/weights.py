@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -138,8 +139,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
     Returns:
         ``(state_dict, info)`` where ``info`` records ``container`` (``safetensors`` or
-        ``torch``), ``wrapper`` (the unwrapped key or ``None``), ``stripped_prefix`` and
-        ``dropped`` (non-tensor entries).
+        ``torch``), ``wrapper`` (the unwrapped key or ``None``), ``stripped_prefix``,
+        ``dropped`` (non-tensor entries) and, for safetensors, the header ``metadata``.
 
     Raises:
         WeightImportError: unreadable file, or a pickle that is not weights only.
@@ -152,6 +153,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         info["container"] = "safetensors"
         try:
             obj: Any = load_file(str(path), device="cpu")
+            with safe_open(str(path), framework="pt") as fh:
+                info["metadata"] = dict(fh.metadata() or {})
         except Exception as err:
             raise WeightImportError(f"{path.name}: unreadable safetensors file ({err})") from err
     else:
@@ -389,12 +392,18 @@ def save_weights(
     Args:
         model: the module.
         path: destination ``.safetensors`` file.
-        metadata: optional string metadata stored in the header.
+        metadata: optional string metadata stored in the header (the model's config is
+            stored as ``medtl_config`` when it has one).
 
     Returns:
         The path written.
     """
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt", **(metadata or {})})
+    header = {"format": "pt"}
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "model_dump_json"):
+        # lets an import name the architecture the weights belong to
+        header["medtl_config"] = config.model_dump_json()
+    save_file(state, str(path), metadata={**header, **(metadata or {})})
     return path

@@ -58,6 +58,15 @@ def test_native_torch_state_dict_with_ddp_prefix(tmp_path) -> None:
     _equal_state(src, dst)
 
 
+def test_native_weights_name_their_architecture(tmp_path) -> None:
+    src = create_backbone("smallcnn", spatial_dims=2)
+    path = save_weights(src, tmp_path / "w.safetensors")
+    _, info = read_checkpoint(path)
+    assert '"name":"smallcnn"' in info["metadata"]["medtl_config"]
+    with pytest.raises(WeightImportError, match="weights are for a smallcnn backbone"):
+        import_weights(create_backbone("resnet10", spatial_dims=2), path)
+
+
 def test_native_head_mismatch_is_reported_not_loaded(tmp_path) -> None:
     src = create_backbone("smallcnn", spatial_dims=2, num_outputs=5)
     path = save_weights(src, tmp_path / "w.safetensors")

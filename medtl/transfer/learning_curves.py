@@ -1,0 +1,133 @@
+"""Learning curves: a transfer strategy and the scratch baseline at several label fractions.
+
+Each point is a full run (train on a patient-grouped subset of the training labels,
+calibrate, evaluate on the **same** test split), so the curves answer "how many labels does
+transfer save?" and the 100% pair gives the transfer-vs-scratch verdict.
+
+Output folder layout::
+
+    out_dir/
+      <strategy>_f<fraction>_s<seed>/     one run folder per point (resumable: finished
+                                          runs with evaluation.json are reused)
+      learning_curves.json                [LearningCurvePoint dicts]
+      sample_efficiency.json              per-fraction table and sentences
+      verdict.json                        transfer vs scratch at the largest fraction
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from medtl.transfer.experiment import ExperimentConfig, run_experiment
+from medtl.transfer.strategies import StrategyName
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FRACTIONS = (0.05, 0.10, 0.25, 0.50, 1.00)
+
+
+def point_dir(out_dir: Path, strategy: str, fraction: float, seed: int) -> Path:
+    """The run folder of one learning-curve point."""
+    return out_dir / f"{strategy}_f{fraction:g}_s{seed}"
+
+
+def _finished(run: Path) -> bool:
+    return (run / "evaluation.json").is_file() and (run / "summary.json").is_file()
+
+
+def run_learning_curves(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seeds: Sequence[int] = (0,),
+    strategies: Sequence[str] | None = None,
+    n_resamples: int = 1000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every (strategy, fraction, seed) point, then summarise.
+
+    Args:
+        config: the transfer experiment (its strategy is the transfer arm).
+        out_dir: where point runs and summaries go.
+        fractions: label fractions in (0, 1].
+        seeds: seeds per point (subset draw and initialisation).
+        strategies: arms to run; default ``[config.strategy.name, "scratch"]``.
+        n_resamples: bootstrap resamples in each evaluation.
+        progress: show a progress bar.
+
+    Returns:
+        ``{"points": [...], "sample_efficiency": {...}, "verdict": {...} | None,
+        "runs": {name: path}}``.
+    """
+    from tqdm.auto import tqdm
+
+    from medtl.evaluation.compare import compare_runs
+    from medtl.evaluation.run import evaluate_run
+    from medtl.evaluation.transfer_analysis import LearningCurvePoint, sample_efficiency_table
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    arms = list(strategies) if strategies else [str(config.strategy.name), "scratch"]
+    jobs = [(s, f, seed) for f in sorted(fractions) for s in arms for seed in seeds]
+    points: list[LearningCurvePoint] = []
+    runs: dict[str, str] = {}
+    bar = tqdm(jobs, desc="learning curves", unit="run", disable=not progress)
+    for strategy, fraction, seed in bar:
+        bar.set_postfix_str(f"{strategy} {fraction:.0%} seed {seed}")
+        run = point_dir(out_dir, strategy, fraction, seed)
+        if not _finished(run):
+            cfg = config.model_copy(
+                update={
+                    "name": f"{config.name}-{strategy}-f{fraction:g}-s{seed}",
+                    "strategy": config.strategy.model_copy(update={"name": StrategyName(strategy)}),
+                    "data": config.data.model_copy(update={"label_fraction": fraction}),
+                    "training": config.training.model_copy(update={"seed": seed}),
+                }
+            )
+            run_experiment(cfg, run)
+            evaluate_run(run, n_resamples=n_resamples, seed=seed)
+        evaluation = json.loads((run / "evaluation.json").read_text(encoding="utf-8"))
+        summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+        test = evaluation["test"]
+        points.append(
+            LearningCurvePoint(
+                strategy=strategy,
+                fraction=float(fraction),
+                seed=int(seed),
+                auroc=float(test["auroc"]["estimate"]),
+                auprc=float(test["auprc"]["estimate"]) if "auprc" in test else None,
+                n_train=int(summary["train_images"]),
+                extra={"train_seconds": float(summary["train_seconds"])},
+            )
+        )
+        runs[run.name] = str(run)
+    (out_dir / "learning_curves.json").write_text(
+        json.dumps([asdict(p) for p in points], indent=2), encoding="utf-8"
+    )
+    efficiency = sample_efficiency_table(points).to_dict() if "scratch" in arms else None
+    if efficiency is not None:
+        (out_dir / "sample_efficiency.json").write_text(
+            json.dumps(efficiency, indent=2, default=str), encoding="utf-8"
+        )
+    verdict = None
+    transfer_arm = next((a for a in arms if a != "scratch"), None)
+    if transfer_arm is not None and "scratch" in arms:
+        top = max(fractions)
+        verdict = compare_runs(
+            point_dir(out_dir, transfer_arm, top, seeds[0]),
+            point_dir(out_dir, "scratch", top, seeds[0]),
+            n_resamples=n_resamples,
+        )
+        (out_dir / "verdict.json").write_text(json.dumps(verdict, indent=2), encoding="utf-8")
+    return {
+        "points": [asdict(p) for p in points],
+        "sample_efficiency": efficiency,
+        "verdict": verdict,
+        "runs": runs,
+    }

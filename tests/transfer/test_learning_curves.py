@@ -1,0 +1,57 @@
+"""Learning curves run every point once, reuse finished runs, and produce a verdict."""
+
+from __future__ import annotations
+
+import json
+
+from medtl.transfer.experiment import ExperimentConfig
+from medtl.transfer.learning_curves import point_dir, run_learning_curves
+
+
+def test_learning_curves_points_summary_and_resume(tmp_path, square_dataset) -> None:
+    config = ExperimentConfig.model_validate(
+        {
+            "name": "lc",
+            "data": {"dataset": str(square_dataset), "modality": "cxr", "spatial_size": [32, 32]},
+            "model": {"backbone": "smallcnn"},
+            "strategy": {
+                "name": "frozen_base",
+                "head_epochs": 2,
+                "finetune_epochs": 1,
+                "head_lr": 0.01,
+            },
+            "training": {
+                "batch_size": 16,
+                "amp": "none",
+                "progress": "never",
+                "monitor": "auroc",
+                "mode": "max",
+            },
+        }
+    )
+    out = run_learning_curves(
+        config, tmp_path / "lc", fractions=(0.5, 1.0), n_resamples=100, progress=False
+    )
+    points = json.loads((tmp_path / "lc" / "learning_curves.json").read_text())
+    assert {(p["strategy"], p["fraction"]) for p in points} == {
+        ("frozen_base", 0.5),
+        ("frozen_base", 1.0),
+        ("scratch", 0.5),
+        ("scratch", 1.0),
+    }
+    half = [p for p in points if p["fraction"] == 0.5]
+    full = [p for p in points if p["fraction"] == 1.0]
+    assert all(h["n_train"] < f["n_train"] for h, f in zip(half, full, strict=True))
+    assert out["verdict"]["verdict"] in {
+        "positive transfer",
+        "no significant difference",
+        "negative transfer",
+    }
+    assert (tmp_path / "lc" / "sample_efficiency.json").is_file()
+    # A second call reuses the finished runs (no retraining: files untouched).
+    marker = point_dir(tmp_path / "lc", "scratch", 1.0, 0) / "summary.json"
+    before = marker.stat().st_mtime_ns
+    run_learning_curves(
+        config, tmp_path / "lc", fractions=(0.5, 1.0), n_resamples=100, progress=False
+    )
+    assert marker.stat().st_mtime_ns == before

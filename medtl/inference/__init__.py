@@ -1,1 +1,61 @@
-"""medtl.inference."""
+"""medtl.inference: the Predictor, Grad-CAM saliency and the domain guard.
+
+Public API::
+
+    from medtl.inference import Predictor, PredictionResult, saliency_map, DomainGuard
+
+Names are resolved lazily: importing :mod:`medtl.inference` loads neither torch nor MONAI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medtl.inference.domain import DomainCheck, DomainGuard, fit_domain_guard, load_domain_guard
+    from medtl.inference.predictor import Predictor
+    from medtl.inference.result import PredictionResult
+    from medtl.inference.saliency import (
+        GradCamResult,
+        gradcam,
+        normalize_map,
+        saliency_map,
+        upsample_map,
+    )
+
+_LAZY = {
+    "GradCamResult": "medtl.inference.saliency",
+    "gradcam": "medtl.inference.saliency",
+    "normalize_map": "medtl.inference.saliency",
+    "saliency_map": "medtl.inference.saliency",
+    "upsample_map": "medtl.inference.saliency",
+    "DomainCheck": "medtl.inference.domain",
+    "DomainGuard": "medtl.inference.domain",
+    "fit_domain_guard": "medtl.inference.domain",
+    "load_domain_guard": "medtl.inference.domain",
+    "Predictor": "medtl.inference.predictor",
+    "PredictionResult": "medtl.inference.result",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medtl.inference' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "DomainCheck",
+    "DomainGuard",
+    "GradCamResult",
+    "PredictionResult",
+    "Predictor",
+    "fit_domain_guard",
+    "gradcam",
+    "load_domain_guard",
+    "normalize_map",
+    "saliency_map",
+    "upsample_map",
+]

@@ -189,6 +189,49 @@ def evaluate(
             raise fail("negative transfer: transfer is significantly worse than scratch", 3)
 
 
+@app.command()
+def score(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML naming the target dataset.")],
+    candidate: Annotated[
+        list[str],
+        typer.Option(
+            "--candidate",
+            "-c",
+            help="NAME=PATH of a package/checkpoint (repeat); NAME= for random.",
+        ),
+    ],
+    finetuned: Annotated[
+        Path | None,
+        typer.Option(
+            "--finetuned", help="JSON {name: fine-tuned test AUROC} to check the ranking."
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the scores as JSON.")] = None,
+    max_samples: Annotated[int, typer.Option(help="Training images used.")] = 512,
+) -> None:
+    """Rank candidate backbones by transferability (LogME, H-score, LEEP, NCE) before tuning."""
+    from medtl.transfer.experiment import load_config
+    from medtl.transfer.scoring import Candidate, score_backbones, write_scores
+
+    cands = []
+    for item in candidate:
+        name, sep, path = item.partition("=")
+        if not sep or not name:
+            raise fail(f"--candidate must be NAME=PATH, got {item!r}")
+        cands.append(Candidate(name=name, weights=Path(path) if path else None))
+    ft = json.loads(finetuned.read_text(encoding="utf-8")) if finetuned else None
+    result = score_backbones(load_config(config), cands, max_samples=max_samples, finetuned=ft)
+    for metric, order in result["ranking"].items():
+        typer.echo(f"{metric}: " + " > ".join(order))
+    for metric, tau in result["kendall_tau"].items():
+        typer.echo(
+            f"Kendall tau ({metric} vs fine-tuned): {tau['tau']:.2f} (p={tau['p_value']:.2g})"
+        )
+    if out:
+        write_scores(result, out)
+        typer.echo(f"wrote {out}")
+
+
 def _register_subapps() -> None:
     """Add the command groups owned by subpackages (they import heavy modules lazily)."""
     from medtl.data.cli import app as data_app

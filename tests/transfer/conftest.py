@@ -54,3 +54,37 @@ def write_square_dataset(root: Path, n_patients: int = 40, per_patient: int = 2)
 @pytest.fixture(scope="session")
 def square_dataset(tmp_path_factory) -> Path:
     return write_square_dataset(tmp_path_factory.mktemp("squares"))
+
+
+def square_config(dataset: Path, strategy: str = "scratch", **extra):
+    """An experiment config on the square dataset (smallcnn, 32 px, a few epochs)."""
+    from medtl.transfer.experiment import ExperimentConfig
+
+    return ExperimentConfig.model_validate(
+        {
+            "name": "squares-test",
+            "data": {"dataset": str(dataset), "modality": "cxr", "spatial_size": [32, 32]},
+            "model": {"backbone": "smallcnn"},
+            "strategy": {"name": strategy, "head_epochs": 3, "finetune_epochs": 3, "head_lr": 0.01},
+            "training": {
+                "batch_size": 16,
+                "amp": "none",
+                "progress": "never",
+                "monitor": "auroc",
+                "mode": "max",
+                "seed": 0,
+            },
+            **extra,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def square_run(tmp_path_factory, square_dataset) -> Path:
+    """A finished, evaluated scratch run on the square dataset (shared by several tests)."""
+    from medtl.evaluation.run import evaluate_run
+    from medtl.transfer.experiment import run_experiment
+
+    run = run_experiment(square_config(square_dataset), tmp_path_factory.mktemp("run") / "run")
+    evaluate_run(run, n_resamples=200)
+    return run

@@ -311,8 +311,10 @@ def _clean(ds: Dataset, ctx: _Context, *, top: bool) -> None:
             ctx.removed += 1
             continue
         keyword = keyword_for_tag(tag)
-        if not keyword and group > 0x0002:
-            del ds[tag]  # a public tag no dictionary knows: cannot judge it, remove it
+        if not keyword or group < 0x0008:
+            # a public tag no dictionary knows cannot be judged, and command (0000),
+            # file meta (0002) and directory (0004) groups do not belong in a dataset body
+            del ds[tag]
             ctx.removed += 1
             continue
         if keyword == "PatientID" and not top:
@@ -320,7 +322,7 @@ def _clean(ds: Dataset, ctx: _Context, *, top: bool) -> None:
                 ds[tag].value = pseudonym(str(ds[tag].value), key=ctx.key)
             continue
         if top and keyword in ("PatientID", "PatientName"):
-            continue  # set by _set_identity
+            continue  # replaced by the pseudonym in deidentify()
         if top and ctx.retain and keyword in RETAINED_PATIENT_CHARACTERISTICS:
             continue
         action = BASIC_PROFILE.get(keyword)
@@ -395,10 +397,11 @@ _FREE_TEXT_CONTROLS = frozenset("\r\n\f\t\x1b")
 
 
 def _implausible(elem: Any) -> bool:
-    """True for values no genuine element has: longer than the VR allows, binary in text.
+    """True for values no genuine element has: binary bytes in text, or text more than
+    twice as long as the VR allows (mildly over-long values from real devices survive).
 
-    A corrupt length makes an element swallow its neighbours (PHI included), so such
-    values are dropped rather than kept.
+    A corrupt length makes an element swallow its neighbours (PHI included); their
+    element headers hold bytes below 0x20, so such values are dropped rather than kept.
     """
     if elem.VR == "UN":
         return True
@@ -408,7 +411,7 @@ def _implausible(elem: Any) -> bool:
     limit = _MAX_CHARS.get(elem.VR)
     for value in values:
         text = str(value)
-        if limit is not None and len(text) > limit:
+        if limit is not None and len(text) > 2 * limit:
             return True
         if any(ch < " " and ch not in _FREE_TEXT_CONTROLS for ch in text.rstrip("\x00")):
             return True

@@ -362,3 +362,25 @@ def test_pydicom_value_warnings_are_redacted_in_logs(tmp_path, caplog) -> None:
     assert out.PatientBirthDate == ""
     assert "Invalid value for VR DA" in caplog.text  # pydicom did log it ...
     assert "1960-06-15" not in caplog.text  # ... without the value
+
+
+def test_element_swallowing_its_neighbours_is_dropped(tmp_path) -> None:
+    """A corrupt length makes Modality swallow the following elements, PatientName included."""
+    src = tmp_path / "swallow.dcm"
+    make_ct().save_as(src, enforce_file_format=True)
+    raw = bytearray(src.read_bytes())
+    header = b"\x08\x00\x60\x00CS"
+    at = raw.index(header)
+    value_start = at + 8
+    end = raw.index(b"ROE^RICHARD") + len("ROE^RICHARD")
+    length = end - value_start + ((end - value_start) % 2)
+    raw[at + 6 : at + 8] = length.to_bytes(2, "little")
+    damaged = tmp_path / "damaged.dcm"
+    damaged.write_bytes(bytes(raw))
+    ds = pydicom.dcmread(damaged)
+    assert "ROE^RICHARD" in str(ds["Modality"].value)  # the neighbours really were swallowed
+    (written,) = write_deidentified([damaged], tmp_path / "out", key=KEY)
+    data = written.read_bytes()
+    for phi in (b"ROE^RICHARD", b"General Hospital", b"WHO^DOCTOR"):
+        assert phi not in data
+    assert "Modality" not in pydicom.dcmread(written)

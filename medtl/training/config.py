@@ -101,7 +101,8 @@ class TrainingConfig(BaseModel):
     # run folder, checkpoints, logging
     run_dir: Path | None = Field(None, description="Run folder; default MEDTL_HOME/runs/<time>.")
     resume: bool = Field(False, description="Continue from run_dir/checkpoints/last.ckpt.")
-    save_every_epoch: bool = True
+    save_every_epoch: bool = Field(True, description="last.ckpt after every epoch (else at end).")
+    save_best: bool = Field(True, description="best.ckpt whenever the monitor improves.")
     progress: Progress = Field("auto", description="'auto': bars only on a TTY, rank 0.")
     loggers: list[LoggerName] = Field(default_factory=lambda: ["csv"])
     log_every_steps: int = Field(50, ge=1, description="Step-level log lines (rank 0).")

@@ -369,7 +369,7 @@ class Trainer:
                 )
                 if cfg.save_every_epoch or epoch == cfg.max_epochs or stopped:
                     ckpt.save_checkpoint(state, last_path)
-                if improved:
+                if improved and cfg.save_best:
                     ckpt.save_checkpoint(state, ckpt_dir / ckpt.BEST)
             barrier()
             for cb in callbacks:

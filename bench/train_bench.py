@@ -1,0 +1,386 @@
+"""Training-engine benchmarks: ratios measured side by side in one run, printed as a table.
+
+Rows (``ratio`` is always "higher is better"; ``target`` is the aim):
+
+- ``trainer_vs_bare_loop``: Trainer epoch throughput / a bare PyTorch loop (same model,
+  optimiser, in-memory tensors, DataLoader). Aim >= 0.95.
+- ``dicom_warm_cache_vs_memory``: epoch throughput training from CR DICOM files on disk
+  through the warm disk cache (a second ``PersistentDataset`` over the same cache folder) /
+  from in-memory tensors. Aim >= 0.9. ``dicom_cold_cache_vs_memory`` (first epoch, decoding
+  and writing the cache) is printed beside it, no target.
+- ``bf16_channels_last_vs_fp32``: forward passes/s (``--amp-train``: training steps/s) of a
+  2-D ResNet18 under bf16 autocast + channels_last / fp32. Aim >= 2 on CPUs with native bf16
+  (AVX512-BF16/AMX); emulated bf16 on other CPUs is far slower than fp32.
+- ``feature_extraction_vs_frozen_base``: time to train a linear head for ``--head-epochs``
+  epochs: frozen-base workflow (forward through the frozen ResNet18 every epoch) / feature
+  extraction workflow (one forward pass caching pooled features, then the head on them).
+  Aim >= 10.
+
+Usage::
+
+    .venv/bin/python bench/train_bench.py                 # defaults: ~2-3 min on 2 cores
+    .venv/bin/python bench/train_bench.py --size 128 --n-images 128 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from medtl.training import Trainer, TrainingConfig, cached_dataset
+from medtl.training.precision import autocast, cpu_supports_bf16, to_memory_format
+
+
+def resnet18(num_classes: int = 2) -> nn.Module:
+    """MONAI's 2-D ResNet18 for one-channel images."""
+    from monai.networks.nets import resnet18 as monai_resnet18
+
+    return monai_resnet18(spatial_dims=2, n_input_channels=1, num_classes=num_classes)
+
+
+def small_cnn() -> nn.Module:
+    """A small CNN: per-step framework overhead matters more than with a ResNet."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(32, 2),
+    )  # fmt: skip
+
+
+def images(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random one-channel images and binary labels."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, size, size, generator=g), torch.randint(0, 2, (n,), generator=g)
+
+
+def cfg(tmp: Path, **kw: Any) -> TrainingConfig:
+    """A bench config: CPU, quiet, no per-epoch checkpoints (throughput is the point)."""
+    base: dict[str, Any] = {
+        "device": "cpu", "amp": "none", "progress": "never", "monitor": "train_loss",
+        "save_every_epoch": False, "save_best": False, "loggers": [], "lr": 1e-3,
+        "run_dir": tmp / f"run{time.perf_counter_ns()}",
+    }  # fmt: skip
+    base.update(kw)
+    return TrainingConfig(**base)
+
+
+def trainer_throughput(
+    model: nn.Module, data: Any, config: TrainingConfig
+) -> tuple[float, list[float]]:
+    """Best epoch throughput (samples/s) of a Trainer run, and all epochs'."""
+    result = Trainer(model, nn.CrossEntropyLoss(), config).fit(data)
+    values = [row["throughput"] for row in result.history]
+    return max(values), values
+
+
+def bare_throughput(
+    model: nn.Module, ds: TensorDataset, batch: int, epochs: int, lr: float = 1e-3
+) -> float:
+    """Best epoch throughput of a plain loop: DataLoader, AdamW, backward, step."""
+    loader = DataLoader(ds, batch_size=batch, shuffle=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    best = 0.0
+    model.train()
+    for _ in range(epochs):
+        t0, seen = time.perf_counter(), 0
+        for x, y in loader:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            seen += x.shape[0]
+        best = max(best, seen / (time.perf_counter() - t0))
+    return best
+
+
+def row(name: str, ours: float, baseline: float, ratio: float, target: float | None,
+        unit: str) -> dict[str, Any]:  # fmt: skip
+    """One result row (the ``--json`` format)."""
+    return {"name": name, "ours": ours, "baseline": baseline, "ratio": ratio,
+            "target": target, "unit": unit}  # fmt: skip
+
+
+def bench_trainer_vs_bare(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    """Trainer vs bare loop, same model/data/optimiser; best of ``--repeats`` alternations."""
+    x, y = images(args.n_images, args.size)
+    ds = TensorDataset(x, y)
+    ours, bare = 0.0, 0.0
+    for _ in range(args.repeats):  # alternate so load drift hits both sides alike
+        torch.manual_seed(0)
+        ours = max(
+            ours,
+            trainer_throughput(
+                small_cnn(), ds, cfg(tmp, batch_size=args.batch, max_epochs=args.epochs)
+            )[0],
+        )
+        torch.manual_seed(0)
+        bare = max(bare, bare_throughput(small_cnn(), ds, args.batch, args.epochs))
+    return [row("trainer_vs_bare_loop", ours, bare, ours / bare, 0.95, "samples/s")]
+
+
+def write_cr(path: Path, pixels: np.ndarray) -> None:
+    """Write an uncompressed 12-bit CR image with pydicom."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.PatientID = "CR", "BENCH"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelSpacing = [0.5, 0.5]
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def decoder() -> tuple[Callable[[dict], dict], str]:
+    """The deterministic stage: ``medtl.io.load_scan`` when available, else ``dcmread``."""
+    try:
+        from medtl.io import load_scan
+    except ImportError:
+        load_scan = None
+
+    def decode(item: dict) -> dict:
+        if load_scan is not None:
+            array = load_scan(item["image"]).array
+        else:
+            import pydicom
+
+            array = pydicom.dcmread(item["image"]).pixel_array.astype(np.float32)
+        array = np.asarray(array, dtype=np.float32).reshape(array.shape[-2:]) / 4095.0
+        return {"image": torch.from_numpy(array)[None], "label": item["label"]}
+
+    return decode, "medtl.io.load_scan" if load_scan is not None else "pydicom.dcmread"
+
+
+def flip(sample: dict) -> dict:
+    """Random horizontal flip (the augmentation applied after the cache)."""
+    if torch.rand(()) < 0.5:
+        return {**sample, "image": sample["image"].flip(-1)}
+    return sample
+
+
+def bench_dicom_cache(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    """Epoch throughput from DICOM files: cold cache, warm cache, in-memory tensors."""
+    folder = tmp / "dicom"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(args.n_images):
+        path = folder / f"img{i:04d}.dcm"
+        write_cr(path, rng.integers(0, 4096, (args.size, args.size)))
+        items.append({"image": str(path), "label": i % 2})
+    decode, how = decoder()
+    cache = tmp / "cache"
+    common = {"batch_size": args.batch, "max_epochs": 1, "num_workers": args.workers}
+
+    torch.manual_seed(0)
+    cold_ds = cached_dataset(items, decode, flip, cache="disk", cache_dir=cache, cache_key="b")
+    cold, _ = trainer_throughput(small_cnn(), cold_ds, cfg(tmp, **common))
+    warm, memory = 0.0, 0.0
+    tensors = [decode(item) for item in items]
+    mem_ds = TensorDataset(torch.stack([t["image"] for t in tensors]),
+                           torch.tensor([t["label"] for t in tensors]))  # fmt: skip
+    for _ in range(args.repeats):
+        torch.manual_seed(0)
+        warm_ds = cached_dataset(items, decode, flip, cache="disk", cache_dir=cache,
+                                 cache_key="b")  # fmt: skip
+        warm = max(
+            warm,
+            trainer_throughput(
+                small_cnn(), warm_ds, cfg(tmp, **{**common, "max_epochs": args.epochs})
+            )[0],
+        )
+        torch.manual_seed(0)
+        memory = max(
+            memory,
+            trainer_throughput(
+                small_cnn(), mem_ds, cfg(tmp, **{**common, "max_epochs": args.epochs})
+            )[0],
+        )
+    note = f"samples/s ({how}, {args.workers} workers)"
+    return [
+        row("dicom_warm_cache_vs_memory", warm, memory, warm / memory, 0.9, note),
+        row("dicom_cold_cache_vs_memory", cold, memory, cold / memory, None, note),
+    ]
+
+
+def step_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
+              dtype: torch.dtype | None, channels_last: bool, train: bool) -> float:  # fmt: skip
+    """Steps per second (after one untimed warm-up step): training steps or forward passes."""
+    device = torch.device("cpu")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = to_memory_format(x)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train(train)
+
+    def step() -> None:
+        if not train:
+            with torch.inference_mode(), autocast(device, dtype):
+                model(x)
+            return
+        opt.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps / (time.perf_counter() - t0)
+
+
+def bench_bf16(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    """bf16 autocast + channels_last vs fp32 on a 2-D ResNet18 (same weights).
+
+    Forward passes by default (``--amp-train`` for training steps): without native bf16
+    (AVX512-BF16/AMX) oneDNN emulates bf16 and a ResNet18 training step takes minutes on a
+    2-core CPU, which is also why ``amp="auto"`` stays in fp32 on such CPUs.
+    """
+    x, y = images(args.amp_batch, args.amp_size)
+    fp32 = bf16 = 0.0
+    for _ in range(args.repeats):
+        torch.manual_seed(0)
+        fp32 = max(fp32, step_rate(resnet18(), x, y, args.amp_steps, None, False, args.amp_train))
+        torch.manual_seed(0)
+        bf16 = max(bf16, step_rate(resnet18(), x, y, args.amp_steps, torch.bfloat16, True,
+                                   args.amp_train))  # fmt: skip
+        if not cpu_supports_bf16():
+            break  # emulated bf16 is minutes per repeat; one is enough to see it
+    native = "native bf16" if cpu_supports_bf16() else "no native bf16 on this CPU"
+    what = "training steps/s" if args.amp_train else "forward passes/s"
+    unit = f"{what} (ResNet18 {args.amp_size}px, batch {args.amp_batch}, {native})"
+    return [row("bf16_channels_last_vs_fp32", bf16, fp32, bf16 / fp32, 2.0, unit)]
+
+
+class Frozen(nn.Module):
+    """Frozen base + trainable linear head (the frozen-base workflow's model)."""
+
+    def __init__(self, base: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.base, self.head = base, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Head on the frozen base's pooled features."""
+        return self.head(self.base(x))
+
+
+def bench_feature_extraction(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    """Head training for ``--head-epochs``: feature extraction vs frozen base (wall time)."""
+    x, y = images(args.n_images, args.size, seed=1)
+    torch.manual_seed(0)
+    base = resnet18()
+    base.fc = nn.Identity()  # 512-d pooled features
+    for p in base.parameters():
+        p.requires_grad_(False)
+    base.eval()
+    epochs = args.head_epochs
+
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        feats = torch.cat([base(x[i : i + 64]) for i in range(0, len(x), 64)])
+    head = nn.Linear(512, 2)
+    Trainer(head, nn.CrossEntropyLoss(), cfg(tmp, batch_size=args.batch, max_epochs=epochs)).fit(
+        TensorDataset(feats.clone(), y)
+    )
+    fe = time.perf_counter() - t0
+
+    torch.manual_seed(0)
+    frozen = Frozen(base, nn.Linear(512, 2))
+    t0 = time.perf_counter()
+    Trainer(
+        frozen,
+        nn.CrossEntropyLoss(),
+        cfg(tmp, batch_size=args.batch, max_epochs=epochs),
+        param_groups=[{"params": list(frozen.head.parameters())}],
+        frozen_bn_modules=[base],
+    ).fit(TensorDataset(x, y))
+    fb = time.perf_counter() - t0
+    unit = f"s to train a head for {epochs} epochs ({args.n_images} images, {args.size}px)"
+    return [row("feature_extraction_vs_frozen_base", fe, fb, fb / fe, 10.0, unit)]
+
+
+BENCHES = {
+    "trainer": bench_trainer_vs_bare,
+    "dicom": bench_dicom_cache,
+    "bf16": bench_bf16,
+    "features": bench_feature_extraction,
+}
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """Print the rows as an aligned table on stdout."""
+    head = f"{'benchmark':36} {'ours':>10} {'baseline':>10} {'ratio':>7} {'target':>7}  unit"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        target = "-" if r["target"] is None else f">={r['target']:g}"
+        print(f"{r['name']:36} {r['ours']:10.3f} {r['baseline']:10.3f} {r['ratio']:7.2f} "
+              f"{target:>7}  {r['unit']}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks; print the table; optionally write JSON rows."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHES), default=None)
+    parser.add_argument("--n-images", type=int, default=64)
+    parser.add_argument("--size", type=int, default=64, help="image side for DICOM/FE rows")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per throughput run")
+    parser.add_argument("--repeats", type=int, default=2, help="alternations; best is kept")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument("--amp-size", type=int, default=128, help="ResNet18 image side (bf16)")
+    parser.add_argument("--amp-steps", type=int, default=1, help="timed bf16/fp32 steps")
+    parser.add_argument("--amp-batch", type=int, default=1)
+    parser.add_argument("--amp-train", action="store_true", help="time training steps")
+    parser.add_argument("--head-epochs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="medtl-train-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        os.environ["MEDTL_HOME"] = str(tmp / "home")  # never touch the real home
+        for name in args.only or list(BENCHES):
+            t0 = time.perf_counter()
+            rows.extend(BENCHES[name](args, tmp))
+            print(f"[{name}: {time.perf_counter() - t0:.1f}s]", file=sys.stderr, flush=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"cpu bf16 native: {cpu_supports_bf16()}")  # fmt: skip
+    print_table(rows)
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -327,12 +327,15 @@ class DomainGuard:
         else:
             check.add("geometry", "ok")
 
-    def check_features(self, features: ArrayLike) -> DomainCheck:
+    def check_features(self, features: ArrayLike, reduce: str = "max") -> DomainCheck:
         """Feature-distance check of one scan's pooled features.
 
         Args:
-            features: ``(d,)`` or ``(1, d)`` pooled features (for volumes, e.g. the mean
-                over windows).
+            features: ``(d,)`` or ``(n, d)`` pooled features (one image, or the windows of
+                a volume).
+            reduce: how the distances of several vectors are combined: ``"max"`` or
+                ``"median"`` (volumes: one unusual window among hundreds is expected at a
+                99th-percentile threshold, so the typical window decides).
 
         Returns:
             ``"warn"`` above the threshold, else ``"ok"``; ``"not checked"`` when unfitted.
@@ -341,7 +344,10 @@ class DomainGuard:
         if not self.fitted:
             check.add("features", "not checked")
             return check
-        dist = float(self.distance(features).max())
+        distances = self.distance(features)
+        if reduce not in ("max", "median"):
+            raise ValueError("reduce must be 'max' or 'median'")
+        dist = float(np.max(distances) if reduce == "max" else np.median(distances))
         check.feature_distance = dist if math.isfinite(dist) else None
         check.distance_threshold = self.threshold_
         if not math.isfinite(dist) or dist > self.threshold_:

@@ -44,12 +44,18 @@ class DomainCheck(BaseModel):
     distance_threshold: float | None = None
     checks: dict[str, str] = Field(default_factory=dict)
 
-    def add(self, check: str, status: DomainStatus, reason: str | None = None) -> None:
-        """Record one check's outcome; the overall status is the worst seen."""
+    def add(self, check: str, status: str, reason: str | None = None) -> None:
+        """Record one check's outcome; the overall status is the worst seen.
+
+        Args:
+            check: the check's name.
+            status: ``"ok"``, ``"warn"``, ``"refuse"`` or ``"not checked"``.
+            reason: the sentence shown to the clinician (warn/refuse).
+        """
         self.checks[check] = status
         if reason:
             self.reasons.append(reason)
-        if _STATUS_ORDER[status] > _STATUS_ORDER[self.status]:
+        if _STATUS_ORDER.get(status, 0) > _STATUS_ORDER[self.status]:
             self.status = status
 
     def merge(self, other: DomainCheck) -> DomainCheck:

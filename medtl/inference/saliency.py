@@ -36,6 +36,7 @@ __all__ = [
     "GradCamResult",
     "gradcam",
     "normalize_map",
+    "overlay_heatmap",
     "saliency_map",
     "upsample_map",
 ]
@@ -237,3 +238,28 @@ def saliency_map(
 def model_ndim(model: nn.Module) -> int:
     """Spatial dims of a backbone (from its config; 2 when unknown)."""
     return int(getattr(getattr(model, "config", None), "spatial_dims", 2))
+
+
+def overlay_heatmap(
+    grey: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, cmap: str = "jet"
+) -> np.ndarray:
+    """Blend a heat map over a greyscale image (for display and ``--heatmap`` PNGs).
+
+    Args:
+        grey: ``(H, W)`` uint8 image (e.g. ``medtl.io.apply_window(scan.array, window)``).
+        heatmap: ``(H, W)`` map in [0, 1] on the same grid.
+        alpha: heat map opacity where the map is 1 (it fades out where the map is 0).
+        cmap: matplotlib colormap name.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB image.
+    """
+    from matplotlib import colormaps
+
+    if grey.shape != heatmap.shape:
+        raise ValueError(f"image {grey.shape} and heat map {heatmap.shape} differ in shape")
+    heat = np.clip(np.nan_to_num(heatmap.astype(np.float32)), 0.0, 1.0)
+    colour = colormaps[cmap](heat)[..., :3].astype(np.float32)
+    base = np.repeat(grey.astype(np.float32)[..., None] / 255.0, 3, axis=2)
+    weight = (alpha * heat)[..., None]
+    return np.clip(255.0 * ((1.0 - weight) * base + weight * colour) + 0.5, 0, 255).astype(np.uint8)

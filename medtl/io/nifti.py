@@ -216,6 +216,13 @@ def _to_2d(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.ascontiguousarray(image), out_affine
 
 
+def _intent(header: Any) -> str:
+    try:
+        return str(header.get_intent()[0])
+    except (KeyError, ValueError):  # an intent code nibabel does not know
+        return "unknown"
+
+
 def load_nifti(
     source: str | os.PathLike[str] | bytes,
     *,
@@ -294,7 +301,7 @@ def load_nifti(
         "original_axcodes": "".join(nib.aff2axcodes(affine_ras)),
         "qform_code": _XFORM_NAMES.get(qform_code, str(qform_code)),
         "sform_code": _XFORM_NAMES.get(sform_code, str(sform_code)),
-        "intent": str(header.get_intent()[0]),
+        "intent": _intent(header),
         "deidentified": True,
     }
     logger.debug("loaded NIfTI image %s -> array %s", shape, array.shape)

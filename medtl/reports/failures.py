@@ -1,0 +1,239 @@
+"""Failure cases: the worst false positives and false negatives, with Grad-CAM overlays.
+
+Cases are ranked by calibrated probability at the Youden operating point chosen on the
+calibration split: false positives from the highest probability down, false negatives from
+the lowest up. When a kind has no error at all, the nearest miss of that class (the negative
+with the highest probability, the positive with the lowest) is shown instead and labelled
+as such, so a reader always sees where the model is least sure.
+
+Images are loaded with :func:`medtl.io.load_scan` from the manifest paths, preprocessed
+exactly like in training (the run's :class:`~medtl.transfer.presets.PreprocessingSpec`), and
+the Grad-CAM map (:func:`medtl.inference.saliency.saliency_map`) is drawn with transparency
+over the windowed image. Volumes show their central slice.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medtl.reports.figures import as_figure, overlay_png
+from medtl.reports.schema import NOT_APPLICABLE_MULTICLASS, FailureCase, FailureSection
+
+logger = logging.getLogger(__name__)
+
+#: Longest side of an overlay image, in pixels (keeps the HTML small).
+DISPLAY_SIZE = 256
+
+
+def select_failures(
+    labels: np.ndarray, probs: np.ndarray, threshold: float, k: int = 3
+) -> list[tuple[str, int]]:
+    """Pick the cases to show: ``(kind, position in the test arrays)``.
+
+    Args:
+        labels: 0/1 test labels.
+        probs: calibrated test probabilities.
+        threshold: the Youden threshold (positive when ``prob >= threshold``).
+        k: at most this many cases of each kind.
+
+    Returns:
+        False positives (highest probability first), then false negatives (lowest first);
+        a ``nearest negative`` / ``nearest positive`` stands in for a kind without errors.
+    """
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=float)
+    out: list[tuple[str, int]] = []
+    neg = np.flatnonzero(labels == 0)
+    pos = np.flatnonzero(labels == 1)
+    neg = neg[np.argsort(-probs[neg], kind="stable")]
+    pos = pos[np.argsort(probs[pos], kind="stable")]
+    fp = [int(i) for i in neg if probs[i] >= threshold][:k]
+    fn = [int(i) for i in pos if probs[i] < threshold][:k]
+    out += [("false positive", i) for i in fp] or (
+        [("nearest negative", int(neg[0]))] if neg.size else []
+    )
+    out += [("false negative", i) for i in fn] or (
+        [("nearest positive", int(pos[0]))] if pos.size else []
+    )
+    return out
+
+
+def load_run_model(run_dir: Path, summary: dict[str, Any]) -> Any:
+    """Rebuild the run's backbone from ``summary.json`` and load ``model.safetensors``."""
+    from safetensors.torch import load_file
+
+    from medtl.models import BackboneConfig, build_backbone
+
+    config = BackboneConfig.model_validate(summary["model_config"])
+    model = build_backbone(config)
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
+    return model.eval()
+
+
+def _display_image(array: np.ndarray, scan: Any) -> np.ndarray:
+    """Window a 2D slice for display (uint8)."""
+    from medtl.io.display import apply_window, default_window
+
+    return apply_window(array, default_window(scan))
+
+
+def _display_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    scale = min(1.0, DISPLAY_SIZE / max(shape))
+    return tuple(max(1, round(s * scale)) for s in shape)
+
+
+def _resize_grey(grey: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if grey.shape == shape:
+        return grey
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(grey).resize((shape[1], shape[0]), Image.BILINEAR))
+
+
+def render_case(
+    model: Any,
+    preprocessing: Any,
+    image_path: Path,
+    title: str,
+    *,
+    saliency: bool = True,
+) -> tuple[bytes, bool]:
+    """Load, preprocess, explain and draw one case.
+
+    Args:
+        model: the backbone (eval mode).
+        preprocessing: the deterministic MONAI transform of the run.
+        image_path: the scan file.
+        title: figure title.
+        saliency: draw the Grad-CAM overlay (else the image alone).
+
+    Returns:
+        ``(png, saliency drawn)``.
+    """
+    from medtl.io import load_scan
+
+    scan = load_scan(image_path)
+    array = np.asarray(scan.array, dtype=np.float32)
+    x = preprocessing(array[None])
+    volume = array.ndim == 3
+    centre = array.shape[0] // 2 if volume else None
+    plane = array[centre] if volume else array
+    shape = _display_shape(plane.shape)
+    grey = _resize_grey(_display_image(plane, scan), shape)
+    heat = None
+    if saliency:
+        try:
+            from medtl.inference.saliency import saliency_map
+        except ImportError:  # the inference package is optional at report time
+            logger.warning("medtl.inference.saliency is not available: no saliency overlays")
+        else:
+            out_shape = (array.shape[0], *shape) if volume else shape
+            heat = saliency_map(model, x, out_shape=out_shape)
+            if volume:
+                heat = heat[centre]
+    return overlay_png(grey, heat, title), heat is not None
+
+
+def failure_section(
+    run_dir: Path,
+    evaluation: dict[str, Any],
+    summary: dict[str, Any],
+    manifest: Any,
+    dataset_dir: Path,
+    preprocessing_spec: Any,
+    *,
+    k: int = 3,
+    saliency: bool = True,
+) -> FailureSection:
+    """The failure-cases section of the report.
+
+    Args:
+        run_dir: the run folder (for ``model.safetensors``).
+        evaluation: ``evaluation.json`` content.
+        summary: ``summary.json`` content.
+        manifest: the dataset :class:`~medtl.data.manifest.Manifest`.
+        dataset_dir: the dataset folder (manifest paths are relative to it).
+        preprocessing_spec: the run's :class:`~medtl.transfer.presets.PreprocessingSpec`.
+        k: cases per kind.
+        saliency: draw Grad-CAM overlays.
+
+    Returns:
+        The :class:`FailureSection` (images embedded).
+    """
+    if not evaluation.get("binary", True):
+        return FailureSection(applicable=False, note=NOT_APPLICABLE_MULTICLASS)
+    youden = (evaluation.get("operating_points_chosen") or {}).get("youden") or {}
+    threshold = youden.get("threshold")
+    if threshold is None:
+        return FailureSection(
+            applicable=False, note="No Youden operating point was chosen on the calibration split."
+        )
+    scores = evaluation["test_scores"]
+    labels = np.asarray(scores["label"])
+    probs = np.asarray(scores["prob"], dtype=float)
+    picks = select_failures(labels, probs, float(threshold), k=k)
+    names = list(evaluation.get("label_names") or summary.get("label_names") or ["0", "1"])
+    from medtl.transfer.presets import build_preprocessing
+
+    transform = build_preprocessing(preprocessing_spec)
+    model = load_run_model(run_dir, summary) if (run_dir / "model.safetensors").is_file() else None
+    cases: list[FailureCase] = []
+    drawn_any = False
+    for kind, pos in picks:
+        index = int(scores["index"][pos])
+        record = manifest.records[index]
+        label = names[int(labels[pos])] if int(labels[pos]) < len(names) else str(labels[pos])
+        title = f"{kind}: p = {probs[pos]:.3f} (truth: {label})"
+        image = None
+        drew = False
+        path = dataset_dir / record.image
+        if model is not None and path.exists():
+            try:
+                png, drew = render_case(model, transform, path, title, saliency=saliency)
+            except Exception as err:  # a broken image must not sink the whole report
+                logger.warning("could not render failure case %d: %s", index, err)
+            else:
+                image = as_figure(
+                    f"failure-{len(cases)}",
+                    f"{kind.capitalize()}, patient {record.patient_id}: calibrated probability "
+                    f"{probs[pos]:.3f} at threshold {float(threshold):.3f}"
+                    + (" (Grad-CAM overlay)" if drew else ""),
+                    png,
+                )
+        drawn_any = drawn_any or drew
+        cases.append(
+            FailureCase(
+                kind=kind,  # type: ignore[arg-type]
+                index=index,
+                patient=record.patient_id,
+                label=label,
+                probability=float(probs[pos]),
+                threshold=float(threshold),
+                image=image,
+                saliency=drew,
+            )
+        )
+    n_fp = int(np.sum((labels == 0) & (probs >= threshold)))
+    n_fn = int(np.sum((labels == 1) & (probs < threshold)))
+    note = (
+        f"{n_fp} false positive(s) and {n_fn} false negative(s) on {labels.size} test images at "
+        f"the Youden threshold {float(threshold):.3f} (chosen on the "
+        f"{evaluation.get('calibrated_on', 'calibration')} split)."
+    )
+    if not n_fp or not n_fn:
+        note += " Where a kind has no error, the nearest miss of that class is shown instead."
+    if saliency and not drawn_any and cases:
+        note += " Saliency maps were not available (medtl.inference.saliency missing)."
+    return FailureSection(
+        applicable=True,
+        note=note,
+        threshold=float(threshold),
+        n_false_positive=n_fp,
+        n_false_negative=n_fn,
+        saliency_method="Grad-CAM (MONAI) on the last feature map" if drawn_any else "",
+        cases=cases,
+    )

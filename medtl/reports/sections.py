@@ -1,0 +1,319 @@
+"""Report sections built from a run: model card, transfer vs scratch, the summary box."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medtl.reports.figures import as_figure, plot_training_curves, read_metrics_csv
+from medtl.reports.schema import (
+    Headline,
+    LearningCurveRow,
+    ModelSection,
+    Phase,
+    ReportData,
+    Summary,
+    TransferSection,
+    finite,
+)
+
+if TYPE_CHECKING:
+    from medtl.reports.builder import RunFiles
+
+logger = logging.getLogger(__name__)
+
+#: Training settings shown in the model card (from ``experiment.yaml``'s ``training``).
+TRAINING_KEYS = (
+    "max_epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "monitor",
+    "patience",
+    "seed",
+    "device",
+    "amp",
+)
+STRATEGY_KEYS = (
+    "head_epochs",
+    "finetune_epochs",
+    "head_lr",
+    "finetune_lr_factor",
+    "unfreeze_blocks",
+    "freeze_bn",
+    "discriminative_decay",
+)
+
+
+def _phase_metrics(run: RunFiles, phase: dict[str, Any]) -> list[dict[str, float]]:
+    """``metrics.csv`` of a phase, found relative to the run folder (runs may be moved)."""
+    recorded = Path(phase["run_dir"]) if phase.get("run_dir") else None
+    candidates = []
+    if recorded is not None:
+        candidates.append(recorded / "metrics.csv")
+        candidates.append(run.run_dir / recorded.parent.name / recorded.name / "metrics.csv")
+        candidates += list(run.run_dir.rglob(f"{recorded.name}/metrics.csv"))
+    for path in candidates:
+        if path.is_file():
+            return read_metrics_csv(path)
+    return []
+
+
+def model_section(run: RunFiles) -> ModelSection:
+    """The model card section: architecture, domains, strategy, training, versions, hashes.
+
+    Args:
+        run: the loaded run.
+
+    Returns:
+        The :class:`ModelSection` (with the training-curve figure when metrics were logged).
+    """
+    from medtl.models.package import software_versions
+
+    exp, summary = run.experiment, run.summary
+    arch = summary.get("model_config") or {}
+    training = exp.get("training") or {}
+    strategy = exp.get("strategy") or {}
+    details: dict[str, Any] = {k: training.get(k) for k in TRAINING_KEYS if k in training}
+    details.update({f"strategy.{k}": strategy.get(k) for k in STRATEGY_KEYS if k in strategy})
+    details["label_fraction"] = summary.get("label_fraction")
+    details["calibration"] = exp.get("calibration")
+    phases, curves = [], []
+    for p in summary.get("phases") or []:
+        name = Path(p["run_dir"]).name if p.get("run_dir") else summary.get("strategy", "phase")
+        phases.append(
+            Phase(
+                name=name,
+                epochs=p.get("epochs"),
+                best_epoch=p.get("best_epoch"),
+                best_metric=p.get("best_metric"),
+                monitor=p.get("monitor"),
+                stopped_early=p.get("stopped_early"),
+            )
+        )
+        curves.append((name, _phase_metrics(run, p)))
+    figures = []
+    if any(rows for _, rows in curves):
+        monitor = training.get("monitor")
+        figures.append(
+            as_figure(
+                "training-curves",
+                "Training and validation loss per epoch, and the monitored validation metric; "
+                "dotted lines separate strategy phases.",
+                plot_training_curves(curves, monitor if monitor != "val_loss" else None),
+            )
+        )
+    weights = (exp.get("model") or {}).get("weights")
+    device = training.get("device", "auto")
+    return ModelSection(
+        name=str(summary.get("name", run.run_dir.name)),
+        backbone=str(arch.get("name") or (exp.get("model") or {}).get("backbone", "unknown")),
+        architecture=arch,
+        total_parameters=summary.get("total_parameters"),
+        trainable_parameters=summary.get("trainable_parameters"),
+        source_domain=exp.get("source_domain") or arch.get("source_domain"),
+        source_task=exp.get("source_task") or arch.get("source_task"),
+        target_domain=exp.get("target_domain"),
+        target_task=exp.get("task") or run.manifest.task or None,
+        strategy=str(summary.get("strategy") or strategy.get("name", "unknown")),
+        # The file name only: full paths may reveal user folders.
+        pretrained_weights=Path(weights).name if weights else None,
+        preprocessing=dict(arch.get("preprocessing") or {}),
+        phases=phases,
+        training=details,
+        timings_seconds={
+            k.replace("_seconds", ""): float(summary[k])
+            for k in ("data_seconds", "train_seconds", "total_seconds")
+            if finite(summary.get(k)) is not None
+        },
+        hardware=(
+            f"device setting '{device}' (the device actually used is not recorded in the run)"
+        ),
+        precision=f"mixed precision setting '{training.get('amp', 'unknown')}'",
+        versions=software_versions(),
+        config_hash=summary.get("config_hash"),
+        data_hash=summary.get("data_hash"),
+        figures=figures,
+    )
+
+
+def transfer_section(
+    run: RunFiles,
+    comparison: dict[str, Any] | None,
+    points: list[Any] | None,
+    transferability: dict[str, Any] | None,
+    baselines: list[dict[str, Any]] | None,
+) -> TransferSection:
+    """Transfer vs scratch: verdict, learning curves, transferability scores, baselines.
+
+    Args:
+        run: the loaded run.
+        comparison: ``compare_runs`` output (or ``None``).
+        points: learning-curve points (or ``None``).
+        transferability: ``{backbone: {score: value}}`` (or ``None``).
+        baselines: extra baseline dicts (the dataset's histogram baseline is added).
+
+    Returns:
+        The :class:`TransferSection`.
+    """
+    notes: list[str] = []
+    figures = []
+    section: dict[str, Any] = {}
+    if comparison:
+        section["comparison"] = json.loads(json.dumps(comparison, default=str))
+        section["verdict"] = comparison.get("verdict")
+        section["verdict_sentence"] = comparison.get("sentence")
+        section["negative_transfer"] = comparison.get("verdict") == "negative transfer"
+    else:
+        notes.append("No scratch baseline run was compared (use --against SCRATCH_RUN).")
+    rows: list[LearningCurveRow] = []
+    sentences: list[str] = []
+    if points:
+        from medtl.evaluation.plots import plot_learning_curves
+        from medtl.evaluation.transfer_analysis import sample_efficiency_table
+
+        strategies = {p.strategy for p in points}
+        scratch = "scratch" if "scratch" in strategies else sorted(strategies)[0]
+        table = sample_efficiency_table(points, metric="auroc", scratch_strategy=scratch)
+        for r in table.rows:
+            rows.append(
+                LearningCurveRow(
+                    strategy=r["strategy"],
+                    fraction=r["fraction"],
+                    n_seeds=r["n_seeds"],
+                    mean=r["transfer_mean"],
+                    lower=r["transfer_ci_low"],
+                    upper=r["transfer_ci_high"],
+                    scratch_mean=r["scratch_mean"],
+                    delta=r["delta"],
+                )
+            )
+        sentences = list(table.sentences)
+        figures.append(
+            as_figure(
+                "learning-curves",
+                "Test AUROC against the fraction of training labels, per strategy (mean over "
+                "seeds, band: 95% t-interval); scratch dashed.",
+                plot_learning_curves(table, scratch_strategy=scratch),
+            )
+        )
+    else:
+        notes.append("No learning-curve results were supplied (--learning-curves JSON).")
+    scores: dict[str, dict[str, float | None]] = {}
+    for backbone, values in (transferability or {}).items():
+        if isinstance(values, dict):
+            scores[str(backbone)] = {str(k): finite(v) for k, v in values.items()}
+    if not scores:
+        notes.append("No transferability scores were supplied.")
+    all_baselines = list(baselines or [])
+    hist = run.dataset_dir / "histogram_baseline.json"
+    if hist.is_file():
+        try:
+            raw = json.loads(hist.read_text(encoding="utf-8"))
+            all_baselines.append(
+                {
+                    "name": "Intensity-histogram logistic regression",
+                    "source": "histogram_baseline.json (dataset folder)",
+                    "auroc": finite(raw.get("test_macro_auroc")),
+                    "accuracy": finite(raw.get("test_accuracy")),
+                    "n_test": raw.get("n_test"),
+                }
+            )
+        except (OSError, ValueError) as err:
+            logger.warning("unreadable histogram baseline: %s", err)
+    if all_baselines:
+        test = run.evaluation.get("test", {})
+        all_baselines.insert(
+            0,
+            {
+                "name": f"This network ({run.summary.get('strategy')})",
+                "source": "this report",
+                "auroc": finite((test.get("auroc") or {}).get("estimate")),
+                "accuracy": finite((test.get("accuracy") or {}).get("estimate")),
+                "n_test": test.get("n_images"),
+            },
+        )
+    return TransferSection(
+        **section,
+        learning_curves=rows,
+        sample_efficiency=sentences,
+        transferability=scores,
+        baselines=all_baselines,
+        figures=figures,
+        notes=notes,
+    )
+
+
+def _fmt_ci(ci: Any) -> str:
+    if ci is None or ci.estimate is None:
+        return "n/a"
+    if ci.lower is None or ci.upper is None:
+        return f"{ci.estimate:.3f}"
+    return f"{ci.estimate:.3f} ({ci.lower:.3f}-{ci.upper:.3f})"
+
+
+def headline_summary(data: ReportData | None = None) -> Summary:
+    """The summary box: headline numbers and warnings (empty without ``data``).
+
+    Args:
+        data: the report content gathered so far.
+
+    Returns:
+        The :class:`Summary`.
+    """
+    if data is None:
+        return Summary()
+    head: list[Headline] = []
+    warnings: list[str] = []
+    if data.data.simulated:
+        warnings.append(
+            "SIMULATED DATA: every image in this report is synthetic or simulated; the numbers "
+            "say nothing about performance on real patients."
+        )
+    for row in data.metrics.rows:
+        head.append(Headline(label=f"Test {row.name} (95% CI)", value=_fmt_ci(row.value)))
+    if data.operating_points.applicable:
+        youden = next((r for r in data.operating_points.rows if r.name == "youden"), None)
+        if youden is not None and youden.sensitivity is not None:
+            head.append(
+                Headline(
+                    label="Sensitivity / specificity at Youden threshold",
+                    value=f"{_fmt_ci(youden.sensitivity)} / {_fmt_ci(youden.specificity)}",
+                )
+            )
+    ece = next((r for r in data.calibration.table if r.measure.startswith("ECE")), None)
+    if ece is not None and ece.after is not None:
+        head.append(
+            Headline(
+                label=f"ECE after {data.calibration.method} calibration",
+                value=f"{ece.after:.3f} (before {ece.before:.3f})"
+                if ece.before is not None
+                else f"{ece.after:.3f}",
+            )
+        )
+    head.append(
+        Headline(
+            label="Test set",
+            value=f"{data.metrics.n_images} images, {data.metrics.n_patients} patients",
+        )
+    )
+    if data.transfer.verdict:
+        flag = {"negative transfer": "danger", "positive transfer": "ok"}.get(
+            data.transfer.verdict, "info"
+        )
+        head.append(Headline(label="Transfer vs scratch", value=data.transfer.verdict, flag=flag))
+    if data.transfer.negative_transfer:
+        warnings.append(
+            "NEGATIVE TRANSFER: the transferred model is significantly worse than training "
+            "from scratch on this test set."
+        )
+    if data.metrics.n_images < 100:
+        warnings.append(
+            f"Small test set ({data.metrics.n_images} images): confidence intervals are wide."
+        )
+    return Summary(headline=head, warnings=warnings)

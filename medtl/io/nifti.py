@@ -72,6 +72,12 @@ def _read_capped(source: Path | bytes, max_bytes: int) -> bytes:
         path = Path(source)
         with path.open("rb") as fh:
             raw = fh.read(max_bytes + 1)
+    too_large = ImageTooLargeError(
+        f"The NIfTI file expands to more than {max_bytes / 1024**3:.1f} GiB; "
+        "crop or downsample it before loading."
+    )
+    if len(raw) > max_bytes:
+        raise too_large
     if raw[:2] == _GZIP_MAGIC:
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
@@ -84,10 +90,7 @@ def _read_capped(source: Path | bytes, max_bytes: int) -> bytes:
     else:
         data = raw
     if len(data) > max_bytes:
-        raise ImageTooLargeError(
-            f"The NIfTI file expands to more than {max_bytes / 1024**3:.1f} GiB; "
-            "crop or downsample it before loading."
-        )
+        raise too_large
     return data
 
 

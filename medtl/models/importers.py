@@ -20,6 +20,8 @@ Formats (``format=`` of :func:`import_weights`; ``"auto"`` sniffs it):
   ``inflate=True`` inflates 2D kernels for a 3D model (I3D).
 - ``torchxrayvision``: torchxrayvision DenseNet-121 (1 channel, ``classifier`` with 18
   outputs, ``op_threshs`` ignored).
+- ``efficientnet_pytorch``: ImageNet EfficientNet-B0 in lukemelas/EfficientNet-PyTorch
+  layout (flat ``_blocks.<n>``), the weights MONAI's own ``pretrained=True`` uses.
 
 Every import returns a :class:`~medtl.models.weights.LoadReport` and fails with
 :class:`~medtl.models.weights.WeightImportError` when less than ``min_loaded`` of the
@@ -57,6 +59,7 @@ FORMATS = (
     "torchvision",
     "timm",
     "torchxrayvision",
+    "efficientnet_pytorch",
 )
 
 Mapped = list[tuple[str, str, torch.Tensor]]
@@ -91,10 +94,24 @@ def detect_layout(keys: list[str] | set[str]) -> str:
     return "unknown"
 
 
-def _map_family(state: dict[str, torch.Tensor], family: str) -> tuple[Mapped, list[str]]:
-    """Map a torchvision/timm/MONAI/MedicalNet-layout state dict onto medtl keys."""
+_FLAT_BLOCK = re.compile(r"^_blocks\.(\d+)\.(_.+)$")
+
+
+def _efficientnet_stack_of(model: Backbone) -> dict[int, int]:
+    """Global MBConv block index -> stack index in MONAI's ``_blocks.<stack>.<global>``."""
+    table = {}
+    for stack_idx, stack in enumerate(model.encoder._blocks):
+        for name in stack._modules:
+            table[int(name)] = stack_idx
+    return table
+
+
+def _map_family(state: dict[str, torch.Tensor], model: Backbone) -> tuple[Mapped, list[str]]:
+    """Map a torchvision/timm/MONAI/MedicalNet/efficientnet_pytorch state dict to medtl keys."""
+    family = model.family
     mapped: Mapped = []
     unexpected: list[str] = []
+    stack_of = _efficientnet_stack_of(model) if family == "efficientnet" else {}
     for key, tensor in state.items():
         head = next((p for p in _HEAD_KEYS if key.startswith(p)), None)
         if head is not None and key.count(".") == head.count("."):
@@ -110,7 +127,12 @@ def _map_family(state: dict[str, torch.Tensor], family: str) -> tuple[Mapped, li
             else:
                 dst = "encoder." + key
         elif family == "efficientnet" and key.startswith(_EFFNET_PREFIXES):
-            dst = "encoder." + key
+            flat = _FLAT_BLOCK.match(key)  # efficientnet_pytorch: _blocks.<global index>
+            if flat and int(flat.group(1)) in stack_of:
+                block = int(flat.group(1))
+                dst = f"encoder._blocks.{stack_of[block]}.{block}.{flat.group(2)}"
+            elif not flat:
+                dst = "encoder." + key
         if dst is None:
             unexpected.append(key)
         else:
@@ -165,8 +187,10 @@ def _sniff_state(state: dict[str, torch.Tensor], info: dict[str, Any]) -> str:
     if layout == "native":
         return "native"
     if layout == "resnet":
+        # MedicalNet saves {"state_dict": {"module.conv1.weight", ...}} from DataParallel
+        is_3d = state["conv1.weight"].ndim == 5
         medicalnet = any(k.startswith("conv_seg.") for k in keys) or (
-            info.get("wrapper") == "state_dict" and info.get("stripped_prefix") == "module."
+            is_3d and info.get("wrapper") == "state_dict"
         )
         if medicalnet:
             return "medicalnet"
@@ -177,6 +201,8 @@ def _sniff_state(state: dict[str, torch.Tensor], info: dict[str, Any]) -> str:
             return "monai"
         return "torchvision"
     if layout == "efficientnet":
+        if any(_FLAT_BLOCK.match(k) for k in keys):
+            return "efficientnet_pytorch"
         return "monai"
     raise WeightImportError(
         "unrecognised checkpoint: expected medtl, torchvision/timm, MONAI, MedicalNet or "
@@ -382,7 +408,7 @@ def import_weights(
             and model.geometry["shortcut_type"] != "B"
         ):
             warnings.append("ImageNet ResNets use shortcut type B; the model uses A")
-        mapped, unexpected = _map_family(state, model.family)
+        mapped, unexpected = _map_family(state, model)
     return load_mapped_weights(
         model,
         mapped,

@@ -416,3 +416,64 @@ def test_medicalnet_geometry_and_structure_checks(tmp_path) -> None:
     report = import_weights(two, path)
     w = torch.load(path, weights_only=True)["state_dict"]["module.conv1.weight"]
     torch.testing.assert_close(two.encoder.conv1.weight, w.repeat(1, 2, 1, 1, 1) / 2)
+
+
+# ------------------------------------------------------------ EfficientNet-PyTorch (lukemelas)
+
+EFFICIENTNET_B0_PARAMS = 5_288_548
+# (repeats, kernel, expand ratio, in, out) of EfficientNet-B0's seven stages
+B0_STAGES = [(1, 3, 1, 32, 16), (2, 3, 6, 16, 24), (2, 5, 6, 24, 40), (3, 3, 6, 40, 80),
+             (3, 5, 6, 80, 112), (4, 5, 6, 112, 192), (1, 3, 6, 192, 320)]  # fmt: skip
+
+
+def efficientnet_pytorch_b0_shapes() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of lukemelas EfficientNet-PyTorch efficientnet-b0 (flat ``_blocks.<n>``)."""
+    shapes: dict[str, tuple[int, ...]] = {"_conv_stem.weight": (32, 3, 3, 3)}
+    _bn(shapes, "_bn0", 32)
+    n = 0
+    for repeats, k, e, c_in, c_out in B0_STAGES:
+        for r in range(repeats):
+            cin = c_in if r == 0 else c_out
+            hidden = cin * e
+            p = f"_blocks.{n}"
+            if e != 1:
+                shapes[f"{p}._expand_conv.weight"] = (hidden, cin, 1, 1)
+                _bn(shapes, f"{p}._bn0", hidden)
+            shapes[f"{p}._depthwise_conv.weight"] = (hidden, 1, k, k)
+            _bn(shapes, f"{p}._bn1", hidden)
+            squeezed = max(1, int(cin * 0.25))
+            shapes[f"{p}._se_reduce.weight"] = (squeezed, hidden, 1, 1)
+            shapes[f"{p}._se_reduce.bias"] = (squeezed,)
+            shapes[f"{p}._se_expand.weight"] = (hidden, squeezed, 1, 1)
+            shapes[f"{p}._se_expand.bias"] = (hidden,)
+            shapes[f"{p}._project_conv.weight"] = (c_out, hidden, 1, 1)
+            _bn(shapes, f"{p}._bn2", c_out)
+            n += 1
+    shapes["_conv_head.weight"] = (1280, 320, 1, 1)
+    _bn(shapes, "_bn1", 1280)
+    shapes["_fc.weight"] = (1000, 1280)
+    shapes["_fc.bias"] = (1000,)
+    return shapes
+
+
+def test_efficientnet_pytorch_b0_flat_blocks(tmp_path) -> None:
+    state = make_state(efficientnet_pytorch_b0_shapes(), seed=5)
+    assert n_params(state) == EFFICIENTNET_B0_PARAMS
+    path = tmp_path / "efficientnet-b0-355c32eb.pth"
+    torch.save(state, path)
+    assert sniff_format(path) == "efficientnet_pytorch"
+    model = create_backbone("efficientnet-b0", spatial_dims=2, in_channels=1, num_outputs=2)
+    report = import_weights(model, path)
+    assert report.loaded_fraction == 1.0
+    assert report.unexpected == [] and report.mismatched == []
+    e = model.encoder
+    # global block 9 is the second block of stage 4 (blocks 0 | 1-2 | 3-4 | 5-7 | 8-10 ...)
+    assert torch.equal(
+        e._blocks[4][1]._depthwise_conv.weight, state["_blocks.9._depthwise_conv.weight"]
+    )
+    assert torch.equal(
+        e._blocks[6][0]._project_conv.weight, state["_blocks.15._project_conv.weight"]
+    )
+    assert torch.equal(e._blocks[0][0]._se_expand.bias, state["_blocks.0._se_expand.bias"])
+    assert torch.equal(e._bn1.running_var, state["_bn1.running_var"])
+    torch.testing.assert_close(e._conv_stem.weight, state["_conv_stem.weight"].sum(1, keepdim=True))

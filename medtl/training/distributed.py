@@ -26,7 +26,7 @@ class DistInfo:
         rank: global rank (0 on a single process).
         world_size: number of processes.
         local_rank: rank on this node (the CUDA device index).
-        backend: ``"nccl"``, ``"gloo"`` or ``None`` without a process group.
+        backend: ``"nccl"``, ``"gloo"`` or ``None`` without a process group (then no DDP).
     """
 
     rank: int = 0
@@ -62,7 +62,7 @@ def init_distributed(backend: str = "auto", device_type: str | None = None) -> D
         device_type: the compute device type; defaults to CUDA when available.
 
     Returns:
-        The :class:`DistInfo`; ``world_size == 1`` without torchrun (no group is created).
+        The :class:`DistInfo`; without torchrun: one process and no group.
     """
     if dist.is_available() and dist.is_initialized():
         return DistInfo(
@@ -72,7 +72,10 @@ def init_distributed(backend: str = "auto", device_type: str | None = None) -> D
             backend=str(dist.get_backend()),
         )
     info = env_dist_info()
-    if info.world_size <= 1:
+    # torchrun always sets MASTER_ADDR; a 1-process torchrun job still gets a group (and DDP),
+    # so a one-GPU launch exercises the same code path as eight.
+    launched = "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+    if info.world_size <= 1 and not launched:
         return info
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")

@@ -180,7 +180,7 @@ class Trainer:
 
     def _wrap(self) -> nn.Module:
         net: nn.Module = self.model
-        if self.dist.is_distributed:
+        if self.dist.backend is not None:  # a torchrun job, even with one process
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -461,7 +461,7 @@ class Trainer:
             group_size = min(accum, n_micro - group_start)
             last_in_group = i + 1 == group_start + group_size
             sync = contextlib.nullcontext()
-            if self.dist.is_distributed and not last_in_group and hasattr(self._net, "no_sync"):
+            if not last_in_group and hasattr(self._net, "no_sync"):
                 sync = self._net.no_sync()
             with sync:
                 with autocast(self.device, self.amp_dtype):

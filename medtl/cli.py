@@ -148,6 +148,24 @@ def finetune(
 
 
 @app.command()
+def pretrain(
+    config: Annotated[Path, typer.Argument(help="Pretraining YAML (see configs/).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder.")] = None,
+) -> None:
+    """Pretrain a source backbone (Models Genesis restoration and/or supervised)."""
+    from pydantic import ValidationError
+
+    from medtl.transfer.pretrain import load_pretrain_config, run_pretraining
+
+    try:
+        cfg = load_pretrain_config(config)
+    except (OSError, ValidationError, ValueError) as exc:
+        raise fail(f"invalid config {config}: {exc}") from None
+    package = run_pretraining(cfg, out)
+    typer.echo(f"backbone package: {package}")
+
+
+@app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `medtl finetune`.")],
     method: Annotated[

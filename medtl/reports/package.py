@@ -1,0 +1,131 @@
+"""Build a model package from a run folder: weights, card, report and domain guard.
+
+The package (see :mod:`medtl.models.package`) holds ``weights.safetensors`` (from the run's
+``model.safetensors``), ``model.json`` (:func:`~medtl.reports.card.build_card`),
+``report.html`` (the run's report, rendered when missing) and the domain guard
+(``domain_guard.json`` + ``domain_guard.safetensors``, fitted on the run's pooled training
+features with its threshold set on the validation features).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from medtl.reports.builder import RunFiles, load_run
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_package", "fit_run_guard"]
+
+
+def fit_run_guard(run: RunFiles, out_dir: Path) -> list[Path]:
+    """Fit the domain guard on the run's features and save it into ``out_dir``.
+
+    Args:
+        run: the loaded run.
+        out_dir: the package folder.
+
+    Returns:
+        The guard files written (empty when the run has no features or
+        :mod:`medtl.inference.domain` is not installed).
+    """
+    train = run.run_dir / "features_train.safetensors"
+    val = run.run_dir / "features_val.safetensors"
+    if not train.is_file():
+        logger.warning("%s has no features_train.safetensors: no domain guard", run.run_dir.name)
+        return []
+    try:
+        from medtl.inference.domain import GUARD_ARRAYS_FILE, GUARD_JSON_FILE, fit_domain_guard
+    except ImportError:
+        logger.warning("medtl.inference.domain is not available: no domain guard")
+        return []
+    spec = run.preprocessing_spec()
+    guard = fit_domain_guard(
+        train,
+        val if val.is_file() else None,
+        spatial_dims=spec.spatial_dims,
+        modality_family=spec.modality,
+    )
+    guard.save(out_dir)
+    return [p for p in (out_dir / GUARD_JSON_FILE, out_dir / GUARD_ARRAYS_FILE) if p.is_file()]
+
+
+def build_package(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    register: bool = True,
+    *,
+    name: str | None = None,
+    version: str = "0.1.0",
+    report: bool = True,
+    overwrite: bool = False,
+    intended_use: str | None = None,
+    report_options: dict[str, Any] | None = None,
+) -> Path:
+    """Assemble (and register) the model package of a run.
+
+    Args:
+        run_dir: the run folder (evaluated first if it has no ``evaluation.json``).
+        out_dir: package folder (default ``RUN/package``).
+        register: copy the package into the local registry (``MEDTL_HOME/models``).
+        name: package name (default: the run name).
+        version: package version.
+        report: include ``report.html`` (the run's own, else rendered now without PDF).
+        overwrite: replace an existing package folder / registry entry.
+        intended_use: purpose statement for the card and report.
+        report_options: extra :func:`~medtl.reports.builder.build_report_data` options when
+            the report is rendered here.
+
+    Returns:
+        The package folder (``out_dir``).
+
+    Raises:
+        FileExistsError: the package exists and ``overwrite`` is false.
+        FileNotFoundError: not a finished run folder.
+    """
+    from medtl.models.package import CARD_FILE, load_package, register_package, save_package
+    from medtl.reports.card import build_card
+    from medtl.reports.failures import load_run_model
+
+    run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.run_dir / "package"
+    if (out / CARD_FILE).exists() and not overwrite:
+        raise FileExistsError(f"a model package already exists in {out}")
+    if not (run.run_dir / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{run.run_dir} has no model.safetensors")
+    model = load_run_model(run.run_dir, run.summary)
+    card = build_card(run, name=name, version=version, intended_use=intended_use)
+    html: str | Path | None = None
+    if report:
+        existing = run.run_dir / "report.html"
+        if existing.is_file():
+            html = existing
+        else:
+            from medtl.reports.builder import build_report_data
+            from medtl.reports.html import render_html
+
+            html = render_html(
+                build_report_data(run, intended_use=intended_use, **(report_options or {}))
+            )
+    save_package(model, card, out, report_html=html, overwrite=overwrite)
+    guard_files = fit_run_guard(run, out)
+    load_package(out)  # fail here, not in the clinic, if the package does not load
+    if register:
+        ref = register_package(out, overwrite=overwrite)
+        _copy_extras(out, ref, guard_files)
+        logger.info("registered %s", ref)
+    return out
+
+
+def _copy_extras(out: Path, ref: str, files: list[Path]) -> None:
+    """Copy files ``register_package`` does not know (the domain guard) into the registry."""
+    from medtl.models.package import registry_root
+
+    pkg_name, _, pkg_version = ref.partition("@")
+    dest = registry_root() / pkg_name / pkg_version
+    for path in files:
+        if not (dest / path.name).is_file():
+            shutil.copyfile(path, dest / path.name)

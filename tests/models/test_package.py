@@ -14,6 +14,7 @@ from medtl.models import (
     ModelCard,
     PackageError,
     create_backbone,
+    import_weights,
     list_packages,
     load_package,
     read_card,
@@ -102,6 +103,12 @@ def test_package_round_trip_is_exact(tmp_path) -> None:
     data = json.loads((out / "model.json").read_text())
     jsonschema.validate(data, ModelCard.model_json_schema(mode="serialization"))
     assert data["architecture"]["name"] == "smallcnn"
+    # a package folder is also a native weight source for import_weights
+    fresh = _model(seed=5)
+    report = import_weights(fresh, out)
+    assert report.format == "native" and report.loaded_fraction == 1.0
+    assert torch.equal(fresh.encoder[0][0].weight, model.encoder[0][0].weight)
+    json.dumps(report.to_dict())
 
 
 def test_save_refuses_to_overwrite_and_load_detects_tampering(tmp_path) -> None:

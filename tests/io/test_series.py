@@ -52,6 +52,7 @@ def test_shuffled_series_sorted_by_position_not_instance_number_or_name(tmp_path
     want = np.array([[0, 0, 0.9, -10.0], [0, -0.7, 0, 20.0], [-2.5, 0, 0, 100.0], [0, 0, 0, 1]])
     np.testing.assert_allclose(scan.affine, want, atol=1e-9)
     assert scan.warnings == []
+    assert scan.summary()["orientation"] == "FAL"  # slices to feet, rows anterior, cols left
     assert scan.meta["number_of_files"] == 6 and scan.meta["series_choice"] == "only series"
     # Same answer from bytes in another order, serially.
     again = load_dicom(_shuffled_bytes(dss, seed=11), max_workers=1)

@@ -40,15 +40,13 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from medtl.io.dicom import (
-    MAX_DECODED_BYTES,
     check_image,
-    decode_frames,
-    image_size,
     looks_truncated,
     non_image_reason,
     read_with_notes,
     transfer_syntax,
 )
+from medtl.io.dicom_pixels import MAX_DECODED_BYTES, decode_frames, image_size
 from medtl.io.errors import (
     CorruptScanError,
     ImageTooLargeError,

@@ -22,7 +22,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from medtl.io.dicom import DECODER_PACKAGES, decode_frames, read_dataset
+from medtl.io.dicom import read_dataset
+from medtl.io.dicom_pixels import DECODER_PACKAGES, decode_frames
 from medtl.io.errors import (
     CorruptScanError,
     MissingDecoderError,

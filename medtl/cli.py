@@ -117,6 +117,30 @@ def inspect(
 
 
 @app.command()
+def deid(
+    sources: Annotated[list[Path], typer.Argument(help="DICOM files or folders.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the de-identified copies.")],
+) -> None:
+    """Write de-identified copies of DICOM files (PS3.15 Basic Profile, keyed pseudonyms)."""
+    from medtl.io import ScanError
+    from medtl.io.deid import write_deidentified
+
+    files: list[Path] = []
+    for src in sources:
+        if src.is_dir():
+            files.extend(sorted(p for p in src.rglob("*") if p.is_file()))
+        elif src.is_file():
+            files.append(src)
+        else:
+            raise fail("a path given does not exist")
+    try:
+        written = write_deidentified(files, out)
+    except ScanError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"wrote {len(written)} de-identified file(s) to {out}")
+
+
+@app.command()
 def finetune(
     config: Annotated[Path, typer.Argument(help="Experiment YAML (see configs/).")],
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Run folder.")] = None,

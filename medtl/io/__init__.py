@@ -27,15 +27,23 @@ from medtl.io.errors import (
 from medtl.io.scan import Scan, Window
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medtl.io.deid import deidentify, write_deidentified
+    from medtl.io.deid import deidentify, pseudonym, safe_meta, write_deidentified
     from medtl.io.display import WINDOW_PRESETS, apply_window, default_window, window_preset
     from medtl.io.load import load_scan
+    from medtl.io.nifti import load_nifti
+    from medtl.io.raster import load_raster
+    from medtl.io.series import load_dicom
     from medtl.io.sniff import Format, sniff
 
 _LAZY = {
     "load_scan": "medtl.io.load",
     "deidentify": "medtl.io.deid",
     "write_deidentified": "medtl.io.deid",
+    "pseudonym": "medtl.io.deid",
+    "safe_meta": "medtl.io.deid",
+    "load_nifti": "medtl.io.nifti",
+    "load_raster": "medtl.io.raster",
+    "load_dicom": "medtl.io.series",
     "sniff": "medtl.io.sniff",
     "Format": "medtl.io.sniff",
     "WINDOW_PRESETS": "medtl.io.display",
@@ -69,7 +77,12 @@ __all__ = [
     "apply_window",
     "default_window",
     "deidentify",
+    "load_dicom",
+    "load_nifti",
+    "load_raster",
     "load_scan",
+    "pseudonym",
+    "safe_meta",
     "sniff",
     "window_preset",
     "write_deidentified",

@@ -8,9 +8,11 @@ Every failure is a :class:`~medtl.io.errors.ScanError` with an actionable messag
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,6 +91,32 @@ def load_scan(
         raise CorruptScanError(f"The file could not be read ({type(exc).__name__}).") from exc
 
 
+@contextlib.contextmanager
+def _no_phi_from_pydicom() -> Iterator[None]:
+    """Keep header values out of logs and stderr while pydicom parses a file.
+
+    pydicom reports invalid values with the value itself (e.g. a malformed birth date), in
+    log records and in ``warnings``. Log records are redacted by a filter; warnings raised
+    while reading are captured here (a local ``catch_warnings``, not a global filter) and
+    only counted.
+    """
+    from medtl.io.deid import redact_pydicom_logs
+
+    redact_pydicom_logs()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    if caught:
+        logger.debug("pydicom raised %d warning(s) while reading (values withheld)", len(caught))
+
+
+def _dicom(sources: list, series_uid: str | None) -> Scan:
+    from medtl.io.series import load_dicom
+
+    with _no_phi_from_pydicom():
+        return load_dicom(sources, series_uid=series_uid)
+
+
 def _describe_unknown(fmt: Format) -> str:
     if fmt is Format.PDF:
         return (
@@ -108,9 +136,7 @@ def _load_file(
 ) -> Scan:
     fmt = sniff(path)
     if fmt is Format.DICOM:
-        from medtl.io.series import load_dicom
-
-        return load_dicom([path], series_uid=series_uid)
+        return _dicom([path], series_uid)
     if fmt is Format.NIFTI:
         from medtl.io.nifti import load_nifti
 
@@ -131,9 +157,7 @@ def _load_bytes(
         raise CorruptScanError("The upload is empty (0 bytes). Choose the file again.")
     fmt = sniff(data)
     if fmt is Format.DICOM:
-        from medtl.io.series import load_dicom
-
-        return load_dicom([data], series_uid=series_uid)
+        return _dicom([data], series_uid)
     if fmt is Format.NIFTI:
         from medtl.io.nifti import load_nifti
 
@@ -182,9 +206,7 @@ def _load_folder(
         elif fmt in (Format.NIFTI, Format.PNG, Format.JPEG):
             others.append((path, fmt))
     if dicoms:
-        from medtl.io.series import load_dicom
-
-        scan = load_dicom(dicoms, series_uid=series_uid)
+        scan = _dicom(dicoms, series_uid)
         if others:
             scan.warnings.append(
                 f"{len(others)} non-DICOM image file(s) in the folder were ignored."
@@ -256,9 +278,7 @@ def _load_zip(
     formats = [sniff(blob) for blob in blobs]
     dicoms = [b for b, f in zip(blobs, formats, strict=True) if f is Format.DICOM]
     if dicoms:
-        from medtl.io.series import load_dicom
-
-        scan = load_dicom(dicoms, series_uid=series_uid)
+        scan = _dicom(dicoms, series_uid)
         skipped = len(blobs) - len(dicoms)
         if skipped:
             scan.warnings.append(f"{skipped} non-DICOM file(s) in the zip were ignored.")

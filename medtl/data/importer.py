@@ -308,7 +308,7 @@ def import_manifest(
                 ok = False
             else:
                 split = _SPLIT_ALIASES[split]
-        if ok and rel is not None and label is not None:
+        if ok and not missing_cols and rel is not None and label is not None:
             clean = dict(row, image=rel, label=str(label), split=split or "train")
             try:
                 row_to_record(clean, modality=modality or "OT", task=task)

@@ -289,3 +289,21 @@ def test_messages_never_contain_phi():
                 ds.StudyInstanceUID, "General Hospital"):
         assert phi not in blob
     assert scan.meta["deidentified"] is True
+
+
+def test_unknown_transfer_syntax_is_refused_with_advice():
+    ds = f.encode(f.ct_slice(_SMOOTH), RLELossless)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2 video
+    with pytest.raises(UnsupportedImageError, match="Re-export"):
+        _load(ds)
+
+
+def test_enhanced_frame_voi_lut_window_is_kept():
+    vol = np.stack([_SMOOTH, _SMOOTH])
+    ds = f.enhanced_multiframe(vol)
+    voi = Dataset()
+    voi.WindowCenter, voi.WindowWidth = [50.0, 300.0], [350.0, 1500.0]
+    ds.SharedFunctionalGroupsSequence[0].FrameVOILUTSequence = DicomSequence([voi])
+    scan = _load(ds)
+    assert scan.window is not None and (scan.window.center, scan.window.width) == (50.0, 350.0)
+    np.testing.assert_array_equal(scan.array, vol - 1024.0)

@@ -274,6 +274,76 @@ def score(
         typer.echo(f"wrote {out}")
 
 
+@app.command()
+def demo(
+    size: Annotated[str, typer.Option(help="tiny (CI), demo (~30 min on 2 CPUs), full (GPU).")] = (
+        "demo"
+    ),
+    no_app: Annotated[bool, typer.Option("--no-app", help="Run the pipeline only.")] = False,
+    force: Annotated[
+        list[str] | None, typer.Option("--force", help="Redo a finished stage (repeatable).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port of the app.")] = 8501,
+) -> None:
+    """Run the whole demo: data, pretraining, transfer, calibration, reports, then the app."""
+    from medtl.demo import PLANS, STAGES, ensure_demo_accounts, run_demo
+
+    if size not in PLANS:
+        raise fail(f"unknown size {size!r}; use one of {', '.join(PLANS)}")
+    unknown = [s for s in force or [] if s not in STAGES]
+    if unknown:
+        raise fail(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
+    summary = run_demo(size, force=tuple(force or ()))
+    print_summary(summary)
+    if no_app:
+        return
+    accounts = ensure_demo_accounts(size)
+    typer.echo("\nDemo accounts (passwords are new on every start):")
+    for username, password in accounts.items():
+        typer.echo(f"  {username}  /  {password}")
+    from medtl.app_launcher import launch_app
+
+    typer.echo(f"\nStarting the app on http://localhost:{port} (Ctrl+C to stop)")
+    process = launch_app(port=port, headless=True)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+
+
+def print_summary(summary: dict) -> None:
+    """Print the demo summary table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"medtl demo ({summary.get('size')})")
+    for column in (
+        "experiment",
+        "transfer AUROC (95% CI)",
+        "scratch AUROC (95% CI)",
+        "verdict",
+        "ECE before -> after",
+        "time",
+    ):
+        table.add_column(column)
+
+    def auc(d: dict) -> str:
+        return f"{d['estimate']:.3f} ({d['lower']:.3f}-{d['upper']:.3f})"
+
+    for row in summary.get("rows", []):
+        table.add_row(
+            row["experiment"],
+            auc(row["transfer_auroc"]),
+            auc(row["scratch_auroc"]),
+            str(row["verdict"]),
+            f"{row['ece_before']:.3f} -> {row['ece_after']:.3f}",
+            f"{(row['seconds'] or 0) / 60:.1f} min",
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"total time: {summary.get('total_seconds', 0) / 60:.1f} min")
+
+
 def _register_subapps() -> None:
     """Add the command groups owned by subpackages (they import heavy modules lazily)."""
     from medtl.data.cli import app as data_app

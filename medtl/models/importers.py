@@ -361,9 +361,8 @@ def import_weights(
         raise WeightImportError(f"weights not found: {path.name}")
     source = path.name
     meta: dict[str, Any] = {}
-    if format == "auto":
-        format = sniff_format(path)
-        logger.info("%s: detected format %s", source, format)
+    if format == "auto" and path.is_dir():
+        format = sniff_format(path)  # looks at the folder's files only
     if format == "monai_bundle":
         if not path.is_dir():
             raise WeightImportError(f"{source}: a MONAI bundle is a folder")
@@ -372,6 +371,9 @@ def import_weights(
         file = path / "weights.safetensors" if path.is_dir() else path
         state, info = read_checkpoint(file)
         meta["checkpoint"] = info
+    if format == "auto":
+        format = _sniff_state(state, info)
+        logger.info("%s: detected format %s", source, format)
     warnings: list[str] = []
     ignored: list[str] = []
     if format == "native":

@@ -107,6 +107,13 @@ def package_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing package.")
     ] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report/--no-report",
+            help="Include report.html (the run's own, else rendered now).",
+        ),
+    ] = True,
 ) -> None:
     """Build the model package of a run (weights, card, report, domain guard)."""
     from pydantic import ValidationError

@@ -11,7 +11,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PdfUnavailableError", "count_pdf_pages", "html_to_pdf"]
+__all__ = ["PdfUnavailableError", "count_page_objects", "count_pdf_pages", "html_to_pdf"]
 
 INSTALL_HINT = (
     "PDF output needs WeasyPrint: `pip install weasyprint` (the Python package) and the Pango "
@@ -81,16 +81,27 @@ def count_pdf_pages(path: str | Path) -> int:
     try:
         from pypdf import PdfReader
     except ImportError:
-        import re
-        import zlib
-
-        data = Path(path).read_bytes()
-        chunks = [data]
-        for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
-            try:
-                chunks.append(zlib.decompress(match.group(1)))
-            except zlib.error:
-                continue
-        page = re.compile(rb"/Type\s*/Page(?![s\w])")
-        return sum(len(page.findall(chunk)) for chunk in chunks)
+        return count_page_objects(Path(path).read_bytes())
     return len(PdfReader(str(path)).pages)
+
+
+def count_page_objects(data: bytes) -> int:
+    """Count ``/Type /Page`` objects in PDF bytes, inside Flate-compressed streams too.
+
+    Args:
+        data: the PDF file content.
+
+    Returns:
+        The number of page objects.
+    """
+    import re
+    import zlib
+
+    chunks = [data]
+    for match in re.finditer(rb"(?<!end)stream\r?\n(.*?)\r?\nendstream", data, re.S):
+        try:
+            chunks.append(zlib.decompress(match.group(1)))
+        except zlib.error:
+            continue
+    page = re.compile(rb"/Type\s*/Page(?![s\w])")
+    return sum(len(page.findall(chunk)) for chunk in chunks)

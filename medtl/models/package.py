@@ -360,6 +360,8 @@ def list_packages() -> list[PackageInfo]:
     """List registered packages, by name then version (oldest first)."""
     infos = []
     for card_path in registry_root().glob(f"*/*/{CARD_FILE}"):
+        if card_path.parent.name.startswith("."):  # a registration in progress
+            continue
         try:
             card = read_card(card_path.parent)
         except PackageError as err:

@@ -1,8 +1,9 @@
 """``smallcnn``: a small fast CNN for CPU demos and tests (2D and 3D).
 
-Four conv-BN-ReLU stages; each stage after the first halves the resolution with a
-strided convolution. Default widths (16, 32, 64, 128) keep a 2D 224 px forward or a
-3D 64^3 forward in the tens of milliseconds on a laptop CPU.
+Four stages of two conv-BN-ReLU layers; the first convolution of each stage has
+stride 2. Default widths (16, 32, 64, 128), 0.29 M parameters in 2D and 0.88 M in 3D.
+Measured on one busy CPU thread: about 30 ms per 224 px image (ResNet-18: about 330 ms)
+and about 100 ms per 64^3 volume.
 """
 
 from __future__ import annotations

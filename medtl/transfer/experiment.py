@@ -193,9 +193,14 @@ def build_model(config: ExperimentConfig, num_outputs: int, labels: list[str]):
         source_task=config.source_task,
     )
     if config.strategy.name != "scratch" and m.weights is not None:
+        weights = Path(m.weights)
+        if not weights.exists():  # a registered package: name or name@version
+            from medtl.models.package import resolve_package
+
+            weights = resolve_package(weights.name)
         report = import_weights(
             model,
-            m.weights,
+            weights,
             format=m.weights_format,
             min_loaded=m.min_loaded,
             inflate=m.inflate,

@@ -1,0 +1,30 @@
+"""Every example config in configs/ validates against its schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medtl.transfer.experiment import load_config
+from medtl.transfer.pretrain import load_pretrain_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_config_validates(path: Path, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MEDTL_HOME", str(tmp_path))
+    if path.name.startswith("pretrain_"):
+        cfg = load_pretrain_config(path)
+        assert cfg.stages
+    else:
+        cfg = load_config(path)
+        assert cfg.strategy.total_epochs >= 2
+    assert str(cfg.data.dataset).startswith(str(tmp_path))  # $MEDTL_HOME expanded
+
+
+def test_tiny_variants_exist_for_each_experiment() -> None:
+    names = {p.stem for p in CONFIGS.glob("*.yaml")}
+    for name in ("cxr_nodule", "mri_to_ct"):
+        assert {name, f"{name}_tiny"} <= names

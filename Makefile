@@ -11,7 +11,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_ARGS ?=
 
-.PHONY: venv install install-dev demo test lint bench schemas clean
+.PHONY: venv install install-dev browser demo test lint bench schemas clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,20 @@ install: $(PY)
 install-dev: $(PY)
 	$(PIP_INSTALL) -e ".[app,report,dev]"
 
+# The browser test drives Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "note: install Debian's chromium (sudo apt-get install chromium) to run the browser test"; \
+	  fi; \
+	fi
+
 demo: install
 	$(VENV)/bin/medtl demo $(DEMO_ARGS)
 
-test: install-dev
+test: install-dev browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
 

@@ -236,3 +236,16 @@ def test_gradcam_layer_works_with_monai_gradcam(name: str) -> None:
     grads = cam.nn_module.gradients[model.gradcam_layer]
     assert acts.shape[:2] == grads.shape[:2] == (1, model.feature_dim)
     assert float(grads.abs().sum()) > 0
+
+
+def test_resnet50_medicalnet_geometry_dilates_only_the_3x3_convs() -> None:
+    model = create_backbone("resnet50", spatial_dims=3, options={"medicalnet": True}).eval()
+    assert model.geometry["shortcut_type"] == "B"
+    for layer, dilation in ((model.encoder.layer3, 2), (model.encoder.layer4, 4)):
+        for block in layer:
+            assert block.conv2.dilation == (dilation,) * 3 and block.conv2.stride == (1, 1, 1)
+            assert block.conv1.dilation == block.conv3.dilation == (1, 1, 1)
+        assert layer[0].downsample[0].stride == (1, 1, 1)
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(1, 1, 32, 32, 32))
+    assert feats.shape == (1, 2048, 4, 4, 4)

@@ -79,8 +79,12 @@ def _subgroup_check(d: ReportData) -> Result:
 
 
 def _explainability(d: ReportData) -> Result:
-    if any(c.saliency for c in d.failures.cases):
-        return _reported("failure-cases", d.failures.saliency_method)
+    if d.failures.saliency_method:
+        drawn = sum(c.saliency for c in d.failures.cases)
+        return _reported(
+            "failure-cases",
+            f"{d.failures.saliency_method}; {drawn} of {len(d.failures.cases)} maps non-flat.",
+        )
     if not d.failures.applicable:
         return ("not applicable", "failure-cases", d.failures.note)
     return _not_reported("No saliency maps were produced.", "failure-cases")

@@ -28,6 +28,13 @@ logger = logging.getLogger(__name__)
 #: Longest side of an overlay image, in pixels (keeps the HTML small).
 DISPLAY_SIZE = 256
 
+_SALIENCY_NOTE = {
+    "drawn": " (Grad-CAM overlay)",
+    "flat": " (Grad-CAM map flat: no overlay)",
+    "unavailable": " (saliency unavailable)",
+    "off": "",
+}
+
 
 def select_failures(
     labels: np.ndarray, probs: np.ndarray, threshold: float, k: int = 3
@@ -101,7 +108,7 @@ def render_case(
     title: str,
     *,
     saliency: bool = True,
-) -> tuple[bytes, bool]:
+) -> tuple[bytes, str]:
     """Load, preprocess, explain and draw one case.
 
     Args:
@@ -112,7 +119,9 @@ def render_case(
         saliency: draw the Grad-CAM overlay (else the image alone).
 
     Returns:
-        ``(png, saliency drawn)``.
+        ``(png, saliency status)``: ``"drawn"``, ``"flat"`` (Grad-CAM is zero everywhere: no
+        region raises the explained score, so nothing is overlaid), ``"unavailable"``
+        (:mod:`medtl.inference.saliency` missing) or ``"off"``.
     """
     from medtl.io import load_scan
 
@@ -125,17 +134,22 @@ def render_case(
     shape = _display_shape(plane.shape)
     grey = _resize_grey(_display_image(plane, scan), shape)
     heat = None
+    status = "off"
     if saliency:
         try:
             from medtl.inference.saliency import saliency_map
         except ImportError:  # the inference package is optional at report time
             logger.warning("medtl.inference.saliency is not available: no saliency overlays")
+            status = "unavailable"
         else:
             out_shape = (array.shape[0], *shape) if volume else shape
             heat = saliency_map(model, x, out_shape=out_shape)
             if volume:
                 heat = heat[centre]
-    return overlay_png(grey, heat, title), heat is not None
+            status = "drawn" if float(heat.max(initial=0.0)) > 0 else "flat"
+            if status == "flat":
+                heat = None
+    return overlay_png(grey, heat, title), status
 
 
 def failure_section(
@@ -183,17 +197,18 @@ def failure_section(
     model = load_run_model(run_dir, summary) if (run_dir / "model.safetensors").is_file() else None
     cases: list[FailureCase] = []
     drawn_any = False
+    statuses: set[str] = set()
     for kind, pos in picks:
         index = int(scores["index"][pos])
         record = manifest.records[index]
         label = names[int(labels[pos])] if int(labels[pos]) < len(names) else str(labels[pos])
         title = f"{kind}: p = {probs[pos]:.3f} (truth: {label})"
         image = None
-        drew = False
+        status = "off"
         path = dataset_dir / record.image
         if model is not None and path.exists():
             try:
-                png, drew = render_case(model, transform, path, title, saliency=saliency)
+                png, status = render_case(model, transform, path, title, saliency=saliency)
             except Exception as err:  # a broken image must not sink the whole report
                 logger.warning("could not render failure case %d: %s", index, err)
             else:
@@ -201,10 +216,12 @@ def failure_section(
                     f"failure-{len(cases)}",
                     f"{kind.capitalize()}, patient {record.patient_id}: calibrated probability "
                     f"{probs[pos]:.3f} at threshold {float(threshold):.3f}"
-                    + (" (Grad-CAM overlay)" if drew else ""),
+                    + _SALIENCY_NOTE[status],
                     png,
                 )
+        drew = status == "drawn"
         drawn_any = drawn_any or drew
+        statuses.add(status)
         cases.append(
             FailureCase(
                 kind=kind,  # type: ignore[arg-type]
@@ -226,14 +243,21 @@ def failure_section(
     )
     if not n_fp or not n_fn:
         note += " Where a kind has no error, the nearest miss of that class is shown instead."
-    if saliency and not drawn_any and cases:
+    if "unavailable" in statuses:
         note += " Saliency maps were not available (medtl.inference.saliency missing)."
+    if "flat" in statuses:
+        note += (
+            " Some Grad-CAM maps are flat (zero everywhere: no region raises the score); "
+            "those images are shown without overlay."
+        )
     return FailureSection(
         applicable=True,
         note=note,
         threshold=float(threshold),
         n_false_positive=n_fp,
         n_false_negative=n_fn,
-        saliency_method="Grad-CAM (MONAI) on the last feature map" if drawn_any else "",
+        saliency_method=(
+            "Grad-CAM (MONAI) on the last feature map" if statuses & {"drawn", "flat"} else ""
+        ),
         cases=cases,
     )

@@ -146,7 +146,9 @@ def overlay_png(
         ax = fig.add_subplot()
         ax.imshow(grey, cmap="gray", vmin=0, vmax=255 if grey.dtype == np.uint8 else 1)
         if heat is not None:
-            ax.imshow(heat, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+            # Leave the weakest 10% of the map transparent so the anatomy stays readable.
+            shown = np.ma.masked_less(np.asarray(heat, dtype=np.float32), 0.1)
+            ax.imshow(shown, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
         ax.set_title(title)
         ax.set_axis_off()
         return figure_png(fig, dpi=100)

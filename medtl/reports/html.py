@@ -49,6 +49,8 @@ def _ci(ci: Any, digits: int = 3) -> str:
 
 
 def _value(value: Any) -> str:
+    if isinstance(value, list) and len(value) > 8:
+        return f"[{len(value)} values]"
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str)
     return _num(value, 4) if isinstance(value, float) else _num(value)

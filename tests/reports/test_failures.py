@@ -52,17 +52,27 @@ def test_render_case_draws_the_central_slice_of_a_volume(tmp_path) -> None:
     model = build_backbone(
         BackboneConfig(name="smallcnn", spatial_dims=3, num_outputs=1, options={"widths": [4, 8]})
     ).eval()
-    png, drew = render_case(model, build_preprocessing(spec), path, "case")
-    assert drew
+    with torch.no_grad():  # positive head weights on ReLU features: Grad-CAM cannot be flat
+        model.head.fc.weight.abs_()
+    png, status = render_case(model, build_preprocessing(spec), path, "case")
+    assert status == "drawn"
     with Image.open(io.BytesIO(png)) as im:
         assert im.format == "PNG" and im.width > 100
         rgb = np.asarray(im.convert("RGB")).astype(int)
     # the jet overlay makes some pixels clearly non-grey
     assert np.abs(rgb[..., 0] - rgb[..., 2]).max() > 60
-    png_plain, drew_plain = render_case(
+    png_plain, status_plain = render_case(
         model, build_preprocessing(spec), path, "case", saliency=False
     )
-    assert not drew_plain
+    assert status_plain == "off"
     with Image.open(io.BytesIO(png_plain)) as im:
         plain = np.asarray(im.convert("RGB")).astype(int)
     assert np.abs(plain[..., 0] - plain[..., 2]).max() < 10
+    # a head that only lowers the score gives a flat map, reported as such (no overlay)
+    with torch.no_grad():
+        model.head.fc.weight.copy_(-model.head.fc.weight.abs())
+    png_flat, status_flat = render_case(model, build_preprocessing(spec), path, "case")
+    assert status_flat == "flat"
+    with Image.open(io.BytesIO(png_flat)) as im:
+        flat = np.asarray(im.convert("RGB")).astype(int)
+    assert np.abs(flat[..., 0] - flat[..., 2]).max() < 10

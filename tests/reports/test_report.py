@@ -99,7 +99,9 @@ def test_failure_cases_carry_saliency_overlays(report_data) -> None:
     assert kinds & {"false positive", "nearest negative"}
     assert kinds & {"false negative", "nearest positive"}
     for case in failures.cases:
-        assert case.saliency and case.image is not None
+        assert case.image is not None
+        # a drawn overlay or an explicit "flat map" caption, never a silent omission
+        assert case.saliency or "flat" in case.image.caption
         assert re.fullmatch(r"P\d{3}", case.patient)
         wrong = (case.probability >= case.threshold) != (case.label == "present")
         assert wrong == (case.kind in ("false positive", "false negative"))

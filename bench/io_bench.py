@@ -50,9 +50,14 @@ def _write_series(folder: Path, slices: int, size: int, syntax: str) -> None:
     for k in range(slices):
         px = np.where(body, 1000 + 40 * np.sin(k / 7.0 + xx / 23.0), 24).astype(np.int16)
         px = (px + rng.integers(0, 20, px.shape)).astype(np.int16)
-        ds = f.ct_series(px[None], spacing=(1.25, 0.7, 0.7), origin=(-180.0, -180.0, 1.25 * k),
-                         scramble_instance_numbers=False, series_uid="1.2.826.0.1.3680043.8.498.1",
-                         study_uid="1.2.826.0.1.3680043.8.498.2")[0]
+        ds = f.ct_series(
+            px[None],
+            spacing=(1.25, 0.7, 0.7),
+            origin=(-180.0, -180.0, 1.25 * k),
+            scramble_instance_numbers=False,
+            series_uid="1.2.826.0.1.3680043.8.498.1",
+            study_uid="1.2.826.0.1.3680043.8.498.2",
+        )[0]
         ds.InstanceNumber = k + 1
         if syntax != "explicit":
             ds = f.encode(ds, SYNTAXES[syntax])
@@ -90,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir()
         t0 = time.perf_counter()
         _write_series(folder, args.slices, args.size, args.syntax)
-        print(f"wrote {args.slices} slices of {args.size}x{args.size} ({args.syntax}) in "
-              f"{time.perf_counter() - t0:.1f} s")
+        print(
+            f"wrote {args.slices} slices of {args.size}x{args.size} ({args.syntax}) in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
         files = sorted(folder.iterdir())
         monai_loader = LoadImage(reader="PydicomReader", image_only=True)
 

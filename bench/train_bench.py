@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=2, help="epochs per throughput run")
     parser.add_argument("--repeats", type=int, default=2, help="alternations; best is kept")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers (DICOM rows)")
     parser.add_argument("--amp-size", type=int, default=128, help="ResNet18 image side (bf16)")
     parser.add_argument("--amp-steps", type=int, default=1, help="timed bf16/fp32 steps")
     parser.add_argument("--amp-batch", type=int, default=1)

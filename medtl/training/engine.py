@@ -315,6 +315,8 @@ class Trainer:
         elif cfg.resume:
             logger.info("resume requested but %s does not exist; starting fresh", last_path)
         if self.dist.is_main:
+            for stale in ckpt.stale_temp_files(ckpt_dir):  # left by a write that was killed
+                stale.unlink(missing_ok=True)
             (self.run_dir / "config.yaml").write_text(
                 yaml.safe_dump(cfg.resolved(), sort_keys=True), encoding="utf-8"
             )
@@ -454,6 +456,7 @@ class Trainer:
         count = 0
         lr = float(optimizer.param_groups[0]["lr"])
         params = [p for g in optimizer.param_groups for p in g["params"]]
+        step_hooks = [cb for cb in callbacks if type(cb).on_step_end is not Callback.on_step_end]
         bar = progress_bar(loader, n_micro, f"epoch {epoch + 1}", show)
         for i, batch in enumerate(bar):
             x, y = self._split(batch)
@@ -480,9 +483,9 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 self.global_step += 1
-                if callbacks:
+                if step_hooks:  # float() syncs a GPU: only when someone listens
                     step_loss = float(loss.detach())
-                    for cb in callbacks:
+                    for cb in step_hooks:
                         cb.on_step_end(self, self.global_step, step_loss)
                 if show and self.global_step % cfg.log_every_steps == 0:
                     bar.set_postfix(loss=f"{float(loss.detach()):.4g}", lr=f"{lr:.3g}")

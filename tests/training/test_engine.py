@@ -257,3 +257,28 @@ def test_gradient_clipping_limits_the_update(tmp_path: Path) -> None:
     # one SGD step at lr 1: the update is the gradient, whose global norm is clipped to 0.5
     assert 0.4 < final(0.5).norm() <= 0.5 + 1e-5
     assert final(None).norm() > 10
+
+
+def test_optional_loggers_skip_with_a_message_and_progress_bar_draws(
+    tmp_path: Path, caplog, capsys, monkeypatch
+) -> None:
+    import importlib.util
+    import logging
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    cfg = _cfg(max_epochs=1, monitor="train_loss", progress="always",
+               loggers=["csv", "tensorboard", "mlflow"])  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="medtl.training.callbacks"):
+        Trainer(_mlp(), nn.CrossEntropyLoss(), cfg).fit(_problem(16), run_dir=tmp_path / "r")
+    if importlib.util.find_spec("tensorboard") is None:
+        assert "tensorboard is not installed" in caplog.text
+    else:
+        assert (tmp_path / "r" / "tensorboard").is_dir()
+    if importlib.util.find_spec("mlflow") is None:
+        assert "mlflow is not installed" in caplog.text
+    assert (tmp_path / "r" / "metrics.csv").is_file()
+    assert "epoch 1" in capsys.readouterr().err
+
+    quiet = _cfg(max_epochs=1, monitor="train_loss", progress="auto")  # stderr is not a TTY
+    Trainer(_mlp(), nn.CrossEntropyLoss(), quiet).fit(_problem(16), run_dir=tmp_path / "q")
+    assert "epoch 1" not in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""Session and auth helpers: the shared review store, the signed-in user, sign-out.
+
+The session token lives in ``st.session_state`` and is validated against the store on
+every rerun, so an expired or revoked session (or a disabled account) signs the user out
+at their next click.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+from app.config import AppSettings, load_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medtl.review import ReviewStore, UserInfo
+
+logger = logging.getLogger(__name__)
+
+TOKEN_KEY = "medtl_token"
+NOTICE_KEY = "medtl_notice"
+OIDC_USER_KEY = "medtl_oidc_user"
+
+
+def settings() -> AppSettings:
+    """The settings of this run (read fresh: they are tiny)."""
+    return load_settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(
+    url: str | None, home: str, session_minutes: int, idle_minutes: int,
+    busy_timeout_ms: int, retries: int,
+) -> ReviewStore:
+    from medtl.review import AuthPolicy, RetryPolicy, ReviewStore
+
+    del home  # part of the cache key only: a different MEDTL_HOME is a different store
+    policy = AuthPolicy(session_ttl=timedelta(minutes=session_minutes),
+                        idle_timeout=timedelta(minutes=idle_minutes))
+    return ReviewStore.open(url, policy=policy, busy_timeout_ms=busy_timeout_ms,
+                            retry=RetryPolicy(attempts=max(1, retries)))
+
+
+def get_store() -> ReviewStore:
+    """The review store of this app process (opened once per database and settings)."""
+    import os
+
+    from medtl.paths import medtl_home
+    from medtl.review.db import ENV_DATABASE_URL
+
+    cfg = settings()
+    url = cfg.database_url or os.environ.get(ENV_DATABASE_URL) or None
+    return _open_store(url, str(medtl_home()), cfg.session_minutes, cfg.idle_minutes,
+                       cfg.db_busy_timeout_ms, cfg.db_retries)
+
+
+def oidc_configured() -> bool:
+    """True when single sign-on is switched on and ``[auth]`` secrets exist."""
+    if not settings().oidc:
+        return False
+    try:
+        return "auth" in st.secrets
+    except (FileNotFoundError, KeyError, AttributeError):
+        return False
+    except Exception:  # a malformed secrets file must not break sign-in
+        logger.warning("could not read Streamlit secrets; single sign-on is off")
+        return False
+
+
+def _oidc_user(store: ReviewStore) -> UserInfo | None:
+    """The local account matching the OIDC identity (its e-mail's local part), if any."""
+    try:
+        if not getattr(st.user, "is_logged_in", False):
+            return None
+        email = str(st.user.get("email") or "")
+    except Exception:  # st.user without auth configured
+        return None
+    from medtl.review import AccountError
+
+    name = email.split("@", 1)[0].lower()
+    try:
+        user = store.accounts.get_user(name)
+    except AccountError:
+        st.session_state[NOTICE_KEY] = (
+            "Your organisation account has no medtl account yet. Ask an administrator.")
+        return None
+    return user if user.active else None
+
+
+def current_user() -> UserInfo | None:
+    """The signed-in user, or ``None`` (the token is checked against the store)."""
+    from medtl.review import SessionExpiredError
+
+    store = get_store()
+    token = st.session_state.get(TOKEN_KEY)
+    if token:
+        try:
+            return store.accounts.validate_session(token)
+        except SessionExpiredError as err:
+            st.session_state.pop(TOKEN_KEY, None)
+            st.session_state[NOTICE_KEY] = str(err)
+            return None
+    if oidc_configured():
+        return _oidc_user(store)
+    return None
+
+
+def sign_out() -> None:
+    """Revoke the session and forget everything this browser session held."""
+    token = st.session_state.get(TOKEN_KEY)
+    if token:
+        get_store().accounts.sign_out(token)
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    st.session_state[NOTICE_KEY] = "You have been signed out."
+    if oidc_configured():
+        with contextlib.suppress(Exception):  # not signed in through OIDC
+            st.logout()
+
+
+def require_user(*roles: str) -> UserInfo:
+    """The signed-in user with one of ``roles`` (any role when empty), else stop the page."""
+    user = st.session_state.get("medtl_user")
+    if user is None:
+        user = current_user()
+    if user is None:
+        st.warning("Please sign in.")
+        st.stop()
+    if roles and user.role not in roles:
+        st.error(f"This page is not available to the {user.role} role.")
+        st.stop()
+    return user
+
+
+def pop_notice() -> str | None:
+    """A one-time message (e.g. "your session has expired") to show on the next page."""
+    return st.session_state.pop(NOTICE_KEY, None)
+
+
+def human_error(err: BaseException) -> str:
+    """The message of a medtl error, without Python noise."""
+    text = str(err).strip()
+    return text or type(err).__name__
+
+
+def store_busy_message() -> str:
+    """What to say when the database stayed locked."""
+    return ("The database is busy and nothing was saved. Your entries are kept: "
+            "wait a moment and press the button again.")
+
+
+def keep(key: str, value: Any) -> Any:
+    """Store ``value`` in the session under ``key`` and return it."""
+    st.session_state[key] = value
+    return value

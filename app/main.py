@@ -1,0 +1,62 @@
+"""Entry point of the clinician app: ``streamlit run app/main.py`` (or ``medtl app``).
+
+Checks the session on every rerun, then shows only the pages the user's role allows:
+
+* signed out: Sign in;
+* clinician: Upload and analyse, Worklist, Case review, Models and reports;
+* researcher: Worklist, Case review (read only), Models and reports;
+* admin: everything, plus Admin.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run app/main.py` puts app/ on sys.path, not the checkout root that holds the
+# `app` package; add it so pages can import app.components.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from app.components import session  # noqa: E402
+
+_PAGES = Path(__file__).resolve().parent / "pages"
+
+
+def _page(name: str, title: str, icon: str, default: bool = False) -> st.Page:
+    return st.Page(str(_PAGES / f"{name}.py"), title=title, icon=icon, url_path=name,
+                   default=default)
+
+
+def main() -> None:
+    """Route to the pages of the signed-in user's role."""
+    st.set_page_config(page_title="medtl · clinical AI review", page_icon="🩻", layout="wide")
+    user = session.current_user()
+    st.session_state["medtl_user"] = user
+    if user is None:
+        nav = st.navigation([_page("sign_in", "Sign in", "🔑", default=True)], position="hidden")
+        nav.run()
+        return
+    pages = []
+    if user.role in ("clinician", "admin"):
+        pages.append(_page("upload_analyse", "Upload and analyse", "📤", default=True))
+    pages.append(_page("worklist", "Worklist", "📋", default=user.role == "researcher"))
+    pages.append(_page("case_review", "Case review", "🩺"))
+    pages.append(_page("models_reports", "Models and reports", "📑"))
+    if user.role == "admin":
+        pages.append(_page("admin", "Admin", "🛡️"))
+    nav = st.navigation(pages)
+    with st.sidebar:
+        st.markdown(f"Signed in as **{user.username}** ({user.role})")
+        if st.button("Sign out", key="sign_out"):
+            session.sign_out()
+            st.rerun()
+        st.caption("Decision support only. Case IDs are pseudonyms; no patient identifiers "
+                   "are shown or stored.")
+    nav.run()
+
+
+main()

@@ -1,0 +1,169 @@
+"""Case review: the image, the AI result, and the reader's verdict (agree / disagree /
+uncertain) with an optional finding location and comment. Several readers per case."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+
+import streamlit as st
+
+from app.components import session
+from app.components.viewer import render_viewer
+
+logger = logging.getLogger(__name__)
+
+user = session.require_user()
+store = session.get_store()
+st.title("Case review")
+saved_note = st.session_state.pop("medtl_review_saved", None)
+if saved_note:
+    st.success(saved_note)
+
+from medtl.review import (  # noqa: E402
+    CaseNotFoundError,
+    ReviewStoreError,
+    StoreBusyError,
+)
+
+DECISIONS = {"agree": "Agree with the AI", "disagree": "Disagree with the AI",
+             "uncertain": "Uncertain"}
+
+recent = [c.case_id for c in store.worklist(user, limit=500)]
+current = st.session_state.get("medtl_case_id")
+if current and current not in recent:
+    recent.append(current)
+if not recent:
+    st.info("There are no cases yet.")
+    st.stop()
+case_id = st.selectbox("Case", recent, index=recent.index(current) if current in recent else 0,
+                       key=f"cr_case_{current}")
+st.session_state["medtl_case_id"] = case_id
+
+# Opening a case records a view (once per case per sign-in, not on every click).
+details = st.session_state.setdefault("medtl_case_details", {})
+if case_id not in details:
+    try:
+        details[case_id] = store.open_case(user, case_id)
+    except CaseNotFoundError as err:
+        st.error(session.human_error(err))
+        st.stop()
+    except ReviewStoreError as err:
+        st.error(session.human_error(err))
+        st.stop()
+detail = details[case_id]
+case = store.get_case(case_id)
+
+st.caption(f"Case **{case.case_id}** · uploaded {case.created_at:%Y-%m-%d %H:%M} UTC · "
+           f"{case.modality or 'unknown modality'} · status: **{case.status.replace('_', ' ')}**")
+
+pred = detail.predictions[-1] if detail.predictions else None
+image_col, result_col = st.columns([3, 2])
+scan = None
+with result_col, st.container(border=True):
+    st.subheader("AI result")
+    if pred is None:
+        st.info("No AI result for this case yet.")
+    else:
+        extra = pred.details or {}
+        labels = extra.get("labels") or []
+        about = labels[1] if len(labels) >= 2 else pred.label
+        st.metric(f"Probability of {about}", f"{100 * pred.probability:.0f}%")
+        if pred.threshold is not None:
+            st.markdown(f"Decision at the '{extra.get('operating_point') or 'chosen'}' "
+                        f"operating point (threshold {100 * pred.threshold:.0f}%): "
+                        f"**{pred.label}**.")
+        if extra.get("domain") in ("warn", "refuse"):
+            st.warning("Caution from the domain check: "
+                       + " ".join(extra.get("domain_reasons") or []))
+        st.caption(f"Model {pred.model_name}@{pred.model_version} · "
+                   f"{pred.created_at:%Y-%m-%d %H:%M} UTC")
+
+with image_col:
+    if detail.images:
+        try:
+            loaded = store.load_image(detail.images[0])
+            if isinstance(loaded, bytes | bytearray):
+                from medtl.io import load_scan
+
+                loaded = load_scan(bytes(loaded))
+            scan = loaded
+        except Exception:  # a damaged stored file must not break the page
+            logger.exception("could not read a stored case image")
+            st.error("The stored image of this case could not be read.")
+    view = None
+    if scan is not None:
+        view = render_viewer(scan, key=f"cr_view_{case_id}")
+    else:
+        st.info("No image stored for this case.")
+
+# --- reviews ------------------------------------------------------------------------------
+if detail.reviews:
+    st.subheader("Reviews" if user.role != "clinician" else "Your reviews")
+    st.dataframe([{
+        "Reader": r.reader, "Decision": r.decision,
+        "Location (x, y, slice)": "" if r.x is None else
+        f"{r.x:.0f}, {r.y:.0f}" + ("" if r.slice_index is None else f", {r.slice_index + 1}"),
+        "Comment": r.comment or "", "When (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
+    } for r in detail.reviews], hide_index=True, width="stretch")
+
+if user.role == "admin" and len(case.readers) >= 2:
+    agreement = store.agreement(user)
+    mine = next((a for a in agreement.cases if a.case_id == case_id), None)
+    if mine is not None and mine.pairwise_agreement is not None:
+        st.info(f"Reader agreement on this case: {100 * mine.pairwise_agreement:.0f}% of "
+                f"reader pairs agree ({', '.join(f'{k}: {v}' for k, v in mine.counts.items())}).")
+
+if user.role not in ("clinician", "admin"):
+    st.caption("Researchers can read cases but not review them.")
+    st.stop()
+if pred is None:
+    st.stop()
+
+sub_key = f"medtl_submission_{case_id}"
+submission_id = st.session_state.setdefault(sub_key, uuid.uuid4().hex)
+is_volume = scan is not None and scan.is_volume
+with st.form(f"review_form_{case_id}", border=True):
+    st.subheader("Your review")
+    decision = st.radio("Your verdict", list(DECISIONS), format_func=DECISIONS.get, index=None,
+                        key=f"rv_decision_{case_id}")
+    mark = st.checkbox("Mark the finding location", key=f"rv_mark_{case_id}")
+    c1, c2, c3 = st.columns(3)
+    rows, cols = (scan.shape[-2], scan.shape[-1]) if scan is not None else (10**6, 10**6)
+    x = c1.number_input("Column x (pixels)", 0, max(cols - 1, 0), cols // 2 if scan else 0,
+                        key=f"rv_x_{case_id}")
+    y = c2.number_input("Row y (pixels)", 0, max(rows - 1, 0), rows // 2 if scan else 0,
+                        key=f"rv_y_{case_id}")
+    z = None
+    if is_volume:
+        default_slice = (view.slice_index + 1) if view and view.slice_index is not None else 1
+        z = c3.number_input("Axial slice", 1, scan.shape[0], default_slice,
+                            key=f"rv_slice_{case_id}")
+    comment = st.text_area("Comment (optional)", max_chars=4000, key=f"rv_comment_{case_id}")
+    submitted = st.form_submit_button("Save review", type="primary")
+
+if submitted:
+    if decision is None:
+        st.error("Choose agree, disagree or uncertain before saving.")
+    else:
+        try:
+            review = store.submit_review(
+                user, case_id, decision,
+                x=float(x) if mark else None, y=float(y) if mark else None,
+                slice_index=(int(z) - 1) if (mark and z is not None) else None,
+                comment=comment.strip() or None, prediction_id=pred.id,
+                submission_id=submission_id)
+        except StoreBusyError:
+            st.error(session.store_busy_message())
+        except ReviewStoreError as err:
+            st.error(f"The review was not saved: {session.human_error(err)}")
+        else:
+            known = {r.id for r in detail.reviews}
+            if review.id not in known:
+                details[case_id] = dataclasses.replace(
+                    detail, reviews=[*detail.reviews, review])
+            st.session_state[sub_key] = uuid.uuid4().hex
+            st.session_state["medtl_review_saved"] = (
+                f"Review saved for case {case_id}: {review.decision}.")
+            st.rerun()

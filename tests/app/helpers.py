@@ -1,0 +1,185 @@
+"""Test helpers for the app: a tiny registered model package, DICOM bytes with PHI in the
+header, users with cheap argon2 parameters, and bad uploads."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian
+
+APP_MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
+PHI_NAME = "ZYXWV^QUENTIN"
+PHI_ID = "MRN-90817-55"
+PASSWORD = "correct horse battery"
+SIZE = 64
+REPORT_MARKER = "Validation report of the tiny test model"
+
+
+def cheap_hasher():
+    """An argon2 hasher with tiny costs: signing in stays fast in tests."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def make_package(root: Path, name: str = "tinycxr", version: str = "1.0.0") -> Path:
+    """Build and register a small (untrained, seeded) 2D CR package with calibration,
+    operating points and a validation report. Needs MEDTL_HOME set.
+
+    Returns:
+        The registered package folder.
+    """
+    import torch
+
+    from medtl.models import CardOperatingPoint, ModelCard, create_backbone, save_package
+    from medtl.models.package import register_package, resolve_package
+    from medtl.transfer.presets import default_preprocessing
+
+    torch.manual_seed(0)
+    model = create_backbone("smallcnn", 2, 1, 1, options={"widths": [4, 8]}, dropout=0.0,
+                            labels=[])
+    card = ModelCard(
+        name=name, version=version,
+        preprocessing=default_preprocessing("cxr", [SIZE, SIZE]).model_dump(mode="json"),
+        labels=["no nodule", "nodule"],
+        calibration={"method": "temperature", "temperature": 1.5, "n_classes": 2},
+        operating_points=[CardOperatingPoint(name="youden", threshold=0.5, sensitivity=0.88,
+                                             specificity=0.81, goal="maximise Youden's J")],
+        target_domain="CR chest", target_task="nodule yes/no",
+        intended_use="Test model: flags chest radiographs for a second look.",
+    )
+    report = f"<html><body><h1>{REPORT_MARKER}</h1><p>AUROC 0.5</p></body></html>"
+    folder = save_package(model, card, root / f"{name}-{version}", report_html=report)
+    register_package(folder)
+    return resolve_package(f"{name}@{version}")
+
+
+def dicom_bytes(seed: int = 0, modality: str = "CR", burned_in: bool = False) -> bytes:
+    """A 64x64 16-bit MONOCHROME2 DICOM with a patient name and ID in its header."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.normal(1000, 80, (SIZE, SIZE)), 0, 4095).astype(np.uint16)
+    pixels[20:32, 24:36] += 500
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("upload.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = ComputedRadiographyImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = pydicom.uid.generate_uid()
+    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
+    ds.Modality = modality
+    ds.BodyPartExamined = "CHEST"
+    ds.PatientName = PHI_NAME
+    ds.PatientID = PHI_ID
+    ds.PatientBirthDate = "19580412"
+    if burned_in:
+        ds.BurnedInAnnotation = "YES"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.PixelSpacing = [0.2, 0.2]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def seg_bytes() -> bytes:
+    """A DICOM Segmentation Storage object (not an image to analyse)."""
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(seed=5)))
+    seg_uid = "1.2.840.10008.5.1.4.1.1.66.4"
+    ds.SOPClassUID = seg_uid
+    ds.file_meta.MediaStorageSOPClassUID = seg_uid
+    ds.Modality = "SEG"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def fake_pdf() -> bytes:
+    """A small PDF document (to be uploaded under a .dcm name)."""
+    return (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+            b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n"
+            b"%%EOF\n")
+
+
+def bomb_png(side: int = 60000) -> bytes:
+    """A PNG declaring ``side`` x ``side`` grey pixels with almost no data (a bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    raw = zlib.compress(b"\0" * (side + 1) * 4, 9)  # a few rows; the rest is missing
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw)
+            + chunk(b"IEND", b""))
+
+
+# --- driving the app through AppTest ------------------------------------------------------
+def new_app(timeout: float = 60.0):
+    """A fresh AppTest of app/main.py (one browser session)."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP_MAIN), default_timeout=timeout)
+
+
+def sign_in(at, username: str, password: str = PASSWORD):
+    """Fill and submit the sign-in form; returns the AppTest after the run."""
+    if not at.text_input:
+        at.run()
+    at.text_input(key="sign_in_username").input(username)
+    at.text_input(key="sign_in_password").input(password)
+    at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+    return at
+
+
+def page_text(at) -> str:
+    """Every piece of text the page shows (elements, labels, tables), joined by newlines."""
+    parts: list[str] = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "text", "error",
+                 "warning", "info", "success", "exception", "code", "latex", "json"):
+        for element in getattr(at, kind, []):
+            parts.append(str(getattr(element, "value", element)))
+    for element in at.metric:
+        parts.extend([str(element.label), str(element.value)])
+    for frame in at.dataframe:
+        parts.append(frame.value.to_string())
+    for kind in ("button", "selectbox", "radio", "text_input", "text_area", "checkbox",
+                 "number_input", "slider", "multiselect", "toggle", "file_uploader"):
+        for widget in getattr(at, kind, []):
+            parts.append(str(getattr(widget, "label", "")))
+            options = getattr(widget, "options", None)
+            if options:
+                parts.extend(str(o) for o in options)
+    for kind in ("expandable", "status", "tab"):
+        parts.extend(str(getattr(block, "label", "")) for block in at.get(kind))
+    return "\n".join(parts)
+
+
+def upload(at, content: bytes, name: str = "scan.dcm", mime: str = "application/dicom"):
+    """Put a file in the upload widget and run."""
+    uploader = at.file_uploader[0]
+    uploader.set_value((name, content, mime))
+    return at.run()
+
+
+def analyse(at):
+    """Press Analyse and run."""
+    return at.button(key="analyse").click().run()
+
+
+def errors(at) -> list[str]:
+    """The texts of every st.error on the page."""
+    return [str(e.value) for e in at.error]

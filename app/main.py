@@ -27,8 +27,9 @@ _PAGES = Path(__file__).resolve().parent / "pages"
 
 
 def _page(name: str, title: str, icon: str, default: bool = False) -> st.Page:
-    return st.Page(str(_PAGES / f"{name}.py"), title=title, icon=icon, url_path=name,
-                   default=default)
+    return st.Page(
+        str(_PAGES / f"{name}.py"), title=title, icon=icon, url_path=name, default=default
+    )
 
 
 def main() -> None:
@@ -54,8 +55,10 @@ def main() -> None:
         if st.button("Sign out", key="sign_out"):
             session.sign_out()
             st.rerun()
-        st.caption("Decision support only. Case IDs are pseudonyms; no patient identifiers "
-                   "are shown or stored.")
+        st.caption(
+            "Decision support only. Case IDs are pseudonyms; no patient identifiers "
+            "are shown or stored."
+        )
     nav.run()
 
 

@@ -35,9 +35,11 @@ def too_large(size: int, limit: int) -> str | None:
     """The message for an upload above ``limit`` bytes, or ``None`` when it fits."""
     if size <= limit:
         return None
-    return (f"The file is {size / 1048576:.1f} MB; uploads are limited to "
-            f"{limit / 1048576:.1f} MB. Upload a single series (zip) or ask your "
-            "administrator to raise the limit.")
+    return (
+        f"The file is {size / 1048576:.1f} MB; uploads are limited to "
+        f"{limit / 1048576:.1f} MB. Upload a single series (zip) or ask your "
+        "administrator to raise the limit."
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -73,9 +75,7 @@ def source_key(scan: Scan) -> str | None:
     return None
 
 
-def save_result(
-    store: ReviewStore, user: UserInfo, scan: Scan, saved: SavedResult
-) -> SavedResult:
+def save_result(store: ReviewStore, user: UserInfo, scan: Scan, saved: SavedResult) -> SavedResult:
     """Create the case (or find the existing one) and record the AI result.
 
     Args:
@@ -111,10 +111,15 @@ def save_result(
         "labels": list(result.labels),
     }
     pred = store.record_prediction(
-        user, case_id, model_name=name, model_version=version or "unknown",
+        user,
+        case_id,
+        model_name=name,
+        model_version=version or "unknown",
         label=decision.label if decision else (result.top_class or "unknown"),
         probability=float(result.probability or 0.0),
         threshold=decision.threshold if decision else None,
-        image_id=image_id, details=details)
+        image_id=image_id,
+        details=details,
+    )
     saved.case_id, saved.prediction_id = case_id, pred.id
     return saved

@@ -37,9 +37,11 @@ def probability_sentence(result: PredictionResult) -> str:
     p = float(result.probability or 0.0)
     label = positive_label(result)
     in_ten = round(10 * p)
-    meaning = (f"among validation cases with this score, about {in_ten} in 10 had {label}"
-               if result.calibrated else
-               "this model is not calibrated, so the score is not a frequency")
+    meaning = (
+        f"among validation cases with this score, about {in_ten} in 10 had {label}"
+        if result.calibrated
+        else "this model is not calibrated, so the score is not a frequency"
+    )
     return f"Estimated probability of {label}: {_pct(p)} — {meaning}."
 
 
@@ -49,25 +51,36 @@ def decision_sentence(result: PredictionResult) -> str | None:
     if d is None:
         return None
     verdict = "POSITIVE" if d.positive else "negative"
-    text = (f"Decision at the '{d.operating_point}' operating point (threshold "
-            f"{_pct(d.threshold)}): **{verdict}** — {d.label}.")
+    text = (
+        f"Decision at the '{d.operating_point}' operating point (threshold "
+        f"{_pct(d.threshold)}): **{verdict}** — {d.label}."
+    )
     if d.expected_sensitivity is not None or d.expected_specificity is not None:
-        text += (f" At this threshold the model found {_pct(d.expected_sensitivity)} of "
-                 f"positive validation cases (sensitivity) and cleared "
-                 f"{_pct(d.expected_specificity)} of negative ones (specificity).")
+        text += (
+            f" At this threshold the model found {_pct(d.expected_sensitivity)} of "
+            f"positive validation cases (sensitivity) and cleared "
+            f"{_pct(d.expected_specificity)} of negative ones (specificity)."
+        )
     return text
 
 
 def render_domain(result: PredictionResult) -> None:
     """Show the domain guard's verdict: prominent for warn and refuse."""
-    reasons = result.domain.reasons or ["The scan differs from the images the model was "
-                                        "validated on."]
+    reasons = result.domain.reasons or [
+        "The scan differs from the images the model was validated on."
+    ]
     if result.domain.status == "refuse":
-        st.error("**Not analysed: this model was not made for this kind of image.**\n\n"
-                 + "\n".join(f"- {r}" for r in reasons), icon="🚫")
+        st.error(
+            "**Not analysed: this model was not made for this kind of image.**\n\n"
+            + "\n".join(f"- {r}" for r in reasons),
+            icon="🚫",
+        )
     elif result.domain.status == "warn":
-        st.warning("**Caution: this scan is unlike the validation images; the result may "
-                   "be unreliable.**\n\n" + "\n".join(f"- {r}" for r in reasons), icon="⚠️")
+        st.warning(
+            "**Caution: this scan is unlike the validation images; the result may "
+            "be unreliable.**\n\n" + "\n".join(f"- {r}" for r in reasons),
+            icon="⚠️",
+        )
 
 
 def render_report_link(package_dir: Path | None, key: str) -> None:
@@ -75,11 +88,13 @@ def render_report_link(package_dir: Path | None, key: str) -> None:
     if package_dir is None or not (Path(package_dir) / REPORT_FILE).is_file():
         st.caption("No validation report in this model package.")
         return
-    st.download_button("Download the validation report (HTML)",
-                       data=(Path(package_dir) / REPORT_FILE).read_bytes(),
-                       file_name=f"{Path(package_dir).parent.name}-{Path(package_dir).name}"
-                                 "-report.html",
-                       mime="text/html", key=f"{key}_report")
+    st.download_button(
+        "Download the validation report (HTML)",
+        data=(Path(package_dir) / REPORT_FILE).read_bytes(),
+        file_name=f"{Path(package_dir).parent.name}-{Path(package_dir).name}-report.html",
+        mime="text/html",
+        key=f"{key}_report",
+    )
     st.caption("The report is also shown under **Models and reports**.")
 
 
@@ -112,12 +127,16 @@ def render_result_card(
                 st.caption("This model has no operating point: no yes/no decision is given.")
             if result.regions:
                 top = result.regions[0]
-                st.caption(f"Most suspicious region: slices {top.start[0] + 1}-{top.stop[0]} "
-                           f"({_pct(top.probability)}); {result.n_windows} regions analysed.")
+                st.caption(
+                    f"Most suspicious region: slices {top.start[0] + 1}-{top.stop[0]} "
+                    f"({_pct(top.probability)}); {result.n_windows} regions analysed."
+                )
         for warning in result.warnings:
             st.caption(f"Note from loading: {warning}")
-        st.caption(f"Model **{result.package}**"
-                   + (f" · task: {result.task}" if result.task else "")
-                   + f" · analysed in {result.timings_ms.total / 1000:.1f} s. "
-                   "Decision support only: the reading clinician decides.")
+        st.caption(
+            f"Model **{result.package}**"
+            + (f" · task: {result.task}" if result.task else "")
+            + f" · analysed in {result.timings_ms.total / 1000:.1f} s. "
+            "Decision support only: the reading clinician decides."
+        )
         render_report_link(package_dir, key)

@@ -33,16 +33,25 @@ def settings() -> AppSettings:
 
 @st.cache_resource(show_spinner=False)
 def _open_store(
-    url: str | None, home: str, session_minutes: int, idle_minutes: int,
-    busy_timeout_ms: int, retries: int,
+    url: str | None,
+    home: str,
+    session_minutes: int,
+    idle_minutes: int,
+    busy_timeout_ms: int,
+    retries: int,
 ) -> ReviewStore:
     from medtl.review import AuthPolicy, RetryPolicy, ReviewStore
 
     del home  # part of the cache key only: a different MEDTL_HOME is a different store
-    policy = AuthPolicy(session_ttl=timedelta(minutes=session_minutes),
-                        idle_timeout=timedelta(minutes=idle_minutes))
-    return ReviewStore.open(url, policy=policy, busy_timeout_ms=busy_timeout_ms,
-                            retry=RetryPolicy(attempts=max(1, retries)))
+    policy = AuthPolicy(
+        session_ttl=timedelta(minutes=session_minutes), idle_timeout=timedelta(minutes=idle_minutes)
+    )
+    return ReviewStore.open(
+        url,
+        policy=policy,
+        busy_timeout_ms=busy_timeout_ms,
+        retry=RetryPolicy(attempts=max(1, retries)),
+    )
 
 
 def get_store() -> ReviewStore:
@@ -54,8 +63,14 @@ def get_store() -> ReviewStore:
 
     cfg = settings()
     url = cfg.database_url or os.environ.get(ENV_DATABASE_URL) or None
-    return _open_store(url, str(medtl_home()), cfg.session_minutes, cfg.idle_minutes,
-                       cfg.db_busy_timeout_ms, cfg.db_retries)
+    return _open_store(
+        url,
+        str(medtl_home()),
+        cfg.session_minutes,
+        cfg.idle_minutes,
+        cfg.db_busy_timeout_ms,
+        cfg.db_retries,
+    )
 
 
 def oidc_configured() -> bool:
@@ -86,7 +101,8 @@ def _oidc_user(store: ReviewStore) -> UserInfo | None:
         user = store.accounts.get_user(name)
     except AccountError:
         st.session_state[NOTICE_KEY] = (
-            "Your organisation account has no medtl account yet. Ask an administrator.")
+            "Your organisation account has no medtl account yet. Ask an administrator."
+        )
         return None
     return user if user.active else None
 
@@ -149,8 +165,10 @@ def human_error(err: BaseException) -> str:
 
 def store_busy_message() -> str:
     """What to say when the database stayed locked."""
-    return ("The database is busy and nothing was saved. Your entries are kept: "
-            "wait a moment and press the button again.")
+    return (
+        "The database is busy and nothing was saved. Your entries are kept: "
+        "wait a moment and press the button again."
+    )
 
 
 def keep(key: str, value: Any) -> Any:

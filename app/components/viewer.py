@@ -127,35 +127,60 @@ def render_viewer(
     array = np.asarray(scan.array)
     lo, hi = scan.intensity_range()
     if not np.isfinite(lo) or hi <= lo:
-        lo, hi = (float(lo) if np.isfinite(lo) else 0.0), (float(lo) + 1.0 if np.isfinite(lo)
-                                                            else 1.0)
+        lo, hi = (
+            (float(lo) if np.isfinite(lo) else 0.0),
+            (float(lo) + 1.0 if np.isfinite(lo) else 1.0),
+        )
     base = default_window(scan)
     controls, picture = st.columns([1, 3])
     with controls:
         st.markdown("**Display**")
         presets = [_DEFAULT, *WINDOW_PRESETS]
         preset = st.selectbox(
-            "Window preset", presets, key=f"{key}_preset",
+            "Window preset",
+            presets,
+            key=f"{key}_preset",
             format_func=lambda p: "From the file / automatic" if p == _DEFAULT else p.title(),
-            help="Lung, mediastinum, bone and brain are CT windows in Hounsfield units.")
+            help="Lung, mediastinum, bone and brain are CT windows in Hounsfield units.",
+        )
         window = base if preset == _DEFAULT else WINDOW_PRESETS[preset]
         span = max(hi - lo, 1e-3)
         c_min, c_max = min(lo, window.center) - span, max(hi, window.center) + span
         w_max = max(2.0 * span, window.width) * 2.0
-        center = st.slider("Window level (centre)", float(c_min), float(c_max),
-                           float(window.center), key=f"{key}_center_{preset}")
-        width = st.slider("Window width", float(max(span / 1000.0, 1e-3)), float(w_max),
-                          float(min(max(window.width, span / 1000.0), w_max)),
-                          key=f"{key}_width_{preset}")
+        center = st.slider(
+            "Window level (centre)",
+            float(c_min),
+            float(c_max),
+            float(window.center),
+            key=f"{key}_center_{preset}",
+        )
+        width = st.slider(
+            "Window width",
+            float(max(span / 1000.0, 1e-3)),
+            float(w_max),
+            float(min(max(window.width, span / 1000.0), w_max)),
+            key=f"{key}_width_{preset}",
+        )
         view, index = "axial", None
         if array.ndim == 3:
-            view = st.radio("Plane", VIEWS, horizontal=True, key=f"{key}_view",
-                            format_func=str.title)
+            view = st.radio(
+                "Plane", VIEWS, horizontal=True, key=f"{key}_view", format_func=str.title
+            )
             n = array.shape[_axis(view)]
-            index = st.slider(f"Slice (1-{n})", 1, max(n, 1), (n + 1) // 2,
-                              key=f"{key}_slice_{view}", disabled=n <= 1) - 1
-        zoom = st.slider("Zoom", 1.0, 4.0, 1.0, 0.25, key=f"{key}_zoom",
-                         help="Magnify around the chosen centre.")
+            index = (
+                st.slider(
+                    f"Slice (1-{n})",
+                    1,
+                    max(n, 1),
+                    (n + 1) // 2,
+                    key=f"{key}_slice_{view}",
+                    disabled=n <= 1,
+                )
+                - 1
+            )
+        zoom = st.slider(
+            "Zoom", 1.0, 4.0, 1.0, 0.25, key=f"{key}_zoom", help="Magnify around the chosen centre."
+        )
         cx, cy = 0.5, 0.5
         if zoom > 1.0:
             cx = st.slider("Zoom centre, left to right (%)", 0, 100, 50, key=f"{key}_cx") / 100
@@ -163,10 +188,21 @@ def render_viewer(
         show_heat = False
         opacity = 0.0
         if heatmap is not None:
-            show_heat = st.toggle("Show heat map", value=True, key=f"{key}_heat",
-                                  help="Where the model looked (Grad-CAM), not a lesion outline.")
-            opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_opacity",
-                                disabled=not show_heat)
+            show_heat = st.toggle(
+                "Show heat map",
+                value=True,
+                key=f"{key}_heat",
+                help="Where the model looked (Grad-CAM), not a lesion outline.",
+            )
+            opacity = st.slider(
+                "Heat-map opacity",
+                0.0,
+                1.0,
+                0.45,
+                0.05,
+                key=f"{key}_opacity",
+                disabled=not show_heat,
+            )
 
     from medtl.io import Window
 
@@ -186,8 +222,15 @@ def render_viewer(
     aspect = row_mm / col_mm if row_mm > 0 and col_mm > 0 else 1.0
     with picture:
         shown = _to_display(rgb, float(np.clip(aspect, 0.1, 10.0)))
-        where = f"{view} slice {index + 1} of {array.shape[_axis(view)]}" if index is not None \
+        where = (
+            f"{view} slice {index + 1} of {array.shape[_axis(view)]}"
+            if index is not None
             else f"{array.shape[0]} x {array.shape[1]} pixels"
-        st.image(shown, caption=caption or f"{scan.modality} · {where} · "
-                 f"window {center:.0f}/{width:.0f} · zoom {zoom:g}x", width="stretch")
+        )
+        st.image(
+            shown,
+            caption=caption
+            or f"{scan.modality} · {where} · window {center:.0f}/{width:.0f} · zoom {zoom:g}x",
+            width="stretch",
+        )
     return ViewState(view=view, slice_index=index)

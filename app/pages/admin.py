@@ -23,16 +23,30 @@ with users_tab:
     if flash:
         st.success(flash)
     users = store.accounts.list_users()
-    st.dataframe([{"User": u.username, "Role": u.role, "Active": u.active,
-                   "Created (UTC)": f"{u.created_at:%Y-%m-%d %H:%M}"} for u in users],
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        [
+            {
+                "User": u.username,
+                "Role": u.role,
+                "Active": u.active,
+                "Created (UTC)": f"{u.created_at:%Y-%m-%d %H:%M}",
+            }
+            for u in users
+        ],
+        hide_index=True,
+        width="stretch",
+    )
 
     with st.form("add_user", clear_on_submit=False):
         st.markdown("**Add a user**")
         c1, c2, c3 = st.columns(3)
         new_name = c1.text_input("User name", key="adm_new_name")
-        new_pw = c2.text_input("Initial password", type="password", key="adm_new_pw",
-                               help="At least 10 characters; ask the user to change it.")
+        new_pw = c2.text_input(
+            "Initial password",
+            type="password",
+            key="adm_new_pw",
+            help="At least 10 characters; ask the user to change it.",
+        )
         new_role = c3.selectbox("Role", ROLES, key="adm_new_role")
         add = st.form_submit_button("Add user")
     if add:
@@ -76,23 +90,38 @@ with audit_tab:
     from medtl.review.models import AUDIT_ACTIONS
 
     action = c1.selectbox("Action", ["(any)", *AUDIT_ACTIONS], key="adm_action")
-    who = c2.selectbox("User", ["(any)", *[u.username for u in store.accounts.list_users()]],
-                       key="adm_who")
+    who = c2.selectbox(
+        "User", ["(any)", *[u.username for u in store.accounts.list_users()]], key="adm_who"
+    )
     case_filter = c3.text_input("Case ID", key="adm_case").strip() or None
     since_day = c4.date_input("Since", value=None, key="adm_since")
     since = datetime.combine(since_day, time.min, tzinfo=UTC) if since_day else None
     try:
-        events = store.audit_log(admin, action=None if action == "(any)" else action,
-                                 username=None if who == "(any)" else who,
-                                 case_id=case_filter, since=since)
+        events = store.audit_log(
+            admin,
+            action=None if action == "(any)" else action,
+            username=None if who == "(any)" else who,
+            case_id=case_filter,
+            since=since,
+        )
     except ReviewStoreError as err:
         st.error(session.human_error(err))
         events = []
     st.caption(f"{len(events)} event(s), oldest first.")
-    st.dataframe([{"When (UTC)": f"{e.at:%Y-%m-%d %H:%M:%S}", "Action": e.action,
-                   "User": e.username or "", "Case": e.case_id or "",
-                   "Details": ", ".join(f"{k}={v}" for k, v in (e.details or {}).items())}
-                  for e in events], hide_index=True, width="stretch")
+    st.dataframe(
+        [
+            {
+                "When (UTC)": f"{e.at:%Y-%m-%d %H:%M:%S}",
+                "Action": e.action,
+                "User": e.username or "",
+                "Case": e.case_id or "",
+                "Details": ", ".join(f"{k}={v}" for k, v in (e.details or {}).items()),
+            }
+            for e in events
+        ],
+        hide_index=True,
+        width="stretch",
+    )
 
 with export_tab:
     st.markdown("All reviews as CSV (pseudonymous case IDs and reader user names).")
@@ -108,10 +137,18 @@ with export_tab:
     ready = st.session_state.get("medtl_export")
     if ready:
         st.caption(f"{ready[0]} review(s) ready.")
-        st.download_button("Download reviews.csv", data=ready[1].encode("utf-8"),
-                           file_name="reviews.csv", mime="text/csv", key="adm_download")
+        st.download_button(
+            "Download reviews.csv",
+            data=ready[1].encode("utf-8"),
+            file_name="reviews.csv",
+            mime="text/csv",
+            key="adm_download",
+        )
     if len({u.username for u in store.accounts.list_users()}) > 1:
         report = store.agreement(admin)
         if report.fleiss_kappa is not None:
-            st.metric("Fleiss' kappa across readers", f"{report.fleiss_kappa:.2f}",
-                      help=f"{report.n_cases_multi_reader} case(s) with 2+ readers.")
+            st.metric(
+                "Fleiss' kappa across readers",
+                f"{report.fleiss_kappa:.2f}",
+                help=f"{report.n_cases_multi_reader} case(s) with 2+ readers.",
+            )

@@ -27,8 +27,11 @@ from medtl.review import (  # noqa: E402
     StoreBusyError,
 )
 
-DECISIONS = {"agree": "Agree with the AI", "disagree": "Disagree with the AI",
-             "uncertain": "Uncertain"}
+DECISIONS = {
+    "agree": "Agree with the AI",
+    "disagree": "Disagree with the AI",
+    "uncertain": "Uncertain",
+}
 
 recent = [c.case_id for c in store.worklist(user, limit=500)]
 current = st.session_state.get("medtl_case_id")
@@ -37,8 +40,12 @@ if current and current not in recent:
 if not recent:
     st.info("There are no cases yet.")
     st.stop()
-case_id = st.selectbox("Case", recent, index=recent.index(current) if current in recent else 0,
-                       key=f"cr_case_{current}")
+case_id = st.selectbox(
+    "Case",
+    recent,
+    index=recent.index(current) if current in recent else 0,
+    key=f"cr_case_{current}",
+)
 st.session_state["medtl_case_id"] = case_id
 
 # Opening a case records a view (once per case per sign-in, not on every click).
@@ -55,8 +62,10 @@ if case_id not in details:
 detail = details[case_id]
 case = store.get_case(case_id)
 
-st.caption(f"Case **{case.case_id}** · uploaded {case.created_at:%Y-%m-%d %H:%M} UTC · "
-           f"{case.modality or 'unknown modality'} · status: **{case.status.replace('_', ' ')}**")
+st.caption(
+    f"Case **{case.case_id}** · uploaded {case.created_at:%Y-%m-%d %H:%M} UTC · "
+    f"{case.modality or 'unknown modality'} · status: **{case.status.replace('_', ' ')}**"
+)
 
 pred = detail.predictions[-1] if detail.predictions else None
 image_col, result_col = st.columns([3, 2])
@@ -71,14 +80,18 @@ with result_col, st.container(border=True):
         about = labels[1] if len(labels) >= 2 else pred.label
         st.metric(f"Probability of {about}", f"{100 * pred.probability:.0f}%")
         if pred.threshold is not None:
-            st.markdown(f"Decision at the '{extra.get('operating_point') or 'chosen'}' "
-                        f"operating point (threshold {100 * pred.threshold:.0f}%): "
-                        f"**{pred.label}**.")
+            st.markdown(
+                f"Decision at the '{extra.get('operating_point') or 'chosen'}' "
+                f"operating point (threshold {100 * pred.threshold:.0f}%): "
+                f"**{pred.label}**."
+            )
         if extra.get("domain") in ("warn", "refuse"):
-            st.warning("Caution from the domain check: "
-                       + " ".join(extra.get("domain_reasons") or []))
-        st.caption(f"Model {pred.model_name}@{pred.model_version} · "
-                   f"{pred.created_at:%Y-%m-%d %H:%M} UTC")
+            st.warning(
+                "Caution from the domain check: " + " ".join(extra.get("domain_reasons") or [])
+            )
+        st.caption(
+            f"Model {pred.model_name}@{pred.model_version} · {pred.created_at:%Y-%m-%d %H:%M} UTC"
+        )
 
 with image_col:
     if detail.images:
@@ -101,19 +114,32 @@ with image_col:
 # --- reviews ------------------------------------------------------------------------------
 if detail.reviews:
     st.subheader("Reviews" if user.role != "clinician" else "Your reviews")
-    st.dataframe([{
-        "Reader": r.reader, "Decision": r.decision,
-        "Location (x, y, slice)": "" if r.x is None else
-        f"{r.x:.0f}, {r.y:.0f}" + ("" if r.slice_index is None else f", {r.slice_index + 1}"),
-        "Comment": r.comment or "", "When (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
-    } for r in detail.reviews], hide_index=True, width="stretch")
+    st.dataframe(
+        [
+            {
+                "Reader": r.reader,
+                "Decision": r.decision,
+                "Location (x, y, slice)": ""
+                if r.x is None
+                else f"{r.x:.0f}, {r.y:.0f}"
+                + ("" if r.slice_index is None else f", {r.slice_index + 1}"),
+                "Comment": r.comment or "",
+                "When (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
+            }
+            for r in detail.reviews
+        ],
+        hide_index=True,
+        width="stretch",
+    )
 
 if user.role == "admin" and len(case.readers) >= 2:
     agreement = store.agreement(user)
     mine = next((a for a in agreement.cases if a.case_id == case_id), None)
     if mine is not None and mine.pairwise_agreement is not None:
-        st.info(f"Reader agreement on this case: {100 * mine.pairwise_agreement:.0f}% of "
-                f"reader pairs agree ({', '.join(f'{k}: {v}' for k, v in mine.counts.items())}).")
+        st.info(
+            f"Reader agreement on this case: {100 * mine.pairwise_agreement:.0f}% of "
+            f"reader pairs agree ({', '.join(f'{k}: {v}' for k, v in mine.counts.items())})."
+        )
 
 if user.role not in ("clinician", "admin"):
     st.caption("Researchers can read cases but not review them.")
@@ -126,20 +152,28 @@ submission_id = st.session_state.setdefault(sub_key, uuid.uuid4().hex)
 is_volume = scan is not None and scan.is_volume
 with st.form(f"review_form_{case_id}", border=True):
     st.subheader("Your review")
-    decision = st.radio("Your verdict", list(DECISIONS), format_func=DECISIONS.get, index=None,
-                        key=f"rv_decision_{case_id}")
+    decision = st.radio(
+        "Your verdict",
+        list(DECISIONS),
+        format_func=DECISIONS.get,
+        index=None,
+        key=f"rv_decision_{case_id}",
+    )
     mark = st.checkbox("Mark the finding location", key=f"rv_mark_{case_id}")
     c1, c2, c3 = st.columns(3)
     rows, cols = (scan.shape[-2], scan.shape[-1]) if scan is not None else (10**6, 10**6)
-    x = c1.number_input("Column x (pixels)", 0, max(cols - 1, 0), cols // 2 if scan else 0,
-                        key=f"rv_x_{case_id}")
-    y = c2.number_input("Row y (pixels)", 0, max(rows - 1, 0), rows // 2 if scan else 0,
-                        key=f"rv_y_{case_id}")
+    x = c1.number_input(
+        "Column x (pixels)", 0, max(cols - 1, 0), cols // 2 if scan else 0, key=f"rv_x_{case_id}"
+    )
+    y = c2.number_input(
+        "Row y (pixels)", 0, max(rows - 1, 0), rows // 2 if scan else 0, key=f"rv_y_{case_id}"
+    )
     z = None
     if is_volume:
         default_slice = (view.slice_index + 1) if view and view.slice_index is not None else 1
-        z = c3.number_input("Axial slice", 1, scan.shape[0], default_slice,
-                            key=f"rv_slice_{case_id}")
+        z = c3.number_input(
+            "Axial slice", 1, scan.shape[0], default_slice, key=f"rv_slice_{case_id}"
+        )
     comment = st.text_area("Comment (optional)", max_chars=4000, key=f"rv_comment_{case_id}")
     submitted = st.form_submit_button("Save review", type="primary")
 
@@ -149,11 +183,16 @@ if submitted:
     else:
         try:
             review = store.submit_review(
-                user, case_id, decision,
-                x=float(x) if mark else None, y=float(y) if mark else None,
+                user,
+                case_id,
+                decision,
+                x=float(x) if mark else None,
+                y=float(y) if mark else None,
                 slice_index=(int(z) - 1) if (mark and z is not None) else None,
-                comment=comment.strip() or None, prediction_id=pred.id,
-                submission_id=submission_id)
+                comment=comment.strip() or None,
+                prediction_id=pred.id,
+                submission_id=submission_id,
+            )
         except StoreBusyError:
             st.error(session.store_busy_message())
         except ReviewStoreError as err:
@@ -161,9 +200,9 @@ if submitted:
         else:
             known = {r.id for r in detail.reviews}
             if review.id not in known:
-                details[case_id] = dataclasses.replace(
-                    detail, reviews=[*detail.reviews, review])
+                details[case_id] = dataclasses.replace(detail, reviews=[*detail.reviews, review])
             st.session_state[sub_key] = uuid.uuid4().hex
             st.session_state["medtl_review_saved"] = (
-                f"Review saved for case {case_id}: {review.decision}.")
+                f"Review saved for case {case_id}: {review.decision}."
+            )
             st.rerun()

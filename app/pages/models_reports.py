@@ -39,17 +39,25 @@ with c1:
         f"- **Backbone:** {package.backbone or 'unknown'}\n"
         f"- **Labels:** {', '.join(card.labels) or 'not stated'}\n"
         f"- **Calibrated:** {'yes' if card.calibration else 'no'}\n"
-        f"- **Created:** {card.created:%Y-%m-%d} UTC")
+        f"- **Created:** {card.created:%Y-%m-%d} UTC"
+    )
 with c2:
     if card.operating_points:
         st.markdown("**Operating points** (measured on validation data)")
-        st.dataframe([{
-            "Name": p.name,
-            "Threshold": "not reachable" if p.threshold is None else f"{p.threshold:.3f}",
-            "Sensitivity": "" if p.sensitivity is None else f"{100 * p.sensitivity:.0f}%",
-            "Specificity": "" if p.specificity is None else f"{100 * p.specificity:.0f}%",
-            "Goal": p.goal or "",
-        } for p in card.operating_points], hide_index=True, width="stretch")
+        st.dataframe(
+            [
+                {
+                    "Name": p.name,
+                    "Threshold": "not reachable" if p.threshold is None else f"{p.threshold:.3f}",
+                    "Sensitivity": "" if p.sensitivity is None else f"{100 * p.sensitivity:.0f}%",
+                    "Specificity": "" if p.specificity is None else f"{100 * p.specificity:.0f}%",
+                    "Goal": p.goal or "",
+                }
+                for p in card.operating_points
+            ],
+            hide_index=True,
+            width="stretch",
+        )
 if card.limitations:
     st.markdown("**Limitations**\n" + "\n".join(f"- {item}" for item in card.limitations))
 with st.expander("Full model card (JSON)"):
@@ -59,9 +67,13 @@ report = package.path / REPORT_FILE
 st.subheader("Validation report")
 if report.is_file():
     html = report.read_text(encoding="utf-8", errors="replace")
-    st.download_button("Download the report (HTML)", data=html.encode("utf-8"),
-                       file_name=f"{card.name}-{card.version}-report.html", mime="text/html",
-                       key="mr_download")
+    st.download_button(
+        "Download the report (HTML)",
+        data=html.encode("utf-8"),
+        file_name=f"{card.name}-{card.version}-report.html",
+        mime="text/html",
+        key="mr_download",
+    )
     with st.container(border=True, height=700):
         st.html(html)
 else:

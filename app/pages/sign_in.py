@@ -15,8 +15,9 @@ if notice:
 
 with st.form("sign_in_form"):
     username = st.text_input("User name", key="sign_in_username", autocomplete="username")
-    password = st.text_input("Password", type="password", key="sign_in_password",
-                             autocomplete="current-password")
+    password = st.text_input(
+        "Password", type="password", key="sign_in_password", autocomplete="current-password"
+    )
     submitted = st.form_submit_button("Sign in", type="primary")
 
 if submitted:
@@ -38,7 +39,9 @@ if submitted:
 
 if session.oidc_configured():
     st.divider()
-    st.caption("Or use your organisation's account (your medtl user name must match the "
-               "part of your e-mail before the @).")
+    st.caption(
+        "Or use your organisation's account (your medtl user name must match the "
+        "part of your e-mail before the @)."
+    )
     if st.button("Sign in with your organisation"):
         st.login()

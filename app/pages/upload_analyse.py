@@ -27,7 +27,7 @@ uploaded = st.file_uploader(
     key=f"upload_{round_no}",
     max_upload_size=max(1, int(limit_mb)) if limit_mb >= 1 else None,
     help=f"Up to {limit_mb:g} MB. The content is checked, whatever the file name says. "
-         "Headers are de-identified on upload; only a pseudonymous case ID is kept.",
+    "Headers are de-identified on upload; only a pseudonymous case ID is kept.",
 )
 
 if uploaded is None:
@@ -61,9 +61,12 @@ if loaded is None or loaded[0] != uploaded.file_id:
 scan = loaded[1]
 
 if scan.meta.get("burned_in_warning"):
-    st.warning("**Burned-in text may be present.** This image may carry patient details "
-               "written into the pixels, which de-identification cannot remove. Check the "
-               "image before sharing it.", icon="⚠️")
+    st.warning(
+        "**Burned-in text may be present.** This image may carry patient details "
+        "written into the pixels, which de-identification cannot remove. Check the "
+        "image before sharing it.",
+        icon="⚠️",
+    )
 for note in scan.warnings:
     st.caption(f"Note from loading: {note}")
 shape = " x ".join(str(s) for s in scan.shape)
@@ -78,8 +81,10 @@ if saved is not None and saved.file_id != uploaded.file_id:
     saved = None
 
 if not packages:
-    st.warning("No model is registered on this server yet; ask an administrator "
-               "(`medtl models register`). You can still view the scan.")
+    st.warning(
+        "No model is registered on this server yet; ask an administrator "
+        "(`medtl models register`). You can still view the scan."
+    )
 else:
     refs = [p.ref for p in packages]
     choice = st.selectbox("Model", refs, index=len(refs) - 1, key="model_choice")
@@ -113,15 +118,19 @@ else:
             except Exception:  # keep the page usable
                 logger.exception("analysis failed")
                 status.update(label="Analysis failed", state="error")
-                st.error("The analysis failed. The scan may not suit this model; try another "
-                         "model or contact your administrator.")
+                st.error(
+                    "The analysis failed. The scan may not suit this model; try another "
+                    "model or contact your administrator."
+                )
 
 heat = None
 if saved is not None:
     heat = analysis.heat_on_scan(saved.result, scan)
     if saved.already_uploaded:
-        st.info(f"This series was uploaded before as case {saved.case_id}; the new AI result "
-                "was added to that case.")
+        st.info(
+            f"This series was uploaded before as case {saved.case_id}; the new AI result "
+            "was added to that case."
+        )
     render_result_card(saved.result, package_dir=saved.package_dir, case_id=saved.case_id)
 
 render_viewer(scan, key="upload_viewer", heatmap=heat)
@@ -130,7 +139,8 @@ if saved is not None and saved.case_id:
     left, right = st.columns(2)
     if left.button("Send to worklist", type="primary", key="send"):
         st.session_state["medtl_sent"] = (
-            f"Case {saved.case_id} is in the worklist, awaiting review.")
+            f"Case {saved.case_id} is in the worklist, awaiting review."
+        )
         st.session_state["medtl_upload_round"] = round_no + 1
         st.session_state.pop("medtl_scan", None)
         st.session_state.pop("medtl_analysis", None)

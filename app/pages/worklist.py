@@ -14,16 +14,23 @@ st.title("Worklist")
 
 from medtl.review import STATUSES, ReviewStoreError  # noqa: E402
 
-LABELS = {"new": "New", "awaiting_review": "Awaiting review", "agreed": "Agreed",
-          "disagreed": "Disagreed", "uncertain": "Uncertain"}
+LABELS = {
+    "new": "New",
+    "awaiting_review": "Awaiting review",
+    "agreed": "Agreed",
+    "disagreed": "Disagreed",
+    "uncertain": "Uncertain",
+}
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     default = ["awaiting_review"] if user.role in ("clinician", "admin") else list(STATUSES)
-    statuses = c1.multiselect("Status", list(STATUSES), default=default,
-                              format_func=LABELS.get, key="wl_status")
-    dates = c2.date_input("Uploaded between", value=(), key="wl_dates",
-                          help="Leave empty for all dates.")
+    statuses = c1.multiselect(
+        "Status", list(STATUSES), default=default, format_func=LABELS.get, key="wl_status"
+    )
+    dates = c2.date_input(
+        "Uploaded between", value=(), key="wl_dates", help="Leave empty for all dates."
+    )
     from medtl.models.package import list_packages
 
     models = sorted({p.name for p in list_packages()})
@@ -31,8 +38,7 @@ with st.container(border=True):
     readers = ["(any)"]
     if user.role in ("researcher", "admin"):
         readers += [u.username for u in store.accounts.list_users()]
-    reader = c4.selectbox("Reviewed by", readers, key="wl_reader",
-                          disabled=len(readers) == 1)
+    reader = c4.selectbox("Reviewed by", readers, key="wl_reader", disabled=len(readers) == 1)
     mine = False
     if user.role in ("clinician", "admin"):
         mine = st.checkbox("Only cases I have not reviewed", value=False, key="wl_mine")
@@ -44,10 +50,14 @@ if isinstance(dates, tuple | list) and len(dates) >= 1:
 
 try:
     cases = store.worklist(
-        user, status=statuses or list(STATUSES), since=since, until=until,
+        user,
+        status=statuses or list(STATUSES),
+        since=since,
+        until=until,
         model=None if model == "(any)" else model,
         reader=None if reader == "(any)" else reader,
-        not_reviewed_by=user.username if mine else None)
+        not_reviewed_by=user.username if mine else None,
+    )
 except ReviewStoreError as err:
     st.error(session.human_error(err))
     st.stop()
@@ -60,15 +70,17 @@ if not cases:
 rows = []
 for c in cases:
     p = c.latest_prediction
-    rows.append({
-        "Case": c.case_id,
-        "Uploaded (UTC)": c.created_at.strftime("%Y-%m-%d %H:%M"),
-        "Status": LABELS.get(c.status, c.status),
-        "Modality": c.modality or "",
-        "Model": f"{p.model_name}@{p.model_version}" if p else "",
-        "AI result": f"{p.label} ({100 * p.probability:.0f}%)" if p else "",
-        "Readers": len(c.readers),
-    })
+    rows.append(
+        {
+            "Case": c.case_id,
+            "Uploaded (UTC)": c.created_at.strftime("%Y-%m-%d %H:%M"),
+            "Status": LABELS.get(c.status, c.status),
+            "Modality": c.modality or "",
+            "Model": f"{p.model_name}@{p.model_version}" if p else "",
+            "AI result": f"{p.label} ({100 * p.probability:.0f}%)" if p else "",
+            "Readers": len(c.readers),
+        }
+    )
 st.dataframe(rows, hide_index=True, width="stretch")
 
 choice = st.selectbox("Open a case", [c.case_id for c in cases], key="wl_open_choice")

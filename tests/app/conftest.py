@@ -23,13 +23,21 @@ def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("MEDTL_HOME", str(home))
     monkeypatch.delenv("MEDTL_DATABASE_URL", raising=False)
-    for var in ("MEDTL_APP_MAX_UPLOAD_MB", "MEDTL_APP_OIDC", "MEDTL_APP_DB_RETRIES",
-                "MEDTL_APP_DB_BUSY_TIMEOUT_MS"):
+    for var in (
+        "MEDTL_APP_MAX_UPLOAD_MB",
+        "MEDTL_APP_OIDC",
+        "MEDTL_APP_DB_RETRIES",
+        "MEDTL_APP_DB_BUSY_TIMEOUT_MS",
+    ):
         monkeypatch.delenv(var, raising=False)
     make_package(tmp_path / "pkg")
     with ReviewStore.open(hasher=cheap_hasher()) as store:
-        for name, role in (("alice", "clinician"), ("bob", "clinician"),
-                           ("rita", "researcher"), ("adam", "admin")):
+        for name, role in (
+            ("alice", "clinician"),
+            ("bob", "clinician"),
+            ("rita", "researcher"),
+            ("adam", "admin"),
+        ):
             store.accounts.add_user(name, PASSWORD, role)
     st.cache_resource.clear()  # a fresh "server process" per test
     yield home

@@ -42,16 +42,24 @@ def make_package(root: Path, name: str = "tinycxr", version: str = "1.0.0") -> P
     from medtl.transfer.presets import default_preprocessing
 
     torch.manual_seed(0)
-    model = create_backbone("smallcnn", 2, 1, 1, options={"widths": [4, 8]}, dropout=0.0,
-                            labels=[])
+    model = create_backbone("smallcnn", 2, 1, 1, options={"widths": [4, 8]}, dropout=0.0, labels=[])
     card = ModelCard(
-        name=name, version=version,
+        name=name,
+        version=version,
         preprocessing=default_preprocessing("cxr", [SIZE, SIZE]).model_dump(mode="json"),
         labels=["no nodule", "nodule"],
         calibration={"method": "temperature", "temperature": 1.5, "n_classes": 2},
-        operating_points=[CardOperatingPoint(name="youden", threshold=0.5, sensitivity=0.88,
-                                             specificity=0.81, goal="maximise Youden's J")],
-        target_domain="CR chest", target_task="nodule yes/no",
+        operating_points=[
+            CardOperatingPoint(
+                name="youden",
+                threshold=0.5,
+                sensitivity=0.88,
+                specificity=0.81,
+                goal="maximise Youden's J",
+            )
+        ],
+        target_domain="CR chest",
+        target_task="nodule yes/no",
         intended_use="Test model: flags chest radiographs for a second look.",
     )
     report = f"<html><body><h1>{REPORT_MARKER}</h1><p>AUROC 0.5</p></body></html>"
@@ -109,22 +117,27 @@ def seg_bytes() -> bytes:
 
 def fake_pdf() -> bytes:
     """A small PDF document (to be uploaded under a .dcm name)."""
-    return (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
-            b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n"
-            b"%%EOF\n")
+    return (
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+        b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n"
+        b"%%EOF\n"
+    )
 
 
 def bomb_png(side: int = 60000) -> bytes:
     """A PNG declaring ``side`` x ``side`` grey pixels with almost no data (a bomb)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     raw = zlib.compress(b"\0" * (side + 1) * 4, 9)  # a few rows; the rest is missing
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw)
-            + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
 
 
 # --- driving the app through AppTest ------------------------------------------------------
@@ -148,16 +161,41 @@ def sign_in(at, username: str, password: str = PASSWORD):
 def page_text(at) -> str:
     """Every piece of text the page shows (elements, labels, tables), joined by newlines."""
     parts: list[str] = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "text", "error",
-                 "warning", "info", "success", "exception", "code", "latex", "json"):
+    for kind in (
+        "title",
+        "header",
+        "subheader",
+        "markdown",
+        "caption",
+        "text",
+        "error",
+        "warning",
+        "info",
+        "success",
+        "exception",
+        "code",
+        "latex",
+        "json",
+    ):
         for element in getattr(at, kind, []):
             parts.append(str(getattr(element, "value", element)))
     for element in at.metric:
         parts.extend([str(element.label), str(element.value)])
     for frame in at.dataframe:
         parts.append(frame.value.to_string())
-    for kind in ("button", "selectbox", "radio", "text_input", "text_area", "checkbox",
-                 "number_input", "slider", "multiselect", "toggle", "file_uploader"):
+    for kind in (
+        "button",
+        "selectbox",
+        "radio",
+        "text_input",
+        "text_area",
+        "checkbox",
+        "number_input",
+        "slider",
+        "multiselect",
+        "toggle",
+        "file_uploader",
+    ):
         for widget in getattr(at, kind, []):
             parts.append(str(getattr(widget, "label", "")))
             options = getattr(widget, "options", None)

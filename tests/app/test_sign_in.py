@@ -22,8 +22,12 @@ def test_sign_in_success_shows_the_clinician_pages(app_home) -> None:
     assert not at.exception
     assert [t.value for t in at.title] == ["Upload and analyse"]
     assert "Signed in as **alice** (clinician)" in page_text(at)
-    assert _nav_titles(at) == ["Case review", "Models and reports", "Upload and analyse",
-                               "Worklist"]
+    assert _nav_titles(at) == [
+        "Case review",
+        "Models and reports",
+        "Upload and analyse",
+        "Worklist",
+    ]
 
 
 def test_wrong_password_is_rejected_then_rate_limited(app_home) -> None:
@@ -43,8 +47,13 @@ def test_roles_see_their_pages_only(app_home) -> None:
     assert _nav_titles(researcher) == ["Case review", "Models and reports", "Worklist"]
     assert [t.value for t in researcher.title] == ["Worklist"]
     admin = sign_in(new_app().run(), "adam")
-    assert _nav_titles(admin) == ["Admin", "Case review", "Models and reports",
-                                  "Upload and analyse", "Worklist"]
+    assert _nav_titles(admin) == [
+        "Admin",
+        "Case review",
+        "Models and reports",
+        "Upload and analyse",
+        "Worklist",
+    ]
     # The admin page is not even registered for a researcher: no URL leads to it.
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         researcher.switch_page("pages/admin.py")
@@ -82,8 +91,11 @@ def test_single_sign_on_button_only_when_configured(app_home, monkeypatch) -> No
     assert "Sign in with your organisation" not in page_text(at)
     monkeypatch.setenv("MEDTL_APP_OIDC", "true")
     at = new_app()
-    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback",
-                          "cookie_secret": "x" * 32, "client_id": "medtl",
-                          "client_secret": "s", "server_metadata_url":
-                          "https://idp.example/.well-known/openid-configuration"}
+    at.secrets["auth"] = {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "x" * 32,
+        "client_id": "medtl",
+        "client_secret": "s",
+        "server_metadata_url": "https://idp.example/.well-known/openid-configuration",
+    }
     assert "Sign in with your organisation" in page_text(at.run())

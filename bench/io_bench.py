@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per loader (best kept)")
     parser.add_argument("--syntax", choices=sorted(SYNTAXES), default="explicit")
     parser.add_argument("--workers", type=int, default=None, help="medtl threads")
+    parser.add_argument("--json", type=Path, default=None, help="write the row as JSON")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,6 +119,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<22}{t:>10.3f}{args.slices / t:>12.1f}")
     print(f"{'ratio medtl/MONAI':<22}{'':>10}{t_monai / t_medtl:>11.2f}x")
     print(f"arrays agree: {same} (shape {ours.shape})")
+    if args.json is not None:
+        import json
+
+        row = {
+            "name": f"scan loading, {args.slices}-slice {args.syntax} CT series vs MONAI reader",
+            "ours": args.slices / t_medtl,
+            "baseline": args.slices / t_monai,
+            "ratio": t_monai / t_medtl,
+            "target": ">= 1.0",
+            "unit": "slices/s",
+            "ok": bool(same),
+        }
+        args.json.write_text(json.dumps([row], indent=2), encoding="utf-8")
     return 0 if same else 1
 
 

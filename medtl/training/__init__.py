@@ -11,7 +11,8 @@ from typing import Any
 _EXPORTS = {
     "TrainingConfig": "medtl.training.config",
     "Trainer": "medtl.training.engine",
-    "TrainResult": "medtl.training.engine",
+    "TrainResult": "medtl.training.result",
+    "EarlyStopping": "medtl.training.result",
     "Callback": "medtl.training.callbacks",
     "cached_dataset": "medtl.training.data",
     "make_dataloader": "medtl.training.data",

@@ -25,7 +25,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,7 @@ from medtl.training.precision import (
     select_device,
     to_memory_format,
 )
+from medtl.training.result import EarlyStopping, TrainResult
 from medtl.training.schedule import make_scheduler
 from medtl.training.seed import rng_state, seed_everything, set_rng_state
 
@@ -71,43 +71,6 @@ logger = logging.getLogger(__name__)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MetricFn = Callable[[torch.Tensor, torch.Tensor], "float | Mapping[str, float]"]
 DataArg = Dataset | DataLoader
-
-
-@dataclass
-class TrainResult:
-    """What :meth:`Trainer.fit` returns.
-
-    Attributes:
-        best_metric: best value of ``monitor`` (None when it was never finite).
-        best_epoch: 1-based epoch of the best value.
-        monitor: the monitored key.
-        epochs_run: epochs completed in the run folder (including those before a resume).
-        stopped_early: True when patience ran out.
-        history: one dict per epoch (the rows of ``metrics.csv``).
-        run_dir: the run folder.
-        last_checkpoint: ``checkpoints/last.ckpt``.
-        best_checkpoint: ``checkpoints/best.ckpt`` (None if never written).
-        metrics_csv: ``metrics.csv`` (None if the csv logger is off).
-    """
-
-    best_metric: float | None
-    best_epoch: int | None
-    monitor: str
-    epochs_run: int
-    stopped_early: bool
-    history: list[dict[str, float]] = field(default_factory=list)
-    run_dir: Path | None = None
-    last_checkpoint: Path | None = None
-    best_checkpoint: Path | None = None
-    metrics_csv: Path | None = None
-
-
-def _improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
-    if not math.isfinite(value):
-        return False
-    if best is None:
-        return True
-    return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
 class Trainer:
@@ -297,7 +260,8 @@ class Trainer:
         callbacks = default_callbacks(cfg.loggers) + self.user_callbacks
 
         self.history, self.global_step = [], 0
-        start_epoch, best, best_epoch, bad_epochs, stopped = 0, None, None, 0, False
+        start_epoch = 0
+        stopper = EarlyStopping(cfg.mode, cfg.patience, cfg.min_delta)
         last_path = ckpt_dir / ckpt.LAST
         if cfg.resume and last_path.is_file():
             state = ckpt.load_checkpoint(last_path, map_location="cpu")
@@ -308,10 +272,10 @@ class Trainer:
             set_rng_state(state["rng"])
             prog, es = state["progress"], state["early_stopping"]
             start_epoch, self.global_step = int(prog["epoch"]), int(prog["global_step"])
-            best, best_epoch = es["best"], es["best_epoch"]
-            bad_epochs, stopped = int(es["bad_epochs"]), bool(es["stopped"])
+            stopper.load_state_dict(es)
             self.history = [dict(row) for row in state["history"]]
-            logger.info("resumed from %s at epoch %d", last_path, start_epoch)
+            if self.dist.is_main:
+                logger.info("resumed from %s at epoch %d", last_path, start_epoch)
         elif cfg.resume:
             logger.info("resume requested but %s does not exist; starting fresh", last_path)
         if self.dist.is_main:
@@ -329,7 +293,7 @@ class Trainer:
         t_run = time.perf_counter()
         show = progress_enabled(cfg.progress, self.dist.is_main)
         epoch = start_epoch
-        while epoch < cfg.max_epochs and not stopped:
+        while epoch < cfg.max_epochs and not stopper.stopped:
             for cb in callbacks:
                 cb.on_epoch_start(self, epoch)
             set_loader_epoch(train_loader, epoch)
@@ -355,45 +319,39 @@ class Trainer:
                     f"monitor {cfg.monitor!r} is not among the epoch values {sorted(row)}"
                 )
             value = float(row[cfg.monitor])
-            improved = _improved(value, best, cfg.mode, cfg.min_delta)
-            if improved:
-                best, best_epoch, bad_epochs = value, epoch + 1, 0
-            else:
-                bad_epochs += 1
-            stopped = bool(
-                broadcast_object(cfg.patience is not None and bad_epochs >= cfg.patience)
-            )
+            improved = stopper.update(value, epoch + 1)
+            # every rank computed the same value; rank 0's decision is authoritative anyway
+            stopper.stopped = bool(broadcast_object(stopper.stopped))
             self.history.append(row)
             epoch += 1
             if self.dist.is_main:
-                state = self._state(
-                    optimizer, scheduler, scaler, epoch, best, best_epoch, bad_epochs, stopped
-                )
-                if cfg.save_every_epoch or epoch == cfg.max_epochs or stopped:
+                state = self._state(optimizer, scheduler, scaler, epoch, stopper)
+                if cfg.save_every_epoch or epoch == cfg.max_epochs or stopper.stopped:
                     ckpt.save_checkpoint(state, last_path)
                 if improved and cfg.save_best:
                     ckpt.save_checkpoint(state, ckpt_dir / ckpt.BEST)
             barrier()
             for cb in callbacks:
                 cb.on_epoch_end(self, epoch - 1, row)
-            logger.info(
-                "epoch %d/%d %s",
-                epoch,
-                cfg.max_epochs,
-                " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step")),
-            )
-            if stopped:
-                logger.info(
-                    "early stopping: %s did not improve for %d epochs", cfg.monitor, bad_epochs
+            if self.dist.is_main:  # rank 0 speaks for the job
+                values = " ".join(
+                    f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step")
                 )
+                logger.info("epoch %d/%d %s", epoch, cfg.max_epochs, values)
+                if stopper.stopped:
+                    logger.info(
+                        "early stopping: %s did not improve for %d epochs",
+                        cfg.monitor,
+                        stopper.bad_epochs,
+                    )
 
         best_path = ckpt_dir / ckpt.BEST
         result = TrainResult(
-            best_metric=best,
-            best_epoch=best_epoch,
+            best_metric=stopper.best,
+            best_epoch=stopper.best_epoch,
             monitor=cfg.monitor,
             epochs_run=len(self.history),
-            stopped_early=stopped,
+            stopped_early=stopper.stopped,
             history=list(self.history),
             run_dir=self.run_dir,
             last_checkpoint=last_path,
@@ -410,10 +368,7 @@ class Trainer:
         scheduler: Any,
         scaler: Any,
         epoch: int,
-        best: float | None,
-        best_epoch: int | None,
-        bad_epochs: int,
-        stopped: bool,
+        stopper: EarlyStopping,
     ) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
@@ -427,12 +382,7 @@ class Trainer:
                 "sampler_seed": self.config.seed,
                 "world_size": self.dist.world_size,
             },
-            "early_stopping": {
-                "best": best,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs,
-                "stopped": stopped,
-            },
+            "early_stopping": stopper.state_dict(),
             "history": [dict(row) for row in self.history],
             "config": self.config.resolved(),
         }

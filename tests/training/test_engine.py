@@ -282,3 +282,18 @@ def test_optional_loggers_skip_with_a_message_and_progress_bar_draws(
     quiet = _cfg(max_epochs=1, monitor="train_loss", progress="auto")  # stderr is not a TTY
     Trainer(_mlp(), nn.CrossEntropyLoss(), quiet).fit(_problem(16), run_dir=tmp_path / "q")
     assert "epoch 1" not in capsys.readouterr().err
+
+
+def test_early_stopping_rules() -> None:
+    from medtl.training import EarlyStopping
+
+    es = EarlyStopping("max", patience=2, min_delta=0.1)
+    assert es.update(0.5, 1) and not es.stopped
+    assert not es.update(0.55, 2)  # better, but not by more than min_delta
+    assert not es.update(float("nan"), 3)
+    assert es.stopped and es.best == 0.5 and es.best_epoch == 1
+    low = EarlyStopping("min")
+    assert low.update(1.0, 1) and low.update(0.9, 2) and not low.update(0.9, 3)
+    restored = EarlyStopping("min")
+    restored.load_state_dict(low.state_dict())
+    assert (restored.best, restored.best_epoch, restored.bad_epochs) == (0.9, 2, 1)

@@ -122,7 +122,9 @@ def package_cmd(
 
     _check_run(run)
     try:
-        folder = build_package(run, out, register, name=name, version=version, overwrite=overwrite)
+        folder = build_package(
+            run, out, register, name=name, version=version, overwrite=overwrite, report=report
+        )
     except FileExistsError as err:
         raise _fail(f"{err} (use --overwrite)") from None
     except (FileNotFoundError, ValueError, ValidationError) as err:

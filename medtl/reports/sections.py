@@ -165,7 +165,7 @@ def transfer_section(
     figures = []
     section: dict[str, Any] = {}
     if comparison:
-        section["comparison"] = json.loads(json.dumps(comparison, default=str))
+        section["comparison"] = _finite_json(json.loads(json.dumps(comparison, default=str)))
         section["verdict"] = comparison.get("verdict")
         section["verdict_sentence"] = comparison.get("sentence")
         section["negative_transfer"] = comparison.get("verdict") == "negative transfer"
@@ -247,6 +247,17 @@ def transfer_section(
         figures=figures,
         notes=notes,
     )
+
+
+def _finite_json(value: Any) -> Any:
+    """JSON-ready copy with NaN/inf floats as ``None`` (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(v) for v in value]
+    if isinstance(value, float):
+        return finite(value)
+    return value
 
 
 def _fmt_ci(ci: Any) -> str:

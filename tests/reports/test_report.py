@@ -197,3 +197,20 @@ def test_page_count_reads_compressed_object_streams() -> None:
     pdf = b"%PDF-1.7\n5 0 obj\n<</Type /ObjStm /Filter /FlateDecode>>\nstream\n"
     pdf += zlib.compress(body) + b"\nendstream\nendobj\n6 0 obj <</Type /Page>> endobj\n%%EOF\n"
     assert count_page_objects(pdf) == 3
+
+
+def test_comparison_without_a_p_value_stays_valid_json(report_data, tiny_run) -> None:
+    from medtl.reports.builder import load_run
+    from medtl.reports.html import render_html
+    from medtl.reports.sections import transfer_section
+
+    comparison = dict(
+        NEGATIVE_COMPARISON, delong_p_value=float("nan"), verdict="no significant difference"
+    )
+    section = transfer_section(load_run(tiny_run), comparison, None, None, None)
+    assert section.comparison["delong_p_value"] is None and not section.negative_transfer
+    assert any("--learning-curves" in n for n in section.notes)
+    data = report_data.model_copy(update={"transfer": section})
+    jsonschema.validate(json.loads(data.model_dump_json()), report_schema())
+    html = re.sub(r"data:image/png;base64,[^\"]+", "", render_html(data))
+    assert "NaN" not in html and "n/a" in html and 'id="negative-transfer"' not in html

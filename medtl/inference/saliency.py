@@ -180,8 +180,10 @@ def normalize_map(cam: torch.Tensor | np.ndarray) -> np.ndarray:
     """
     arr = cam.detach().cpu().numpy() if isinstance(cam, torch.Tensor) else np.asarray(cam)
     arr = np.nan_to_num(arr.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
-    if arr.size == 0 or hi - lo <= 1e-12 * max(1.0, abs(hi)):
+    if arr.size == 0:
+        return arr.astype(np.float32)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
         return np.zeros_like(arr, dtype=np.float32)
     return ((arr - lo) / (hi - lo)).astype(np.float32)
 

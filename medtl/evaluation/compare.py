@@ -8,7 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from medtl.evaluation.transfer_analysis import NEGATIVE_TRANSFER
+from medtl.evaluation.transfer_analysis import (
+    MIN_PATIENTS_FOR_VERDICT,
+    NEGATIVE_TRANSFER,
+    NOT_ASSESSABLE,
+)
 
 
 def _scores(run_dir: Path) -> dict[str, Any]:
@@ -46,7 +50,11 @@ def multiclass_difference(
             reps.append(d)
     lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2]) if reps else (np.nan, np.nan)
     a, b = multiclass_auroc(labels, probs_a), multiclass_auroc(labels, probs_b)
-    if lo > 0:
+    decided_by = "patient bootstrap (macro AUROC)"
+    if patients.size < MIN_PATIENTS_FOR_VERDICT:
+        verdict = NOT_ASSESSABLE
+        decided_by = f"fewer than {MIN_PATIENTS_FOR_VERDICT} test patients"
+    elif lo > 0:
         verdict = "positive transfer"
     elif hi < 0:
         verdict = NEGATIVE_TRANSFER
@@ -62,13 +70,13 @@ def multiclass_difference(
         "confidence": 1 - alpha,
         "alpha": alpha,
         "verdict": verdict,
-        "decided_by": "patient bootstrap (macro AUROC)",
+        "decided_by": decided_by,
         "n_images": int(labels.size),
         "n_patients": int(patients.size),
         "sentence": (
             f"{verdict.capitalize()}: macro AUROC {a:.3f} (transfer) vs {b:.3f} (scratch), "
             f"difference {a - b:+.3f} ({round(100 * (1 - alpha))}% CI {lo:+.3f} to {hi:+.3f}); "
-            "decided by paired patient bootstrap."
+            f"decided by {decided_by}."
         ),
     }
 

@@ -44,6 +44,10 @@ __all__ = [
 POSITIVE_TRANSFER = "positive transfer"
 NO_DIFFERENCE = "no significant difference"
 NEGATIVE_TRANSFER = "negative transfer"
+NOT_ASSESSABLE = "not assessable"
+#: Fewer test patients than this and no verdict is given: the patient bootstrap cannot
+#: estimate the variance (with one patient every replicate is the same data).
+MIN_PATIENTS_FOR_VERDICT = 10
 
 
 @dataclass(frozen=True)
@@ -328,7 +332,10 @@ def transfer_verdict(
     else:
         significant = dl.p_value < alpha
         decided_by = "delong"
-    if not significant or dl.delta == 0:
+    if n_patients < MIN_PATIENTS_FOR_VERDICT:
+        verdict = NOT_ASSESSABLE
+        decided_by = f"fewer than {MIN_PATIENTS_FOR_VERDICT} test patients"
+    elif not significant or dl.delta == 0:
         verdict = NO_DIFFERENCE
     else:
         verdict = POSITIVE_TRANSFER if dl.delta > 0 else NEGATIVE_TRANSFER

@@ -201,6 +201,8 @@ def page_text(at) -> str:
             options = getattr(widget, "options", None)
             if options:
                 parts.extend(str(o) for o in options)
+    for image in at.get("image"):
+        parts.extend(str(i.caption) for i in image.proto.imgs)
     for kind in ("expandable", "status", "tab"):
         parts.extend(str(getattr(block, "label", "")) for block in at.get(kind))
     return "\n".join(parts)

@@ -14,10 +14,11 @@ def test_one_patient_gives_no_verdict() -> None:
     bad = np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.3])
     v = transfer_verdict(y, bad, good, patient_ids=np.zeros(6, int), n_resamples=50)
     assert v.verdict == NOT_ASSESSABLE and not v.is_negative
-    many = transfer_verdict(
-        np.tile(y, 5), np.tile(bad, 5), np.tile(good, 5), patient_ids=np.arange(30),
-        n_resamples=200,
-    )
+    rng = np.random.default_rng(0)
+    yy = np.tile([0, 1], 40)
+    scratch = yy + rng.normal(0, 0.6, yy.size)  # informative
+    transfer = rng.normal(0, 1, yy.size)  # chance
+    many = transfer_verdict(yy, transfer, scratch, patient_ids=np.arange(80), n_resamples=300)
     assert many.verdict == "negative transfer"
 
 

@@ -166,6 +166,10 @@ def finetune(
         run = run_experiment(cfg, run_dir, resume=resume)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
+    from medtl.training.distributed import env_dist_info
+
+    if not env_dist_info().is_main:
+        return
     typer.echo(f"run folder: {run}")
     if evaluate_too:
         evaluate(run)

@@ -266,14 +266,18 @@ def run_experiment(
     """
     from medtl.data.datasets import build_datasets
     from medtl.training import Trainer
+    from medtl.training.distributed import env_dist_info
     from medtl.transfer.strategies import extract_features
     from medtl.transfer.tasks import loss_for
 
+    # Under torchrun every rank trains and predicts (collectives); only rank 0 writes files.
+    main = env_dist_info().is_main
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "experiment.yaml").write_text(
-        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-    )
+    if main:
+        (run_dir / "experiment.yaml").write_text(
+            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+        )
     t0 = time.perf_counter()
     seed = config.training.seed
     datasets = build_datasets(
@@ -320,6 +324,8 @@ def run_experiment(
             else:
                 row.update({f"logit_{k}": f"{v:.6g}" for k, v in enumerate(values)})
             rows.append(row)
+    if not main:
+        return run_dir
     write_predictions(run_dir / "predictions.csv", rows, num_outputs)
     # Pooled training features: the domain guard's reference distribution.
     from safetensors.torch import save_file

@@ -31,14 +31,17 @@ class SavedResult:
     already_uploaded: bool = False
 
 
+def _size(n: float) -> str:
+    return f"{n / 1048576:.1f} MB" if n >= 104858 else f"{n / 1024:.0f} kB"
+
+
 def too_large(size: int, limit: int) -> str | None:
     """The message for an upload above ``limit`` bytes, or ``None`` when it fits."""
     if size <= limit:
         return None
     return (
-        f"The file is {size / 1048576:.1f} MB; uploads are limited to "
-        f"{limit / 1048576:.1f} MB. Upload a single series (zip) or ask your "
-        "administrator to raise the limit."
+        f"The file is {_size(size)}; uploads are limited to {_size(limit)}. Upload a single "
+        "series (zip) or ask your administrator to raise the limit."
     )
 
 

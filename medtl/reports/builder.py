@@ -27,23 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from medtl.reports.figures import as_figure
+from medtl.reports.results import (
+    calibration_section,
+    metrics_section,
+    operating_points_section,
+    subgroup_section,
+)
 from medtl.reports.schema import (
-    CI,
-    NOT_APPLICABLE_MULTICLASS,
-    CalibrationRow,
-    CalibrationSection,
     DataSection,
     DataSplit,
     IntendedUse,
-    MetricRow,
-    MetricsSection,
-    OperatingPointRow,
-    OperatingPointsSection,
     ReportData,
-    SubgroupRow,
-    SubgroupSection,
-    finite,
 )
 from medtl.reports.sections import (
     headline_summary,
@@ -281,186 +275,6 @@ def _intended_use(run: RunFiles, text: str | None) -> IntendedUse:
     )
 
 
-def _metrics_section(run: RunFiles) -> MetricsSection:
-    from medtl.evaluation.plots import plot_pr, plot_roc
-
-    ev, test = run.evaluation, run.evaluation["test"]
-    names = run.label_names()
-    ci_method = (
-        f"Patient-level bootstrap ({ev.get('n_resamples', '?')} resamples), 95% percentile "
-        f"intervals; evaluated on the {ev.get('evaluated_on', 'test')} split."
-    )
-    scores = ev["test_scores"]
-    if not run.binary:
-        counts = {
-            (names[int(k)] if int(k) < len(names) else str(k)): int(v)
-            for k, v in test.get("class_counts", {}).items()
-        }
-        return MetricsSection(
-            binary=False,
-            n_images=int(test["n_images"]),
-            n_patients=int(test["n_patients"]),
-            rows=[
-                MetricRow(name="Macro AUROC (one-vs-rest)", value=CI.from_any(test["auroc"])),
-                MetricRow(name="Accuracy", value=CI.from_any(test["accuracy"])),
-            ],
-            class_counts=counts,
-            ci_method=ci_method,
-            note="ROC and precision-recall curves: " + NOT_APPLICABLE_MULTICLASS + ".",
-        )
-    y = np.asarray(scores["label"])
-    p = np.asarray(scores["prob"], dtype=float)
-    auroc, auprc = CI.from_any(test["auroc"]), CI.from_any(test["auprc"])
-    figures = []
-    if np.unique(y).size == 2:
-        points = _operating_point_objects(ev)
-        figures.append(
-            as_figure(
-                "roc",
-                "ROC curve on the test split; markers: operating points chosen on the "
-                "calibration split.",
-                plot_roc(
-                    y,
-                    {"model": p},
-                    ci={"model": (auroc.lower, auroc.upper)} if auroc else None,
-                    operating_points={"model": points},
-                ),
-            )
-        )
-        figures.append(
-            as_figure(
-                "pr",
-                "Precision-recall curve on the test split (dashed: prevalence).",
-                plot_pr(
-                    y, {"model": p}, ci={"model": (auprc.lower, auprc.upper)} if auprc else None
-                ),
-            )
-        )
-    return MetricsSection(
-        binary=True,
-        n_images=int(test["n_images"]),
-        n_patients=int(test["n_patients"]),
-        n_positive=int(test.get("n_positive", int(y.sum()))),
-        rows=[
-            MetricRow(name="AUROC", value=auroc or CI()),
-            MetricRow(name="AUPRC (average precision)", value=auprc or CI()),
-        ],
-        class_counts={names[k]: int(np.sum(y == k)) for k in (0, 1) if k < len(names)},
-        ci_method=ci_method,
-        figures=figures,
-    )
-
-
-def _operating_point_objects(ev: dict[str, Any]) -> list[Any]:
-    """Test-split OperatingPoint objects (for the ROC markers)."""
-    from medtl.evaluation.metrics import ThresholdMetrics
-    from medtl.evaluation.operating_points import OperatingPoint
-
-    out = []
-    for d in (ev.get("test", {}).get("operating_points") or {}).values():
-        m = d.get("metrics")
-        metrics = None
-        if m:
-            metrics = ThresholdMetrics(m["threshold"], m["tp"], m["fp"], m["tn"], m["fn"])
-        out.append(OperatingPoint(d["name"], d["goal"], d.get("threshold"), metrics))
-    return out
-
-
-def _operating_points(run: RunFiles) -> OperatingPointsSection:
-    if not run.binary:
-        return OperatingPointsSection(applicable=False, note=NOT_APPLICABLE_MULTICLASS)
-    ev = run.evaluation
-    chosen = ev.get("operating_points_chosen") or {}
-    rows = []
-    for name, d in (ev["test"].get("operating_points") or {}).items():
-        ci = d.get("ci") or {}
-        m = d.get("metrics") or {}
-        cm = chosen.get(name, {}).get("metrics") or {}
-        rows.append(
-            OperatingPointRow(
-                name=name,
-                goal=d["goal"],
-                status=d["status"],
-                threshold=finite(d.get("threshold")),
-                chosen_on=ev.get("calibrated_on", "calibration"),
-                chosen_sensitivity=finite(cm.get("sensitivity")),
-                chosen_specificity=finite(cm.get("specificity")),
-                sensitivity=CI.from_any(ci.get("sensitivity")),
-                specificity=CI.from_any(ci.get("specificity")),
-                ppv=CI.from_any(ci.get("ppv")),
-                npv=CI.from_any(ci.get("npv")),
-                confusion={k: int(m[k]) for k in ("tp", "fp", "tn", "fn")} if m else None,
-            )
-        )
-    note = (
-        f"Thresholds were chosen on the {ev.get('calibrated_on', 'calibration')} split on "
-        "calibrated probabilities and applied unchanged to the test split; a goal that no "
-        "threshold met on the calibration split is shown as 'not reachable'."
-    )
-    return OperatingPointsSection(applicable=True, note=note, rows=rows)
-
-
-def _calibration(run: RunFiles) -> CalibrationSection:
-    from medtl.evaluation.plots import plot_reliability
-    from medtl.transfer.experiment import read_predictions
-
-    ev = run.evaluation
-    cal = ev["calibration"]
-    figures = []
-    preds = read_predictions(run.run_dir / "predictions.csv").get("test")
-    scores = ev["test_scores"]
-    if preds is not None and list(preds["index"]) == list(scores["index"]):
-        logits = preds["logits"]
-        if run.binary:
-            raw = 1.0 / (1.0 + np.exp(-logits))
-        else:
-            e = np.exp(logits - logits.max(axis=1, keepdims=True))
-            raw = e / e.sum(axis=1, keepdims=True)
-        figures.append(
-            as_figure(
-                "reliability",
-                "Reliability diagram on the test split before and after calibration "
-                f"({ev.get('calibration_method')}, fitted on the {ev.get('calibrated_on')} "
-                "split); bottom: cases per bin.",
-                plot_reliability(
-                    np.asarray(scores["label"]), raw, np.asarray(scores["prob"], dtype=float)
-                ),
-            )
-        )
-    return CalibrationSection(
-        method=str(ev.get("calibration_method")),
-        calibrated_on=str(ev.get("calibrated_on")),
-        evaluated_on=str(ev.get("evaluated_on", "test")),
-        calibrator=ev.get("calibrator"),
-        table=[CalibrationRow(**row) for row in cal["table"]],
-        figures=figures,
-    )
-
-
-def _subgroups(run: RunFiles) -> SubgroupSection:
-    if not run.binary:
-        return SubgroupSection(applicable=False, note=NOT_APPLICABLE_MULTICLASS)
-    rows = [
-        SubgroupRow(
-            group=r["group"],
-            name=r["name"],
-            n_positive=r.get("n_positive"),
-            n_images=r.get("n_images"),
-            auroc=CI.from_any(r.get("auroc")),
-            sensitivity=CI.from_any(r.get("sensitivity")),
-        )
-        for r in run.evaluation.get("subgroups") or []
-    ]
-    note = (
-        "Nodule size, conspicuity and location rows: AUROC of the positives in the subgroup "
-        "against all test negatives, and sensitivity at the Youden threshold (Wilson CI). "
-        "Attribute rows (e.g. sex, site, device): AUROC on all images with that value."
-    )
-    if not rows:
-        note = "No subgroup information is recorded in the manifest for the test split."
-    return SubgroupSection(applicable=True, note=note, rows=rows)
-
-
 def build_report_data(
     run_dir: str | Path | RunFiles,
     *,
@@ -495,10 +309,15 @@ def build_report_data(
     from medtl.reports.failures import failure_section
 
     run = run_dir if isinstance(run_dir, RunFiles) else load_run(run_dir)
+    scratch_scores = None
     if comparison is None and against is not None:
         from medtl.evaluation.compare import compare_runs
 
         comparison = compare_runs(run.run_dir, against)
+        # compare_runs has evaluated the scratch run: its scores draw both ROC curves.
+        scratch_scores = json.loads(
+            (Path(against) / "evaluation.json").read_text(encoding="utf-8")
+        ).get("test_scores")
     if isinstance(transferability, (str, Path)):
         transferability = json.loads(Path(transferability).read_text(encoding="utf-8"))
     points = read_learning_curves(learning_curves) if learning_curves is not None else None
@@ -521,11 +340,13 @@ def build_report_data(
         intended_use=_intended_use(run, intended_use),
         data=_data_section(run),
         model=model_section(run),
-        metrics=_metrics_section(run),
-        operating_points=_operating_points(run),
-        calibration=_calibration(run),
-        subgroups=_subgroups(run),
-        transfer=transfer_section(run, comparison, points, transferability, baselines),
+        metrics=metrics_section(run),
+        operating_points=operating_points_section(run),
+        calibration=calibration_section(run),
+        subgroups=subgroup_section(run),
+        transfer=transfer_section(
+            run, comparison, points, transferability, baselines, scratch_scores=scratch_scores
+        ),
         failures=failures,
     )
     data.summary = headline_summary(data)

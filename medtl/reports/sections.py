@@ -148,6 +148,8 @@ def transfer_section(
     points: list[Any] | None,
     transferability: dict[str, Any] | None,
     baselines: list[dict[str, Any]] | None,
+    *,
+    scratch_scores: dict[str, Any] | None = None,
 ) -> TransferSection:
     """Transfer vs scratch: verdict, learning curves, transferability scores, baselines.
 
@@ -157,6 +159,8 @@ def transfer_section(
         points: learning-curve points (or ``None``).
         transferability: ``{backbone: {score: value}}`` (or ``None``).
         baselines: extra baseline dicts (the dataset's histogram baseline is added).
+        scratch_scores: the scratch run's ``evaluation.json`` ``test_scores`` (binary: both
+            ROC curves are drawn on the common test images).
 
     Returns:
         The :class:`TransferSection`.
@@ -169,6 +173,10 @@ def transfer_section(
         section["verdict"] = comparison.get("verdict")
         section["verdict_sentence"] = comparison.get("sentence")
         section["negative_transfer"] = comparison.get("verdict") == "negative transfer"
+        if scratch_scores is not None and run.binary:
+            roc = _paired_roc(run.evaluation.get("test_scores") or {}, scratch_scores)
+            if roc is not None:
+                figures.append(roc)
     else:
         notes.append("No scratch baseline run was compared (use --against SCRATCH_RUN).")
     rows: list[LearningCurveRow] = []
@@ -249,6 +257,37 @@ def transfer_section(
     )
 
 
+def _paired_roc(transfer: dict[str, Any], scratch: dict[str, Any]) -> Any:
+    """ROC curves of transfer and scratch on their common test images (or ``None``)."""
+    import numpy as np
+
+    from medtl.evaluation.plots import plot_roc
+
+    position = {int(i): k for k, i in enumerate(scratch.get("index", []))}
+    pairs = [
+        (k, position[int(i)]) for k, i in enumerate(transfer.get("index", [])) if int(i) in position
+    ]
+    if not pairs:
+        return None
+    ka, kb = (np.array(x) for x in zip(*pairs, strict=True))
+    y = np.asarray(transfer["label"])[ka]
+    if np.unique(y).size < 2:
+        return None
+    png = plot_roc(
+        y,
+        {
+            "transfer": np.asarray(transfer["prob"], dtype=float)[ka],
+            "scratch": np.asarray(scratch["prob"], dtype=float)[kb],
+        },
+        title="ROC: transfer vs scratch",
+    )
+    return as_figure(
+        "roc-transfer-vs-scratch",
+        f"ROC curves of the transfer and scratch models on the same {len(pairs)} test images.",
+        png,
+    )
+
+
 def _finite_json(value: Any) -> Any:
     """JSON-ready copy with NaN/inf floats as ``None`` (JSON has no NaN)."""
     if isinstance(value, dict):
@@ -314,14 +353,22 @@ def headline_summary(data: ReportData | None = None) -> Summary:
         )
     )
     if data.transfer.verdict:
-        flag = {"negative transfer": "danger", "positive transfer": "ok"}.get(
-            data.transfer.verdict, "info"
-        )
+        flag = {
+            "negative transfer": "danger",
+            "positive transfer": "ok",
+            "not assessable": "warning",
+        }.get(data.transfer.verdict, "info")
         head.append(Headline(label="Transfer vs scratch", value=data.transfer.verdict, flag=flag))
     if data.transfer.negative_transfer:
         warnings.append(
             "NEGATIVE TRANSFER: the transferred model is significantly worse than training "
             "from scratch on this test set."
+        )
+    if data.transfer.verdict == "not assessable":
+        warnings.append(
+            "Transfer vs scratch is not assessable on this test set: "
+            + str((data.transfer.comparison or {}).get("decided_by") or "too few patients")
+            + "."
         )
     if data.metrics.n_images < 100:
         warnings.append(

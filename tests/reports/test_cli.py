@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from medtl.evaluation.transfer_analysis import NOT_ASSESSABLE
 from medtl.reports.cli import app
 from tests.reports.conftest import LEARNING_CURVES
 
@@ -19,12 +20,30 @@ def test_report_command_writes_json_and_html(tiny_run, tmp_path) -> None:
     out = tmp_path / "out"
     result = runner.invoke(
         app,
-        ["report", str(tiny_run), "--no-pdf", "--out", str(out), "--learning-curves", str(curves)],
+        [
+            "report",
+            str(tiny_run),
+            "--no-pdf",
+            "--out",
+            str(out),
+            "--learning-curves",
+            str(curves),
+            "--against",
+            str(tiny_run),  # a run against itself: no difference, both ROC curves identical
+        ],
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json"]
     doc = json.loads((out / "report.json").read_text())
     assert doc["transfer"]["learning_curves"] and doc["run"] == "squares-report"
+    # 4 test patients: too few for a verdict (medtl.evaluation refuses below 10)
+    assert doc["transfer"]["verdict"] == NOT_ASSESSABLE
+    assert any("not assessable" in w for w in doc["summary"]["warnings"])
+    assert doc["transfer"]["comparison"]["delta_auroc"] == 0.0
+    figures = [f["id"] for f in doc["transfer"]["figures"]]
+    assert figures == ["roc-transfer-vs-scratch", "learning-curves"]
+    html = (out / "report.html").read_text()
+    assert 'id="fig-roc-transfer-vs-scratch"' in html and 'id="negative-transfer"' not in html
 
 
 def test_report_command_refuses_what_is_not_a_run(tmp_path) -> None:

@@ -135,7 +135,7 @@ def cached_dataset(
     cache_dir: str | Path | None = None,
     *,
     cache_key: str | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = None,
 ) -> Dataset:
     """Build a dataset whose deterministic preprocessing is computed once and cached.
 
@@ -150,7 +150,7 @@ def cached_dataset(
         cache_key: describes the deterministic transform's configuration; part of the disk
             cache key so a changed pipeline never reads stale entries. Defaults to
             :func:`describe_transform` of ``deterministic_transform``.
-        num_workers: threads used to fill the memory cache.
+        num_workers: threads that fill the memory cache (None: one per CPU).
 
     Returns:
         A map-style dataset.
@@ -178,7 +178,7 @@ def cached_dataset(
             data=data,
             transform=pipeline,
             cache_rate=1.0,
-            num_workers=num_workers or None,
+            num_workers=num_workers,
             progress=False,
             copy_cache=random_transform is not None,
         )

@@ -175,7 +175,13 @@ class Trainer:
         )
 
     def _loader(self, data: DataArg | None, train: bool) -> DataLoader | None:
-        if data is None or isinstance(data, DataLoader):
+        if data is None:
+            return None
+        if isinstance(data, DataLoader):
+            if self.dist.is_distributed and not isinstance(data.sampler, DistributedSampler):
+                logger.warning(
+                    "a DataLoader without DistributedSampler under DDP: every rank sees all data"
+                )
             return data
         return make_dataloader(
             data,

@@ -77,7 +77,7 @@ def scans(tmp_path: Path) -> list[dict]:
 
 def test_memory_cache_decodes_once_and_augments_every_time(scans: list[dict]) -> None:
     decode, flip = Decode(), Flip()
-    ds = cached_dataset(scans, decode, flip, cache="memory")
+    ds = cached_dataset(scans, decode, flip, cache="memory", num_workers=1)
     assert decode.calls == 4  # filled at construction
     for _ in range(3):
         for i in range(len(ds)):
@@ -171,3 +171,33 @@ def test_distributed_split_gives_each_rank_interleaved_micro_batches(monkeypatch
         TrainingConfig(batch_size=6, grad_accum_steps=4)
     with pytest.raises(ValueError, match="world_size"):
         TrainingConfig(batch_size=6, grad_accum_steps=2).micro_batch_size(2)
+
+
+class Noisy(torch.utils.data.Dataset):
+    """Each access draws fresh noise from the global torch RNG (an augmentation)."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.rand(3) + i, i
+
+
+def _batches(loader) -> list[torch.Tensor]:
+    return [x.clone() for x, _ in loader]
+
+
+def test_worker_augmentations_replay_for_the_same_seed_and_epoch() -> None:
+    cfg = TrainingConfig(batch_size=4, seed=1, num_workers=1, persistent_workers=False)
+    first, second = make_dataloader(Noisy(), cfg, True), make_dataloader(Noisy(), cfg, True)
+    set_loader_epoch(first, 2)
+    set_loader_epoch(second, 2)
+    a, b = _batches(first), _batches(second)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    set_loader_epoch(second, 3)
+    c = _batches(second)
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
+    # a fresh loader (a resumed run) jumping straight to epoch 3 replays epoch 3 exactly
+    third = make_dataloader(Noisy(), cfg, True)
+    set_loader_epoch(third, 3)
+    assert all(torch.equal(x, y) for x, y in zip(_batches(third), c, strict=True))

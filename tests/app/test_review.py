@@ -1,0 +1,170 @@
+"""Worklist and case review through AppTest: filters, views recorded, reviews saved with the
+reader, kept across an app restart, several readers with agreement for admins, and a busy
+database that keeps the form."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import streamlit as st
+
+from medtl.io import load_scan
+from medtl.review import ReviewStore
+
+from .helpers import dicom_bytes, errors, new_app, page_text, sign_in
+
+
+def seed_case(seed: int = 0, probability: float = 0.73) -> str:
+    """A case with one de-identified image and one AI result, uploaded by alice."""
+    with ReviewStore.open() as store:
+        alice = store.accounts.get_user("alice")
+        case = store.create_case(alice, load_scan(dicom_bytes(seed=seed)))
+        store.record_prediction(
+            alice,
+            case.case_id,
+            model_name="tinycxr",
+            model_version="1.0.0",
+            label="nodule",
+            probability=probability,
+            threshold=0.5,
+            details={"labels": ["no nodule", "nodule"], "operating_point": "youden"},
+        )
+        return case.case_id
+
+
+def open_case(at, case_id: str):
+    at.session_state["medtl_case_id"] = case_id
+    return at.switch_page("pages/case_review.py").run()
+
+
+def fill_review(at, case_id: str, decision: str, comment: str, x=10, y=20):
+    at.radio(key=f"rv_decision_{case_id}").set_value(decision)
+    at.checkbox(key=f"rv_mark_{case_id}").check()
+    at.number_input(key=f"rv_x_{case_id}").set_value(x)
+    at.number_input(key=f"rv_y_{case_id}").set_value(y)
+    at.text_area(key=f"rv_comment_{case_id}").input(comment)
+    return at
+
+
+def submit(at, case_id: str):
+    return at.button(key=f"FormSubmitter:review_form_{case_id}-Save review").click().run()
+
+
+def test_worklist_filters_and_opening_records_a_view(app_home) -> None:
+    older, newer = seed_case(0), seed_case(1)
+    at = sign_in(new_app().run(), "alice")
+    at.switch_page("pages/worklist.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["Case"]) == [older, newer]  # oldest first
+    assert list(table["Status"]) == ["Awaiting review", "Awaiting review"]
+    assert list(table["AI result"]) == ["nodule (73%)", "nodule (73%)"]
+    at.multiselect(key="wl_status").set_value(["agreed"]).run()
+    assert "No cases match these filters." in page_text(at)
+    at.multiselect(key="wl_status").set_value(["awaiting_review"])
+    at.selectbox(key="wl_model").set_value("tinycxr").run()
+    assert len(at.dataframe[0].value) == 2
+    at.selectbox(key="wl_open_choice").set_value(newer)
+    at.button(key="wl_open").click().run()
+    assert [t.value for t in at.title] == ["Case review"]
+    assert f"Case **{newer}**" in page_text(at)
+    at.run()  # reruns do not record more views
+    with ReviewStore.open() as store:
+        views = store.audit_log(None, action="view", case_id=newer)
+    assert [(v.username, v.case_id) for v in views] == [("alice", newer)]
+
+
+def test_review_is_saved_and_survives_an_app_restart(app_home) -> None:
+    case_id = seed_case()
+    at = open_case(sign_in(new_app().run(), "alice"), case_id)
+    assert at.metric[0].value == "73%"
+    fill_review(at, case_id, "disagree", "Nodule is a nipple shadow.", x=12, y=40)
+    submit(at, case_id)
+    assert not at.exception and errors(at) == []
+    assert f"Review saved for case {case_id}: disagree." in page_text(at)
+    assert "status: **disagreed**" in page_text(at)
+
+    st.cache_resource.clear()  # the server restarts: a new process, the same database file
+    again = open_case(sign_in(new_app().run(), "alice"), case_id)
+    rows = again.dataframe[0].value
+    assert list(rows["Reader"]) == ["alice"]
+    assert list(rows["Decision"]) == ["disagree"]
+    assert list(rows["Comment"]) == ["Nodule is a nipple shadow."]
+    assert list(rows["Location (x, y, slice)"]) == ["12, 40"]
+    with ReviewStore.open() as store:
+        [review] = store.open_case(None, case_id).reviews
+    assert (review.reader, review.decision, review.x, review.y) == ("alice", "disagree", 12, 40)
+
+
+def test_resubmitting_the_same_form_saves_one_review(app_home) -> None:
+    case_id = seed_case()
+    at = open_case(sign_in(new_app().run(), "alice"), case_id)
+    first = at.session_state[f"medtl_submission_{case_id}"]
+    submit(fill_review(at, case_id, "agree", "ok"), case_id)
+    assert at.session_state[f"medtl_submission_{case_id}"] != first  # a new form, a new ID
+    with ReviewStore.open() as store:
+        assert [r.submission_id for r in store.open_case(None, case_id).reviews] == [first]
+
+
+def test_busy_database_keeps_the_form(app_home, monkeypatch) -> None:
+    monkeypatch.setenv("MEDTL_APP_DB_BUSY_TIMEOUT_MS", "50")
+    monkeypatch.setenv("MEDTL_APP_DB_RETRIES", "2")
+    case_id = seed_case()
+    at = open_case(sign_in(new_app().run(), "alice"), case_id)
+    fill_review(at, case_id, "uncertain", "Check the lateral view.")
+    locker = sqlite3.connect(app_home / "db" / "review.sqlite", timeout=0.1)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        submit(at, case_id)
+    finally:
+        locker.rollback()
+        locker.close()
+    assert not at.exception
+    assert errors(at) == [
+        "The database is busy and nothing was saved. Your entries are kept: wait a moment "
+        "and press the button again."
+    ]
+    assert at.text_area(key=f"rv_comment_{case_id}").value == "Check the lateral view."
+    assert at.radio(key=f"rv_decision_{case_id}").value == "uncertain"
+    with ReviewStore.open() as store:
+        assert store.open_case(None, case_id).reviews == []
+    submit(at, case_id)  # the lock is gone: the same form now saves
+    assert errors(at) == []
+    with ReviewStore.open() as store:
+        [review] = store.open_case(None, case_id).reviews
+    assert (review.decision, review.comment) == ("uncertain", "Check the lateral view.")
+
+
+def test_several_readers_blinded_and_agreement_for_admins(app_home) -> None:
+    case_id = seed_case()
+    alice = open_case(sign_in(new_app().run(), "alice"), case_id)
+    submit(fill_review(alice, case_id, "agree", "seen"), case_id)
+    bob = open_case(sign_in(new_app().run(), "bob"), case_id)
+    assert not bob.dataframe  # bob does not see alice's review (blinded reading)
+    submit(fill_review(bob, case_id, "disagree", "artefact"), case_id)
+    assert list(bob.dataframe[0].value["Reader"]) == ["bob"]
+    admin = open_case(sign_in(new_app().run(), "adam"), case_id)
+    rows = admin.dataframe[0].value
+    assert sorted(zip(rows["Reader"], rows["Decision"], strict=True)) == [
+        ("alice", "agree"),
+        ("bob", "disagree"),
+    ]
+    assert "Reader agreement on this case: 0% of reader pairs agree" in page_text(admin)
+    assert "status: **disagreed**" in page_text(admin)
+
+
+def test_researcher_reads_but_cannot_review(app_home) -> None:
+    case_id = seed_case()
+    at = open_case(sign_in(new_app().run(), "rita"), case_id)
+    assert not at.exception
+    assert "Researchers can read cases but not review them." in page_text(at)
+    assert not [b for b in at.button if b.key and "review_form" in b.key]
+
+
+@pytest.mark.parametrize("missing", ["CASE-0123456789"])
+def test_unknown_case_is_a_clear_message(app_home, missing) -> None:
+    seed_case()
+    at = open_case(sign_in(new_app().run(), "alice"), missing)
+    assert not at.exception
+    assert errors(at) == [f"no case {missing!r}"]

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -152,11 +150,3 @@ def overlay_png(
         ax.set_title(title)
         ax.set_axis_off()
         return figure_png(fig, dpi=100)
-
-
-def image_summary(png: bytes) -> dict[str, Any]:
-    """Width, height and mode of a PNG (used by tests and for logging)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(png)) as im:
-        return {"width": im.width, "height": im.height, "mode": im.mode}

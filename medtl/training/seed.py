@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,7 @@ def worker_init_fn(worker_id: int) -> None:
     seed = torch.initial_seed() if info is None else info.seed
     random.seed(seed)
     np.random.seed(seed % _MAX_SEED)
-    if info is not None:
+    if info is not None and "monai" in sys.modules:  # no MONAI loaded: no MONAI transforms
         seed_transforms(info.dataset, seed)
 
 

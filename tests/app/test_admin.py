@@ -1,0 +1,87 @@
+"""Admin page through AppTest: add a user, change a role, disable an account, the audit
+log with filters, and the CSV export download."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from medtl.io import load_scan
+from medtl.review import ReviewStore
+
+from .helpers import PASSWORD, dicom_bytes, errors, new_app, page_text, sign_in
+
+
+def _admin_page(user: str = "adam"):
+    at = sign_in(new_app().run(), user)
+    return at.switch_page("pages/admin.py").run()
+
+
+def test_add_user_change_role_and_disable(app_home) -> None:
+    at = _admin_page()
+    assert not at.exception
+    at.text_input(key="adm_new_name").input("carol")
+    at.text_input(key="adm_new_pw").input("short")
+    at.button(key="FormSubmitter:add_user-Add user").click().run()
+    assert errors(at) == ["passwords need at least 10 characters"]
+    at.text_input(key="adm_new_pw").input(PASSWORD)
+    at.selectbox(key="adm_new_role").set_value("researcher")
+    at.button(key="FormSubmitter:add_user-Add user").click().run()
+    assert "User carol added (researcher)." in page_text(at)
+
+    at.selectbox(key="adm_target").set_value("carol").run()
+    at.selectbox(key="adm_role_carol").set_value("clinician").run()
+    at.button(key="adm_set_role").click().run()
+    assert "carol is now clinician." in page_text(at)
+    at.selectbox(key="adm_target").set_value("carol").run()
+    at.button(key="adm_toggle").click().run()
+    assert "carol is disabled." in page_text(at)
+    with ReviewStore.open() as store:
+        carol = store.accounts.get_user("carol")
+    assert (carol.role, carol.active) == ("clinician", False)
+    # A disabled account cannot sign in.
+    blocked = sign_in(new_app().run(), "carol")
+    assert errors(blocked) == ["Wrong user name or password."]
+
+
+def test_admin_cannot_disable_self(app_home) -> None:
+    at = _admin_page()
+    at.selectbox(key="adm_target").set_value("adam").run()
+    assert at.button(key="adm_toggle").disabled
+
+
+def test_audit_log_filters_and_csv_export(app_home) -> None:
+    with ReviewStore.open() as store:
+        alice = store.accounts.get_user("alice")
+        case = store.create_case(alice, load_scan(dicom_bytes(seed=3)))
+        store.record_prediction(alice, case.case_id, model_name="tinycxr",
+                                model_version="1.0.0", label="nodule", probability=0.6,
+                                threshold=0.5)
+        store.submit_review(alice, case.case_id, "agree", comment="fine")
+    at = _admin_page()
+    at.selectbox(key="adm_action").set_value("review").run()
+    table = at.dataframe[1].value
+    assert list(table["Action"]) == ["review"]
+    assert list(table["User"]) == ["alice"] and list(table["Case"]) == [case.case_id]
+    at.selectbox(key="adm_action").set_value("(any)")
+    at.selectbox(key="adm_who").set_value("alice").run()
+    assert set(at.dataframe[1].value["Action"]) == {"upload", "predict", "review"}
+
+    at.button(key="adm_export").click().run()
+    [download] = at.get("download_button")
+    assert download.label == "Download reviews.csv"
+    assert "1 review(s) ready." in page_text(at)
+    with ReviewStore.open() as store:
+        buf = io.StringIO()
+        store.export_reviews_csv(None, buf)
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    assert [(r["case_id"], r["reader"], r["decision"]) for r in rows] == [
+        (case.case_id, "alice", "agree")]
+    with ReviewStore.open() as store:
+        exports = store.audit_log(None, action="export")
+    assert [e.username for e in exports][:1] == ["adam"]
+
+
+def test_non_admin_cannot_reach_admin_page(app_home) -> None:
+    at = sign_in(new_app().run(), "alice")
+    assert "Admin" not in [info["page_name"] for info in at._registered_pages.values()]

@@ -343,9 +343,10 @@ def register_package(path: str | Path, overwrite: bool = False) -> str:
     # Copy into a sibling temp folder, then rename: a crash never leaves half a package.
     tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=dest.parent))
     try:
-        for name in (WEIGHTS_FILE, CARD_FILE, REPORT_FILE):
-            if (src / name).is_file():
-                shutil.copyfile(src / name, tmp / name)
+        # Every top-level file travels (weights, card, report, domain guard, ...).
+        for path in sorted(src.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                shutil.copyfile(path, tmp / path.name)
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)

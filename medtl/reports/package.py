@@ -10,7 +10,6 @@ features with its threshold set on the validation features).
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -111,21 +110,10 @@ def build_package(
                 build_report_data(run, intended_use=intended_use, **(report_options or {}))
             )
     save_package(model, card, out, report_html=html, overwrite=overwrite)
-    guard_files = fit_run_guard(run, out)
+    fit_run_guard(run, out)
     load_package(out)  # fail here, not in the clinic, if the package does not load
     if register:
+        # register_package copies every file of the package, the domain guard included.
         ref = register_package(out, overwrite=overwrite)
-        _copy_extras(out, ref, guard_files)
         logger.info("registered %s", ref)
     return out
-
-
-def _copy_extras(out: Path, ref: str, files: list[Path]) -> None:
-    """Copy files ``register_package`` does not know (the domain guard) into the registry."""
-    from medtl.models.package import registry_root
-
-    pkg_name, _, pkg_version = ref.partition("@")
-    dest = registry_root() / pkg_name / pkg_version
-    for path in files:
-        if not (dest / path.name).is_file():
-            shutil.copyfile(path, dest / path.name)

@@ -134,20 +134,7 @@ def _describe_unknown(fmt: Format) -> str:
 def _load_file(
     path: Path, series_uid: str | None, modality: str | None, max_bytes: int, max_files: int
 ) -> Scan:
-    fmt = sniff(path)
-    if fmt is Format.DICOM:
-        return _dicom([path], series_uid)
-    if fmt is Format.NIFTI:
-        from medtl.io.nifti import load_nifti
-
-        return load_nifti(path, modality=modality)
-    if fmt in (Format.PNG, Format.JPEG):
-        from medtl.io.raster import load_raster
-
-        return load_raster(path, modality=modality)
-    if fmt is Format.ZIP:
-        return _load_zip(path, series_uid, modality, max_bytes, max_files)
-    raise UnsupportedFormatError(_describe_unknown(fmt))
+    return _load_one(path, sniff(path), series_uid, modality, max_bytes, max_files)
 
 
 def _load_bytes(
@@ -155,19 +142,31 @@ def _load_bytes(
 ) -> Scan:
     if not data:
         raise CorruptScanError("The upload is empty (0 bytes). Choose the file again.")
-    fmt = sniff(data)
+    return _load_one(data, sniff(data), series_uid, modality, max_bytes, max_files)
+
+
+def _load_one(
+    source: Path | bytes,
+    fmt: Format,
+    series_uid: str | None,
+    modality: str | None,
+    max_bytes: int,
+    max_files: int,
+) -> Scan:
+    """Dispatch one file (path or bytes) of a sniffed format to its loader."""
     if fmt is Format.DICOM:
-        return _dicom([data], series_uid)
+        return _dicom([source], series_uid)
     if fmt is Format.NIFTI:
         from medtl.io.nifti import load_nifti
 
-        return load_nifti(data, modality=modality)
+        return load_nifti(source, modality=modality)
     if fmt in (Format.PNG, Format.JPEG):
         from medtl.io.raster import load_raster
 
-        return load_raster(data, modality=modality)
+        return load_raster(source, modality=modality)
     if fmt is Format.ZIP:
-        return _load_zip(io.BytesIO(data), series_uid, modality, max_bytes, max_files)
+        archive = io.BytesIO(source) if isinstance(source, bytes) else source
+        return _load_zip(archive, series_uid, modality, max_bytes, max_files)
     raise UnsupportedFormatError(_describe_unknown(fmt))
 
 

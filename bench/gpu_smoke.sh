@@ -71,7 +71,6 @@ for amp in modes:
             flush=True,
         )
     if ddp:
-        assert trainer.dist.world_size == 1 or trainer.dist.backend == "nccl"
         assert trainer.dist.backend == "nccl", trainer.dist.backend
 if ddp:
     cleanup_distributed()

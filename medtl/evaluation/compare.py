@@ -35,14 +35,11 @@ def multiclass_difference(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Paired patient bootstrap of the macro-AUROC difference A - B (multi-class)."""
-    from medtl.evaluation.run import multiclass_auroc
+    from medtl.evaluation.run import multiclass_auroc, patient_resamples
 
-    rng = np.random.default_rng(seed)
-    patients, inverse = np.unique(patient_ids, return_inverse=True)
-    members = [np.flatnonzero(inverse == p) for p in range(patients.size)]
+    patients = np.unique(patient_ids)
     reps = []
-    for _ in range(n_resamples):
-        idx = np.concatenate([members[p] for p in rng.integers(0, patients.size, patients.size)])
+    for idx in patient_resamples(patient_ids, n_resamples, seed):
         d = multiclass_auroc(labels[idx], probs_a[idx]) - multiclass_auroc(
             labels[idx], probs_b[idx]
         )

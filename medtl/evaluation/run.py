@@ -53,6 +53,20 @@ def multiclass_auroc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean([roc_auc_score(labels == k, probs[:, k]) for k in present]))
 
 
+def patient_resamples(patient_ids: np.ndarray, n_resamples: int, seed: int = 0):
+    """Yield image indices of ``n_resamples`` patient-level bootstrap samples.
+
+    Patients (not images) are drawn with replacement, so the correlation between images of
+    one patient is kept.
+    """
+    rng = np.random.default_rng(seed)
+    patients, inverse = np.unique(patient_ids, return_inverse=True)
+    members = [np.flatnonzero(inverse == p) for p in range(patients.size)]
+    for _ in range(n_resamples):
+        pick = rng.integers(0, patients.size, patients.size)
+        yield np.concatenate([members[p] for p in pick])
+
+
 def multiclass_bootstrap(
     labels: np.ndarray,
     probs: np.ndarray,
@@ -62,14 +76,9 @@ def multiclass_bootstrap(
     confidence: float = 0.95,
 ) -> dict[str, Any]:
     """Patient-level bootstrap CIs of macro AUROC and accuracy (multi-class)."""
-    rng = np.random.default_rng(seed)
-    patients, inverse = np.unique(patient_ids, return_inverse=True)
-    members = [np.flatnonzero(inverse == p) for p in range(patients.size)]
     aucs, accs = [], []
     pred = probs.argmax(1)
-    for _ in range(n_resamples):
-        pick = rng.integers(0, patients.size, patients.size)
-        idx = np.concatenate([members[p] for p in pick])
+    for idx in patient_resamples(patient_ids, n_resamples, seed):
         a = multiclass_auroc(labels[idx], probs[idx])
         if np.isfinite(a):
             aucs.append(a)

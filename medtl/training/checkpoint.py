@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+from medtl.training.seed import rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +116,42 @@ def stale_temp_files(folder: str | Path) -> list[Path]:
     """Temporary files left by writes that were killed (safe to delete)."""
     folder = Path(folder)
     return sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+
+
+def training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    *,
+    progress: dict[str, Any],
+    early_stopping: dict[str, Any],
+    history: list[dict[str, float]],
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """Assemble everything a bitwise resume needs, as ``weights_only``-loadable values.
+
+    Args:
+        model: the bare model (not a DDP/compile wrapper).
+        optimizer: its optimiser.
+        scheduler: the LR scheduler.
+        scaler: the GradScaler (an empty state when disabled).
+        progress: data position: ``epoch`` (completed), ``global_step``, ``sampler_seed``...
+        early_stopping: :meth:`EarlyStopping.state_dict` output.
+        history: the epoch rows so far.
+        config: the resolved training config.
+
+    Returns:
+        The checkpoint dict (RNG states of this process included).
+    """
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": rng_state(),
+        "progress": dict(progress),
+        "early_stopping": dict(early_stopping),
+        "history": [dict(row) for row in history],
+        "config": config,
+    }

@@ -64,7 +64,7 @@ from medtl.training.precision import (
 )
 from medtl.training.result import EarlyStopping, TrainResult
 from medtl.training.schedule import make_scheduler
-from medtl.training.seed import rng_state, seed_everything, set_rng_state
+from medtl.training.seed import seed_everything, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -331,7 +331,18 @@ class Trainer:
             self.history.append(row)
             epoch += 1
             if self.dist.is_main:
-                state = self._state(optimizer, scheduler, scaler, epoch, stopper)
+                state = ckpt.training_state(
+                    self.model, optimizer, scheduler, scaler,
+                    progress={
+                        "epoch": epoch,
+                        "global_step": self.global_step,
+                        "sampler_seed": cfg.seed,
+                        "world_size": self.dist.world_size,
+                    },
+                    early_stopping=stopper.state_dict(),
+                    history=self.history,
+                    config=cfg.resolved(),
+                )  # fmt: skip
                 if cfg.save_every_epoch or epoch == cfg.max_epochs or stopper.stopped:
                     ckpt.save_checkpoint(state, last_path)
                 if improved and cfg.save_best:
@@ -367,31 +378,6 @@ class Trainer:
         for cb in callbacks:
             cb.on_fit_end(self, result)
         return result
-
-    def _state(
-        self,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
-        scaler: Any,
-        epoch: int,
-        stopper: EarlyStopping,
-    ) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rng_state(),
-            "progress": {
-                "epoch": epoch,
-                "global_step": self.global_step,
-                "sampler_seed": self.config.seed,
-                "world_size": self.dist.world_size,
-            },
-            "early_stopping": stopper.state_dict(),
-            "history": [dict(row) for row in self.history],
-            "config": self.config.resolved(),
-        }
 
     def _train_epoch(
         self,
@@ -448,6 +434,19 @@ class Trainer:
         totals = all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(count))]))
         seen = int(totals[1].item())
         return float(totals[0].item() / max(1, seen)), seen, lr
+
+    def load_weights(self, path: str | Path) -> dict[str, Any]:
+        """Load the model weights of a checkpoint (e.g. ``result.best_checkpoint``).
+
+        Args:
+            path: a ``last.ckpt``/``best.ckpt`` written by :meth:`fit`.
+
+        Returns:
+            The checkpoint's ``progress`` dict (epoch, global step...).
+        """
+        state = ckpt.load_checkpoint(path, map_location="cpu")
+        self.model.load_state_dict(state["model"])
+        return dict(state["progress"])
 
     # ----------------------------------------------------------------- evaluation
     def _validate(self, loader: DataLoader) -> dict[str, float]:

@@ -62,6 +62,10 @@ def test_loss_decreases_and_run_folder_is_complete(tmp_path: Path) -> None:
     assert result.best_checkpoint == run / "checkpoints" / "best.ckpt"
     best = load_checkpoint(result.best_checkpoint)
     assert best["progress"]["epoch"] == result.best_epoch
+    model = _mlp(5)
+    progress = Trainer(model, nn.CrossEntropyLoss(), cfg).load_weights(result.best_checkpoint)
+    assert progress["epoch"] == result.best_epoch
+    assert all(torch.equal(v, best["model"][k]) for k, v in model.state_dict().items())
     with (run / "metrics.csv").open() as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)

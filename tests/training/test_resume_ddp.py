@@ -171,8 +171,18 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path: Path, one_thread)
         str(tmp_path / "ddp_run"),
         str(out),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # A session of its own, so a hang can be ended for the launcher and both ranks at once.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
     ddp = load_file(out)
     assert int(ddp["world"]) == 2
 

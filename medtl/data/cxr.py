@@ -332,6 +332,7 @@ def build_cxr_dataset(
     fmt: Literal["dicom", "png"] = "dicom",
     progress: bool = True,
     source_dir: Path | None = None,
+    workers: int = 1,
 ) -> Manifest:
     """Build the simulated CXR nodule dataset and write its manifest.
 
@@ -344,6 +345,8 @@ def build_cxr_dataset(
         fmt: ``dicom`` (CR/DX, mixed MONOCHROME1/2) or ``png`` (16-bit, MONOCHROME2).
         progress: show a tqdm progress bar.
         source_dir: folder with ``ct.nii.gz``/``mask.nii.gz`` (default: fetched source).
+        workers: processes rendering patients in parallel (POSIX fork); the output does not
+            depend on it.
 
     Returns:
         The :class:`Manifest` (also saved as ``out_dir/manifest.json``).
@@ -359,39 +362,27 @@ def build_cxr_dataset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     source = load_ct_source(source_dir)
-    g = spec_size.geometry
     records: list[ManifestRecord] = []
-    bar = tqdm(
-        range(spec_size.patients), desc="CXR virtual patients", disable=not progress, unit="pt"
-    )
-    for i in bar:
-        pseed = patient_seed(seed, i)
-        pid = patient_id(pseed)
-        for j, pair in iter_patient_pairs(source, preset, spec_size, seed, i):
-            rng = np.random.default_rng([seed, i, j, 77])
-            photometric = "MONOCHROME1" if rng.random() < 0.5 else "MONOCHROME2"
-            modality = "CR" if rng.random() < 0.5 else "DX"
-            order = [0, 1] if rng.random() < 0.5 else [1, 0]
-            for slot, label in zip(order, (0, 1), strict=True):
-                image = pair.positive if label else pair.negative
-                stored = to_stored(image)
-                name = f"images/{pid}/{pid}_{2 * j + slot:03d}"
-                if fmt == "dicom":
-                    rel = name + ".dcm"
-                    write_dicom(
-                        out / rel,
-                        stored,
-                        patient_id=pid,
-                        instance_key=f"{seed}:{rel}",
-                        pixel_mm=g.pixel_mm,
-                        modality=modality,
-                        photometric=photometric,
-                        series_key=f"{seed}:{pid}",
-                    )
-                else:
-                    rel = name + ".png"
-                    write_png(out / rel, stored)
-                records.append(_record(rel, label, pid, pseed, j, pair, modality, photometric))
+    job = _PatientJob(source, preset, spec_size, seed, out, fmt)
+    bar = tqdm(total=spec_size.patients, desc="CXR virtual patients", disable=not progress)
+    if workers > 1 and spec_size.patients > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork shares the prepared CT with the workers; each patient depends only on the
+        # seeds, so the bytes do not depend on the number of workers.
+        ctx = mp.get_context("fork")
+        with ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)
+        ) as pool:
+            for recs in pool.map(_run_worker, range(spec_size.patients)):
+                records.extend(recs)
+                bar.update(1)
+    else:
+        for i in range(spec_size.patients):
+            records.extend(job(i))
+            bar.update(1)
+    bar.close()
     splits = assign_splits(
         [r.patient_id for r in records], [r.label for r in records], SPLIT_FRACTIONS, seed
     )
@@ -410,6 +401,65 @@ def build_cxr_dataset(
     manifest.save(out)
     logger.info("wrote %d simulated radiographs to %s", len(records), out)
     return manifest
+
+
+@dataclass
+class _PatientJob:
+    """Renders and writes all images of one virtual patient (picklable for workers)."""
+
+    source: CTSource
+    preset: DifficultyPreset
+    size: SizeSpec
+    seed: int
+    out: Path
+    fmt: str
+
+    def __call__(self, i: int) -> list[ManifestRecord]:
+        seed, out, g = self.seed, self.out, self.size.geometry
+        pseed = patient_seed(seed, i)
+        pid = patient_id(pseed)
+        records: list[ManifestRecord] = []
+        for j, pair in iter_patient_pairs(self.source, self.preset, self.size, seed, i):
+            rng = np.random.default_rng([seed, i, j, 77])
+            photometric = "MONOCHROME1" if rng.random() < 0.5 else "MONOCHROME2"
+            modality = "CR" if rng.random() < 0.5 else "DX"
+            order = [0, 1] if rng.random() < 0.5 else [1, 0]
+            for slot, label in zip(order, (0, 1), strict=True):
+                stored = to_stored(pair.positive if label else pair.negative)
+                name = f"images/{pid}/{pid}_{2 * j + slot:03d}"
+                if self.fmt == "dicom":
+                    rel = name + ".dcm"
+                    write_dicom(
+                        out / rel,
+                        stored,
+                        patient_id=pid,
+                        instance_key=f"{seed}:{rel}",
+                        pixel_mm=g.pixel_mm,
+                        modality=modality,
+                        photometric=photometric,
+                        series_key=f"{seed}:{pid}",
+                    )
+                else:
+                    rel = name + ".png"
+                    write_png(out / rel, stored)
+                records.append(_record(rel, label, pid, pseed, j, pair, modality, photometric))
+        return records
+
+
+_WORKER_JOB: _PatientJob | None = None
+
+
+def _init_worker(job: _PatientJob) -> None:
+    global _WORKER_JOB
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER_JOB = job
+
+
+def _run_worker(i: int) -> list[ManifestRecord]:
+    assert _WORKER_JOB is not None
+    return _WORKER_JOB(i)
 
 
 def _record(

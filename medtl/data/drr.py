@@ -104,7 +104,7 @@ class Geometry:
     """
 
     size: int = 256
-    fov_mm: float = 320.0
+    fov_mm: float = 300.0
     depth_mm: float = 3.0
     depth_samples: int = 100
 

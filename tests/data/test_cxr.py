@@ -17,20 +17,9 @@ TINY = cxr.SIZES["tiny"]
 
 
 @pytest.fixture(scope="module")
-def ct_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The real chest CT: the user's fetched copy when present, else fetched into a tmp home."""
-    from medtl.data.fetch import SourceFetchError, fetch_sources, source_path, verify_source
-
-    home = tmp_path_factory.mktemp("medtl_home")
-    with pytest.MonkeyPatch.context() as mp:
-        folder = source_path(cxr.SOURCE_NAME)
-        if verify_source(cxr.SOURCE_NAME, folder):
-            mp.setenv("MEDTL_HOME", str(home))
-            try:
-                folder = fetch_sources([cxr.SOURCE_NAME])[cxr.SOURCE_NAME]
-            except SourceFetchError as err:  # pragma: no cover - offline machines
-                pytest.skip(f"chest CT not available: {err}")
-        yield folder
+def ct_folder(fetched_sources: dict[str, Path]) -> Path:
+    """The real chest CT, fetched once per session (tests/data/conftest.py)."""
+    return fetched_sources[cxr.SOURCE_NAME]
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,8 @@ def cached_dataset(
         cache: ``"memory"`` (MONAI ``CacheDataset``, filled now), ``"disk"`` (MONAI
             ``PersistentDataset`` under ``cache_dir``, filled lazily, reused across runs) or
             ``"none"``.
-        cache_dir: folder for ``cache="disk"`` (e.g. ``home_subdir("cache") / "train"``).
+        cache_dir: folder for ``cache="disk"``; default ``MEDTL_HOME/cache/datasets`` (safe to
+            share: entries are keyed by content and transform).
         cache_key: describes the deterministic transform's configuration; part of the disk
             cache key so a changed pipeline never reads stale entries. Defaults to
             :func:`describe_transform` of ``deterministic_transform``.
@@ -156,7 +157,7 @@ def cached_dataset(
         A map-style dataset.
 
     Raises:
-        ValueError: ``cache="disk"`` without ``cache_dir``, or an unknown mode.
+        ValueError: an unknown cache mode.
     """
     from monai.data import CacheDataset, PersistentDataset
     from monai.data import Dataset as MonaiDataset
@@ -184,7 +185,9 @@ def cached_dataset(
         )
     if cache == "disk":
         if cache_dir is None:
-            raise ValueError("cache='disk' needs cache_dir")
+            from medtl.paths import home_subdir
+
+            cache_dir = home_subdir("cache") / "datasets"
         key = cache_key if cache_key is not None else describe_transform(deterministic_transform)
         return PersistentDataset(
             data=data,

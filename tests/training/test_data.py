@@ -132,9 +132,13 @@ def test_content_hasher_changes_with_bytes_not_with_mtime_only(tmp_path: Path) -
     )
 
 
-def test_disk_cache_requires_a_folder(scans: list[dict]) -> None:
-    with pytest.raises(ValueError, match="cache_dir"):
-        cached_dataset(scans, Decode(), cache="disk")
+def test_disk_cache_defaults_to_medtl_home(scans: list[dict], tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MEDTL_HOME", str(tmp_path / "home"))
+    ds = cached_dataset(scans[:1], Decode(), cache="disk")
+    assert ds[0]["label"] == 0
+    assert len(list((tmp_path / "home" / "cache" / "datasets").glob("*.pt"))) == 1
+    with pytest.raises(ValueError, match="cache mode"):
+        cached_dataset(scans, Decode(), cache="ram")  # type: ignore[arg-type]
 
 
 def _order(loader) -> list[int]:

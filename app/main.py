@@ -34,21 +34,29 @@ def _page(name: str, title: str, icon: str, default: bool = False) -> st.Page:
 
 def main() -> None:
     """Route to the pages of the signed-in user's role."""
-    st.set_page_config(page_title="medtl · clinical AI review", page_icon="🩻", layout="wide")
+    st.set_page_config(
+        page_title="medtl · clinical AI review", page_icon=":material/radiology:", layout="wide"
+    )
     user = session.current_user()
     st.session_state["medtl_user"] = user
     if user is None:
-        nav = st.navigation([_page("sign_in", "Sign in", "🔑", default=True)], position="hidden")
+        nav = st.navigation(
+            [_page("sign_in", "Sign in", ":material/login:", default=True)], position="hidden"
+        )
         nav.run()
         return
     pages = []
     if user.role in ("clinician", "admin"):
-        pages.append(_page("upload_analyse", "Upload and analyse", "📤", default=True))
-    pages.append(_page("worklist", "Worklist", "📋", default=user.role == "researcher"))
-    pages.append(_page("case_review", "Case review", "🩺"))
-    pages.append(_page("models_reports", "Models and reports", "📑"))
+        pages.append(
+            _page("upload_analyse", "Upload and analyse", ":material/upload_file:", default=True)
+        )
+    pages.append(
+        _page("worklist", "Worklist", ":material/checklist:", default=user.role == "researcher")
+    )
+    pages.append(_page("case_review", "Case review", ":material/stethoscope:"))
+    pages.append(_page("models_reports", "Models and reports", ":material/description:"))
     if user.role == "admin":
-        pages.append(_page("admin", "Admin", "🛡️"))
+        pages.append(_page("admin", "Admin", ":material/admin_panel_settings:"))
     nav = st.navigation(pages)
     with st.sidebar:
         st.markdown(f"Signed in as **{user.username}** ({user.role})")

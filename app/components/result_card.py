@@ -73,13 +73,13 @@ def render_domain(result: PredictionResult) -> None:
         st.error(
             "**Not analysed: this model was not made for this kind of image.**\n\n"
             + "\n".join(f"- {r}" for r in reasons),
-            icon="🚫",
+            icon=":material/block:",
         )
     elif result.domain.status == "warn":
         st.warning(
             "**Caution: this scan is unlike the validation images; the result may "
             "be unreliable.**\n\n" + "\n".join(f"- {r}" for r in reasons),
-            icon="⚠️",
+            icon=":material/warning:",
         )
 
 
@@ -104,6 +104,7 @@ def render_result_card(
     package_dir: Path | None = None,
     case_id: str | None = None,
     key: str = "result",
+    shown_warnings: list[str] | None = None,
 ) -> None:
     """Show one prediction.
 
@@ -112,6 +113,7 @@ def render_result_card(
         package_dir: the model package folder (for the validation report).
         case_id: the case pseudonym the result was saved under.
         key: widget-key prefix.
+        shown_warnings: loader warnings already on the page (not repeated here).
     """
     with st.container(border=True):
         head = "AI result" + (f" · case {case_id}" if case_id else "")
@@ -132,6 +134,8 @@ def render_result_card(
                     f"({_pct(top.probability)}); {result.n_windows} regions analysed."
                 )
         for warning in result.warnings:
+            if warning in (shown_warnings or []):
+                continue
             st.caption(f"Note from loading: {warning}")
         st.caption(
             f"Model **{result.package}**"

@@ -132,7 +132,7 @@ def render_viewer(
             (float(lo) + 1.0 if np.isfinite(lo) else 1.0),
         )
     base = default_window(scan)
-    controls, picture = st.columns([1, 3])
+    controls, picture = st.columns([1.4, 2.6])
     with controls:
         st.markdown("**Display**")
         presets = [_DEFAULT, *WINDOW_PRESETS]
@@ -140,7 +140,7 @@ def render_viewer(
             "Window preset",
             presets,
             key=f"{key}_preset",
-            format_func=lambda p: "From the file / automatic" if p == _DEFAULT else p.title(),
+            format_func=lambda p: "Auto (file)" if p == _DEFAULT else p.title(),
             help="Lung, mediastinum, bone and brain are CT windows in Hounsfield units.",
         )
         window = base if preset == _DEFAULT else WINDOW_PRESETS[preset]
@@ -189,7 +189,7 @@ def render_viewer(
         opacity = 0.0
         if heatmap is not None:
             show_heat = st.toggle(
-                "Show heat map",
+                "Heat map",
                 value=True,
                 key=f"{key}_heat",
                 help="Where the model looked (Grad-CAM), not a lesion outline.",

@@ -65,7 +65,7 @@ if scan.meta.get("burned_in_warning"):
         "**Burned-in text may be present.** This image may carry patient details "
         "written into the pixels, which de-identification cannot remove. Check the "
         "image before sharing it.",
-        icon="⚠️",
+        icon=":material/warning:",
     )
 for note in scan.warnings:
     st.caption(f"Note from loading: {note}")
@@ -123,28 +123,35 @@ else:
                     "model or contact your administrator."
                 )
 
-heat = None
-if saved is not None:
-    heat = analysis.heat_on_scan(saved.result, scan)
-    if saved.already_uploaded:
-        st.info(
-            f"This series was uploaded before as case {saved.case_id}; the new AI result "
-            "was added to that case."
+heat = analysis.heat_on_scan(saved.result, scan) if saved is not None else None
+view_col, card_col = st.columns([3, 2], gap="medium")
+with view_col:
+    render_viewer(scan, key="upload_viewer", heatmap=heat)
+with card_col:
+    if saved is None:
+        st.info("Choose a model and press **Analyse** to see the AI result here.")
+    else:
+        if saved.already_uploaded:
+            st.info(
+                f"This series was uploaded before as case {saved.case_id}; the new AI result "
+                "was added to that case."
+            )
+        render_result_card(
+            saved.result,
+            package_dir=saved.package_dir,
+            case_id=saved.case_id,
+            shown_warnings=list(scan.warnings),
         )
-    render_result_card(saved.result, package_dir=saved.package_dir, case_id=saved.case_id)
-
-render_viewer(scan, key="upload_viewer", heatmap=heat)
-
-if saved is not None and saved.case_id:
-    left, right = st.columns(2)
-    if left.button("Send to worklist", type="primary", key="send"):
-        st.session_state["medtl_sent"] = (
-            f"Case {saved.case_id} is in the worklist, awaiting review."
-        )
-        st.session_state["medtl_upload_round"] = round_no + 1
-        st.session_state.pop("medtl_scan", None)
-        st.session_state.pop("medtl_analysis", None)
-        st.rerun()
-    if right.button("Review it now", key="review_now"):
-        st.session_state["medtl_case_id"] = saved.case_id
-        st.switch_page("pages/case_review.py")
+    if saved is not None and saved.case_id:
+        left, right = st.columns(2)
+        if left.button("Send to worklist", type="primary", key="send"):
+            st.session_state["medtl_sent"] = (
+                f"Case {saved.case_id} is in the worklist, awaiting review."
+            )
+            st.session_state["medtl_upload_round"] = round_no + 1
+            st.session_state.pop("medtl_scan", None)
+            st.session_state.pop("medtl_analysis", None)
+            st.rerun()
+        if right.button("Review it now", key="review_now"):
+            st.session_state["medtl_case_id"] = saved.case_id
+            st.switch_page("pages/case_review.py")

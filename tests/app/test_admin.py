@@ -54,9 +54,15 @@ def test_audit_log_filters_and_csv_export(app_home) -> None:
     with ReviewStore.open() as store:
         alice = store.accounts.get_user("alice")
         case = store.create_case(alice, load_scan(dicom_bytes(seed=3)))
-        store.record_prediction(alice, case.case_id, model_name="tinycxr",
-                                model_version="1.0.0", label="nodule", probability=0.6,
-                                threshold=0.5)
+        store.record_prediction(
+            alice,
+            case.case_id,
+            model_name="tinycxr",
+            model_version="1.0.0",
+            label="nodule",
+            probability=0.6,
+            threshold=0.5,
+        )
         store.submit_review(alice, case.case_id, "agree", comment="fine")
     at = _admin_page()
     at.selectbox(key="adm_action").set_value("review").run()
@@ -76,7 +82,8 @@ def test_audit_log_filters_and_csv_export(app_home) -> None:
         store.export_reviews_csv(None, buf)
     rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
     assert [(r["case_id"], r["reader"], r["decision"]) for r in rows] == [
-        (case.case_id, "alice", "agree")]
+        (case.case_id, "alice", "agree")
+    ]
     with ReviewStore.open() as store:
         exports = store.audit_log(None, action="export")
     assert [e.username for e in exports][:1] == ["adam"]

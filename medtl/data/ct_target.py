@@ -18,13 +18,15 @@ idx   name         TotalSegmentator structures
 5     rib          ribs left/right 1-12 (92-115)
 ====  ===========  =============================================
 
-**Spatial split.** The volume is cut into interleaved axial slabs (thick enough for a 3D
-patch, separated by a gap of at least one slice); every slab belongs to one split, chosen
-so that each split holds every class. Patches lie wholly inside their slab, so no voxel of
-a test patch was ever seen in training. **Virtual patients**: each split has its own
-virtual patients (one real patient, simulated variants): per slab an in-plane affine +
-elastic warp (no voxel leaves its slice, hence its slab), plus noise, smoothing (kernel)
-and a small HU offset. A virtual patient only appears in its split's slabs.
+**Spatial split.** The volume is cut into interleaved axial slabs (4 slices for 2D sets,
+3D patch depth + 2 for 3D sets, separated by :data:`SLAB_GAP` = 2 slices); every slab
+belongs to one split, chosen so that each split holds every class. Patches lie wholly
+inside their slab, so no voxel of a test patch was ever seen in training.
+
+**Virtual patients**: each split has its own virtual patients (one real patient, simulated
+variants): per slab an in-plane affine + elastic warp (no voxel leaves its slice, hence
+its slab), plus noise, smoothing (kernel) and a small HU offset. A virtual patient only
+appears in its split's slabs.
 
 Layout: ``images/<patient>/<index>.nii.gz`` (int16 HU), ``masks/...`` (uint8: 0 other,
 ``c + 1`` for class ``c``), ``manifest.json``. Attributes per record: ``ndim``, ``slab``,
@@ -70,7 +72,10 @@ CT_CLASSES: dict[str, tuple[int, ...]] = {
 CT_LABELS: list[str] = list(CT_CLASSES)
 
 SLAB_FRACTIONS: dict[str, float] = {"train": 0.5, "val": 0.15, "calibration": 0.15, "test": 0.2}
-SLAB_GAP = 1
+#: slices left out between neighbouring slabs
+SLAB_GAP = 2
+#: slab thickness (slices) of 2D datasets; 3D slabs are the patch depth + 2
+SLAB_DEPTH_2D = 4
 
 
 @dataclass(frozen=True)
@@ -145,18 +150,16 @@ def load_ct(source_dir: str, size: str) -> tuple[np.ndarray, np.ndarray]:
     return hu_r, cls_r
 
 
-def slab_layout(n_slices: int, patch_depth: int) -> list[tuple[int, int]]:
-    """Cut ``n_slices`` into slabs of ``patch_depth + 2`` slices separated by
-    :data:`SLAB_GAP` slices.
+def slab_layout(n_slices: int, depth: int, gap: int = SLAB_GAP) -> list[tuple[int, int]]:
+    """Cut ``n_slices`` into slabs of ``depth`` slices separated by ``gap`` slices.
 
     Returns:
         ``[(z0, z1), ...]`` slice ranges (end exclusive).
     """
-    depth = patch_depth + 2
     slabs, z = [], 0
     while z + depth <= n_slices:
         slabs.append((z, z + depth))
-        z += depth + SLAB_GAP
+        z += depth + gap
     return slabs
 
 
@@ -257,10 +260,11 @@ def build_ct_target(
 
         source_dir = require_source("ct_chest")
     hu, classes = load_ct(str(source_dir), size)
-    slabs = slab_layout(hu.shape[0], spec.patch3d[0])
-    slab_split = assign_slabs(_slab_class_counts(classes, slabs, spec.patch3d), seed)
     patch = spec.patch_shape(ndim)
     shape3 = patch if ndim == 3 else (1, *patch)
+    # 2D patches need one slice: thinner slabs interleave the anatomy better between splits
+    slabs = slab_layout(hu.shape[0], SLAB_DEPTH_2D if ndim == 2 else spec.patch3d[0] + 2)
+    slab_split = assign_slabs(_slab_class_counts(classes, slabs, shape3), seed)
     spacing = spec.spacing if ndim == 3 else spec.spacing[1:]
     out = Path(out_dir)
     for sub in ("images", "masks"):

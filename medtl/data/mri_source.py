@@ -7,11 +7,12 @@ gamma contrast change, Rician noise). Each virtual subject is one ``patient_id``
 not patches, are assigned to splits.
 
 Tissue labels (per voxel, from the template's probability maps): 0 background (outside
-the brain: skull, scalp, air near the head), 1 CSF / other in-brain tissue, 2 grey
-matter, 3 white matter. The task is **classification**: the label of a patch is the
-dominant tissue of its centre region (3x3 in-plane, x3 slices for 3D). Besides the
-patches, :func:`build_mri_volumes` writes each virtual subject's whole T1 volume (with its
-tissue map as ``mask``) for self-supervised restoration pretraining.
+the brain mask, within 12 mm of it for patch centres), 1 CSF / other in-brain tissue,
+2 grey matter, 3 white matter. The task is **classification**: the label of a patch is the
+dominant tissue of its centre region (3x3 in-plane, x3 slices for 3D patches of 3 or more
+slices). Besides the patches, :func:`build_mri_volumes` writes each virtual subject's
+whole T1 volume (with its tissue map as ``mask``) for self-supervised restoration
+pretraining.
 
 Layout of a built folder::
 
@@ -171,12 +172,12 @@ def make_subject(
     )
 
 
-def centre_label_map(tissue: np.ndarray, ndim: int) -> np.ndarray:
-    """Dominant tissue of the centre region around every voxel (3x3 in-plane, x3 slices
-    for 3D patches, the voxel's own slice for 2D ones)."""
+def centre_label_map(tissue: np.ndarray, ndim: int, depth: int = 3) -> np.ndarray:
+    """Dominant tissue of the centre region around every voxel: 3x3 in-plane, and x3
+    slices for 3D patches at least 3 slices deep (the voxel's own slice otherwise)."""
     from scipy import ndimage as ndi
 
-    size = (1, 3, 3) if ndim == 2 else (3, 3, 3)
+    size = (3, 3, 3) if ndim == 3 and depth >= 3 else (1, 3, 3)
     votes = np.stack(
         [ndi.uniform_filter((tissue == c).astype(np.float32), size=size, mode="nearest")
          for c in range(len(MRI_LABELS))]
@@ -194,8 +195,8 @@ def _sample_patches(
 ) -> list[tuple[int, tuple[int, int, int], np.ndarray, np.ndarray]]:
     from scipy import ndimage as ndi
 
-    centre = centre_label_map(subject.tissue, ndim)
     shape3 = patch if ndim == 3 else (1, *patch)
+    centre = centre_label_map(subject.tissue, ndim, shape3[0])
     valid = valid_centre_mask(subject.tissue.shape, shape3)
     brain = subject.tissue > 0
     near = ndi.distance_transform_edt(~brain, sampling=spacing) <= BACKGROUND_MARGIN_MM

@@ -48,9 +48,9 @@ class SizeSpec:
 
 
 SIZE_SPECS: dict[str, SizeSpec] = {
-    "tiny": SizeSpec("tiny", (5.0, 2.8125, 2.8125), (24, 24), (4, 16, 16)),
+    "tiny": SizeSpec("tiny", (5.0, 2.8125, 2.8125), (24, 24), (2, 16, 16)),
     "demo": SizeSpec("demo", (2.5, 1.40625, 1.40625), (48, 48), (6, 32, 32)),
-    "full": SizeSpec("full", (2.5, 0.703125, 0.703125), (96, 96), (8, 64, 64)),
+    "full": SizeSpec("full", (2.5, 0.703125, 0.703125), (96, 96), (6, 64, 64)),
 }
 
 

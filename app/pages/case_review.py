@@ -9,7 +9,7 @@ import uuid
 
 import streamlit as st
 
-from app.components import session
+from app.components import analysis, session
 from app.components.viewer import render_viewer
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,31 @@ DECISIONS = {
     "disagree": "Disagree with the AI",
     "uncertain": "Uncertain",
 }
+
+
+def _heat_map(scan, pred):
+    """The AI heat map of the stored image, recomputed on request with the same model."""
+    heats = st.session_state.setdefault("medtl_case_heat", {})
+    key = (pred.case_id, pred.id)
+    if key not in heats:
+        if not st.toggle("Show the AI heat map (re-runs the model)", key=f"cr_heat_{pred.id}"):
+            return None
+        from medtl.models.package import PackageError, resolve_package
+
+        try:
+            folder = resolve_package(f"{pred.model_name}@{pred.model_version}")
+            with st.spinner("Computing the heat map…"):
+                result = analysis.get_predictor(folder).predict(scan)
+        except PackageError:
+            st.caption("The model of this result is no longer registered: no heat map.")
+            return None
+        except Exception:  # the heat map is optional: never break the review page
+            logger.exception("heat map recomputation failed")
+            st.caption("The heat map could not be computed.")
+            return None
+        heats[key] = analysis.heat_on_scan(result, scan)
+    return heats[key]
+
 
 recent = [c.case_id for c in store.worklist(user, limit=500)]
 current = st.session_state.get("medtl_case_id")
@@ -106,8 +131,11 @@ with image_col:
             logger.exception("could not read a stored case image")
             st.error("The stored image of this case could not be read.")
     view = None
+    heat = None
+    if scan is not None and pred is not None:
+        heat = _heat_map(scan, pred)
     if scan is not None:
-        view = render_viewer(scan, key=f"cr_view_{case_id}")
+        view = render_viewer(scan, key=f"cr_view_{case_id}", heatmap=heat)
     else:
         st.info("No image stored for this case.")
 

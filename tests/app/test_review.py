@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import numpy as np
 import pytest
 import streamlit as st
 
@@ -168,3 +169,32 @@ def test_unknown_case_is_a_clear_message(app_home, missing) -> None:
     at = open_case(sign_in(new_app().run(), "alice"), missing)
     assert not at.exception
     assert errors(at) == [f"no case {missing!r}"]
+
+
+def test_case_review_heat_map_on_request(app_home) -> None:
+    from medtl.inference import Predictor
+
+    with ReviewStore.open() as store:
+        alice = store.accounts.get_user("alice")
+        scan = load_scan(dicom_bytes(seed=12))
+        case = store.create_case(alice, scan)
+        store.record_prediction(
+            alice,
+            case.case_id,
+            model_name="tinycxr",
+            model_version="1.0.0",
+            label="nodule",
+            probability=0.5,
+            threshold=0.5,
+        )
+    at = open_case(sign_in(new_app().run(), "alice"), case.case_id)
+    assert not [t for t in at.toggle if t.key == f"cr_view_{case.case_id}_heat"]
+    [pred_id] = [int(t.key.rsplit("_", 1)[1]) for t in at.toggle if t.key.startswith("cr_heat_")]
+    at.toggle(key=f"cr_heat_{pred_id}").set_value(True).run()
+    assert not at.exception
+    assert at.toggle(key=f"cr_view_{case.case_id}_heat").value is True
+    expected = Predictor.from_package("tinycxr").predict(scan).heatmap
+    [(key, heat)] = at.session_state["medtl_case_heat"].items()
+    assert key == (case.case_id, pred_id)
+    assert heat.shape == scan.shape
+    np.testing.assert_allclose(heat, np.asarray(expected), atol=1e-5)

@@ -296,7 +296,7 @@ class Predictor:
             target = 0 if self.num_outputs == 1 else result.top_class_index
             cam = gradcam(self.model, x, class_idx=target, features=feats)
             image_shape = _image_array(scan, 2).shape
-            result.heatmap = normalize_map(upsample_map(cam.cam, image_shape)[0, 0].cpu())
+            result.heatmap = normalize_map(upsample_map(cam.cam, image_shape)[0, 0], inplace=True)
             result.heatmap_info = _heat_info(result, self.labels, target)
             timings.saliency = _ms(t0)
 
@@ -441,7 +441,7 @@ class Predictor:
         if saliency:
             t0 = time.perf_counter()
             cam_vol = upsample_map(heat[:, :1].float(), tuple(scan.shape))
-            result.heatmap = normalize_map(cam_vol[0, 0].cpu())
+            result.heatmap = normalize_map(cam_vol[0, 0], inplace=True)
             target = 0 if self.num_outputs == 1 else None
             result.heatmap_info = _heat_info(result, self.labels, target)
             if target is None:

@@ -169,23 +169,33 @@ def _resolve_class(model: nn.Module, class_idx: int | None, feats: torch.Tensor)
     return None  # MONAI picks each sample's argmax
 
 
-def normalize_map(cam: torch.Tensor | np.ndarray) -> np.ndarray:
+def normalize_map(cam: torch.Tensor | np.ndarray, *, inplace: bool = False) -> np.ndarray:
     """Scale a map to [0, 1] (min to 0, max to 1); a constant map becomes all zeros.
+
+    NaN and infinite values count as 0. Runs in torch (multi-threaded, in place on a float32
+    tensor when ``inplace``), as the map of a large radiograph has millions of pixels.
 
     Args:
         cam: any-shaped map.
+        inplace: reuse ``cam``'s memory when it is a float32 CPU tensor.
 
     Returns:
         float32 array of the same shape.
     """
-    arr = cam.detach().cpu().numpy() if isinstance(cam, torch.Tensor) else np.asarray(cam)
-    arr = np.nan_to_num(arr.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
-    if arr.size == 0:
-        return arr.astype(np.float32)
-    lo, hi = float(arr.min()), float(arr.max())
+    if isinstance(cam, torch.Tensor):
+        t = cam.detach().to("cpu", torch.float32)
+        if not inplace and t.data_ptr() == cam.data_ptr():
+            t = t.clone()
+    else:
+        t = torch.from_numpy(np.array(cam, dtype=np.float32))
+    if t.numel() == 0:
+        return t.numpy()
+    torch.nan_to_num_(t, nan=0.0, posinf=0.0, neginf=0.0)
+    lo_t, hi_t = torch.aminmax(t)
+    lo, hi = float(lo_t), float(hi_t)
     if hi - lo <= 1e-12 * max(1.0, abs(hi)):
-        return np.zeros_like(arr, dtype=np.float32)
-    return ((arr - lo) / (hi - lo)).astype(np.float32)
+        return t.zero_().numpy()
+    return t.sub_(lo).mul_(1.0 / (hi - lo)).clamp_(0.0, 1.0).numpy()
 
 
 def upsample_map(cam: torch.Tensor, out_shape: Sequence[int]) -> torch.Tensor:

@@ -98,7 +98,11 @@ def upload_limit_mb(main: Path, env: dict[str, str] | None = None) -> float:
     if not config.is_file() or spec is None or spec.loader is None:
         return DEFAULT_MAX_UPLOAD_MB
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses look their module up while executing
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
     home = Path(env["MEDTL_HOME"]) if env.get("MEDTL_HOME") else None
     return float(module.load_settings(home).max_upload_mb)
 

@@ -143,3 +143,39 @@ def test_registered_name_loads_the_same_package(
     assert by_name.predict(scan).probability == by_path.predict(scan).probability
     with pytest.raises(PackageError):
         Predictor.from_package("no-such-model")
+
+
+def test_multiclass_package_gives_class_probabilities(tmp_path) -> None:
+    from medtl.models import ModelCard, create_backbone, save_package
+    from medtl.transfer.presets import default_preprocessing
+
+    torch.manual_seed(0)
+    model = create_backbone("smallcnn", 2, 1, 3, options={"widths": [4, 8]})
+    card = ModelCard(
+        name="three",
+        preprocessing=default_preprocessing("mri", [32, 32]).model_dump(),
+        labels=["a", "b", "c"],
+        calibration={"method": "temperature", "temperature": 2.0, "n_classes": 3},
+    )
+    predictor = Predictor.from_package(save_package(model, card, tmp_path / "three"))
+    rng = np.random.default_rng(0)
+    from medtl.io import Scan
+
+    scan = Scan(
+        array=rng.normal(500, 50, (48, 40)).astype(np.float32),
+        spacing=(1.0, 1.0),
+        affine=np.eye(4),
+        modality="MR",
+        source_format="nifti",
+    )
+    result = predictor.predict(scan)
+    x = build_preprocessing(PreprocessingSpec(**card.preprocessing))(scan.array[None])
+    with torch.no_grad():
+        logits = predictor.model(x[None]).double().numpy()
+    expected = calibrator_from_dict(card.calibration).transform(logits)[0]
+    assert result.kind == "multiclass" and result.decision is None
+    np.testing.assert_allclose(list(result.probabilities.values()), expected, rtol=1e-6)
+    assert result.top_class == "abc"[int(np.argmax(expected))]
+    assert result.probability == pytest.approx(float(expected.max()))
+    assert result.heatmap.shape == (48, 40)
+    assert result.heatmap_info.target_class == result.top_class

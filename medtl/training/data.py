@@ -15,6 +15,7 @@ run see the same order as an uninterrupted single-process run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -112,6 +113,12 @@ def describe_transform(transform: Any) -> str:
             return [walk(v, depth + 1) for v in obj]
         if isinstance(obj, dict):
             return {str(k): walk(v, depth + 1) for k, v in sorted(obj.items(), key=str)}
+        if isinstance(obj, functools.partial):
+            return {
+                "partial": walk(obj.func, depth + 1),
+                "args": walk(list(obj.args), depth + 1),
+                "keywords": walk(dict(obj.keywords), depth + 1),
+            }
         if callable(obj) and not hasattr(obj, "__dict__"):
             return getattr(obj, "__qualname__", type(obj).__qualname__)
         name = f"{type(obj).__module__}.{type(obj).__qualname__}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,19 @@ def test_worker_augmentations_replay_for_the_same_seed_and_epoch() -> None:
     third = make_dataloader(Noisy(), cfg, True)
     set_loader_epoch(third, 3)
     assert all(torch.equal(x, y) for x, y in zip(_batches(third), c, strict=True))
+
+
+def _scale(x: float, factor: float = 1.0) -> float:
+    return x * factor
+
+
+def test_default_cache_key_sees_transform_settings() -> None:
+    from medtl.training.data import describe_transform
+
+    two, three = Decode(), Decode()
+    three.scale = 3.0
+    assert describe_transform(two) != describe_transform(three)
+    assert describe_transform(Decode()) == describe_transform(two)
+    assert describe_transform(functools.partial(_scale, factor=2.0)) != describe_transform(
+        functools.partial(_scale, factor=3.0)
+    )

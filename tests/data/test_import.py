@@ -185,3 +185,18 @@ def test_cli_fetch_uses_the_cache(sources_home: Path, monkeypatch: pytest.Monkey
     assert "nilearn==0.14.1 (BSD-3-Clause) verified" in result.output
     result = runner.invoke(app, ["fetch", "nope"])
     assert result.exit_code == 2 and "unknown source" in result.output
+
+
+def test_cli_build_demo_ct_tiny(
+    sources_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDTL_HOME", str(sources_home))
+    args = ["build-demo", "--size", "tiny", "--only", "ct", "--ndim", "2", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{") :])
+    assert summary["datasets"]["ct_structure_2d"] == 78
+    baseline = json.loads((tmp_path / "ct_structure_2d" / "histogram_baseline.json").read_text())
+    assert baseline["n_test"] == 18
+    result = runner.invoke(app, ["build-demo", "--only", "pet"])
+    assert result.exit_code == 2 and "unknown part" in result.output

@@ -131,3 +131,36 @@ def test_models_page_renders_card_and_report(clinician) -> None:
     assert "88%" in text and "81%" in text  # the operating point table
     [html] = at.get("html")
     assert REPORT_MARKER in html.proto.body
+
+
+def _nifti_volume_bytes() -> bytes:
+    import gzip
+
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(40, 10, (24, 20, 12)).astype(np.float32)  # x, y, z (RAS)
+    img = nib.Nifti1Image(data, np.diag([0.8, 0.8, 2.5, 1.0]))
+    return gzip.compress(img.to_bytes())
+
+
+def test_volume_viewer_and_refusal_of_a_2d_model(clinician) -> None:
+    at = upload(clinician, _nifti_volume_bytes(), name="vol.nii.gz", mime="application/gzip")
+    assert not at.exception and errors(at) == []
+    assert "NIFTI · 12 x 20 x 24" in page_text(at)
+    plane = at.radio(key="upload_viewer_view")
+    assert plane.options == ["Axial", "Coronal", "Sagittal"]
+    assert at.slider(key="upload_viewer_slice_axial").value == 6  # the middle of 12 slices
+    plane.set_value("coronal").run()
+    assert at.slider(key="upload_viewer_slice_coronal").max == 20
+    assert "coronal slice 10 of 20" in page_text(at)
+
+    analyse(at)  # a 2D chest radiograph model must not read a volume
+    assert not at.exception
+    refusal = [str(e.value) for e in at.error]
+    assert len(refusal) == 1
+    assert refusal[0].startswith("**Not analysed: this model was not made for this kind")
+    assert at.metric.len == 0  # no probability is shown
+    assert "Estimated probability" not in page_text(at)
+    with ReviewStore.open() as store:
+        assert store.worklist(None) == []  # nothing saved

@@ -41,9 +41,10 @@ from medtl.inference.result import (
     Decision,
     HeatmapInfo,
     PredictionResult,
-    Region,
     ScanInfo,
     Timings,
+    region_map,
+    top_regions,
 )
 from medtl.inference.saliency import gradcam, normalize_map, upsample_map
 
@@ -378,16 +379,12 @@ class Predictor:
                 logits = self.model.forward_head(feats)
             clock["forward"] += _ms(t)
             for i, sl in enumerate(slices):
-                spatial = sl[2:]
+                # MONAI pads volumes smaller than a window: window corners back to the grid
+                box = [(s.start - p, s.stop - p) for s, p in zip(sl[2:], pad_front, strict=True)]
                 windows.append(
                     {
-                        "start": [
-                            max(s.start - p, 0) for s, p in zip(spatial, pad_front, strict=True)
-                        ],
-                        "stop": [
-                            min(s.stop - p, g)
-                            for s, p, g in zip(spatial, pad_front, grid, strict=True)
-                        ],
+                        "start": [max(a, 0) for a, _ in box],
+                        "stop": [min(b, g) for (_, b), g in zip(box, grid, strict=True)],
                         "logits": logits[i].detach().cpu().double().numpy(),
                         "pooled": feats[i].flatten(1).mean(1).detach().cpu().double().numpy(),
                     }
@@ -416,7 +413,8 @@ class Predictor:
             _refuse_invalid(result)
             return
         t0 = time.perf_counter()
-        if self.num_outputs == 1:
+        binary = self.num_outputs == 1
+        if binary:
             p = self.calibrate(logits[:, 0])
             probs = np.stack([1.0 - p, p], axis=1)
             best = int(np.argmax(p))
@@ -427,8 +425,10 @@ class Predictor:
         timings.calibration = _ms(t0)
         self._fill(result, volume_probs, logits.mean(axis=0))
         result.n_windows = len(windows)
-        result.regions = self._top_regions(windows, probs, grid, scan.shape)
-        result.region_map = _region_map(windows, probs, grid, roi, self.num_outputs == 1)
+        result.regions = top_regions(
+            windows, probs, self.labels, grid, scan.shape, binary, _TOP_REGIONS
+        )
+        result.region_map = region_map(windows, probs, grid, roi, binary)
         if len(windows) > 1 and self.num_outputs == 1:
             result.warnings.append(
                 f"The volume was read as {len(windows)} overlapping windows; the operating "
@@ -447,31 +447,6 @@ class Predictor:
             if target is None:
                 result.heatmap_info.target_class = "top class of each window"
             timings.saliency = clock["saliency"] + _ms(t0)
-
-    def _top_regions(
-        self,
-        windows: list[dict[str, Any]],
-        probs: np.ndarray,
-        grid: tuple[int, ...],
-        scan_shape: Sequence[int],
-    ) -> list[Region]:
-        labels = self.labels
-        score = probs[:, 1] if self.num_outputs == 1 else probs.max(axis=1)
-        order = np.argsort(-score, kind="stable")[:_TOP_REGIONS]
-        scale = [s / g for s, g in zip(scan_shape, grid, strict=True)]
-        regions = []
-        for i in order:
-            w = windows[int(i)]
-            regions.append(
-                Region(
-                    start=[int(np.floor(a * f)) for a, f in zip(w["start"], scale, strict=True)],
-                    stop=[int(np.ceil(b * f)) for b, f in zip(w["stop"], scale, strict=True)],
-                    probabilities={n: float(p) for n, p in zip(labels, probs[i], strict=True)},
-                    probability=float(score[i]),
-                    top_class=labels[int(np.argmax(probs[i]))],
-                )
-            )
-        return regions
 
 
 def _refuse_invalid(result: PredictionResult) -> None:
@@ -502,31 +477,3 @@ def _heat_info(result: PredictionResult, labels: list[str], target: int | None) 
     else:
         name = labels[1] if result.kind == "binary" else labels[target]
     return HeatmapInfo(method="gradcam", target_class=name, shape=list(heat.shape), peak_index=peak)
-
-
-def _region_map(
-    windows: list[dict[str, Any]],
-    probs: np.ndarray,
-    grid: tuple[int, ...],
-    roi: tuple[int, ...],
-    binary: bool,
-) -> np.ndarray:
-    """Coarse map (cells of a quarter window) of the mean score of the windows covering it.
-
-    Score: positive-class probability (binary) or top-class probability (multi-class).
-    """
-    score = probs[:, 1] if binary else probs.max(axis=1)
-    cell = [max(1, r // 4) for r in roi]
-    shape = [max(1, -(-g // c)) for g, c in zip(grid, cell, strict=True)]
-    total = np.zeros(shape, dtype=np.float64)
-    count = np.zeros(shape, dtype=np.float64)
-    for w, s in zip(windows, score, strict=True):
-        idx = tuple(
-            slice(a // c, max(a // c + 1, -(-b // c)))
-            for a, b, c in zip(w["start"], w["stop"], cell, strict=True)
-        )
-        total[idx] += s
-        count[idx] += 1
-    with np.errstate(invalid="ignore"):
-        out = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-    return out.astype(np.float32)

@@ -10,6 +10,7 @@ laterality, geometry); pseudonyms and UIDs stay out of results.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -254,3 +255,86 @@ class PredictionResult(BaseModel):
         if self.domain.status == "warn":
             parts.append("CAUTION: " + " ".join(self.domain.reasons))
         return "; ".join(parts)
+
+
+# ---------------------------------------------------------------- volumes: window summaries
+
+
+def _window_scores(probs: np.ndarray, binary: bool) -> np.ndarray:
+    """Positive-class (binary) or top-class (multi-class) probability of each window."""
+    return probs[:, 1] if binary else probs.max(axis=1)
+
+
+def top_regions(
+    windows: list[dict[str, Any]],
+    probs: np.ndarray,
+    labels: list[str],
+    grid: Sequence[int],
+    scan_shape: Sequence[int],
+    binary: bool,
+    k: int = 5,
+) -> list[Region]:
+    """The ``k`` most suspicious windows, as :class:`Region` on the scan grid.
+
+    Args:
+        windows: dicts with ``start`` / ``stop`` (voxel indices on ``grid``).
+        probs: ``(n_windows, n_classes)`` calibrated probabilities.
+        labels: class names.
+        grid: shape of the grid the windows ran on (the scan's, or a resampled one).
+        scan_shape: the scan's shape.
+        binary: one-logit package (score: positive class; else the top class).
+        k: how many regions.
+
+    Returns:
+        Regions, highest score first.
+    """
+    score = _window_scores(probs, binary)
+    order = np.argsort(-score, kind="stable")[:k]
+    scale = [s / g for s, g in zip(scan_shape, grid, strict=True)]
+    regions = []
+    for i in order:
+        w = windows[int(i)]
+        regions.append(
+            Region(
+                start=[int(np.floor(a * f)) for a, f in zip(w["start"], scale, strict=True)],
+                stop=[int(np.ceil(b * f)) for b, f in zip(w["stop"], scale, strict=True)],
+                probabilities={n: float(p) for n, p in zip(labels, probs[i], strict=True)},
+                probability=float(score[i]),
+                top_class=labels[int(np.argmax(probs[i]))],
+            )
+        )
+    return regions
+
+
+def region_map(
+    windows: list[dict[str, Any]],
+    probs: np.ndarray,
+    grid: Sequence[int],
+    roi: Sequence[int],
+    binary: bool,
+) -> np.ndarray:
+    """Coarse map (cells of a quarter window) of the mean score of the windows covering it.
+
+    Args:
+        windows: dicts with ``start`` / ``stop`` on ``grid``.
+        probs: ``(n_windows, n_classes)`` calibrated probabilities.
+        grid: shape of the grid the windows ran on.
+        roi: window size.
+        binary: one-logit package (score: positive class; else the top class).
+
+    Returns:
+        float32 map; 0 where no window reached.
+    """
+    score = _window_scores(probs, binary)
+    cell = [max(1, r // 4) for r in roi]
+    shape = [max(1, -(-g // c)) for g, c in zip(grid, cell, strict=True)]
+    total = np.zeros(shape, dtype=np.float64)
+    count = np.zeros(shape, dtype=np.float64)
+    for w, s in zip(windows, score, strict=True):
+        idx = tuple(
+            slice(a // c, max(a // c + 1, -(-b // c)))
+            for a, b, c in zip(w["start"], w["stop"], cell, strict=True)
+        )
+        total[idx] += s
+        count[idx] += 1
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32)

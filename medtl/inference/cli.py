@@ -34,7 +34,7 @@ def _fail(message: str) -> typer.Exit:
 @app.command("predict")
 def predict(
     package: Annotated[
-        str, typer.Argument(help="Model package folder or registered name[@version].")
+        str, typer.Argument(help="Model package folder, or a registered name or name@version.")
     ],
     path: Annotated[Path, typer.Argument(help="Scan: DICOM file/folder/zip, NIfTI, PNG or JPEG.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

@@ -11,6 +11,20 @@
     db_retries = 6               # tries of a write on a locked database
     oidc = false                 # show "Sign in with your organisation" (needs [auth] secrets)
 
+Single sign-on (OIDC) uses Streamlit's ``st.login``: set ``oidc = true`` here *and* put an
+``[auth]`` section in Streamlit's secrets (``~/.streamlit/secrets.toml`` of the account that
+runs the app; the repository has no ``.streamlit/`` folder), e.g.::
+
+    [auth]
+    redirect_uri = "https://medtl.example.org/oauth2callback"
+    cookie_secret = "<long random string>"
+    client_id = "medtl"
+    client_secret = "<from your identity provider>"
+    server_metadata_url = "https://idp.example.org/.well-known/openid-configuration"
+
+The "Sign in with your organisation" button appears only when both are set. The identity's
+e-mail local part must match an active local medtl account (whose role applies).
+
 Environment variables override the file: ``MEDTL_APP_MAX_UPLOAD_MB``,
 ``MEDTL_DATABASE_URL``, ``MEDTL_APP_SESSION_MINUTES``, ``MEDTL_APP_IDLE_MINUTES``,
 ``MEDTL_APP_DB_BUSY_TIMEOUT_MS``, ``MEDTL_APP_DB_RETRIES``, ``MEDTL_APP_OIDC``.

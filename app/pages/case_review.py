@@ -58,7 +58,7 @@ def _heat_map(scan, pred):
     return heats[key]
 
 
-recent = [c.case_id for c in store.worklist(user, limit=500)]
+recent = [c.case_id for c in store.worklist(user)]
 current = st.session_state.get("medtl_case_id")
 if current and current not in recent:
     recent.append(current)

@@ -5,6 +5,7 @@ database that keeps the form."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -61,6 +62,11 @@ def test_worklist_filters_and_opening_records_a_view(app_home) -> None:
     assert list(table["Case"]) == [older, newer]  # oldest first
     assert list(table["Status"]) == ["Awaiting review", "Awaiting review"]
     assert list(table["AI result"]) == ["nodule (73%)", "nodule (73%)"]
+    today = datetime.now(UTC).date()
+    at.date_input(key="wl_dates").set_value((today - timedelta(days=9), today - timedelta(days=2)))
+    assert "No cases match these filters." in page_text(at.run())
+    at.date_input(key="wl_dates").set_value((today, today))
+    assert len(at.run().dataframe[0].value) == 2
     at.multiselect(key="wl_status").set_value(["agreed"]).run()
     assert "No cases match these filters." in page_text(at)
     at.multiselect(key="wl_status").set_value(["awaiting_review"])

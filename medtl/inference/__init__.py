@@ -13,9 +13,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medtl.inference.domain import DomainCheck, DomainGuard, fit_domain_guard, load_domain_guard
+    from medtl.inference.domain import DomainGuard, fit_domain_guard, load_domain_guard
     from medtl.inference.predictor import Predictor
-    from medtl.inference.result import PredictionResult
+    from medtl.inference.result import DomainCheck, PredictionResult
     from medtl.inference.saliency import (
         GradCamResult,
         gradcam,
@@ -30,7 +30,7 @@ _LAZY = {
     "normalize_map": "medtl.inference.saliency",
     "saliency_map": "medtl.inference.saliency",
     "upsample_map": "medtl.inference.saliency",
-    "DomainCheck": "medtl.inference.domain",
+    "DomainCheck": "medtl.inference.result",
     "DomainGuard": "medtl.inference.domain",
     "fit_domain_guard": "medtl.inference.domain",
     "load_domain_guard": "medtl.inference.domain",

@@ -41,7 +41,6 @@ from medtl.inference.result import DomainCheck
 __all__ = [
     "GUARD_ARRAYS_FILE",
     "GUARD_JSON_FILE",
-    "DomainCheck",
     "DomainGuard",
     "default_expectations",
     "fit_domain_guard",

@@ -68,7 +68,9 @@ def make_package(root: Path, name: str = "tinycxr", version: str = "1.0.0") -> P
     return resolve_package(f"{name}@{version}")
 
 
-def dicom_bytes(seed: int = 0, modality: str = "CR", burned_in: bool = False) -> bytes:
+def dicom_bytes(
+    seed: int = 0, modality: str = "CR", burned_in: bool = False, spacing: float = 0.2
+) -> bytes:
     """A 64x64 16-bit MONOCHROME2 DICOM with a patient name and ID in its header."""
     rng = np.random.default_rng(seed)
     pixels = np.clip(rng.normal(1000, 80, (SIZE, SIZE)), 0, 4095).astype(np.uint16)
@@ -90,7 +92,7 @@ def dicom_bytes(seed: int = 0, modality: str = "CR", burned_in: bool = False) ->
     if burned_in:
         ds.BurnedInAnnotation = "YES"
     ds.Rows, ds.Columns = pixels.shape
-    ds.PixelSpacing = [0.2, 0.2]
+    ds.PixelSpacing = [spacing, spacing]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated = 16

@@ -164,3 +164,18 @@ def test_volume_viewer_and_refusal_of_a_2d_model(clinician) -> None:
     assert "Estimated probability" not in page_text(at)
     with ReviewStore.open() as store:
         assert store.worklist(None) == []  # nothing saved
+
+
+def test_domain_warning_is_prominent_and_kept_with_the_result(clinician) -> None:
+    at = analyse(upload(clinician, dicom_bytes(seed=13, spacing=3.0)))  # 3 mm pixels: odd
+    assert not at.exception
+    [caution] = [str(w.value) for w in at.warning]
+    assert caution.startswith("**Caution: this scan is unlike the validation images")
+    assert "3 mm" in caution or "3.0" in caution or "spacing" in caution.lower()
+    assert at.metric[0].label == "Probability of nodule"  # a warning still shows the result
+    with ReviewStore.open() as store:
+        [case] = store.worklist(None)
+    assert case.latest_prediction.details["domain"] == "warn"
+    at.button(key="review_now").click().run()
+    assert [t.value for t in at.title] == ["Case review"]
+    assert any(str(w.value).startswith("Caution from the domain check:") for w in at.warning)

@@ -188,7 +188,7 @@ def test_cli_fetch_uses_the_cache(sources_home: Path, monkeypatch: pytest.Monkey
 
 
 def test_cli_build_demo_ct_tiny(
-    sources_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sources_home: Path, tiny_ct2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEDTL_HOME", str(sources_home))
     args = ["build-demo", "--size", "tiny", "--only", "ct", "--ndim", "2", "--out", str(tmp_path)]
@@ -198,5 +198,12 @@ def test_cli_build_demo_ct_tiny(
     assert summary["datasets"]["ct_structure_2d"] == 78
     baseline = json.loads((tmp_path / "ct_structure_2d" / "histogram_baseline.json").read_text())
     assert baseline["n_test"] == 18
+    # same seed, same dataset: records and bytes equal the fixture's build through the API
+    built, first = Manifest.load(tmp_path / "ct_structure_2d"), Manifest.load(tiny_ct2)
+    assert [r.model_dump() for r in built.records] == [r.model_dump() for r in first.records]
+    for r in first.records:
+        assert (tiny_ct2 / r.image).read_bytes() == (
+            tmp_path / "ct_structure_2d" / r.image
+        ).read_bytes()
     result = runner.invoke(app, ["build-demo", "--only", "pet"])
     assert result.exit_code == 2 and "unknown part" in result.output

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 TOKEN_KEY = "medtl_token"
 NOTICE_KEY = "medtl_notice"
-OIDC_USER_KEY = "medtl_oidc_user"
 
 
 def settings() -> AppSettings:
@@ -169,9 +168,3 @@ def store_busy_message() -> str:
         "The database is busy and nothing was saved. Your entries are kept: "
         "wait a moment and press the button again."
     )
-
-
-def keep(key: str, value: Any) -> Any:
-    """Store ``value`` in the session under ``key`` and return it."""
-    st.session_state[key] = value
-    return value

@@ -46,7 +46,7 @@ from medtl.inference.result import (
     region_map,
     top_regions,
 )
-from medtl.inference.saliency import gradcam, normalize_map, upsample_map
+from medtl.inference.saliency import gradcam, heatmap_on_grid, normalize_map, upsample_map
 
 __all__ = ["Predictor"]
 
@@ -297,8 +297,8 @@ class Predictor:
             target = 0 if self.num_outputs == 1 else result.top_class_index
             cam = gradcam(self.model, x, class_idx=target, features=feats)
             image_shape = _image_array(scan, 2).shape
-            result.heatmap = normalize_map(upsample_map(cam.cam, image_shape)[0, 0], inplace=True)
-            result.heatmap_info = _heat_info(result, self.labels, target)
+            result.heatmap, peak = heatmap_on_grid(cam.cam, image_shape)
+            result.heatmap_info = _heat_info(result, self.labels, target, peak)
             timings.saliency = _ms(t0)
 
     def _probabilities(
@@ -464,14 +464,19 @@ def _image_array(scan: Any, spatial_dims: int) -> np.ndarray:
     return array
 
 
-def _heat_info(result: PredictionResult, labels: list[str], target: int | None) -> HeatmapInfo:
+def _heat_info(
+    result: PredictionResult,
+    labels: list[str],
+    target: int | None,
+    peak: list[int] | str | None = "search",
+) -> HeatmapInfo:
     heat = result.heatmap
     assert heat is not None
-    peak = (
-        [int(i) for i in np.unravel_index(int(np.argmax(heat)), heat.shape)]
-        if heat.size and float(heat.max()) > 0
-        else None
-    )
+    if peak == "search":
+        flat = not heat.size or float(heat.max()) <= 0
+        peak = (
+            None if flat else [int(i) for i in np.unravel_index(int(np.argmax(heat)), heat.shape)]
+        )
     if target is None:
         name = result.top_class
     else:

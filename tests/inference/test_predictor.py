@@ -86,7 +86,7 @@ def test_heatmap_on_scan_grid_and_over_the_square(predictor, square_dicoms) -> N
     result = predictor.predict(square_dicoms["positive"])
     heat = result.heatmap
     assert heat.shape == load_scan(square_dicoms["positive"]).shape
-    assert np.isfinite(heat).all() and heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
+    assert np.isfinite(heat).all() and heat.min() >= 0.0 and 0.9 < heat.max() <= 1.0
     assert heat.std() > 0.05
     y0, x0, s = square_dicoms["box"]
     inside = np.zeros(heat.shape, bool)

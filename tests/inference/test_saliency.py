@@ -9,6 +9,7 @@ from monai.visualize import GradCAM
 
 from medtl.inference.saliency import (
     gradcam,
+    heatmap_on_grid,
     normalize_map,
     overlay_heatmap,
     saliency_map,
@@ -82,3 +83,20 @@ def test_normalize_and_overlay() -> None:
         overlay_heatmap(grey, np.zeros((3, 3)))
     with pytest.raises(ValueError, match="does not match"):
         upsample_map(torch.zeros(1, 1, 4, 4), (8, 8, 8))
+
+
+def test_heatmap_on_grid_peak_and_range() -> None:
+    small = torch.zeros(1, 1, 4, 5)
+    small[0, 0, 2, 3] = 3.0
+    small[0, 0, 0, 0] = 1.0
+    heat, peak = heatmap_on_grid(small, (40, 50))
+    assert heat.shape == (40, 50) and heat.dtype == np.float32
+    assert heat.min() == 0.0 and 0.9 < heat.max() <= 1.0  # node centre between pixels
+    assert peak == [24, 34]  # centre of cell (2, 3): 2.5 * 10 - 0.5, 3.5 * 10 - 0.5, rounded
+    found = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    assert abs(found[0] - peak[0]) <= 1 and abs(found[1] - peak[1]) <= 1
+    exact, exact_peak = heatmap_on_grid(small, (4, 5))  # no resize: exactly the normalised map
+    np.testing.assert_allclose(exact, normalize_map(small[0, 0]))
+    assert exact_peak == [2, 3] and exact.max() == 1.0
+    flat, none = heatmap_on_grid(torch.zeros(1, 1, 3, 3), (9, 9))
+    assert none is None and not flat.any()

@@ -44,11 +44,13 @@ if loaded is None or loaded[0] != uploaded.file_id:
     if message:  # checked before the content is read
         st.error(message)
         st.stop()
-    from medtl.io import ScanError, load_scan
+    from medtl.io import ScanError
+    from medtl.io.isolated import load_scan_isolated
 
     try:
         with st.spinner("Reading and de-identifying the scan…"):
-            scan = load_scan(uploaded.getvalue())
+            # Decoded in a worker process: a crashing decoder cannot take the server down.
+            scan = load_scan_isolated(uploaded.getvalue())
     except ScanError as err:
         st.error(f"This file cannot be used: {session.human_error(err)}")
         st.stop()

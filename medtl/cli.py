@@ -352,6 +352,7 @@ def _register_subapps() -> None:
     """Add the command groups owned by subpackages (they import heavy modules lazily)."""
     from medtl.app_launcher import app as launcher_app
     from medtl.data.cli import app as data_app
+    from medtl.inference.cli import app as inference_app
     from medtl.models.cli import app as models_app
     from medtl.reports.cli import app as reports_app
     from medtl.review.cli import app as review_app
@@ -360,6 +361,7 @@ def _register_subapps() -> None:
     app.add_typer(models_app, name="models")
     app.add_typer(reports_app)
     app.add_typer(launcher_app)
+    app.add_typer(inference_app)
     app.add_typer(review_app)
 
 

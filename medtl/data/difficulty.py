@@ -78,11 +78,11 @@ PRESETS: dict[str, DifficultyPreset] = {
     ),
     "demo": DifficultyPreset(
         name="demo",
-        diameter_mm=(12.0, 30.0),
+        diameter_mm=(15.0, 30.0),
         type_weights={"solid": 0.85, "part-solid": 0.05, "calcified": 0.10},
         shape_weights={"round": 0.45, "lobulated": 0.4, "spiculated": 0.15},
         solid_hu=(20.0, 80.0),
-        location_weights={"clear": 0.75, "rib": 0.25, "behind_heart": 0.0, "diaphragm": 0.0},
+        location_weights={"clear": 0.8, "rib": 0.2, "behind_heart": 0.0, "diaphragm": 0.0},
         photons=(5e4, 2e5),
         processing_vary=0.4,
     ),

@@ -83,6 +83,57 @@ def subsample_patients(
     return [(i, r) for i, r in records if r.patient_id in keep]
 
 
+class GroupedBatchSampler:
+    """Batches made of whole groups (e.g. a nodule image and its nodule-free twin).
+
+    Each epoch shuffles the groups (seeded by ``seed`` and the epoch), then fills batches of
+    about ``batch_size`` images with whole groups. Putting a positive and its negative twin
+    in one batch gives the gradient the difference between them, which is what a detector
+    of small lesions must learn.
+    """
+
+    def __init__(self, groups: Sequence[Sequence[int]], batch_size: int, seed: int = 0) -> None:
+        self.groups = [list(g) for g in groups if len(g)]
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch's order (called by the training engine)."""
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        batches, current = [], []
+        for g in rng.permutation(len(self.groups)):
+            current.extend(self.groups[g])
+            if len(current) >= self.batch_size:
+                batches.append(current)
+                current = []
+        if current:
+            batches.append(current)
+        return batches
+
+    def __iter__(self):
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+def group_positions(records: Sequence[ManifestRecord], attribute: str) -> list[list[int]]:
+    """Positions (in ``records`` order) grouped by a record attribute; ungrouped stay alone."""
+    groups: dict[str, list[int]] = {}
+    singles: list[list[int]] = []
+    for pos, record in enumerate(records):
+        key = record.attributes.get(attribute)
+        if key is None:
+            singles.append([pos])
+        else:
+            groups.setdefault(str(key), []).append(pos)
+    return list(groups.values()) + singles
+
+
 @dataclass
 class SplitDatasets:
     """Datasets of one manifest. ``train_plain`` has no augmentation."""

@@ -57,6 +57,7 @@ class Backbone(nn.Module):
             config.num_outputs,
             dropout=config.head.dropout,
             hidden_dim=config.head.hidden_dim,
+            pool=config.head.pool,
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,8 +69,8 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def pool_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the globally average-pooled features ``(B, feature_dim)``."""
-        return ClassifierHead.pool(self.forward_features(x))
+        """Return the globally pooled features ``(B, head.pooled_dim)``."""
+        return self.head.pool(self.forward_features(x))
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Return logits ``(B, num_outputs)`` from a feature map or a pooled vector.
@@ -97,7 +98,11 @@ class Backbone(nn.Module):
         dropout = self.config.head.dropout if dropout is None else dropout
         ref = self.head.fc.weight
         self.head = ClassifierHead(
-            self.feature_dim, num_outputs, dropout=dropout, hidden_dim=hidden_dim
+            self.feature_dim,
+            num_outputs,
+            dropout=dropout,
+            hidden_dim=hidden_dim,
+            pool=self.config.head.pool,
         ).to(device=ref.device, dtype=ref.dtype)
         head_cfg = self.config.head.model_copy(
             update={"dropout": dropout, "hidden_dim": hidden_dim}

@@ -22,14 +22,15 @@ class HeadConfig(BaseModel):
     """Classification head: global pooling, dropout, optional hidden layer, linear.
 
     Attributes:
-        pool: global pooling over the spatial axes (only ``"avg"`` for now).
+        pool: global pooling over the spatial axes: ``"avg"``, or ``"avgmax"`` (average and
+            max concatenated: better for small lesions).
         dropout: dropout probability before each linear layer.
         hidden_dim: width of an optional hidden linear layer (with ReLU); ``None`` for none.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    pool: Literal["avg"] = "avg"
+    pool: Literal["avg", "avgmax"] = "avg"
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     hidden_dim: int | None = Field(None, gt=0)
 

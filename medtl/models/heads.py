@@ -31,14 +31,20 @@ class ClassifierHead(nn.Module):
         num_outputs: int,
         dropout: float = 0.3,
         hidden_dim: int | None = None,
+        pool: str = "avg",
     ) -> None:
         super().__init__()
+        if pool not in ("avg", "avgmax"):
+            raise ValueError(f"unknown pooling {pool!r}; use 'avg' or 'avgmax'")
         self.in_features = in_features
         self.num_outputs = num_outputs
         self.dropout_p = dropout
         self.hidden_dim = hidden_dim
+        self.pool_mode = pool
+        #: length of the pooled vector (``avgmax`` concatenates average and max pooling)
+        self.pooled_dim = in_features * (2 if pool == "avgmax" else 1)
         self.dropout = nn.Dropout(dropout)
-        width = in_features
+        width = self.pooled_dim
         if hidden_dim is not None:
             self.hidden: nn.Linear | None = nn.Linear(in_features, hidden_dim)
             self.act = nn.ReLU()
@@ -48,12 +54,19 @@ class ClassifierHead(nn.Module):
             self.hidden = None
         self.fc = nn.Linear(width, num_outputs)
 
-    @staticmethod
-    def pool(features: torch.Tensor) -> torch.Tensor:
-        """Average a ``(B, C, *spatial)`` feature map to ``(B, C)``; pass ``(B, C)`` through."""
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """Pool a ``(B, C, *spatial)`` feature map to ``(B, pooled_dim)``.
+
+        ``avg`` is global average pooling; ``avgmax`` concatenates average and max pooling,
+        which keeps the evidence of a small lesion that averaging over the whole image
+        dilutes. Already pooled ``(B, pooled_dim)`` vectors pass through.
+        """
         if features.ndim == 2:
             return features
-        return features.flatten(2).mean(dim=2)
+        flat = features.flatten(2)
+        if self.pool_mode == "avgmax":
+            return torch.cat([flat.mean(dim=2), flat.amax(dim=2)], dim=1)
+        return flat.mean(dim=2)
 
     def forward(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Map features to logits.

@@ -126,6 +126,7 @@ def create_backbone(
     dropout: float = 0.3,
     hidden_dim: int | None = None,
     options: dict[str, Any] | None = None,
+    pool: str = "avg",
     **config_fields: Any,
 ) -> Backbone:
     """Create a backbone by name, optionally importing local weights.
@@ -142,6 +143,7 @@ def create_backbone(
         inflate: allow 2D -> 3D kernel inflation during import.
         dropout: head dropout.
         hidden_dim: optional head hidden layer width.
+        pool: head pooling, ``"avg"`` or ``"avgmax"``.
         options: architecture options (see :class:`BackboneConfig`).
         **config_fields: other :class:`BackboneConfig` fields (``input_size``, ``labels``,
             ``preprocessing``, ``source_domain``, ``source_task``).
@@ -158,7 +160,7 @@ def create_backbone(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         num_outputs=num_outputs,
-        head=HeadConfig(dropout=dropout, hidden_dim=hidden_dim),
+        head=HeadConfig(dropout=dropout, hidden_dim=hidden_dim, pool=pool),
         options=dict(options or {}),
         **config_fields,
     )

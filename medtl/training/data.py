@@ -294,6 +294,9 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     sampler = loader.sampler
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    if hasattr(batch_sampler, "set_epoch"):  # e.g. medtl.data.datasets.GroupedBatchSampler
+        batch_sampler.set_epoch(epoch)
     base = getattr(loader, "_medtl_seed", None)
     if base is None:
         return

@@ -60,6 +60,11 @@ class DataConfig(BaseModel):
     )
     cache: Literal["memory", "disk", "none"] = "memory"
     label_fraction: float = Field(1.0, gt=0, le=1, description="Training patients kept.")
+    group_batches_by: str | None = Field(
+        None,
+        description="Record attribute whose groups share a batch (e.g. twin_pair: a nodule "
+        "image and its nodule-free twin). Single-process training only.",
+    )
 
 
 class ModelConfig(BaseModel):
@@ -76,6 +81,9 @@ class ModelConfig(BaseModel):
     inflate: bool = False
     dropout: float = Field(0.3, ge=0, lt=1)
     hidden_dim: int | None = None
+    pool: Literal["avg", "avgmax"] = Field(
+        "avg", description="Head pooling; avgmax keeps small-lesion evidence."
+    )
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -185,6 +193,7 @@ def build_model(config: ExperimentConfig, num_outputs: int, labels: list[str]):
         num_outputs=num_outputs,
         dropout=m.dropout,
         hidden_dim=m.hidden_dim,
+        pool=m.pool,
         options=m.options or None,
         input_size=list(preprocessing.spatial_size),
         labels=labels if len(labels) == num_outputs else [],
@@ -296,11 +305,24 @@ def run_experiment(
     torch.manual_seed(seed)
     model = build_model(config, num_outputs, list(manifest.label_names))
     training = config.training.model_copy(update={"run_dir": None, "resume": resume})
+    train_data = datasets.train
+    if config.data.group_batches_by:
+        from torch.utils.data import DataLoader
+
+        from medtl.data.datasets import GroupedBatchSampler, group_positions
+
+        records = [manifest.records[i] for i in datasets.indices["train"]]
+        sampler = GroupedBatchSampler(
+            group_positions(records, config.data.group_batches_by),
+            training.batch_size,
+            seed=seed,
+        )
+        train_data = DataLoader(datasets.train, batch_sampler=sampler)
     result = run_strategy(
         model,
         config.strategy,
         training,
-        StrategyData(train=datasets.train, val=datasets.val, train_plain=datasets.train_plain),
+        StrategyData(train=train_data, val=datasets.val, train_plain=datasets.train_plain),
         run_dir / config.strategy.name,
     )
     predictor = Trainer(model, loss_for(num_outputs), training.model_copy(update={"amp": "none"}))

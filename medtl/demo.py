@@ -326,7 +326,7 @@ def run_demo(
             json.dumps(baseline.as_dict(), indent=2) + "\n", encoding="utf-8"
         )
         out["ct_histogram_baseline_auroc"] = baseline.test_macro_auroc
-        m = build_cxr_dataset(data_root / "cxr_nodule", size, 0, progress=progress)
+        m = build_cxr_dataset(data_root / "cxr_nodule", size, 0, progress=progress, workers=2)
         out["cxr_nodule"] = len(m.records)
         return out
 

@@ -289,7 +289,7 @@ class Predictor:
         if result.probabilities is None:
             return
         t0 = time.perf_counter()
-        pooled = feats.flatten(2).mean(2).detach().cpu().double().numpy()
+        pooled = self.model.head.pool(feats).detach().cpu().double().numpy()
         result.domain = result.domain.merge(self.guard.check_features(pooled))
         timings.domain += _ms(t0)
         if saliency:
@@ -386,7 +386,11 @@ class Predictor:
                         "start": [max(a, 0) for a, _ in box],
                         "stop": [min(b, g) for (_, b), g in zip(box, grid, strict=True)],
                         "logits": logits[i].detach().cpu().double().numpy(),
-                        "pooled": feats[i].flatten(1).mean(1).detach().cpu().double().numpy(),
+                        "pooled": self.model.head.pool(feats[i : i + 1])[0]
+                        .detach()
+                        .cpu()
+                        .double()
+                        .numpy(),
                     }
                 )
             if not saliency:

@@ -29,16 +29,18 @@ Rules (see :mod:`medtl.io.scan` for the contract):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
+import threading
 import warnings
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from medtl.io.errors import (
     CorruptScanError,
@@ -154,6 +156,26 @@ def _to_grey(img: Image.Image, warns: list[str]) -> tuple[np.ndarray, int]:
     return rgb @ _LUMA, 8
 
 
+_TRUNCATION_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _strict_truncation():
+    """Decode with Pillow's ``LOAD_TRUNCATED_IMAGES`` off, whatever another library set.
+
+    WeasyPrint (the PDF report engine) switches that process-wide flag on at import, after
+    which Pillow silently fills a truncated upload with grey. A damaged upload must be
+    refused, so medtl turns the flag off while it decodes and restores it afterwards.
+    """
+    with _TRUNCATION_LOCK:
+        previous = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
 def load_raster(
     source: str | os.PathLike[str] | bytes,
     *,
@@ -198,7 +220,8 @@ def load_raster(
             warns.append(f"The file holds {frames} frames; only the first was loaded.")
         original_mode = img.mode
         try:
-            img.load()
+            with _strict_truncation():
+                img.load()
             orientation = img.getexif().get(0x0112, 1) if fmt == "jpeg" else 1
             if orientation not in (1, None):
                 img = ImageOps.exif_transpose(img)

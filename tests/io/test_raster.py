@@ -203,3 +203,15 @@ def test_animated_png_loads_first_frame_with_warning() -> None:
     scan = load_raster(raw)
     np.testing.assert_array_equal(scan.array, gradient().astype(np.float32))
     assert any("2 frames" in w for w in scan.warnings)
+
+
+def test_truncated_png_refused_even_after_weasyprint_import(monkeypatch) -> None:
+    """WeasyPrint turns Pillow's LOAD_TRUNCATED_IMAGES on process-wide; we still refuse."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    rng = np.random.default_rng(1)
+    raw = encode(Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)), "PNG")
+    with pytest.raises(CorruptScanError, match="truncated or damaged"):
+        load_raster(raw[: len(raw) // 2])
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored for the other library

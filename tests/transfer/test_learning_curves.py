@@ -42,11 +42,9 @@ def test_learning_curves_points_summary_and_resume(tmp_path, square_dataset) -> 
     half = [p for p in points if p["fraction"] == 0.5]
     full = [p for p in points if p["fraction"] == 1.0]
     assert all(h["n_train"] < f["n_train"] for h, f in zip(half, full, strict=True))
-    assert out["verdict"]["verdict"] in {
-        "positive transfer",
-        "no significant difference",
-        "negative transfer",
-    }
+    # 4 test patients: too few for a verdict (needs >= 10), and the run says so.
+    assert out["verdict"]["verdict"] == "not assessable"
+    assert out["verdict"]["n_patients"] == 4
     assert (tmp_path / "lc" / "sample_efficiency.json").is_file()
     # A second call reuses the finished runs (no retraining: files untouched).
     marker = point_dir(tmp_path / "lc", "scratch", 1.0, 0) / "summary.json"

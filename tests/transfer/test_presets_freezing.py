@@ -104,3 +104,23 @@ def test_cxr_augmentation_never_flips_left_right_and_replays_with_seed() -> None
     for ya, yb in zip(outs_a, outs_b, strict=True):
         assert torch.equal(torch.as_tensor(ya), torch.as_tensor(yb))
     assert any(not torch.equal(torch.as_tensor(y), x) for y in outs_a)
+
+
+def test_translate_shifts_by_a_fraction_of_the_side_and_needs_the_size() -> None:
+    from medtl.transfer.presets import AugmentationSpec
+
+    spec = AugmentationSpec(translate=0.25, prob=1.0)
+    with pytest.raises(ValueError, match="spatial_size"):
+        build_augmentation(spec, 2, seed=0)
+    x = torch.zeros(1, 32, 32)
+    x[0, 14:18, 14:18] = 1.0  # a bright square in the centre
+    aug = build_augmentation(spec, 2, seed=0, spatial_size=[32, 32])
+    shifts = []
+    for _ in range(20):
+        y = torch.as_tensor(aug(x))[0]
+        ys, xs = torch.nonzero(y > 0.5, as_tuple=True)
+        shifts.append((float(ys.float().mean()) - 15.5, float(xs.float().mean()) - 15.5))
+        assert float(y.sum()) == pytest.approx(16.0, abs=3.0)  # moved, not scaled or cut
+    # every shift stays within 25% of the side (8 px), and some are large
+    assert all(abs(dy) <= 8.5 and abs(dx) <= 8.5 for dy, dx in shifts)
+    assert max(max(abs(dy), abs(dx)) for dy, dx in shifts) > 3.0

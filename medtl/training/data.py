@@ -209,10 +209,9 @@ def collate(batch: list[Any]) -> Any:
     """Collate samples: torch's ``default_collate``, or MONAI's where it is needed.
 
     MONAI's ``list_data_collate`` handles MetaTensors and the sample lists of patch
-    transforms, but costs several times more per batch than torch's collate on plain
-    tensors (measured: it was most of the trainer's overhead over a bare loop on a small
-    CNN). So it is used only for samples that need it. MONAI is never imported here for a
-    plain batch: importing it costs seconds in every worker and DDP process.
+    transforms; plain samples take torch's path, as in a bare training loop. MONAI is never
+    imported here for a plain batch: importing it costs seconds in every worker and DDP
+    process.
     """
     if batch and _needs_monai_collate(batch[0]):
         from monai.data.utils import list_data_collate

@@ -49,6 +49,7 @@ def run_learning_curves(
     strategies: Sequence[str] | None = None,
     n_resamples: int = 1000,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run every (strategy, fraction, seed) point, then summarise.
 
@@ -60,6 +61,10 @@ def run_learning_curves(
         strategies: arms to run; default ``[config.strategy.name, "scratch"]``.
         n_resamples: bootstrap resamples in each evaluation.
         progress: show a progress bar.
+        workers: points trained at once, each in its own process with an equal share of
+            the CPU threads. Small models on a few CPU cores use them better as parallel
+            runs than as intra-op threads of one run. Results do not depend on it (each
+            point is seeded on its own); GPU jobs should keep 1.
 
     Returns:
         ``{"points": [...], "sample_efficiency": {...}, "verdict": {...} | None,
@@ -68,30 +73,27 @@ def run_learning_curves(
     from tqdm.auto import tqdm
 
     from medtl.evaluation.compare import compare_runs
-    from medtl.evaluation.run import evaluate_run
     from medtl.evaluation.transfer_analysis import LearningCurvePoint, sample_efficiency_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arms = list(strategies) if strategies else [str(config.strategy.name), "scratch"]
     jobs = [(s, f, seed) for f in sorted(fractions) for s in arms for seed in seeds]
+    todo = [job for job in jobs if not _finished(point_dir(out_dir, *job))]
+    bar = tqdm(total=len(jobs), desc="learning curves", unit="run", disable=not progress)
+    bar.update(len(jobs) - len(todo))
+    if workers > 1 and len(todo) > 1:
+        _run_parallel(config, out_dir, todo, n_resamples, workers, bar)
+    else:
+        for strategy, fraction, seed in todo:
+            bar.set_postfix_str(f"{strategy} {fraction:.0%} seed {seed}")
+            _run_point(config, out_dir, strategy, fraction, seed, n_resamples)
+            bar.update(1)
+    bar.close()
     points: list[LearningCurvePoint] = []
     runs: dict[str, str] = {}
-    bar = tqdm(jobs, desc="learning curves", unit="run", disable=not progress)
-    for strategy, fraction, seed in bar:
-        bar.set_postfix_str(f"{strategy} {fraction:.0%} seed {seed}")
+    for strategy, fraction, seed in jobs:
         run = point_dir(out_dir, strategy, fraction, seed)
-        if not _finished(run):
-            cfg = config.model_copy(
-                update={
-                    "name": f"{config.name}-{strategy}-f{fraction:g}-s{seed}",
-                    "strategy": config.strategy.model_copy(update={"name": StrategyName(strategy)}),
-                    "data": config.data.model_copy(update={"label_fraction": fraction}),
-                    "training": config.training.model_copy(update={"seed": seed}),
-                }
-            )
-            run_experiment(cfg, run)
-            evaluate_run(run, n_resamples=n_resamples, seed=seed)
         evaluation = json.loads((run / "evaluation.json").read_text(encoding="utf-8"))
         summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
         test = evaluation["test"]
@@ -131,3 +133,95 @@ def run_learning_curves(
         "verdict": verdict,
         "runs": runs,
     }
+
+
+def point_config(
+    config: ExperimentConfig, strategy: str, fraction: float, seed: int
+) -> ExperimentConfig:
+    """The experiment config of one learning-curve point."""
+    return config.model_copy(
+        update={
+            "name": f"{config.name}-{strategy}-f{fraction:g}-s{seed}",
+            "strategy": config.strategy.model_copy(update={"name": StrategyName(strategy)}),
+            "data": config.data.model_copy(update={"label_fraction": fraction}),
+            "training": config.training.model_copy(update={"seed": seed}),
+        }
+    )
+
+
+def _run_point(
+    config: ExperimentConfig,
+    out_dir: Path,
+    strategy: str,
+    fraction: float,
+    seed: int,
+    n_resamples: int,
+) -> Path:
+    """Train, calibrate and evaluate one point (skipped when it finished before)."""
+    from medtl.evaluation.run import evaluate_run
+
+    run = point_dir(out_dir, strategy, fraction, seed)
+    if not _finished(run):
+        run_experiment(point_config(config, strategy, fraction, seed), run)
+        evaluate_run(run, n_resamples=n_resamples, seed=seed)
+    return run
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING)
+
+
+def _worker_point(
+    config_json: dict[str, Any],
+    out_dir: str,
+    strategy: str,
+    fraction: float,
+    seed: int,
+    n_resamples: int,
+) -> str:
+    config = ExperimentConfig.model_validate(config_json)
+    return str(_run_point(config, Path(out_dir), strategy, fraction, seed, n_resamples))
+
+
+def _run_parallel(
+    config: ExperimentConfig,
+    out_dir: Path,
+    todo: list[tuple[str, float, int]],
+    n_resamples: int,
+    workers: int,
+    bar: Any,
+) -> None:
+    """Run points in ``workers`` spawned processes, largest label fraction first."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    workers = min(workers, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    quiet = config.model_copy(
+        update={"training": config.training.model_copy(update={"progress": "never"})}
+    )
+    payload = quiet.model_dump(mode="json")
+    # Longest first: the full-label runs dominate, so they start before the small ones.
+    order = sorted(todo, key=lambda job: -job[1])
+    logger.info(
+        "learning curves: %d runs, %d at a time, %d threads each", len(order), workers, threads
+    )
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(threads,),
+    ) as pool:
+        futures = {
+            pool.submit(_worker_point, payload, str(out_dir), s, f, seed, n_resamples): (s, f)
+            for s, f, seed in order
+        }
+        for future in as_completed(futures):
+            future.result()  # a failed point fails the curve, with its own traceback
+            strategy, fraction = futures[future]
+            bar.set_postfix_str(f"{strategy} {fraction:.0%} done")
+            bar.update(1)

@@ -53,3 +53,32 @@ def test_learning_curves_points_summary_and_resume(tmp_path, square_dataset) -> 
         config, tmp_path / "lc", fractions=(0.5, 1.0), n_resamples=100, progress=False
     )
     assert marker.stat().st_mtime_ns == before
+
+
+def test_parallel_points_match_serial_points(tmp_path, square_dataset) -> None:
+    """Two worker processes give the same predictions as one process, point by point."""
+    config = ExperimentConfig.model_validate(
+        {
+            "name": "lcp",
+            "data": {"dataset": str(square_dataset), "modality": "cxr", "spatial_size": [32, 32]},
+            "model": {"backbone": "smallcnn"},
+            "strategy": {"name": "frozen_base", "head_epochs": 1, "finetune_epochs": 1},
+            "training": {"batch_size": 16, "amp": "none", "progress": "never"},
+        }
+    )
+    serial = run_learning_curves(
+        config, tmp_path / "serial", fractions=(0.5, 1.0), n_resamples=50, progress=False
+    )
+    parallel = run_learning_curves(
+        config,
+        tmp_path / "parallel",
+        fractions=(0.5, 1.0),
+        n_resamples=50,
+        progress=False,
+        workers=2,
+    )
+    assert [p["auroc"] for p in serial["points"]] == [p["auroc"] for p in parallel["points"]]
+    for name in serial["runs"]:
+        a = (tmp_path / "serial" / name / "predictions.csv").read_text()
+        b = (tmp_path / "parallel" / name / "predictions.csv").read_text()
+        assert a == b, name

@@ -1,11 +1,13 @@
 """Source-domain pretraining: backbones for transfer when no downloaded weights exist.
 
-``medtl pretrain CONFIG`` trains a backbone on a source dataset in up to two stages:
+``medtl pretrain CONFIG`` trains a backbone on a source dataset in stages, in the order
+given:
 
-1. **restoration** (self-supervised, Models Genesis): an encoder-decoder restores images from
-   corrupted copies (:mod:`medtl.transfer.genesis`); needs no labels;
-2. **supervised**: the (restored) backbone learns the source task's labels (e.g. MRI tissue
-   classes).
+* **restoration** (self-supervised, Models Genesis): an encoder-decoder restores images from
+  corrupted copies (:mod:`medtl.transfer.genesis`); needs no labels;
+* **lesion** (self-supervised): the backbone learns to tell whether a synthetic focal
+  opacity was pasted into the image (:mod:`medtl.transfer.lesion_pretext`); needs no labels;
+* **supervised**: the backbone learns the source task's labels (e.g. MRI tissue classes).
 
 The output is a **backbone package** (``weights.safetensors`` + ``model.json`` recording the
 source domain, task, data and config hashes, and the pretraining losses/metrics) that
@@ -32,7 +34,7 @@ from medtl.transfer.experiment import DataConfig, manifest_hash
 
 logger = logging.getLogger(__name__)
 
-Stage = Literal["restoration", "supervised"]
+Stage = Literal["restoration", "lesion", "supervised"]
 
 
 class PretrainConfig(BaseModel):
@@ -50,7 +52,11 @@ class PretrainConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     stages: list[Stage] = Field(default_factory=lambda: ["restoration", "supervised"])
     restoration_epochs: int = Field(5, ge=1)
+    lesion_epochs: int = Field(5, ge=1)
     supervised_epochs: int = Field(5, ge=1)
+    pool: Literal["avg", "avgmax"] = Field(
+        "avg", description="Head pooling of the pretraining heads (avgmax for small lesions)."
+    )
     lr: float = Field(1e-3, gt=0)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output_dir: Path | None = None
@@ -179,6 +185,7 @@ def run_pretraining(config: PretrainConfig, out_dir: str | Path | None = None) -
         preprocessing=pre.model_dump(mode="json"),
         source_domain=config.source_domain,
         source_task=config.source_task,
+        pool=config.pool,
     )
     metrics: dict[str, Any] = {}
     for stage in config.stages:
@@ -203,6 +210,8 @@ def run_pretraining(config: PretrainConfig, out_dir: str | Path | None = None) -
                 net.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
             metrics["restoration_val_mse"] = result.best_metric
             metrics["restoration_epochs"] = result.epochs_run
+        elif stage == "lesion":
+            metrics.update(_lesion_stage(model, config, data, out_dir / "lesion"))
         else:
             strategy = StrategyConfig(
                 name="scratch",
@@ -248,3 +257,28 @@ def run_pretraining(config: PretrainConfig, out_dir: str | Path | None = None) -
     ref = register_package(package, overwrite=True)
     logger.info("pretrained %s in %.0f s: %s", ref, metrics["seconds"], package)
     return package
+
+
+def _lesion_stage(model: Any, config: PretrainConfig, data: Any, run_dir: Path) -> dict[str, Any]:
+    """Train the synthetic focal-opacity pretext (binary head; the images' labels unused)."""
+    from medtl.transfer.lesion_pretext import FixedSyntheticLesions, SyntheticLesions
+    from medtl.transfer.strategies import StrategyConfig, StrategyData, run_strategy
+
+    if int(model.config.num_outputs) != 1:
+        model.reset_head(1)
+    seed = config.training.seed
+    strategy = StrategyConfig(
+        name="scratch", head_epochs=config.lesion_epochs, finetune_epochs=0, head_lr=config.lr
+    )
+    cfg = config.training.model_copy(update={"run_dir": None, "monitor": "auroc", "mode": "max"})
+    result = run_strategy(
+        model,
+        strategy,
+        cfg,
+        StrategyData(
+            train=SyntheticLesions(data.train, seed=seed),
+            val=FixedSyntheticLesions(data.val, seed=seed + 1),
+        ),
+        run_dir,
+    )
+    return {"lesion_val_auroc": result.best_metric, "lesion_epochs": result.phases[0].epochs_run}

@@ -93,11 +93,12 @@ CT_COUNTS: dict[str, CtCounts] = {
     ),
     "demo": CtCounts(
         per_class={"train": 120, "val": 30, "calibration": 30, "test": 60},
-        patients={"train": 6, "val": 2, "calibration": 2, "test": 3},
+        # >= 10 test patients: the transfer verdict needs them (patient bootstrap)
+        patients={"train": 8, "val": 3, "calibration": 3, "test": 10},
     ),
     "full": CtCounts(
         per_class={"train": 400, "val": 100, "calibration": 100, "test": 200},
-        patients={"train": 12, "val": 3, "calibration": 3, "test": 5},
+        patients={"train": 16, "val": 4, "calibration": 4, "test": 12},
     ),
 }
 

@@ -53,6 +53,12 @@ class PretrainConfig(BaseModel):
     stages: list[Stage] = Field(default_factory=lambda: ["restoration", "supervised"])
     restoration_epochs: int = Field(5, ge=1)
     lesion_epochs: int = Field(5, ge=1)
+    lesion_radius: tuple[float, float] = Field(
+        (0.025, 0.07), description="Lesion pretext: blob radius range, fraction of the side."
+    )
+    lesion_contrast: tuple[float, float] = Field(
+        (0.04, 0.25), description="Lesion pretext: peak added intensity on [0, 1] images."
+    )
     supervised_epochs: int = Field(5, ge=1)
     pool: Literal["avg", "avgmax"] = Field(
         "avg", description="Head pooling of the pretraining heads (avgmax for small lesions)."
@@ -261,12 +267,20 @@ def run_pretraining(config: PretrainConfig, out_dir: str | Path | None = None) -
 
 def _lesion_stage(model: Any, config: PretrainConfig, data: Any, run_dir: Path) -> dict[str, Any]:
     """Train the synthetic focal-opacity pretext (binary head; the images' labels unused)."""
-    from medtl.transfer.lesion_pretext import FixedSyntheticLesions, SyntheticLesions
+    from torch.utils.data import DataLoader
+
+    from medtl.data.datasets import GroupedBatchSampler
+    from medtl.transfer.lesion_pretext import BlobSpec, LesionPairs, pair_groups
     from medtl.transfer.strategies import StrategyConfig, StrategyData, run_strategy
 
     if int(model.config.num_outputs) != 1:
         model.reset_head(1)
     seed = config.training.seed
+    spec = BlobSpec(radius=config.lesion_radius, contrast=config.lesion_contrast)
+    train = LesionPairs(data.train_plain, seed=seed, spec=spec)
+    sampler = GroupedBatchSampler(
+        pair_groups(len(data.train_plain)), config.training.batch_size, seed=seed
+    )
     strategy = StrategyConfig(
         name="scratch", head_epochs=config.lesion_epochs, finetune_epochs=0, head_lr=config.lr
     )
@@ -276,8 +290,8 @@ def _lesion_stage(model: Any, config: PretrainConfig, data: Any, run_dir: Path) 
         strategy,
         cfg,
         StrategyData(
-            train=SyntheticLesions(data.train, seed=seed),
-            val=FixedSyntheticLesions(data.val, seed=seed + 1),
+            train=DataLoader(train, batch_sampler=sampler),
+            val=LesionPairs(data.val, seed=seed + 1, spec=spec, fixed=True),
         ),
         run_dir,
     )

@@ -7,12 +7,7 @@ import json
 import numpy as np
 import torch
 
-from medtl.transfer.lesion_pretext import (
-    BlobSpec,
-    FixedSyntheticLesions,
-    SyntheticLesions,
-    paste_blob,
-)
+from medtl.transfer.lesion_pretext import BlobSpec, LesionPairs, pair_groups, paste_blob
 from medtl.transfer.pretrain import PretrainConfig, run_pretraining
 
 
@@ -31,21 +26,23 @@ def test_blob_is_local_bright_and_bounded() -> None:
     assert out.max() <= 1.0
 
 
-def test_draws_replay_and_are_balanced() -> None:
-    base = [{"image": torch.full((1, 32, 32), 0.5), "label": 7} for _ in range(200)]
-    a, b = SyntheticLesions(base, seed=3), SyntheticLesions(base, seed=3)
-    first = [a[i] for i in range(200)]
-    again = [b[i] for i in range(200)]
+def test_twins_differ_only_by_the_blob_and_replay() -> None:
+    base = [{"image": torch.full((1, 32, 32), 0.5), "label": 7} for _ in range(50)]
+    a, b = LesionPairs(base, seed=3), LesionPairs(base, seed=3)
+    assert len(a) == 100 and pair_groups(50)[4] == [8, 9]
+    first = [a[i] for i in range(100)]
+    again = [b[i] for i in range(100)]
     for x, y in zip(first, again, strict=True):
         assert x["label"] == y["label"] and torch.equal(x["image"], y["image"])
-    labels = np.array([s["label"] for s in first])
-    assert 70 < labels.sum() < 130  # the images' own label (7) is never used
-    for s in first:  # label 1 exactly when something was pasted
-        assert bool(s["label"]) == bool((s["image"] > 0.5).any())
-    second = [a[i]["label"] for i in range(200)]  # a new draw per epoch ...
-    assert second != labels.tolist()
-    fixed = FixedSyntheticLesions(base, seed=3)  # ... but validation stays fixed
-    assert [fixed[i]["label"] for i in range(50)] == [fixed[i]["label"] for i in range(50)]
+    # the images' own label (7) is never used: even positions clean, odd ones with a blob
+    assert [s["label"] for s in first] == [0, 1] * 50
+    for clean, blob in zip(first[::2], first[1::2], strict=True):
+        assert torch.equal(clean["image"], base[0]["image"])
+        assert (blob["image"] > 0.5).any() and (blob["image"] >= 0.5).all()
+    # a new blob every epoch for training, the same one for validation
+    assert not torch.equal(a[1]["image"], first[1]["image"])
+    fixed = LesionPairs(base, seed=3, fixed=True)
+    assert torch.equal(fixed[1]["image"], fixed[1]["image"])
 
 
 def test_lesion_stage_learns_and_records_its_metric(tmp_path, square_dataset, monkeypatch):
@@ -58,6 +55,8 @@ def test_lesion_stage_learns_and_records_its_metric(tmp_path, square_dataset, mo
             "backbone": "smallcnn",
             "stages": ["lesion"],
             "lesion_epochs": 4,
+            "lesion_radius": [0.1, 0.2],
+            "lesion_contrast": [0.3, 0.5],
             "pool": "avgmax",
             "lr": 0.01,
             "training": {"batch_size": 16, "amp": "none", "progress": "never"},

@@ -166,13 +166,16 @@ def _training(plan: DemoPlan, batch_size: int) -> dict[str, Any]:
 
 def experiment_configs(plan: DemoPlan, data_root: Path, packages: dict[str, str]) -> dict:
     """The two transfer experiments (as dicts ready for ``ExperimentConfig``)."""
+    # Full fine-tuning with discriminative learning rates, BatchNorm adapting to CT: measured
+    # on the demo data, staged fine-tuning with BatchNorm frozen at MRI statistics scored
+    # macro AUROC 0.83 and the more the base was held back, the worse it did.
     strategy = {
-        "name": "staged",
+        "name": "full",
         "head_epochs": plan.head_epochs,
         "finetune_epochs": plan.finetune_epochs,
         "head_lr": plan.head_lr,
-        "unfreeze_blocks": "all",
-        "finetune_lr_factor": 0.1,
+        "discriminative_decay": 0.7,
+        "freeze_bn": False,
     }
     return {
         "mri_to_ct": {
@@ -403,7 +406,7 @@ def run_demo(
         top = max(plan.fractions)
         for name in ("mri_to_ct", "cxr_nodule"):
             folder = Path(state.done[name]["folder"])
-            arm = "staged" if name == "mri_to_ct" else "full"
+            arm = transfer_arm(state, name)
             transfer = point_dir(folder, arm, top, 0)
             scratch = point_dir(folder, "scratch", top, 0)
             files = write_report(
@@ -436,6 +439,15 @@ def run_demo(
     return state.done.get("summary", {})
 
 
+def transfer_arm(state: DemoState, name: str) -> str:
+    """The transfer strategy of a finished experiment stage (the non-scratch arm)."""
+    runs = state.done[name].get("runs", {})
+    arms = {run.rsplit("_f", 1)[0] for run in runs} - {"scratch"}
+    if len(arms) != 1:
+        raise ValueError(f"stage {name}: expected one transfer arm, found {sorted(arms)}")
+    return arms.pop()
+
+
 def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any]:
     """Per experiment: AUROC with CI (transfer, scratch), verdict, ECE before/after, time."""
     from medtl.transfer.learning_curves import point_dir
@@ -444,7 +456,7 @@ def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any
     top = max(plan.fractions)
     for name in ("mri_to_ct", "cxr_nodule"):
         folder = Path(state.done[name]["folder"])
-        arm = "staged" if name == "mri_to_ct" else "full"
+        arm = transfer_arm(state, name)
         ev = {}
         for key, strategy in (("transfer", arm), ("scratch", "scratch")):
             ev[key] = json.loads(

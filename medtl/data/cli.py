@@ -81,6 +81,11 @@ def build_demo(
     ndim: Annotated[
         list[int] | None, typer.Option("--ndim", help="Patch dimensions to build (2, 3).")
     ] = None,
+    difficulty: Annotated[
+        str,
+        typer.Option(help="CXR nodule difficulty preset: easy, demo, standard, hard."),
+    ] = "demo",
+    workers: Annotated[int, typer.Option(help="Processes rendering radiographs.")] = 1,
 ) -> None:
     """Build the demo datasets: MRI source, CT target (+ histogram baseline), CXR nodules."""
     from medtl.data.fetch import SourceFetchError
@@ -94,6 +99,10 @@ def build_demo(
     bad = [p for p in parts if p not in DEMO_PARTS]
     if bad:
         raise _fail(f"unknown part(s) {bad}; use {', '.join(DEMO_PARTS)}")
+    from medtl.data.difficulty import PRESETS
+
+    if difficulty not in PRESETS:
+        raise _fail(f"unknown difficulty {difficulty!r}; use {', '.join(PRESETS)}")
     dims = list(ndim or [2, 3])
     if any(d not in (2, 3) for d in dims):
         raise _fail("--ndim must be 2 or 3")
@@ -128,7 +137,13 @@ def build_demo(
             # written by the CXR simulator's author; imported lazily so MRI/CT work alone
             from medtl.data.cxr import build_cxr_dataset
 
-            m = build_cxr_dataset(root / "cxr_nodule", size, seed)  # type: ignore[arg-type]
+            m = build_cxr_dataset(
+                root / "cxr_nodule",
+                size,  # type: ignore[arg-type]
+                seed,
+                difficulty=difficulty,
+                workers=max(1, workers),
+            )
             summary[m.name] = len(m.records)
     except SourceFetchError as exc:
         raise _fail(str(exc)) from None

@@ -207,3 +207,18 @@ def test_cli_build_demo_ct_tiny(
         ).read_bytes()
     result = runner.invoke(app, ["build-demo", "--only", "pet"])
     assert result.exit_code == 2 and "unknown part" in result.output
+    result = runner.invoke(app, ["build-demo", "--only", "cxr", "--difficulty", "trivial"])
+    assert result.exit_code == 2 and "unknown difficulty" in result.output
+
+
+def test_cli_build_demo_cxr_with_a_difficulty_preset(
+    sources_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDTL_HOME", str(sources_home))
+    args = ["build-demo", "--size", "tiny", "--only", "cxr", "--difficulty", "hard"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    built = Manifest.load(tmp_path / "cxr_nodule")
+    assert "Difficulty preset 'hard'" in built.description
+    sizes = [float(r.nodule_diameter_mm) for r in built.records if r.label == 1]
+    assert sizes and all(4.0 <= d <= 15.0 for d in sizes)  # the hard preset's range

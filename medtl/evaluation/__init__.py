@@ -19,8 +19,9 @@ not pull in scikit-learn or matplotlib until a name is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medtl._lazy import lazy_exports
 
 _EXPORTS = {
     "auroc": "metrics",
@@ -136,12 +137,5 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medtl.evaluation' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"medtl.evaluation.{module}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])

@@ -9,8 +9,9 @@ Names are resolved lazily: importing :mod:`medtl.inference` loads neither torch 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medtl._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.inference.domain import DomainGuard, fit_domain_guard, load_domain_guard
@@ -39,11 +40,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medtl.inference' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

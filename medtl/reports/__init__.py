@@ -13,8 +13,7 @@ Re-exports only (lazily, so ``import medtl.reports`` stays cheap):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from medtl._lazy import lazy_exports
 
 _EXPORTS = {
     "ReportData": "schema",
@@ -38,12 +37,5 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medtl.reports' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"medtl.reports.{module}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])

@@ -14,8 +14,9 @@ Names are resolved lazily: importing :mod:`medtl.review` does not import SQLAlch
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medtl._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.review.auth import (
@@ -112,12 +113,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medtl.review' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])

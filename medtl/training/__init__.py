@@ -5,8 +5,7 @@ Public names are re-exported lazily so ``import medtl.training`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from medtl._lazy import lazy_exports
 
 _EXPORTS = {
     "TrainingConfig": "medtl.training.config",
@@ -33,8 +32,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medtl.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -175,6 +175,46 @@ def finetune(
         evaluate(run)
 
 
+@app.command("learning-curves")
+def learning_curves(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML (strategy: the transfer arm).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder of the point runs and summaries.")],
+    fractions: Annotated[
+        str, typer.Option(help="Comma-separated label fractions in (0, 1].")
+    ] = "0.05,0.1,0.25,0.5,1",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds per point.")] = "0",
+    workers: Annotated[
+        int, typer.Option(help="Points trained at once (CPU: 2 on 2 cores; GPU: 1).")
+    ] = 1,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples per evaluation.")] = 1000,
+) -> None:
+    """Transfer arm and scratch at several label fractions; verdict at the largest (resumable)."""
+    from pydantic import ValidationError
+
+    from medtl.transfer.experiment import load_config
+    from medtl.transfer.learning_curves import run_learning_curves
+
+    try:
+        cfg = load_config(config)
+        fracs = [float(f) for f in fractions.split(",") if f.strip()]
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except (OSError, ValidationError, ValueError) as exc:
+        raise fail(f"invalid config or option: {exc}") from None
+    if not fracs or any(not 0 < f <= 1 for f in fracs) or not seed_list:
+        raise fail("--fractions must be numbers in (0, 1] and --seeds at least one integer")
+    result = run_learning_curves(
+        cfg, out, fractions=fracs, seeds=seed_list, n_resamples=resamples, workers=workers
+    )
+    for point in result["points"]:
+        typer.echo(
+            f"{point['strategy']:>18}  {point['fraction']:>5.0%}  seed {point['seed']}  "
+            f"n={point['n_train']:<6}  test AUROC {point['auroc']:.3f}"
+        )
+    if result["verdict"]:
+        typer.echo(result["verdict"]["sentence"])
+    typer.echo(f"learning curves: {out}")
+
+
 @app.command()
 def pretrain(
     config: Annotated[Path, typer.Argument(help="Pretraining YAML (see configs/).")],

@@ -82,3 +82,30 @@ def test_parallel_points_match_serial_points(tmp_path, square_dataset) -> None:
         a = (tmp_path / "serial" / name / "predictions.csv").read_text()
         b = (tmp_path / "parallel" / name / "predictions.csv").read_text()
         assert a == b, name
+
+
+def test_cli_learning_curves(tmp_path, square_dataset) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from medtl.cli import app
+
+    config = {
+        "name": "lccli",
+        "data": {"dataset": str(square_dataset), "modality": "cxr", "spatial_size": [32, 32]},
+        "model": {"backbone": "smallcnn"},
+        "strategy": {"name": "frozen_base", "head_epochs": 1, "finetune_epochs": 0},
+        "training": {"batch_size": 16, "amp": "none", "progress": "never"},
+    }
+    path = tmp_path / "lc.yaml"
+    path.write_text(yaml.safe_dump(config))
+    runner = CliRunner()
+    out = tmp_path / "curves"
+    args = ["learning-curves", str(path), "--out", str(out), "--fractions", "1"]
+    result = runner.invoke(app, [*args, "--resamples", "50"])
+    assert result.exit_code == 0, result.output
+    assert "frozen_base" in result.output and "scratch" in result.output
+    assert "Not assessable" in result.output  # 4 test patients: no verdict
+    assert (out / "learning_curves.json").is_file()
+    bad = runner.invoke(app, ["learning-curves", str(path), "--out", str(out), "--fractions", "2"])
+    assert bad.exit_code == 2 and "fractions" in bad.output

@@ -150,9 +150,9 @@ def cached_dataset(
         items: one entry per sample (e.g. ``{"image": path, "label": 1}``).
         deterministic_transform: decode + preprocess; its output is cached. Any callable.
         random_transform: augmentation applied after the cache on every access.
-        cache: ``"memory"`` (MONAI ``CacheDataset``, filled now), ``"disk"`` (MONAI
-            ``PersistentDataset`` under ``cache_dir``, filled lazily, reused across runs) or
-            ``"none"``.
+        cache: ``"memory"`` (MONAI ``CacheDataset``, filled now), ``"disk"`` (a MONAI
+            ``PersistentDataset`` storing safetensors under ``cache_dir``, filled lazily,
+            reused across runs; see :mod:`medtl.training.disk_cache`) or ``"none"``.
         cache_dir: folder for ``cache="disk"``; default ``MEDTL_HOME/cache/datasets`` (safe to
             share: entries are keyed by content and transform).
         cache_key: describes the deterministic transform's configuration; part of the disk
@@ -166,7 +166,7 @@ def cached_dataset(
     Raises:
         ValueError: an unknown cache mode.
     """
-    from monai.data import CacheDataset, PersistentDataset
+    from monai.data import CacheDataset
     from monai.data import Dataset as MonaiDataset
     from monai.transforms import Compose
 
@@ -196,7 +196,9 @@ def cached_dataset(
 
             cache_dir = home_subdir("cache") / "datasets"
         key = cache_key if cache_key is not None else describe_transform(deterministic_transform)
-        return PersistentDataset(
+        from medtl.training.disk_cache import SafetensorsPersistentDataset
+
+        return SafetensorsPersistentDataset(
             data=data,
             transform=pipeline,
             cache_dir=Path(cache_dir),

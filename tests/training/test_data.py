@@ -97,7 +97,7 @@ def test_disk_cache_is_keyed_by_file_content_and_transform(scans: list[dict], tm
     decode = Decode()
     first = cached_dataset(scans, decode, None, cache="disk", cache_dir=cache, cache_key="v1")
     values = [float(first[i]["image"].max()) for i in range(4)]
-    assert decode.calls == 4 and len(list(cache.glob("*.pt"))) == 4
+    assert decode.calls == 4 and len(list(cache.glob("*.safetensors"))) == 4
 
     again = Decode()
     second = cached_dataset(scans, again, None, cache="disk", cache_dir=cache, cache_key="v1")
@@ -137,7 +137,7 @@ def test_disk_cache_defaults_to_medtl_home(scans: list[dict], tmp_path, monkeypa
     monkeypatch.setenv("MEDTL_HOME", str(tmp_path / "home"))
     ds = cached_dataset(scans[:1], Decode(), cache="disk")
     assert ds[0]["label"] == 0
-    assert len(list((tmp_path / "home" / "cache" / "datasets").glob("*.pt"))) == 1
+    assert len(list((tmp_path / "home" / "cache" / "datasets").glob("*.safetensors"))) == 1
     with pytest.raises(ValueError, match="cache mode"):
         cached_dataset(scans, Decode(), cache="ram")  # type: ignore[arg-type]
 

@@ -449,7 +449,8 @@ def transfer_arm(state: DemoState, name: str) -> str:
 
 
 def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any]:
-    """Per experiment: AUROC with CI (transfer, scratch), verdict, ECE before/after, time."""
+    """Per experiment: AUROC with CI (transfer, scratch), verdict, ECE before/after, time,
+    and both arms' test AUROC at the smallest label fraction of the learning curve."""
     from medtl.transfer.learning_curves import point_dir
 
     rows = []
@@ -465,12 +466,21 @@ def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any
         table = ev["transfer"]["calibration"]["table"]
         ece = next(r for r in table if r["measure"].startswith("ECE"))
         verdict = state.done[name].get("verdict") or {}
+        curve = json.loads((folder / "learning_curves.json").read_text("utf-8"))
+        fewest = min(p["fraction"] for p in curve)
+        at_fewest = {p["strategy"]: p for p in curve if p["fraction"] == fewest and p["seed"] == 0}
         rows.append(
             {
                 "experiment": name,
                 "strategy": arm,
                 "transfer_auroc": ev["transfer"]["test"]["auroc"],
                 "scratch_auroc": ev["scratch"]["test"]["auroc"],
+                "fewest_labels": {
+                    "fraction": fewest,
+                    "n_train": at_fewest[arm]["n_train"],
+                    "transfer_auroc": at_fewest[arm]["auroc"],
+                    "scratch_auroc": at_fewest["scratch"]["auroc"],
+                },
                 "verdict": verdict.get("verdict"),
                 "verdict_sentence": verdict.get("sentence"),
                 "ece_before": ece["before"],

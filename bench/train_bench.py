@@ -234,7 +234,10 @@ def bench_dicom_cache(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any
                 small_cnn(), mem_ds, cfg(tmp, **{**common, "max_epochs": args.epochs})
             )[0],
         )
-    note = f"samples/s ({how}, {args.workers} workers)"
+    note = (
+        f"samples/s ({how}, {args.workers} loader process(es), "
+        f"{torch.get_num_threads()} compute thread(s))"
+    )
     return [
         row("dicom_warm_cache_vs_memory", warm, memory, warm / memory, 0.9, note),
         row("dicom_cold_cache_vs_memory", cold, memory, cold / memory, None, note),

@@ -28,6 +28,7 @@ def run_all():
         ({"ratio": 2.4, "target": "ratio < 2", "ours": 0.5}, "no"),
         ({"ratio": 1.4, "target": "ours < 1.5 s; ratio < 2", "ours": 1.7}, "no"),
         ({"ratio": 1.4, "target": "ours < 1.5 s; ratio < 2", "ours": 0.7}, "yes"),
+        ({"ratio": 4.9, "target": ">= 1.0"}, "yes"),
         ({"ratio": 0.2, "target": "share of total"}, ""),
         ({"ratio": None, "target": 2}, ""),
     ],

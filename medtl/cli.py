@@ -320,7 +320,7 @@ def score(
 
 @app.command()
 def demo(
-    size: Annotated[str, typer.Option(help="tiny (CI), demo (~30 min on 2 CPUs), full (GPU).")] = (
+    size: Annotated[str, typer.Option(help="tiny (CI), demo (~15 min on 2 CPUs), full (GPU).")] = (
         "demo"
     ),
     no_app: Annotated[bool, typer.Option("--no-app", help="Run the pipeline only.")] = False,

@@ -290,7 +290,7 @@ def run_demo(
     """Run (or resume) the demo pipeline; returns the summary.
 
     Args:
-        size: ``tiny`` (CI, minutes), ``demo`` (about 30 minutes on 2 CPU cores) or ``full``
+        size: ``tiny`` (CI, minutes), ``demo`` (about 15 minutes on 2 CPU cores) or ``full``
             (a GPU).
         force: stages to redo even if they finished.
         stop_after: stop after this stage (e.g. ``"data"``).

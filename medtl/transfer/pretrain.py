@@ -219,6 +219,8 @@ def run_pretraining(config: PretrainConfig, out_dir: str | Path | None = None) -
         elif stage == "lesion":
             metrics.update(_lesion_stage(model, config, data, out_dir / "lesion"))
         else:
+            if int(model.config.num_outputs) != num_outputs:  # after the lesion pretext's head
+                model.reset_head(num_outputs)
             strategy = StrategyConfig(
                 name="scratch",
                 head_epochs=config.supervised_epochs,

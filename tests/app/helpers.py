@@ -13,6 +13,9 @@ import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian
 
+from medtl.io import load_scan
+from medtl.review import ReviewStore
+
 APP_MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
 PHI_NAME = "ZYXWV^QUENTIN"
 PHI_ID = "MRN-90817-55"
@@ -225,3 +228,21 @@ def analyse(at):
 def errors(at) -> list[str]:
     """The texts of every st.error on the page."""
     return [str(e.value) for e in at.error]
+
+
+def seed_case(seed: int = 0, probability: float = 0.73) -> str:
+    """A case with one de-identified image and one AI result, uploaded by alice."""
+    with ReviewStore.open() as store:
+        alice = store.accounts.get_user("alice")
+        case = store.create_case(alice, load_scan(dicom_bytes(seed=seed)))
+        store.record_prediction(
+            alice,
+            case.case_id,
+            model_name="tinycxr",
+            model_version="1.0.0",
+            label="nodule",
+            probability=probability,
+            threshold=0.5,
+            details={"labels": ["no nodule", "nodule"], "operating_point": "youden"},
+        )
+        return case.case_id

@@ -6,10 +6,9 @@ from __future__ import annotations
 import csv
 import io
 
-from medtl.io import load_scan
 from medtl.review import ReviewStore
 
-from .helpers import PASSWORD, dicom_bytes, errors, new_app, page_text, sign_in
+from .helpers import PASSWORD, errors, new_app, page_text, seed_case, sign_in
 
 
 def _admin_page(user: str = "adam"):
@@ -51,24 +50,15 @@ def test_admin_cannot_disable_self(app_home) -> None:
 
 
 def test_audit_log_filters_and_csv_export(app_home) -> None:
+    case_id = seed_case(seed=3, probability=0.6)
     with ReviewStore.open() as store:
         alice = store.accounts.get_user("alice")
-        case = store.create_case(alice, load_scan(dicom_bytes(seed=3)))
-        store.record_prediction(
-            alice,
-            case.case_id,
-            model_name="tinycxr",
-            model_version="1.0.0",
-            label="nodule",
-            probability=0.6,
-            threshold=0.5,
-        )
-        store.submit_review(alice, case.case_id, "agree", comment="fine")
+        store.submit_review(alice, case_id, "agree", comment="fine")
     at = _admin_page()
     at.selectbox(key="adm_action").set_value("review").run()
     table = at.dataframe[1].value
     assert list(table["Action"]) == ["review"]
-    assert list(table["User"]) == ["alice"] and list(table["Case"]) == [case.case_id]
+    assert list(table["User"]) == ["alice"] and list(table["Case"]) == [case_id]
     at.selectbox(key="adm_action").set_value("(any)")
     at.selectbox(key="adm_who").set_value("alice").run()
     assert set(at.dataframe[1].value["Action"]) == {"upload", "predict", "review"}
@@ -82,7 +72,7 @@ def test_audit_log_filters_and_csv_export(app_home) -> None:
         store.export_reviews_csv(None, buf)
     rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
     assert [(r["case_id"], r["reader"], r["decision"]) for r in rows] == [
-        (case.case_id, "alice", "agree")
+        (case_id, "alice", "agree")
     ]
     with ReviewStore.open() as store:
         exports = store.audit_log(None, action="export")

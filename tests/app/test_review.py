@@ -14,25 +14,7 @@ import streamlit as st
 from medtl.io import load_scan
 from medtl.review import ReviewStore
 
-from .helpers import dicom_bytes, errors, new_app, page_text, sign_in
-
-
-def seed_case(seed: int = 0, probability: float = 0.73) -> str:
-    """A case with one de-identified image and one AI result, uploaded by alice."""
-    with ReviewStore.open() as store:
-        alice = store.accounts.get_user("alice")
-        case = store.create_case(alice, load_scan(dicom_bytes(seed=seed)))
-        store.record_prediction(
-            alice,
-            case.case_id,
-            model_name="tinycxr",
-            model_version="1.0.0",
-            label="nodule",
-            probability=probability,
-            threshold=0.5,
-            details={"labels": ["no nodule", "nodule"], "operating_point": "youden"},
-        )
-        return case.case_id
+from .helpers import dicom_bytes, errors, new_app, page_text, seed_case, sign_in
 
 
 def open_case(at, case_id: str):
@@ -180,27 +162,16 @@ def test_unknown_case_is_a_clear_message(app_home, missing) -> None:
 def test_case_review_heat_map_on_request(app_home) -> None:
     from medtl.inference import Predictor
 
-    with ReviewStore.open() as store:
-        alice = store.accounts.get_user("alice")
-        scan = load_scan(dicom_bytes(seed=12))
-        case = store.create_case(alice, scan)
-        store.record_prediction(
-            alice,
-            case.case_id,
-            model_name="tinycxr",
-            model_version="1.0.0",
-            label="nodule",
-            probability=0.5,
-            threshold=0.5,
-        )
-    at = open_case(sign_in(new_app().run(), "alice"), case.case_id)
-    assert not [t for t in at.toggle if t.key == f"cr_view_{case.case_id}_heat"]
+    case_id = seed_case(seed=12, probability=0.5)
+    scan = load_scan(dicom_bytes(seed=12))  # the same bytes seed_case uploaded
+    at = open_case(sign_in(new_app().run(), "alice"), case_id)
+    assert not [t for t in at.toggle if t.key == f"cr_view_{case_id}_heat"]
     [pred_id] = [int(t.key.rsplit("_", 1)[1]) for t in at.toggle if t.key.startswith("cr_heat_")]
     at.toggle(key=f"cr_heat_{pred_id}").set_value(True).run()
     assert not at.exception
-    assert at.toggle(key=f"cr_view_{case.case_id}_heat").value is True
+    assert at.toggle(key=f"cr_view_{case_id}_heat").value is True
     expected = Predictor.from_package("tinycxr").predict(scan).heatmap
     [(key, heat)] = at.session_state["medtl_case_heat"].items()
-    assert key == (case.case_id, pred_id)
+    assert key == (case_id, pred_id)
     assert heat.shape == scan.shape
     np.testing.assert_allclose(heat, np.asarray(expected), atol=1e-5)

@@ -11,7 +11,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_ARGS ?=
 
-.PHONY: venv install install-dev browser demo test lint bench schemas clean
+.PHONY: venv install install-dev browser pacs-server demo test lint bench schemas clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ install: $(PY)
 	$(PIP_INSTALL) -e ".[app,report]"
 
 install-dev: $(PY)
-	$(PIP_INSTALL) -e ".[app,report,dev]"
+	$(PIP_INSTALL) -e ".[app,report,pacs,dev]"
 
 # The browser test drives Debian's Chromium (Playwright's own browser download is not used).
 browser:
@@ -35,10 +35,20 @@ browser:
 	  fi; \
 	fi
 
+# The PACS tests start Debian's Orthanc (with its DICOMweb plugin) and use dcmtk's storescu.
+pacs-server:
+	@if [ ! -x /usr/sbin/Orthanc ] || [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || ! command -v storescu >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb dcmtk >/dev/null; \
+	  else \
+	    echo "note: install Debian's orthanc, orthanc-dicomweb and dcmtk (sudo apt-get install orthanc orthanc-dicomweb dcmtk) to run the PACS tests"; \
+	  fi; \
+	fi
+
 demo: install
 	$(VENV)/bin/medtl demo $(DEMO_ARGS)
 
-test: install-dev browser
+test: install-dev browser pacs-server
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
 

@@ -90,6 +90,20 @@ class CTSource:
     codes: np.ndarray
     spacing: tuple[float, float, float]
     center_mm: tuple[float, float, float]
+    # Derived arrays (ray-filtered attenuation per filter width), owned by this source so
+    # they are freed with it and can never be served for another volume. ``mu`` is treated
+    # as read-only once the source is built.
+    _derived: dict[int, np.ndarray] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __getstate__(self) -> dict[str, object]:
+        # Pickled sources (e.g. sent to data-loader workers) travel without the cache.
+        return {k: v for k, v in self.__dict__.items() if k != "_derived"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._derived = {}
 
 
 @dataclass(frozen=True)
@@ -411,20 +425,21 @@ def _sampling_grid(lattice: torch.Tensor, size: tuple[int, int, int]) -> torch.T
     return fine[0].permute(1, 2, 3, 0)[None].contiguous()
 
 
-_RAY_FILTERED: dict[tuple[int, int], np.ndarray] = {}
-
-
 def _ray_filtered(source: CTSource, depth_mm: float) -> np.ndarray:
     """The CT box-filtered along the rays, so samples every ``depth_mm`` do not alias thin
-    bone (cached per source and width: computed once per dataset)."""
+    bone (cached on the source per filter width: computed once per dataset).
+
+    The cache lives on the :class:`CTSource` itself, not in a module dict keyed on
+    ``id(array)``: Python reuses the id of a freed array, which returned another volume's
+    projection."""
     width = round(depth_mm / source.spacing[1])
     if width <= 1:
         return source.mu
-    key = (id(source.mu), width)
-    if key not in _RAY_FILTERED:
-        _RAY_FILTERED.clear()
-        _RAY_FILTERED[key] = ndimage.uniform_filter1d(source.mu, width, axis=1)
-    return _RAY_FILTERED[key]
+    cached = source._derived.get(width)
+    if cached is None:
+        cached = ndimage.uniform_filter1d(source.mu, width, axis=1)
+        source._derived[width] = cached
+    return cached
 
 
 def render_patient(

@@ -2,7 +2,8 @@
 
 * :func:`export_reviews_csv`: one :class:`~medtl.review.schemas.ReviewExportRow` per review.
   Free-text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or
-  carriage return) are prefixed with ``'`` (OWASP CSV injection advice).
+  carriage return, also in their full-width or other compatibility forms, and after leading
+  blanks or invisible format characters) are prefixed with ``'`` (OWASP CSV injection advice).
 * :func:`export_sr`: the AI result of a case as a DICOM Comprehensive 3D SR (TID 1500
   Measurement Report) referencing the case's de-identified DICOM image; needs ``highdicom``
   (imported lazily) and a case stored from DICOM bytes.
@@ -16,6 +17,7 @@ import csv
 import io
 import itertools
 import logging
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -42,42 +44,75 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CODING_SCHEME = "99MEDTL"
 
 
+def _formula_like(text: str) -> bool:
+    """True when a spreadsheet could read ``text`` as a formula.
+
+    NFKC folds compatibility forms first (full-width ``＝`` U+FF1D, small ``﹦`` U+FE66 ...
+    become ``=``), since some spreadsheet programs accept them as formula starters; leading
+    spaces and invisible format characters (zero-width space, BOM) are skipped too.
+    """
+    if text.startswith(_FORMULA_START):
+        return True
+    folded = unicodedata.normalize("NFKC", text)
+    i = 0
+    while i < len(folded) and (folded[i] == " " or unicodedata.category(folded[i]) in ("Cf", "Zs")):
+        i += 1
+    return folded[i:].startswith(_FORMULA_START)
+
+
 def _safe_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and _formula_like(value):
         return "'" + value
     return value
 
 
 def _rows(session: Session, include_comments: bool) -> list[ReviewExportRow]:
-    cases = session.scalars(select(Case).options(
-        selectinload(Case.predictions),
-        selectinload(Case.reviews).selectinload(Review.reader),
-    ).order_by(Case.created_at, Case.id))
+    cases = session.scalars(
+        select(Case)
+        .options(
+            selectinload(Case.predictions),
+            selectinload(Case.reviews).selectinload(Review.reader),
+        )
+        .order_by(Case.created_at, Case.id)
+    )
     rows = []
     for case in cases:
         status = case_status(case)
         preds = {p.id: p for p in case.predictions}
         for r in case.reviews:
             p: Prediction | None = preds.get(r.prediction_pk) if r.prediction_pk else None
-            rows.append(ReviewExportRow(
-                review_id=r.id, case_id=case.case_id, case_status=status,
-                reader=r.reader.username, reader_role=r.reader.role, decision=r.decision,
-                x=r.x, y=r.y, slice_index=r.slice_index,
-                comment=r.comment if include_comments else None, reviewed_at=r.created_at,
-                prediction_id=r.prediction_pk,
-                model_name=p.model_name if p else None,
-                model_version=p.model_version if p else None,
-                ai_label=p.label if p else None,
-                ai_probability=p.probability if p else None,
-                ai_threshold=p.threshold if p else None,
-            ))
+            rows.append(
+                ReviewExportRow(
+                    review_id=r.id,
+                    case_id=case.case_id,
+                    case_status=status,
+                    reader=r.reader.username,
+                    reader_role=r.reader.role,
+                    decision=r.decision,
+                    x=r.x,
+                    y=r.y,
+                    slice_index=r.slice_index,
+                    comment=r.comment if include_comments else None,
+                    reviewed_at=r.created_at,
+                    prediction_id=r.prediction_pk,
+                    model_name=p.model_name if p else None,
+                    model_version=p.model_version if p else None,
+                    ai_label=p.label if p else None,
+                    ai_probability=p.probability if p else None,
+                    ai_threshold=p.threshold if p else None,
+                )
+            )
     rows.sort(key=lambda row: row.review_id)
     return rows
 
 
 def write_reviews_csv(rows: Sequence[ReviewExportRow], out: TextIO) -> None:
-    """Write ``rows`` as CSV with a header (column order of :class:`ReviewExportRow`)."""
-    writer = csv.DictWriter(out, fieldnames=ReviewExportRow.columns(), lineterminator="\n")
+    """Write ``rows`` as CSV with a header (column order of :class:`ReviewExportRow`).
+
+    Rows end with CRLF (RFC 4180): the csv module then quotes every cell holding a CR or LF,
+    so a carriage return typed into a comment cannot split a row.
+    """
+    writer = csv.DictWriter(out, fieldnames=ReviewExportRow.columns(), lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         data = row.model_dump(mode="json")
@@ -113,8 +148,16 @@ def export_reviews_csv(
         tmp.replace(path)
     else:
         dest.write(buf.getvalue())
-    store.db.write(lambda s: add_audit(s, store.db.now(), "export", user=actor, details={
-        "format": "csv", "rows": len(rows), "comments": include_comments}), what="export record")
+    store.db.write(
+        lambda s: add_audit(
+            s,
+            store.db.now(),
+            "export",
+            user=actor,
+            details={"format": "csv", "rows": len(rows), "comments": include_comments},
+        ),
+        what="export record",
+    )
     logger.info("review store: exported %d reviews as CSV", len(rows))
     return len(rows)
 
@@ -157,14 +200,21 @@ def export_sr(
 
     detail = store.get_case(case_id)
     images = [i for i in store.get_images(case_id) if i.kind == "dicom"]
-    predictions = store.db.read(lambda s: [
-        (p.id, p.model_name, p.model_version, p.label, p.probability, p.image_pk)
-        for p in s.scalars(select(Prediction).join(Case).where(Case.case_id == case_id)
-                           .order_by(Prediction.id))])
+    predictions = store.db.read(
+        lambda s: [
+            (p.id, p.model_name, p.model_version, p.label, p.probability, p.image_pk)
+            for p in s.scalars(
+                select(Prediction).join(Case).where(Case.case_id == case_id).order_by(Prediction.id)
+            )
+        ]
+    )
     if not predictions:
         raise ValueError(f"case {detail.case_id} has no AI result")
-    chosen = predictions[-1] if prediction_id is None else next(
-        (p for p in predictions if p[0] == prediction_id), None)
+    chosen = (
+        predictions[-1]
+        if prediction_id is None
+        else next((p for p in predictions if p[0] == prediction_id), None)
+    )
     if chosen is None:
         raise ValueError(f"AI result {prediction_id} does not belong to case {case_id}")
     pid, model_name, model_version, label, probability, image_pk = chosen
@@ -176,48 +226,70 @@ def export_sr(
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name=model_name[:64], model_name=model_version[:64]),
+            uid=generate_uid(), name=model_name[:64], model_name=model_version[:64]
+        ),
     )
-    finding = hd.sr.CodedConcept(value="AIRESULT", scheme_designator=CODING_SCHEME,
-                                 meaning="AI result")
+    finding = hd.sr.CodedConcept(
+        value="AIRESULT", scheme_designator=CODING_SCHEME, meaning="AI result"
+    )
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=generate_uid(), identifier=f"AI result {pid}"),
+            uid=generate_uid(), identifier=f"AI result {pid}"
+        ),
         algorithm_id=hd.sr.AlgorithmIdentification(name=model_name, version=model_version),
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-            name=finding,
-            value=hd.sr.CodedConcept(value=label.upper()[:16], scheme_designator=CODING_SCHEME,
-                                     meaning=label[:64]),
-        )],
-        measurements=[hd.sr.Measurement(
-            name=hd.sr.CodedConcept(value="PROB", scheme_designator=CODING_SCHEME,
-                                    meaning="Calibrated probability"),
-            value=float(probability),
-            unit=hd.sr.CodedConcept(value="1", scheme_designator="UCUM", meaning="no units"),
-        )],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(
+                name=finding,
+                value=hd.sr.CodedConcept(
+                    value=label.upper()[:16], scheme_designator=CODING_SCHEME, meaning=label[:64]
+                ),
+            )
+        ],
+        measurements=[
+            hd.sr.Measurement(
+                name=hd.sr.CodedConcept(
+                    value="PROB", scheme_designator=CODING_SCHEME, meaning="Calibrated probability"
+                ),
+                value=float(probability),
+                unit=hd.sr.CodedConcept(value="1", scheme_designator="UCUM", meaning="no units"),
+            )
+        ],
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
     )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
-        procedure_reported=hd.sr.CodedConcept(value="363679005", scheme_designator="SCT",
-                                              meaning="Imaging"),
+        procedure_reported=hd.sr.CodedConcept(
+            value="363679005", scheme_designator="SCT", meaning="Imaging"
+        ),
         imaging_measurements=[group],
     )
     with warnings.catch_warnings():
         # Pseudonymous patient names ("PSN-...") are single-component on purpose.
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
         sr = hd.sr.Comprehensive3DSR(
-            evidence=[source], content=report[0], series_instance_uid=generate_uid(),
-            series_number=900, sop_instance_uid=generate_uid(), instance_number=1,
-            manufacturer="medtl", is_complete=True,
+            evidence=[source],
+            content=report[0],
+            series_instance_uid=generate_uid(),
+            series_number=900,
+            sop_instance_uid=generate_uid(),
+            instance_number=1,
+            manufacturer="medtl",
+            is_complete=True,
         )
     dest = Path(dest)
     path = dest / f"{detail.case_id}-ai-sr.dcm" if dest.is_dir() else dest
     sr.save_as(path)
-    store.db.write(lambda s: add_audit(s, store.db.now(), "export", user=actor,
-                                       case_id=detail.case_id, details={
-                                           "format": "dicom-sr", "prediction_id": pid}),
-                   what="export record")
+    store.db.write(
+        lambda s: add_audit(
+            s,
+            store.db.now(),
+            "export",
+            user=actor,
+            case_id=detail.case_id,
+            details={"format": "dicom-sr", "prediction_id": pid},
+        ),
+        what="export record",
+    )
     return path
 
 
@@ -305,10 +377,13 @@ def agreement_report(store: ReviewStore) -> AgreementReport:
     Returns:
         The report.
     """
+
     def load(session: Session) -> list[tuple[str, dict[str, str]]]:
-        cases = session.scalars(select(Case).options(
-            selectinload(Case.reviews).selectinload(Review.reader)).order_by(
-            Case.created_at, Case.id))
+        cases = session.scalars(
+            select(Case)
+            .options(selectinload(Case.reviews).selectinload(Review.reader))
+            .order_by(Case.created_at, Case.id)
+        )
         return [(c.case_id, latest_decisions(c.reviews)) for c in cases if c.reviews]
 
     per_case = store.db.read(load)
@@ -318,8 +393,15 @@ def agreement_report(store: ReviewStore) -> AgreementReport:
         pairs = list(itertools.combinations(values, 2))
         share = sum(x == y for x, y in pairs) / len(pairs) if pairs else None
         counts = Counter(values)
-        cases.append(CaseAgreement(case_id, decisions, {d: counts.get(d, 0) for d in DECISIONS},
-                                   share, len(counts) == 1 and len(values) >= 2))
+        cases.append(
+            CaseAgreement(
+                case_id,
+                decisions,
+                {d: counts.get(d, 0) for d in DECISIONS},
+                share,
+                len(counts) == 1 and len(values) >= 2,
+            )
+        )
     readers = sorted({r for _, d in per_case for r in d})
     pair_stats = []
     for ra, rb in itertools.combinations(readers, 2):

@@ -21,28 +21,38 @@ from medtl.review.store import ReviewStore
 
 from .conftest import FakeClock, dicom_dataset, tiny_scan, to_bytes
 
-HEADER = ("review_id,case_id,case_status,reader,reader_role,decision,x,y,slice_index,comment,"
-          "reviewed_at,prediction_id,model_name,model_version,ai_label,ai_probability,"
-          "ai_threshold")
+HEADER = (
+    "review_id,case_id,case_status,reader,reader_role,decision,x,y,slice_index,comment,"
+    "reviewed_at,prediction_id,model_name,model_version,ai_label,ai_probability,"
+    "ai_threshold"
+)
 
 
-def test_csv_export_content(store: ReviewStore, users: dict, clock: FakeClock,
-                            tmp_path: Path) -> None:
+def test_csv_export_content(
+    store: ReviewStore, users: dict, clock: FakeClock, tmp_path: Path
+) -> None:
     a, b = users["alice"], users["bob"]
     case = store.create_case(a, tiny_scan()).case_id
-    store.record_prediction(a, case, model_name="cxr-nodule", model_version="2.1",
-                            label="nodule", probability=0.875, threshold=0.5)
+    store.record_prediction(
+        a,
+        case,
+        model_name="cxr-nodule",
+        model_version="2.1",
+        label="nodule",
+        probability=0.875,
+        threshold=0.5,
+    )
     clock.advance(minutes=1)
     store.submit_review(a, case, "agree", x=12.5, y=7, comment='right upper lobe, "solid"')
     clock.advance(minutes=1)
-    store.submit_review(b, case, "disagree", comment="=HYPERLINK(\"http://x\")")
+    store.submit_review(b, case, "disagree", comment='=HYPERLINK("http://x")')
     out = tmp_path / "reviews.csv"
     assert store.export_reviews_csv(users["rita"], out) == 2
     assert out.read_text(encoding="utf-8").splitlines() == [
         HEADER,
         f'1,{case},disagreed,alice,clinician,agree,12.5,7.0,,"right upper lobe, ""solid""",'
         "2026-03-02T09:01:00Z,1,cxr-nodule,2.1,nodule,0.875,0.5",
-        f"2,{case},disagreed,bob,clinician,disagree,,,,\"'=HYPERLINK(\"\"http://x\"\")\","
+        f'2,{case},disagreed,bob,clinician,disagree,,,,"\'=HYPERLINK(""http://x"")",'
         "2026-03-02T09:02:00Z,1,cxr-nodule,2.1,nodule,0.875,0.5",
     ]
     no_comments = io.StringIO()
@@ -52,16 +62,53 @@ def test_csv_export_content(store: ReviewStore, users: dict, clock: FakeClock,
     exports = store.audit_log(users["root"], action="export")
     assert [(e.username, e.details) for e in exports] == [
         ("rita", {"format": "csv", "rows": 2, "comments": True}),
-        ("root", {"format": "csv", "rows": 2, "comments": False})]
+        ("root", {"format": "csv", "rows": 2, "comments": False}),
+    ]
     with pytest.raises(PermissionDeniedError):
         store.export_reviews_csv(a, tmp_path / "no.csv")
+
+
+FORMULA_COMMENTS = [
+    '=HYPERLINK("http://x")',
+    "+1+1",
+    "-2+3",
+    "@SUM(A1)",
+    "\t=1",
+    "\r=1",
+    # Full-width and other compatibility forms that NFKC folds to a formula starter.
+    '\uff1dHYPERLINK("http://x","open")',
+    "\uff0b1+1",
+    "\uff0d2+3",
+    "\uff20SUM(A1)",
+    "\ufe66HYPERLINK(1)",
+    " \uff1d1+1",
+    "\u200b=1+1",
+    "\u3000\uff1d1",
+]
+
+
+def test_csv_export_neutralises_formulas_in_every_width(store: ReviewStore, users: dict) -> None:
+    """Each comment that a spreadsheet could run comes out prefixed with ``'``, intact."""
+    a = users["alice"]
+    case = store.create_case(a, tiny_scan()).case_id
+    store.record_prediction(
+        a, case, model_name="m", model_version="1", label="nodule", probability=0.5
+    )
+    harmless = ["plain text", "3 mm nodule, =stable", "a-b", "\uff41bc"]
+    for comment in FORMULA_COMMENTS + harmless:
+        store.submit_review(a, case, "agree", comment=comment)
+    buf = io.StringIO()
+    store.export_reviews_csv(users["root"], buf)
+    comments = [r["comment"] for r in csv.DictReader(io.StringIO(buf.getvalue(), newline=""))]
+    assert comments == ["'" + c for c in FORMULA_COMMENTS] + harmless
 
 
 def test_export_rows_match_json_schema(store: ReviewStore, users: dict) -> None:
     a = users["alice"]
     case = store.create_case(a, tiny_scan()).case_id
-    store.record_prediction(a, case, model_name="m", model_version="1", label="no_nodule",
-                            probability=0.1)
+    store.record_prediction(
+        a, case, model_name="m", model_version="1", label="no_nodule", probability=0.1
+    )
     store.submit_review(a, case, "uncertain", x=1, y=1, slice_index=3)
     schema = review_export_schema()
     assert schema["$schema"].endswith("2020-12/schema")
@@ -77,10 +124,20 @@ def test_export_rows_match_json_schema(store: ReviewStore, users: dict) -> None:
 
 def test_fleiss_kappa_matches_published_example() -> None:
     """Fleiss (1971) worked example as given on Wikipedia: 10 subjects, 14 raters -> 0.210."""
-    counts = np.array([
-        [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
-    ])
+    counts = np.array(
+        [
+            [0, 0, 0, 0, 14],
+            [0, 2, 6, 4, 2],
+            [0, 0, 3, 5, 6],
+            [0, 3, 9, 2, 0],
+            [2, 2, 8, 1, 1],
+            [7, 7, 0, 0, 0],
+            [3, 2, 6, 3, 0],
+            [2, 5, 3, 2, 2],
+            [6, 5, 2, 1, 0],
+            [0, 2, 2, 3, 7],
+        ]
+    )
     assert fleiss_kappa(counts) == pytest.approx(0.20993, abs=1e-4)
     assert fleiss_kappa(np.array([[3, 0], [0, 3]])) == pytest.approx(1.0)
     assert fleiss_kappa(np.array([[2, 0], [2, 0]])) is None  # one category: undefined
@@ -108,8 +165,9 @@ def test_agreement_report(store: ReviewStore, users: dict) -> None:
     ids = {}
     for k, decisions in plan.items():
         ids[k] = store.create_case(users["alice"], tiny_scan()).case_id
-        store.record_prediction(None, ids[k], model_name="m", model_version="1",
-                                label="nodule", probability=0.5)
+        store.record_prediction(
+            None, ids[k], model_name="m", model_version="1", label="nodule", probability=0.5
+        )
         for reader, decision in zip(readers, decisions, strict=True):
             if decision:
                 store.submit_review(reader, ids[k], decision)
@@ -131,8 +189,9 @@ def test_agreement_report(store: ReviewStore, users: dict) -> None:
     assert ab.kappa == pytest.approx(1.0)
     br = pairs[("bob", "root")]
     assert br.n_cases == 2
-    assert br.kappa == pytest.approx(cohen_kappa_score(["agree", "disagree"],
-                                                       ["agree", "uncertain"]))
+    assert br.kappa == pytest.approx(
+        cohen_kappa_score(["agree", "disagree"], ["agree", "uncertain"])
+    )
 
 
 def test_dicom_sr_export(store: ReviewStore, users: dict, tmp_path: Path) -> None:
@@ -140,8 +199,15 @@ def test_dicom_sr_export(store: ReviewStore, users: dict, tmp_path: Path) -> Non
     source = deidentify(dicom_dataset(), key=b"k" * 32)
     case = store.create_case(users["alice"], to_bytes(source)).case_id
     (image,) = store.get_images(case)
-    store.record_prediction(users["alice"], case, model_name="ct-nodule", model_version="0.3",
-                            label="nodule", probability=0.91, image_id=image.id)
+    store.record_prediction(
+        users["alice"],
+        case,
+        model_name="ct-nodule",
+        model_version="0.3",
+        label="nodule",
+        probability=0.91,
+        image_id=image.id,
+    )
     path = store.export_sr(users["alice"], case, tmp_path)
     assert path == tmp_path / f"{case}-ai-sr.dcm"
     sr = pydicom.dcmread(path)
@@ -153,7 +219,9 @@ def test_dicom_sr_export(store: ReviewStore, users: dict, tmp_path: Path) -> Non
     text = str(sr)
     assert "Calibrated probability" in text and "0.91" in text and "ct-nodule" in text
     assert store.audit_log(users["root"], action="export")[-1].details == {
-        "format": "dicom-sr", "prediction_id": 1}
+        "format": "dicom-sr",
+        "prediction_id": 1,
+    }
 
 
 def test_sr_export_needs_dicom_image(store: ReviewStore, users: dict, tmp_path: Path) -> None:
@@ -161,7 +229,8 @@ def test_sr_export_needs_dicom_image(store: ReviewStore, users: dict, tmp_path: 
     case = store.create_case(users["alice"], tiny_scan()).case_id
     with pytest.raises(ValueError, match="no AI result"):
         store.export_sr(users["alice"], case, tmp_path)
-    store.record_prediction(users["alice"], case, model_name="m", model_version="1",
-                            label="nodule", probability=0.5)
+    store.record_prediction(
+        users["alice"], case, model_name="m", model_version="1", label="nodule", probability=0.5
+    )
     with pytest.raises(ValueError, match="de-identified DICOM"):
         store.export_sr(users["alice"], case, tmp_path)

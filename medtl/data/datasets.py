@@ -162,7 +162,7 @@ def build_datasets(
 
     Args:
         dataset_dir: folder holding ``manifest.json`` (image paths are relative to it).
-        preprocessing_spec: a :class:`medtl.transfer.presets.PreprocessingSpec`.
+        preprocessing_spec: a :class:`medtl.artifacts.PreprocessingSpec`.
         augmentation_spec: a :class:`medtl.transfer.presets.AugmentationSpec` (training only).
         cache: ``memory``, ``disk`` or ``none`` (see :func:`medtl.training.data.cached_dataset`).
         cache_dir: disk cache folder.
@@ -173,7 +173,7 @@ def build_datasets(
         :class:`SplitDatasets`; ``indices`` maps each split to its manifest record indices.
     """
     from medtl.training.data import cached_dataset
-    from medtl.transfer.presets import build_augmentation, build_preprocessing
+    from medtl.data.preprocessing import build_augmentation, build_preprocessing
 
     root = Path(dataset_dir)
     manifest = Manifest.load(root)

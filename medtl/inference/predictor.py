@@ -1,7 +1,7 @@
 """The :class:`Predictor`: a model package applied to one scan.
 
 ``Predictor.from_package(path_or_name)`` rebuilds the network, the preprocessing recorded in
-the card (:func:`medtl.transfer.presets.build_preprocessing`, exactly what training used),
+the card (:func:`medtl.data.preprocessing.build_preprocessing`, exactly what training used),
 the calibrator, the operating points and the domain guard. ``predict(scan)`` returns a
 :class:`~medtl.inference.result.PredictionResult`:
 
@@ -88,7 +88,7 @@ class Predictor:
         overlap: float = 0.25,
         sw_batch_size: int = 4,
     ) -> None:
-        from medtl.transfer.presets import PreprocessingSpec
+        from medtl.artifacts import PreprocessingSpec
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -188,7 +188,7 @@ class Predictor:
             The network input without batch axis.
         """
         if self._transform is None:
-            from medtl.transfer.presets import build_preprocessing
+            from medtl.data.preprocessing import build_preprocessing
 
             self._transform = build_preprocessing(self.spec)
         return self._channels(self._transform(_image_array(scan, self.spatial_dims)[None]))
@@ -344,7 +344,7 @@ class Predictor:
 
     def _volume_input(self, scan: Any) -> tuple[torch.Tensor, tuple[int, ...]]:
         """Intensity-preprocessed ``(1, C, *grid)`` volume and its grid shape."""
-        from medtl.transfer.presets import build_preprocessing
+        from medtl.data.preprocessing import build_preprocessing
 
         array = np.asarray(scan.array, dtype=np.float32)
         grid = tuple(int(s) for s in array.shape)

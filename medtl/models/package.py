@@ -18,167 +18,52 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from safetensors.torch import load_file
 
+from medtl.artifacts.base import ArtifactError
+from medtl.artifacts.card import _NAME as _NAME
+from medtl.artifacts.card import (
+    CARD_SCHEMA_VERSION,
+    CardOperatingPoint,
+    ModelCard,
+    software_versions,
+)
 from medtl.models.backbones import Backbone
-from medtl.models.config import BackboneConfig
 from medtl.models.registry import build_backbone
 from medtl.models.weights import save_weights
 from medtl.paths import home_subdir
 
 logger = logging.getLogger(__name__)
 
+# ModelCard, CardOperatingPoint and software_versions moved to medtl.artifacts.card (a typed
+# hand-off read by inference and reports); re-exported here for existing imports.
+__all__ = [
+    "CARD_FILE",
+    "CARD_SCHEMA_VERSION",
+    "REPORT_FILE",
+    "WEIGHTS_FILE",
+    "CardOperatingPoint",
+    "ModelCard",
+    "PackageError",
+    "software_versions",
+]
+
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "model.json"
 REPORT_FILE = "report.html"
-CARD_SCHEMA_VERSION = 1
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
 class PackageError(RuntimeError):
     """A model package is missing, incomplete, or does not match its card."""
-
-
-def software_versions() -> dict[str, str]:
-    """Return the medtl, torch and monai versions in use."""
-    import monai
-
-    try:
-        medtl_version = importlib_metadata.version("medtl")
-    except importlib_metadata.PackageNotFoundError:
-        from medtl import __version__ as medtl_version
-    return {"medtl": medtl_version, "torch": torch.__version__, "monai": monai.__version__}
-
-
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) or math.isinf(value) else value
-
-
-class CardOperatingPoint(BaseModel):
-    """An operating point stored in the card.
-
-    Accepts :meth:`medtl.evaluation.OperatingPoint.to_dict` output directly
-    (sensitivity and specificity are then taken from its ``metrics``).
-
-    Attributes:
-        name: e.g. ``"youden"`` or ``"sensitivity_0.90"``.
-        threshold: probability threshold (``None`` when the goal was not reachable).
-        sensitivity: sensitivity at the threshold on the data it was chosen on.
-        specificity: specificity at the threshold.
-        goal: human-readable goal.
-        status: ``"reached"`` or ``"not reachable"``.
-        metrics: further counts and rates at the threshold.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    threshold: float | None
-    sensitivity: float | None = Field(None, ge=0.0, le=1.0)
-    specificity: float | None = Field(None, ge=0.0, le=1.0)
-    goal: str | None = None
-    status: str | None = None
-    metrics: dict[str, Any] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_evaluation(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
-            data = dict(data)
-            for key in ("sensitivity", "specificity"):
-                if data.get(key) is None:
-                    data[key] = data["metrics"].get(key)
-        if isinstance(data, dict):
-            data = dict(data)
-            for key in ("threshold", "sensitivity", "specificity"):
-                if key in data:
-                    data[key] = _finite_or_none(data[key])
-        return data
-
-
-class ModelCard(BaseModel):
-    """The model card stored as ``model.json`` in a package.
-
-    Attributes:
-        schema_version: card format version.
-        name: package name (letters, digits, ``.``, ``_``, ``-``).
-        version: package version (same characters, e.g. ``1.0.0``).
-        created: creation time (UTC).
-        architecture: the backbone config; :func:`save_package` fills it from the model.
-        preprocessing: intensity/geometry preprocessing used in training.
-        labels: class names.
-        calibration: a calibrator's ``to_dict()`` (``None``: uncalibrated).
-        operating_points: named thresholds with sensitivity and specificity.
-        source_domain: domain of the pretrained weights (e.g. ``"MRI brain"``).
-        source_task: task of the pretrained weights.
-        target_domain: domain fine-tuned on (e.g. ``"CT chest"``).
-        target_task: task fine-tuned on (e.g. ``"nodule yes/no"``).
-        strategy: transfer strategy (``feature_extraction``, ``frozen``, ``staged``,
-            ``full``, ``scratch``).
-        data_hash: hash of the training manifest.
-        config_hash: hash of the resolved training config.
-        metrics: evaluation metrics.
-        intended_use: what the model is for, and for whom.
-        limitations: known limitations.
-        training: training details (epochs, optimiser, seed, hardware, ...).
-        versions: medtl/torch/monai versions that produced the package.
-        weights_sha256: SHA-256 of ``weights.safetensors`` (set by :func:`save_package`).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: int = CARD_SCHEMA_VERSION
-    name: str = Field(pattern=_NAME)
-    version: str = Field("0.1.0", pattern=_NAME)
-    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    architecture: BackboneConfig | None = None
-    preprocessing: dict[str, Any] = Field(default_factory=dict)
-    labels: list[str] = Field(default_factory=list)
-    calibration: dict[str, Any] | None = None
-    operating_points: list[CardOperatingPoint] = Field(default_factory=list)
-    source_domain: str | None = None
-    source_task: str | None = None
-    target_domain: str | None = None
-    target_task: str | None = None
-    strategy: str | None = None
-    data_hash: str | None = None
-    config_hash: str | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    intended_use: str = ""
-    limitations: list[str] = Field(default_factory=list)
-    training: dict[str, Any] = Field(default_factory=dict)
-    versions: dict[str, str] = Field(default_factory=software_versions)
-    weights_sha256: str | None = None
-
-    @field_validator("schema_version")
-    @classmethod
-    def _known_schema(cls, value: int) -> int:
-        if value > CARD_SCHEMA_VERSION:
-            raise ValueError(
-                f"model card schema {value} is newer than this medtl ({CARD_SCHEMA_VERSION}); "
-                "upgrade medtl"
-            )
-        return value
-
-    @property
-    def ref(self) -> str:
-        """``name@version``."""
-        return f"{self.name}@{self.version}"
 
 
 def _sha256(path: Path) -> str:
@@ -226,7 +111,7 @@ def save_package(
     if not card.labels and model.config.labels:
         update["labels"] = list(model.config.labels)
     if not card.preprocessing and model.config.preprocessing:
-        update["preprocessing"] = dict(model.config.preprocessing)
+        update["preprocessing"] = model.config.preprocessing
     final = card.model_copy(update=update)
     (out / CARD_FILE).write_text(final.model_dump_json(indent=2), encoding="utf-8")
     report_path = out / REPORT_FILE
@@ -254,8 +139,8 @@ def read_card(path: str | Path) -> ModelCard:
     if not card_path.is_file():
         raise PackageError(f"no {CARD_FILE} in {Path(path).name}: not a model package")
     try:
-        return ModelCard.model_validate_json(card_path.read_text(encoding="utf-8"))
-    except ValidationError as err:
+        return ModelCard.read(card_path)
+    except ArtifactError as err:
         raise PackageError(f"invalid {CARD_FILE} in {Path(path).name}: {err}") from err
 
 

@@ -1,8 +1,8 @@
 """Intensity and augmentation presets by modality, built from MONAI transforms.
 
-The deterministic part (:func:`build_preprocessing`) is exactly what a model package records
-and what :class:`~medtl.inference.Predictor` replays at inference; the random part
-(:func:`build_augmentation`) runs only in training, after any cache.
+The specs themselves are typed hand-offs in :mod:`medtl.artifacts` and the MONAI transforms
+they describe are built in :mod:`medtl.data.preprocessing`; both are re-exported here so
+``from medtl.transfer.presets import PreprocessingSpec, build_preprocessing`` keeps working.
 
 Defaults follow common practice:
 
@@ -19,51 +19,25 @@ and rotations per axis (configurable) and intensity shifts.
 
 from __future__ import annotations
 
-from typing import Literal
+from medtl.artifacts.preprocessing import (
+    AugmentationSpec,
+    IntensitySpec,
+    ModalityFamily,
+    PreprocessingSpec,
+)
+from medtl.data.preprocessing import build_augmentation, build_preprocessing
 
-from pydantic import BaseModel, ConfigDict, Field
-
-ModalityFamily = Literal["ct", "mri", "cxr", "generic"]
-
-
-class IntensitySpec(BaseModel):
-    """How raw modality units become network input."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["window", "percentile", "zscore"] = "percentile"
-    lower: float = 0.5
-    upper: float = 99.5
-
-
-class PreprocessingSpec(BaseModel):
-    """The deterministic preprocessing recorded in every model package."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    modality: ModalityFamily = "generic"
-    spatial_dims: Literal[2, 3] = 2
-    spatial_size: list[int] = Field(default_factory=lambda: [256, 256])
-    intensity: IntensitySpec = Field(default_factory=IntensitySpec)
-    in_channels: int = 1
-
-
-class AugmentationSpec(BaseModel):
-    """Random training-time augmentation; every value 0 disables that transform."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rotate_deg: float = 0.0
-    scale: float = 0.0
-    translate: float = Field(
-        0.0, ge=0.0, lt=0.5, description="Maximum shift, as a fraction of each image side."
-    )
-    flip_axes: list[int] = Field(default_factory=list)
-    intensity_scale: float = 0.0
-    intensity_shift: float = 0.0
-    gamma: float = 0.0
-    noise_std: float = 0.0
-    prob: float = 0.5
+__all__ = [
+    "AugmentationSpec",
+    "IntensitySpec",
+    "ModalityFamily",
+    "PreprocessingSpec",
+    "build_augmentation",
+    "build_preprocessing",
+    "default_augmentation",
+    "default_intensity",
+    "default_preprocessing",
+]
 
 
 def default_intensity(modality: ModalityFamily) -> IntensitySpec:
@@ -109,116 +83,3 @@ def default_augmentation(modality: ModalityFamily, spatial_dims: int) -> Augment
             prob=0.5,
         )
     return AugmentationSpec()
-
-
-def build_preprocessing(spec: PreprocessingSpec):  # -> monai.transforms.Compose
-    """Deterministic transform: channel-first array in modality units -> network input.
-
-    Input is a ``(C, *spatial)`` array (use ``scan.array[None]``); output a float32 tensor of
-    shape ``(C, *spec.spatial_size)`` in roughly [0, 1].
-    """
-    from monai.transforms import (
-        Compose,
-        EnsureType,
-        NormalizeIntensity,
-        Resize,
-        ScaleIntensityRange,
-        ScaleIntensityRangePercentiles,
-    )
-
-    intensity = spec.intensity
-    if intensity.kind == "window":
-        scale = ScaleIntensityRange(
-            a_min=intensity.lower, a_max=intensity.upper, b_min=0.0, b_max=1.0, clip=True
-        )
-    elif intensity.kind == "percentile":
-        scale = ScaleIntensityRangePercentiles(
-            lower=intensity.lower, upper=intensity.upper, b_min=0.0, b_max=1.0, clip=True
-        )
-    else:
-        scale = NormalizeIntensity(nonzero=False)
-    mode = "area" if spec.spatial_dims == 2 else "trilinear"
-    # Resize first, then scale intensities: percentiles of a 2000x2000 radiograph cost more
-    # than the network's forward pass, and on the resized image they are the same statistic
-    # up to interpolation. Training and inference share this exact pipeline.
-    return Compose(
-        [
-            EnsureType(data_type="tensor", dtype=_float32()),
-            Resize(spatial_size=tuple(spec.spatial_size), mode=mode),
-            scale,
-            EnsureType(data_type="tensor", dtype=_float32(), track_meta=False),
-        ]
-    )
-
-
-def build_augmentation(
-    spec: AugmentationSpec,
-    spatial_dims: int,
-    seed: int | None = None,
-    spatial_size: list[int] | tuple[int, ...] | None = None,
-):
-    """Random transform applied after preprocessing (and after any cache).
-
-    Args:
-        spec: what to randomise.
-        spatial_dims: 2 or 3.
-        seed: seeds the transforms' random state, so a run can be replayed.
-        spatial_size: the network input size (needed when ``spec.translate`` is set).
-
-    Returns:
-        A MONAI ``Compose`` (identity when ``spec`` disables everything).
-    """
-    import math
-
-    from monai.transforms import (
-        Compose,
-        RandAdjustContrast,
-        RandAffine,
-        RandFlip,
-        RandGaussianNoise,
-        RandScaleIntensity,
-        RandShiftIntensity,
-    )
-
-    transforms = []
-    if spec.rotate_deg or spec.scale or spec.translate:
-        radians = math.radians(spec.rotate_deg)
-        rotate_range = (radians,) if spatial_dims == 2 else (radians, radians, radians)
-        translate_range = None
-        if spec.translate:
-            if spatial_size is None:
-                raise ValueError("augmentation with translate needs the spatial_size")
-            # MONAI's translate_range is in pixels; ours is a fraction of the image side, so
-            # one config works at any input size.
-            translate_range = tuple(spec.translate * n for n in spatial_size)
-        transforms.append(
-            RandAffine(
-                prob=spec.prob,
-                rotate_range=rotate_range,
-                scale_range=(spec.scale,) * spatial_dims,
-                translate_range=translate_range,
-                padding_mode="border",
-            )
-        )
-    for axis in spec.flip_axes:
-        transforms.append(RandFlip(prob=spec.prob, spatial_axis=axis))
-    if spec.intensity_scale:
-        transforms.append(RandScaleIntensity(factors=spec.intensity_scale, prob=spec.prob))
-    if spec.intensity_shift:
-        transforms.append(RandShiftIntensity(offsets=spec.intensity_shift, prob=spec.prob))
-    if spec.gamma:
-        transforms.append(
-            RandAdjustContrast(prob=spec.prob, gamma=(1.0 - spec.gamma, 1.0 + spec.gamma))
-        )
-    if spec.noise_std:
-        transforms.append(RandGaussianNoise(prob=spec.prob, std=spec.noise_std))
-    compose = Compose(transforms)
-    if seed is not None:
-        compose.set_random_state(seed=seed)
-    return compose
-
-
-def _float32():
-    import torch
-
-    return torch.float32

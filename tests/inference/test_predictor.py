@@ -14,7 +14,7 @@ from medtl.inference import PredictionResult, Predictor
 from medtl.io import load_scan
 from medtl.models import CardOperatingPoint, load_package, register_package
 from medtl.models.package import PackageError
-from medtl.transfer.presets import PreprocessingSpec, build_preprocessing
+from medtl.transfer.presets import build_preprocessing
 
 from .conftest import PHI_BIRTH, PHI_ID, PHI_NAME
 
@@ -28,7 +28,7 @@ def predictor(square_package) -> Predictor:
 def _by_hand(package, path) -> float:
     model, card = load_package(package)
     scan = load_scan(path)
-    x = build_preprocessing(PreprocessingSpec(**card.preprocessing))(scan.array[None])
+    x = build_preprocessing(card.preprocessing)(scan.array[None])
     with torch.no_grad():
         logit = model(x[None])[:, 0].double().numpy()
     return float(calibrator_from_dict(card.calibration).transform(logit)[0])
@@ -169,7 +169,7 @@ def test_multiclass_package_gives_class_probabilities(tmp_path) -> None:
         source_format="nifti",
     )
     result = predictor.predict(scan)
-    x = build_preprocessing(PreprocessingSpec(**card.preprocessing))(scan.array[None])
+    x = build_preprocessing(card.preprocessing)(scan.array[None])
     with torch.no_grad():
         logits = predictor.model(x[None]).double().numpy()
     expected = calibrator_from_dict(card.calibration).transform(logits)[0]

@@ -13,7 +13,7 @@ from medtl.evaluation.calibration import calibrator_from_dict
 from medtl.inference import Predictor
 from medtl.io import load_scan
 from medtl.models import CardOperatingPoint, ModelCard, create_backbone, load_package, save_package
-from medtl.transfer.presets import PreprocessingSpec, build_preprocessing, default_preprocessing
+from medtl.transfer.presets import build_preprocessing, default_preprocessing
 
 ROI = [16, 16, 16]
 
@@ -47,7 +47,7 @@ def _nifti(tmp_path, shape, seed=0) -> object:
 
 def _by_hand(package, scan) -> np.ndarray:
     model, card = load_package(package)
-    x = build_preprocessing(PreprocessingSpec(**card.preprocessing))(scan.array[None])
+    x = build_preprocessing(card.preprocessing)(scan.array[None])
     with torch.no_grad():
         logits = model(x[None]).double().numpy()
     z = logits[:, 0] if logits.shape[1] == 1 else logits

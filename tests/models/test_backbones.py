@@ -143,7 +143,7 @@ def test_config_round_trip_rebuilds_same_architecture() -> None:
         hidden_dim=32,
         options={"medicalnet": True},
         input_size=[32, 32, 32],
-        preprocessing={"window": [-1000, 400]},
+        preprocessing={"modality": "ct", "spatial_dims": 3, "spatial_size": [32, 32, 32]},
         labels=["a", "b", "c", "d"],
         source_domain="MRI brain",
         source_task="segmentation",

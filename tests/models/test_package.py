@@ -10,6 +10,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from medtl.artifacts import PreprocessingSpec
 from medtl.models import (
     ModelCard,
     PackageError,
@@ -38,7 +39,7 @@ def _model(seed: int = 0, **kwargs):
         spatial_dims=2,
         num_outputs=2,
         labels=["no nodule", "nodule"],
-        preprocessing={"scale": [0, 255]},
+        preprocessing={"modality": "cxr", "spatial_size": [32, 32]},
         hidden_dim=8,
         **kwargs,
     )
@@ -91,7 +92,7 @@ def test_package_round_trip_is_exact(tmp_path) -> None:
         assert torch.equal(model(x), loaded(x))
     assert card.architecture == model.config
     assert card.labels == ["no nodule", "nodule"]  # filled from the model config
-    assert card.preprocessing == {"scale": [0, 255]}
+    assert card.preprocessing == PreprocessingSpec(modality="cxr", spatial_size=[32, 32])
     assert card.operating_points[0].threshold == 0.42
     assert card.calibration == {"method": "temperature", "temperature": 1.7, "n_classes": 2}
     assert set(card.versions) == {"medtl", "torch", "monai"}

@@ -1,0 +1,114 @@
+"""medtl.artifacts: the typed hand-offs between stages, and their readers and writers.
+
+Every file one stage writes and another reads is a pydantic model here, validated when
+written and when read (:class:`ArtifactError` names the file and the field). JSON artifacts
+carry a ``schema_version`` and upgrade files of earlier releases on read.
+
+=====================  =====================  ============================================
+artifact               file                   written by / read by
+=====================  =====================  ============================================
+PreprocessingSpec      (in configs, cards)    transfer.presets / data, inference
+BackboneConfig         (in summary, card)     models / models, reports
+RunSummary             summary.json           transfer.experiment / evaluation, reports
+Evaluation             evaluation.json        evaluation.run / reports, transfer, demo
+LearningCurves         learning_curves.json   transfer.learning_curves / reports
+predictions.csv        predictions.csv        transfer.experiment / evaluation, reports
+PredictionDetails      review store column    app analysis / app case review
+ModelCard              model.json             reports.card, models.package / inference
+=====================  =====================  ============================================
+
+This layer imports nothing of medtl but itself (layers: io, artifacts -> data, models ...).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from medtl._lazy import lazy_exports
+
+_EXPORTS = {
+    "Artifact": "base",
+    "ArtifactError": "base",
+    "finite_or_none": "base",
+    "AugmentationSpec": "preprocessing",
+    "IntensitySpec": "preprocessing",
+    "ModalityFamily": "preprocessing",
+    "PreprocessingSpec": "preprocessing",
+    "BackboneConfig": "backbone",
+    "HeadConfig": "backbone",
+    "ConfidenceInterval": "stats",
+    "PhaseSummary": "run",
+    "RunSummary": "run",
+    "Evaluation": "evaluation",
+    "OperatingPointResult": "evaluation",
+    "SubgroupResult": "evaluation",
+    "TestMetrics": "evaluation",
+    "CurvePoint": "curves",
+    "LearningCurves": "curves",
+    "PredictionRow": "predictions",
+    "SplitPredictions": "predictions",
+    "read_predictions": "predictions",
+    "write_predictions": "predictions",
+    "PredictionDetails": "details",
+    "CardOperatingPoint": "card",
+    "ModelCard": "card",
+    "software_versions": "card",
+}
+
+__all__ = [
+    "Artifact",
+    "ArtifactError",
+    "AugmentationSpec",
+    "BackboneConfig",
+    "CardOperatingPoint",
+    "ConfidenceInterval",
+    "CurvePoint",
+    "Evaluation",
+    "HeadConfig",
+    "IntensitySpec",
+    "LearningCurves",
+    "ModalityFamily",
+    "ModelCard",
+    "OperatingPointResult",
+    "PhaseSummary",
+    "PredictionDetails",
+    "PredictionRow",
+    "PreprocessingSpec",
+    "RunSummary",
+    "SplitPredictions",
+    "SubgroupResult",
+    "TestMetrics",
+    "finite_or_none",
+    "read_predictions",
+    "software_versions",
+    "write_predictions",
+]
+
+if TYPE_CHECKING:
+    from medtl.artifacts.backbone import BackboneConfig, HeadConfig
+    from medtl.artifacts.base import Artifact, ArtifactError, finite_or_none
+    from medtl.artifacts.card import CardOperatingPoint, ModelCard, software_versions
+    from medtl.artifacts.curves import CurvePoint, LearningCurves
+    from medtl.artifacts.details import PredictionDetails
+    from medtl.artifacts.evaluation import (
+        Evaluation,
+        OperatingPointResult,
+        SubgroupResult,
+        TestMetrics,
+    )
+    from medtl.artifacts.predictions import (
+        PredictionRow,
+        SplitPredictions,
+        read_predictions,
+        write_predictions,
+    )
+    from medtl.artifacts.preprocessing import (
+        AugmentationSpec,
+        IntensitySpec,
+        ModalityFamily,
+        PreprocessingSpec,
+    )
+    from medtl.artifacts.run import PhaseSummary, RunSummary
+    from medtl.artifacts.stats import ConfidenceInterval
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

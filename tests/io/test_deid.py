@@ -25,7 +25,7 @@ from medtl.io.deid import (
     safe_meta,
     write_deidentified,
 )
-from medtl.io.deid_tables import BASIC_PROFILE, KEPT_UIDS
+from medtl.io.deid_tables import BEYOND_TABLE, KEPT_UIDS, STRICTER_THAN_TABLE, profile_table
 from medtl.io.errors import CorruptScanError
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -73,13 +73,16 @@ def make_ct(study_uid: str | None = None, series_uid: str | None = None) -> Data
     return ds
 
 
-def test_profile_keywords_are_real_dicom_attributes() -> None:
-    for table in (BASIC_PROFILE, KEPT_UIDS):
+def test_medtl_choices_name_real_attributes_and_are_never_milder_than_the_table() -> None:
+    for table in (BEYOND_TABLE, STRICTER_THAN_TABLE, KEPT_UIDS):
         for keyword in table:
             assert tag_for_keyword(keyword) is not None, keyword
-    assert set(BASIC_PROFILE.values()) <= {"X", "Z", "D", "K", "U"}
-    # every U action is on a UID (or on a sequence of them)
-    for keyword, action in BASIC_PROFILE.items():
+    for keyword, action in STRICTER_THAN_TABLE.items():
+        assert action == "X", keyword
+        assert profile_table().basic_action(tag_for_keyword(keyword)) is not None, keyword
+    for keyword, action in BEYOND_TABLE.items():
+        assert profile_table().basic_action(tag_for_keyword(keyword)) is None, keyword
+        assert action in {"X", "U", "K"}, keyword
         if action == "U":
             assert dictionary_VR(tag_for_keyword(keyword)) == "UI", keyword
 
@@ -167,15 +170,16 @@ def test_private_tags_removed_recursively_and_sequences_cleaned() -> None:
 
 def test_safety_nets_for_unlisted_names_dates_and_uids() -> None:
     ds = make_ct()
-    assert "EvaluatorName" not in BASIC_PROFILE and "AcquisitionUID" not in BASIC_PROFILE
+    for keyword in ("EvaluatorName", "DateOfGainCalibration", "TableFrameOfReferenceUID"):
+        assert profile_table().basic_action(tag_for_keyword(keyword)) is None, keyword
     ds.EvaluatorName = "SMITH^JOHN"
-    ds.DateOfSecondaryCapture = "20240111"
-    ds.AcquisitionUID = "1.2.3.4.5.6"
+    ds.DateOfGainCalibration = "20240111"
+    ds.TableFrameOfReferenceUID = "1.2.3.4.5.6"
     ds.add_new(0x00091001, "LO", "x")  # private, for good measure
     out = deidentify(ds, key=KEY)
     assert out.EvaluatorName == ""
-    assert "DateOfSecondaryCapture" not in out
-    assert out.AcquisitionUID == pseudonymous_uid("1.2.3.4.5.6", key=KEY)
+    assert "DateOfGainCalibration" not in out
+    assert out.TableFrameOfReferenceUID == pseudonymous_uid("1.2.3.4.5.6", key=KEY)
 
 
 def test_registry_uids_are_never_replaced() -> None:

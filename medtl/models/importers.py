@@ -22,6 +22,9 @@ Formats (``format=`` of :func:`import_weights`; ``"auto"`` sniffs it):
   outputs, ``op_threshs`` ignored).
 - ``efficientnet_pytorch``: ImageNet EfficientNet-B0 in lukemelas/EfficientNet-PyTorch
   layout (flat ``_blocks.<n>``), the weights MONAI's own ``pretrained=True`` uses.
+- ``merlin``: Merlin-family inflated 3D ResNet-152 image encoders (Merlin, Astra), e.g.
+  ``{"state_dict": {"conv1.weight" (64, 3, 3, 7, 7), "layer3.35...."}, "meta": {...}}`` in
+  bf16; for the ``i3resnet152`` backbone (see :mod:`medtl.models.foundation`).
 
 Every import returns a :class:`~medtl.models.weights.LoadReport` and fails with
 :class:`~medtl.models.weights.WeightImportError` when less than ``min_loaded`` of the
@@ -60,6 +63,7 @@ FORMATS = (
     "timm",
     "torchxrayvision",
     "efficientnet_pytorch",
+    "merlin",
 )
 
 Mapped = list[tuple[str, str, torch.Tensor]]
@@ -108,7 +112,7 @@ def _efficientnet_stack_of(model: Backbone) -> dict[int, int]:
 
 def _map_family(state: dict[str, torch.Tensor], model: Backbone) -> tuple[Mapped, list[str]]:
     """Map a torchvision/timm/MONAI/MedicalNet/efficientnet_pytorch state dict to medtl keys."""
-    family = model.family
+    family = "resnet" if model.family == "i3resnet" else model.family
     mapped: Mapped = []
     unexpected: list[str] = []
     stack_of = _efficientnet_stack_of(model) if family == "efficientnet" else {}
@@ -140,7 +144,40 @@ def _map_family(state: dict[str, torch.Tensor], model: Backbone) -> tuple[Mapped
     return mapped, unexpected
 
 
+def _is_merlin_stem(state: dict[str, torch.Tensor]) -> bool:
+    """Merlin's inflated stem: a 5D conv1 with a 3x7x7 kernel (MedicalNet's is 7x7x7)."""
+    conv1 = state.get("conv1.weight")
+    return conv1 is not None and conv1.ndim == 5 and tuple(conv1.shape[2:]) == (3, 7, 7)
+
+
+def describe_layout(state: dict[str, torch.Tensor], format: str | None = None) -> str:
+    """A human description of a state dict's layout, for error messages and reports.
+
+    Args:
+        state: the state dict (wrapper prefixes stripped).
+        format: the sniffed or requested import format, if known.
+
+    Returns:
+        e.g. ``"Merlin I3ResNet (bottleneck blocks [3, 8, 36, 3], conv1 3x7x7)"``.
+    """
+    layout = detect_layout(state)
+    if layout != "resnet":
+        return {"native": "medtl native"}.get(layout, layout) + (
+            f" ({format})" if format and format not in (layout, "native") else ""
+        )
+    counts, block, shortcut = _resnet_structure(state)
+    kernel = "x".join(str(k) for k in state["conv1.weight"].shape[2:])
+    what = f"{block} blocks {counts}, shortcut {shortcut}, conv1 {kernel}"
+    if _is_merlin_stem(state):
+        return f"Merlin I3ResNet ({what})"
+    if format == "medicalnet" or (state["conv1.weight"].ndim == 5 and format != "monai"):
+        return f"MedicalNet 3D ResNet ({what})"
+    return f"{'2D' if state['conv1.weight'].ndim == 4 else '3D'} ResNet ({what})"
+
+
 def _check_family(model: Backbone, layout: str, source: str) -> None:
+    if model.family == "i3resnet" and layout == "resnet":
+        return  # the layout is checked by _check_i3resnet
     if layout == "unknown":
         raise WeightImportError(
             f"{source}: unrecognised key layout; expected medtl, torchvision/timm, MONAI or "
@@ -186,6 +223,8 @@ def _sniff_state(state: dict[str, torch.Tensor], info: dict[str, Any]) -> str:
     layout = detect_layout(keys)
     if layout == "native":
         return "native"
+    if layout == "resnet" and _is_merlin_stem(state):
+        return "merlin"
     if layout == "resnet":
         # MedicalNet saves {"state_dict": {"module.conv1.weight", ...}} from DataParallel
         is_3d = state["conv1.weight"].ndim == 5
@@ -256,6 +295,23 @@ def _medicalnet_checks(model: Backbone, state: dict[str, torch.Tensor], source: 
             "field; create the backbone with options={'medicalnet': True} to match"
         )
     return warnings
+
+
+def _check_i3resnet(
+    model: Backbone, state: dict[str, torch.Tensor], format: str, source: str
+) -> None:
+    """Merlin-family weights go only into ``i3resnet152``, and it takes nothing else."""
+    if format == "merlin" and model.family != "i3resnet":
+        raise WeightImportError(
+            f"{source}: the checkpoint is a {describe_layout(state, format)}; the model is "
+            f"{model.config.name}; create an i3resnet152 backbone"
+        )
+    if model.family == "i3resnet" and format != "merlin":
+        raise WeightImportError(
+            f"{source}: the checkpoint is a {describe_layout(state, format)} ({format} "
+            "format); i3resnet152 takes Merlin-family I3ResNet weights (conv1 3x7x7) or a "
+            "medtl package"
+        )
 
 
 def _read_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
@@ -400,6 +456,7 @@ def import_weights(
             state = {k: v for k, v in state.items() if k not in ignored}
         layout = detect_layout(state)
         _check_family(model, layout, source)
+        _check_i3resnet(model, state, format, source)
         if format == "medicalnet":
             warnings += _medicalnet_checks(model, state, source)
         if format == "monai_bundle":
@@ -411,16 +468,22 @@ def import_weights(
         ):
             warnings.append("ImageNet ResNets use shortcut type B; the model uses A")
         mapped, unexpected = _map_family(state, model)
-    return load_mapped_weights(
-        model,
-        mapped,
-        source=source,
-        format=format,
-        unexpected=unexpected,
-        ignored=ignored,
-        warnings=warnings,
-        meta=meta,
-        min_loaded=min_loaded,
-        inflate=inflate,
-        load_head=load_head,
-    )
+    meta["layout"] = describe_layout(state, format)
+    try:
+        return load_mapped_weights(
+            model,
+            mapped,
+            source=source,
+            format=format,
+            unexpected=unexpected,
+            ignored=ignored,
+            warnings=warnings,
+            meta=meta,
+            min_loaded=min_loaded,
+            inflate=inflate,
+            load_head=load_head,
+        )
+    except WeightImportError as err:
+        raise WeightImportError(
+            f"{source}: detected layout {meta['layout']}; {err}", err.report
+        ) from err

@@ -74,6 +74,12 @@ def _smallcnn(config: BackboneConfig) -> Backbone:
     return SmallCNNBackbone(config)
 
 
+def _i3resnet152(config: BackboneConfig) -> Backbone:
+    from medtl.models.i3resnet import I3ResNetBackbone
+
+    return I3ResNetBackbone(config)
+
+
 for _depth in (10, 18, 34, 50):
     register_backbone(
         f"resnet{_depth}",
@@ -83,6 +89,11 @@ for _depth in (10, 18, 34, 50):
 register_backbone("densenet121", _densenet121, "DenseNet-121 (MONAI)")
 register_backbone("efficientnet-b0", _efficientnet_b0, "EfficientNet-B0 (MONAI EfficientNetBN)")
 register_backbone("smallcnn", _smallcnn, "small conv-BN-ReLU CNN for CPU demos")
+register_backbone(
+    "i3resnet152",
+    _i3resnet152,
+    "inflated 3D ResNet-152 of Merlin/Astra (CT foundation encoder; `medtl models fetch`)",
+)
 
 
 def list_backbones() -> list[str]:

@@ -1,0 +1,207 @@
+"""Send a case's AI result, after a clinician's review, into its original study as an SR.
+
+A push is recorded before it is tried (``pending``), then ``done`` or ``failed`` with the
+reason and the number of attempts (:mod:`medtl.pacs.records`); :func:`retry_failed` tries
+the failed and pending ones again, and ``medtl pacs status`` shows them. The SR's UIDs are
+derived from the site secret, the case and the result, so a retry after a lost answer
+replaces the SR in the PACS instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from medtl.pacs.types import PacsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pydicom.dataset import Dataset
+
+    from medtl.pacs.settings import PacsSettings
+    from medtl.review import ReviewStore, UserInfo
+    from medtl.review.schemas import CaseDetail, PredictionInfo
+
+logger = logging.getLogger(__name__)
+
+
+class PushRefusedError(PacsError):
+    """The result may not be sent (e.g. no clinician reviewed it and the site requires one)."""
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """The result of one push attempt."""
+
+    case_id: str
+    prediction_id: int
+    status: str  # "done" or "failed"
+    attempts: int
+    unverified: bool
+    error: str | None = None
+
+
+def _content(detail: CaseDetail, pred: PredictionInfo):
+    from medtl.pacs.sr import SrContent
+
+    reviews = [r for r in detail.reviews if r.prediction_id == pred.id]
+    latest = max(reviews, key=lambda r: (r.created_at, r.id)) if reviews else None
+    details = pred.details or {}
+    return SrContent(
+        model_name=pred.model_name,
+        model_version=pred.model_version,
+        label=pred.label,
+        probability=pred.probability,
+        threshold=pred.threshold,
+        operating_point=details.get("operating_point"),
+        positive=details.get("positive"),
+        verdict=latest.decision if latest else None,
+        reviewer=latest.reader if latest else None,
+        case_id=detail.case.case_id,
+    )
+
+
+def _source_headers(
+    store: ReviewStore, settings: PacsSettings, case_id: str, key: bytes
+) -> list[Dataset]:
+    from medtl.pacs import client
+    from medtl.pacs.records import load_link
+
+    link = load_link(store.db, case_id, key)
+    headers = client.series_headers(settings, link.study_uid, link.series_uid)
+    wanted = set(link.sop_instance_uids)
+    sources = [h for h in headers if str(h.get("SOPInstanceUID", "")) in wanted]
+    if not sources:
+        raise PacsError("the source images of this case are no longer in the PACS")
+    if {str(h.StudyInstanceUID) for h in sources} != {link.study_uid}:
+        raise PacsError("the PACS returned images of another study")
+    return sources
+
+
+def push_case(
+    store: ReviewStore,
+    settings: PacsSettings,
+    case_id: str,
+    *,
+    actor: UserInfo | None = None,
+    prediction_id: int | None = None,
+    key: bytes | None = None,
+) -> PushOutcome:
+    """Store the SR of a case's AI result in its original study.
+
+    Args:
+        store: the review store.
+        settings: the PACS settings (``push_unverified`` allows unreviewed results).
+        case_id: the case pseudonym.
+        actor: the user sending (``None``: the local operator).
+        prediction_id: which AI result (default: the latest).
+        key: the site secret (default ``MEDTL_HOME/secrets/deid.key``).
+
+    Returns:
+        The outcome; a failure is recorded (status ``failed``, reason, attempts) and
+        returned, not raised, so it can be shown and retried.
+
+    Raises:
+        PushRefusedError: no clinician reviewed the result and ``push_unverified`` is off,
+            or the case has no AI result.
+    """
+    from medtl.io.deid import pseudonymous_uid
+    from medtl.pacs import client
+    from medtl.pacs.ingest import site_key
+    from medtl.pacs.records import mark_push
+    from medtl.pacs.sr import build_sr
+    from medtl.review.models import add_audit
+
+    key = site_key(key)
+    detail = store.open_case(actor, case_id)
+    preds = detail.predictions
+    pred = (
+        preds[-1]
+        if prediction_id is None and preds
+        else next((p for p in preds if p.id == prediction_id), None)
+    )
+    if pred is None:
+        raise PushRefusedError(f"case {case_id} has no AI result to send")
+    content = _content(detail, pred)
+    unverified = content.verdict is None
+    if unverified and not settings.push_unverified:
+        raise PushRefusedError(
+            f"no clinician has reviewed the AI result of case {case_id}; review it first "
+            "(or set push_unverified for this site)"
+        )
+    mark_push(store.db, case_id, pred.id, "pending", unverified=unverified)
+    try:
+        sources = _source_headers(store, settings, case_id, key)
+        sr = build_sr(
+            sources,
+            content,
+            sop_instance_uid=pseudonymous_uid(f"medtl-sr|{case_id}|{pred.id}", key=key),
+            series_uid=pseudonymous_uid(f"medtl-sr-series|{case_id}", key=key),
+        )
+        client.store(settings, [sr])
+    except Exception as err:  # any failure is recorded and shown, never lost
+        reason = str(err) if isinstance(err, PacsError) else f"{type(err).__name__}: {err}"
+        record = mark_push(
+            store.db,
+            case_id,
+            pred.id,
+            "failed",
+            error=reason,
+            attempted=True,
+            unverified=unverified,
+        )
+        logger.warning("pacs: push of case %s failed (attempt %d)", case_id, record.attempts)
+        return PushOutcome(case_id, pred.id, "failed", record.attempts, unverified, reason)
+    record = mark_push(store.db, case_id, pred.id, "done", attempted=True, unverified=unverified)
+    store.db.write(
+        lambda s: add_audit(
+            s,
+            store.db.now(),
+            "export",
+            user=actor,
+            case_id=case_id,
+            details={
+                "format": "dicom-sr",
+                "destination": "pacs",
+                "prediction_id": pred.id,
+                "unverified": unverified,
+            },
+        ),
+        what="export record",
+    )
+    logger.info("pacs: SR of case %s stored in the original study", case_id)
+    return PushOutcome(case_id, pred.id, "done", record.attempts, unverified)
+
+
+def retry_failed(
+    store: ReviewStore,
+    settings: PacsSettings,
+    *,
+    actor: UserInfo | None = None,
+    key: bytes | None = None,
+) -> list[PushOutcome]:
+    """Try every failed or pending push again (oldest first).
+
+    Returns:
+        One outcome per retried push.
+    """
+    from medtl.pacs.records import list_pushes
+
+    out = []
+    for record in list_pushes(store.db):
+        if record.status == "done":
+            continue
+        try:
+            out.append(
+                push_case(
+                    store,
+                    settings,
+                    record.case_id,
+                    actor=actor,
+                    prediction_id=record.prediction_id,
+                    key=key,
+                )
+            )
+        except PushRefusedError as err:
+            logger.warning("pacs: push of case %s not retried: %s", record.case_id, err)
+    return out

@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import tempfile
@@ -53,41 +52,18 @@ def _config_defaults() -> tuple[str, int]:
 
 def cr_dicom_bytes(size: int = 2000, seed: int = 0) -> bytes:
     """A 12-bit MONOCHROME1 CR chest-like radiograph, explicit VR little endian."""
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian
+    from medtl.io.testing import NO_PATIENT, chest_pixels, radiograph_dataset, to_bytes
 
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    lungs = np.exp(-(((xx - 0.3) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2)) + np.exp(
-        -(((xx - 0.7) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2)
+    ds = radiograph_dataset(
+        chest_pixels(size, seed),
+        modality="CR",
+        photometric="MONOCHROME1",  # the way many CR consoles export
+        pixel_spacing=None,
+        imager_pixel_spacing=(0.15, 0.15),
+        window=(2047, 4096),
+        patient={**NO_PATIENT, "PatientID": "BENCH"},
     )
-    attenuation = 2600 - 1600 * lungs + rng.normal(0, 40, (size, size))
-    # MONOCHROME1: bigger stored values are darker, so store the inverted image
-    stored = np.clip(4095 - attenuation, 0, 4095).astype(np.uint16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
-    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("bench.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = ComputedRadiographyImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = pydicom.uid.generate_uid()
-    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
-    ds.Modality = "CR"
-    ds.BodyPartExamined = "CHEST"
-    ds.ViewPosition = "PA"
-    ds.PatientID = "BENCH"
-    ds.Rows = ds.Columns = size
-    ds.ImagerPixelSpacing = [0.15, 0.15]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME1"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
-    ds.PixelData = stored.tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return to_bytes(ds)
 
 
 def build_package(folder: Path, backbone: str, size: int) -> Path:

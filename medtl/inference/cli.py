@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from medtl._cli import fail
+
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.inference.result import PredictionResult
 
@@ -24,11 +26,6 @@ app = typer.Typer(
 
 EXIT_REFUSED = 1
 EXIT_ERROR = 2
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(EXIT_ERROR)
 
 
 @app.command("predict")
@@ -55,17 +52,17 @@ def predict(
     try:
         predictor = Predictor.from_package(package, operating_point=operating_point)
     except (PackageError, ValueError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     try:
         scan = load_scan(path)
     except ScanError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     result = predictor.predict(scan)
     if heatmap is not None and result.heatmap is not None:
         try:
             _write_overlay(scan, result.heatmap, heatmap)
         except OSError as err:
-            raise _fail(f"cannot write the heat map: {err}") from None
+            raise fail(f"cannot write the heat map: {err}") from None
     if as_json:
         typer.echo(result.to_json())
     else:

@@ -12,17 +12,14 @@ from typing import Annotated
 
 import typer
 
+from medtl._cli import fail
+
 app = typer.Typer(
     help="Backbones, local pretrained-weight import, and model packages.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 @app.command("backbones")
@@ -72,7 +69,7 @@ def import_weights_cmd(
             model, weights, format=format, min_loaded=min_loaded, inflate=inflate
         )
     except (KeyError, ValueError, WeightImportError) as err:
-        raise _fail(str(err).strip("'\"")) from err
+        raise fail(str(err).strip("'\"")) from err
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
@@ -81,7 +78,8 @@ def import_weights_cmd(
             typer.echo(f"warning: {warning}")
     if save is not None:
         save_weights(model, save)
-        typer.echo(f"saved {save}")
+        # with --json, stdout holds the one JSON document only
+        typer.echo(f"saved {save}", err=as_json)
 
 
 @app.command("packages")
@@ -104,7 +102,7 @@ def register(
     try:
         ref = register_package(path, overwrite=overwrite)
     except (PackageError, FileExistsError) as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     typer.echo(ref)
 
 
@@ -118,5 +116,5 @@ def show(
     try:
         card = read_card(resolve_package(name_or_path))
     except PackageError as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     typer.echo(card.model_dump_json(indent=2))

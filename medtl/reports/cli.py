@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from medtl._cli import fail
+
 app = typer.Typer(
     help="Validation reports and model packages.",
     no_args_is_help=True,
@@ -20,14 +22,9 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _check_run(run: Path) -> None:
     if not (run / "predictions.csv").is_file():
-        raise _fail(f"{run} is not a finished run folder (no predictions.csv)")
+        raise fail(f"{run} is not a finished run folder (no predictions.csv)")
 
 
 @app.command("report")
@@ -70,7 +67,7 @@ def report_cmd(
         ("--transferability", transferability),
     ):
         if path is not None and not path.exists():
-            raise _fail(f"{option}: {path} does not exist")
+            raise fail(f"{option}: {path} does not exist")
     if against is not None:
         _check_run(against)
     options = {
@@ -86,7 +83,7 @@ def report_cmd(
         typer.echo(f"report.json and report.html written; PDF skipped: {err}", err=True)
         raise typer.Exit(1) from None
     except (FileNotFoundError, ValueError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
 
@@ -126,7 +123,7 @@ def package_cmd(
             run, out, register, name=name, version=version, overwrite=overwrite, report=report
         )
     except FileExistsError as err:
-        raise _fail(f"{err} (use --overwrite)") from None
+        raise fail(f"{err} (use --overwrite)") from None
     except (FileNotFoundError, ValueError, ValidationError) as err:
-        raise _fail(str(err).splitlines()[0]) from None
+        raise fail(str(err).splitlines()[0]) from None
     typer.echo(f"package: {folder}")

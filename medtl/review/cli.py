@@ -18,6 +18,8 @@ from typing import Annotated
 
 import typer
 
+from medtl._cli import fail as _fail
+
 app = typer.Typer(help="Review store: accounts and exports.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 users_app = typer.Typer(help="Manage local accounts of the clinician app.",
@@ -36,11 +38,6 @@ def _open(db: str | None):  # type: ignore[no-untyped-def]
     from medtl.review.store import ReviewStore
 
     return ReviewStore.open(db)
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
 
 
 def _read_password(password_stdin: bool) -> str:

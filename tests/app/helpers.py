@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian
+from pydicom.uid import ComputedRadiographyImageStorage
 
 from medtl.io import load_scan
+from medtl.io.testing import image_dataset, to_bytes
 from medtl.review import ReviewStore
 
 APP_MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
@@ -78,34 +78,17 @@ def dicom_bytes(
     rng = np.random.default_rng(seed)
     pixels = np.clip(rng.normal(1000, 80, (SIZE, SIZE)), 0, 4095).astype(np.uint16)
     pixels[20:32, 24:36] += 500
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
-    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("upload.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = ComputedRadiographyImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = pydicom.uid.generate_uid()
-    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
-    ds.Modality = modality
-    ds.BodyPartExamined = "CHEST"
-    ds.PatientName = PHI_NAME
-    ds.PatientID = PHI_ID
-    ds.PatientBirthDate = "19580412"
-    if burned_in:
-        ds.BurnedInAnnotation = "YES"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.PixelSpacing = [spacing, spacing]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.PixelData = pixels.tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    ds = image_dataset(
+        pixels,
+        modality=modality,
+        sop_class_uid=ComputedRadiographyImageStorage,
+        pixel_spacing=(spacing, spacing),
+        bits_stored=12,
+        patient={"PatientName": PHI_NAME, "PatientID": PHI_ID, "PatientBirthDate": "19580412"},
+        BodyPartExamined="CHEST",
+        **({"BurnedInAnnotation": "YES"} if burned_in else {}),
+    )
+    return to_bytes(ds)
 
 
 def seg_bytes() -> bytes:
@@ -115,9 +98,7 @@ def seg_bytes() -> bytes:
     ds.SOPClassUID = seg_uid
     ds.file_meta.MediaStorageSOPClassUID = seg_uid
     ds.Modality = "SEG"
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return to_bytes(ds)
 
 
 def fake_pdf() -> bytes:

@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 import torch
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ComputedRadiographyImageStorage, CTImageStorage, ExplicitVRLittleEndian
 
+from medtl.io.testing import SOP_CLASS, image_dataset, write
 from medtl.models import CardOperatingPoint, ModelCard, create_backbone, save_package
 from medtl.transfer.presets import (
     IntensitySpec,
@@ -46,35 +44,18 @@ def write_dicom(
     spacing: float = 0.2,
 ) -> Path:
     """Write a 16-bit MONOCHROME2 DICOM file with PHI in the header."""
-    meta = FileMetaDataset()
-    sop_class = CTImageStorage if modality == "CT" else ComputedRadiographyImageStorage
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = pydicom.uid.generate_uid()
-    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
-    ds.Modality = modality
-    ds.BodyPartExamined = body_part
-    ds.PatientName = PHI_NAME
-    ds.PatientID = PHI_ID
-    ds.PatientBirthDate = PHI_BIRTH
-    ds.Rows, ds.Columns = pixels.shape
-    ds.PixelSpacing = [spacing, spacing]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12 if modality != "CT" else 16
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 0
-    if modality == "CT":
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-    ds.PixelData = np.ascontiguousarray(pixels.astype(np.uint16)).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    ct = modality == "CT"
+    ds = image_dataset(
+        pixels.astype(np.uint16),
+        modality=modality,
+        sop_class_uid=SOP_CLASS["CT" if ct else "CR"],
+        pixel_spacing=(spacing, spacing),
+        bits_stored=16 if ct else 12,
+        rescale=(1, -1024) if ct else None,
+        patient={"PatientName": PHI_NAME, "PatientID": PHI_ID, "PatientBirthDate": PHI_BIRTH},
+        BodyPartExamined=body_part,
+    )
+    return write(ds, path)
 
 
 def _preprocess_batch(spec: PreprocessingSpec, images: list[np.ndarray]) -> torch.Tensor:

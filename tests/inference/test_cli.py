@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -90,3 +93,32 @@ def test_refused_scan_exits_1_with_reasons(square_package, tmp_path) -> None:
     assert "REFUSED" in res.stdout and "CT image" in res.stdout
     res = _invoke(square_package, tmp_path / "ct.dcm", "--json")
     assert res.exit_code == 1 and json.loads(res.stdout)["domain"]["status"] == "refuse"
+
+
+def test_json_is_alone_on_stdout_through_the_real_command(
+    square_package, square_dicoms, tmp_path
+) -> None:
+    """``medtl predict ... --json | jq``: logs (the loader's scan warnings) go to stderr."""
+    env = {**os.environ, "MEDTL_HOME": str(tmp_path / "home")}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medtl.cli",
+            "predict",
+            str(square_package),
+            str(square_dicoms["positive"]),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)  # the whole of stdout is one JSON document
+    assert data["domain"]["status"] == "ok" and 0.0 <= data["probability"] <= 1.0
+    # the loader logged its warning, on stderr (where it belongs), and the JSON still has it
+    assert "scan warning" in out.stderr
+    assert data["warnings"], "the scan warning belongs in the JSON result too"

@@ -1,6 +1,9 @@
 """Write real DICOM test files with pydicom.
 
-A small, documented toolkit other tests import to build DICOM objects from numpy arrays:
+A small, documented toolkit other tests import to build DICOM objects from numpy arrays. Its
+core (:func:`image_dataset`, :func:`to_bytes`, :func:`write`, the fake patient fields) is the
+package's one synthetic-DICOM factory, :mod:`medtl.io.testing`, re-exported here; this module
+adds the richer builders the io tests need:
 
 * :func:`image_dataset` - any single- or multi-frame image (CT, MR, CR, DX, SC...).
 * :func:`ct_slice`, :func:`mr_slice`, :func:`cr_image`, :func:`dx_image` - common shortcuts.
@@ -37,11 +40,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
-    PYDICOM_IMPLEMENTATION_UID,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -51,141 +53,42 @@ from pydicom.uid import (
     generate_uid,
 )
 
-PATIENT_NAME = "Doe^Jane^Secret"
-PATIENT_ID = "PID-98765-PHI"
-PATIENT_BIRTH_DATE = "19450317"
+from medtl.io.testing import (
+    AXIAL,
+    FAKE_PATIENT,
+    SOP_CLASS,
+    base_dataset,
+    image_dataset,
+    set_pixels,
+    to_bytes,
+    write,
+)
 
-#: SOP Class UIDs used by the factory.
-SOP_CLASS = {
-    "CT": "1.2.840.10008.5.1.4.1.1.2",
-    "MR": "1.2.840.10008.5.1.4.1.1.4",
-    "CR": "1.2.840.10008.5.1.4.1.1.1",
-    "DX": "1.2.840.10008.5.1.4.1.1.1.1",
-    "SC": "1.2.840.10008.5.1.4.1.1.7",
-    "OT": "1.2.840.10008.5.1.4.1.1.7",
-    "ENHANCED_CT": "1.2.840.10008.5.1.4.1.1.2.1",
-    "ENHANCED_MR": "1.2.840.10008.5.1.4.1.1.4.1",
-    "SEG": "1.2.840.10008.5.1.4.1.1.66.4",
-    "SR": "1.2.840.10008.5.1.4.1.1.88.11",
-    "RTSTRUCT": "1.2.840.10008.5.1.4.1.1.481.3",
-    "KO": "1.2.840.10008.5.1.4.1.1.88.59",
-    "PR": "1.2.840.10008.5.1.4.1.1.11.1",
-}
+__all__ = [
+    "AXIAL",
+    "PATIENT_BIRTH_DATE",
+    "PATIENT_ID",
+    "PATIENT_NAME",
+    "SOP_CLASS",
+    "cr_image",
+    "ct_series",
+    "ct_slice",
+    "dx_image",
+    "encode",
+    "enhanced_multiframe",
+    "gdcm_encode",
+    "image_dataset",
+    "mr_slice",
+    "multiframe",
+    "non_image",
+    "to_bytes",
+    "write",
+    "write_series",
+]
 
-AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-
-
-def _base(modality: str, sop_class_uid: str, *, series_uid: str | None = None,
-          study_uid: str | None = None) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-    ds.SOPClassUID = UID(sop_class_uid)
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.PatientName = PATIENT_NAME
-    ds.PatientID = PATIENT_ID
-    ds.PatientBirthDate = PATIENT_BIRTH_DATE
-    ds.PatientSex = "F"
-    ds.StudyDate = "20240102"
-    ds.StudyTime = "101500"
-    ds.AccessionNumber = "ACC-PHI-1"
-    ds.ReferringPhysicianName = "Who^Doctor"
-    ds.InstitutionName = "General Hospital PHI"
-    ds.Modality = modality
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = series_uid or generate_uid()
-    ds.StudyID = "1"
-    ds.SeriesNumber = 1
-    ds.Manufacturer = "medtl-tests"
-    return ds
-
-
-def _set_pixels(ds: Dataset, pixels: np.ndarray, photometric: str,
-                bits_stored: int | None) -> None:
-    arr = np.ascontiguousarray(pixels)
-    color = photometric not in ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")
-    frames = arr.ndim == (4 if color else 3)
-    if frames:
-        ds.NumberOfFrames = int(arr.shape[0])
-    rows, cols = arr.shape[1:3] if frames else arr.shape[0:2]
-    ds.Rows, ds.Columns = int(rows), int(cols)
-    ds.SamplesPerPixel = 3 if color else 1
-    if color:
-        ds.PlanarConfiguration = 0
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = arr.dtype.itemsize * 8
-    ds.BitsStored = bits_stored or arr.dtype.itemsize * 8
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 1 if arr.dtype.kind == "i" else 0
-    ds.PixelData = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-
-
-def image_dataset(
-    pixels: np.ndarray,
-    *,
-    modality: str = "CT",
-    sop_class_uid: str | None = None,
-    photometric: str = "MONOCHROME2",
-    rescale: tuple[float, float] | None = None,
-    pixel_spacing: tuple[float, float] | None = (0.5, 0.5),
-    position: Sequence[float] | None = None,
-    orientation: Sequence[float] | None = None,
-    slice_thickness: float | None = None,
-    window: tuple[float, float] | None = None,
-    bits_stored: int | None = None,
-    series_uid: str | None = None,
-    study_uid: str | None = None,
-    instance_number: int | None = 1,
-    **extra: object,
-) -> Dataset:
-    """Build an image dataset in Explicit VR Little Endian.
-
-    Args:
-        pixels: stored values; ``(rows, cols)``, ``(frames, rows, cols)``, or with a trailing
-            sample axis of 3 for colour photometrics. dtype sets BitsAllocated and
-            PixelRepresentation (int16 -> signed 16 bit, uint8 -> unsigned 8 bit).
-        modality: Modality code.
-        sop_class_uid: defaults to the storage class of ``modality``.
-        photometric: PhotometricInterpretation.
-        rescale: (RescaleSlope, RescaleIntercept), written when given.
-        pixel_spacing: PixelSpacing ``[row spacing, column spacing]`` or ``None``.
-        position: ImagePositionPatient of the first voxel.
-        orientation: ImageOrientationPatient (row cosines then column cosines).
-        slice_thickness: SliceThickness.
-        window: (WindowCenter, WindowWidth).
-        bits_stored: BitsStored (default: all allocated bits).
-        series_uid: SeriesInstanceUID (new one by default).
-        study_uid: StudyInstanceUID (new one by default).
-        instance_number: InstanceNumber (``None`` to omit).
-        **extra: further attributes set by keyword (``SpacingBetweenSlices=2.0``...).
-
-    Returns:
-        The dataset, with file meta.
-    """
-    ds = _base(modality, sop_class_uid or SOP_CLASS.get(modality, SOP_CLASS["SC"]),
-               series_uid=series_uid, study_uid=study_uid)
-    if instance_number is not None:
-        ds.InstanceNumber = instance_number
-    _set_pixels(ds, pixels, photometric, bits_stored)
-    if rescale is not None:
-        ds.RescaleSlope, ds.RescaleIntercept = rescale
-        ds.RescaleType = "HU" if modality == "CT" else "US"
-    if pixel_spacing is not None:
-        ds.PixelSpacing = list(pixel_spacing)
-    if position is not None:
-        ds.ImagePositionPatient = [float(v) for v in position]
-    if orientation is not None:
-        ds.ImageOrientationPatient = [float(v) for v in orientation]
-    if slice_thickness is not None:
-        ds.SliceThickness = slice_thickness
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    for key, value in extra.items():
-        setattr(ds, key, value)
-    return ds
+PATIENT_NAME = FAKE_PATIENT["PatientName"]
+PATIENT_ID = FAKE_PATIENT["PatientID"]
+PATIENT_BIRTH_DATE = FAKE_PATIENT["PatientBirthDate"]
 
 
 def ct_slice(pixels: np.ndarray, *, rescale: tuple[float, float] = (1.0, -1024.0),
@@ -362,13 +265,13 @@ def non_image(kind: str, *, with_pixels: bool = False) -> Dataset:
         The dataset.
     """
     modality = {"PR": "PR", "KO": "KO", "SR": "SR", "SEG": "SEG", "RTSTRUCT": "RTSTRUCT"}[kind]
-    ds = _base(modality, SOP_CLASS[kind])
+    ds = base_dataset(modality, SOP_CLASS[kind])
     ds.InstanceNumber = 1
     if kind in ("SR", "KO"):
         ds.ValueType = "CONTAINER"
         ds.ContentSequence = DicomSequence([_item(ValueType="TEXT", TextValue="finding")])
     if with_pixels:
-        _set_pixels(ds, np.zeros((2, 8, 8), dtype=np.uint8), "MONOCHROME2", None)
+        set_pixels(ds, np.zeros((2, 8, 8), dtype=np.uint8), "MONOCHROME2", None)
     return ds
 
 
@@ -472,39 +375,6 @@ def gdcm_encode(ds: Dataset, transfer_syntax: str) -> Dataset:
         if not writer.Write():
             raise RuntimeError("gdcm could not write the dataset")
         return pydicom.dcmread(io.BytesIO(dst.read_bytes()))
-
-
-def to_bytes(ds: Dataset, *, preamble: bool = True, file_meta: bool = True) -> bytes:
-    """Serialise ``ds``.
-
-    Args:
-        ds: the dataset (its file meta TransferSyntaxUID sets the encoding).
-        preamble: write the 128-byte preamble and ``DICM`` prefix (with ``file_meta``).
-        file_meta: write the File Meta Information group; when ``False`` the bare dataset is
-            written in its transfer syntax's encoding (only sensible for little endian).
-
-    Returns:
-        The bytes of the file.
-    """
-    buf = io.BytesIO()
-    if file_meta:
-        ds.save_as(buf, enforce_file_format=True)
-        data = buf.getvalue()
-        return data if preamble else data[128:]
-    tsyntax = ds.file_meta.TransferSyntaxUID
-    bare = copy.copy(ds)
-    del bare.file_meta
-    bare.save_as(buf, implicit_vr=tsyntax.is_implicit_VR,
-                 little_endian=tsyntax.is_little_endian, enforce_file_format=False)
-    return buf.getvalue()
-
-
-def write(ds: Dataset, path: Path, **kwargs: bool) -> Path:
-    """Write ``ds`` to ``path`` (keywords as in :func:`to_bytes`) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(to_bytes(ds, **kwargs))
-    return path
 
 
 def write_series(datasets: Sequence[Dataset], folder: Path, *,

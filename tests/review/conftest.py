@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from argon2 import PasswordHasher
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from medtl.io.scan import Scan
+from medtl.io.testing import AXIAL, FAKE_PATIENT, image_dataset
+from medtl.io.testing import to_bytes as to_bytes  # the tests import it from here
 from medtl.review.auth import UserInfo
 from medtl.review.db import RetryPolicy
 from medtl.review.store import ReviewStore
@@ -111,47 +112,19 @@ def dicom_dataset(
     patient_name: str = PATIENT_NAME, patient_id: str = PATIENT_ID
 ) -> Dataset:
     """A small CT slice with PHI-shaped patient fields, written with pydicom."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.preamble = b"\x00" * 128
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.FrameOfReferenceUID = generate_uid()
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = BIRTH_DATE
-    ds.PatientSex = "F"
-    ds.StudyDate = "20240115"
-    ds.StudyTime = "101500"
-    ds.AccessionNumber = "ACC778899"
-    ds.InstitutionName = "St Example Hospital"
-    ds.ReferringPhysicianName = "House^Gregory"
-    ds.StudyID = "S1"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    ds.Modality = "CT"
-    ds.Manufacturer = "ACME"
-    ds.ImagePositionPatient = [0.0, 0.0, 0.0]
-    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    ds.PixelSpacing = [0.7, 0.7]
-    ds.SliceThickness = 2.5
-    ds.Rows, ds.Columns = 8, 8
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation = 1
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.PixelData = np.arange(64, dtype=np.int16).reshape(8, 8).tobytes()
-    return ds
-
-
-def to_bytes(ds: Dataset) -> bytes:
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return image_dataset(
+        np.arange(64, dtype=np.int16).reshape(8, 8),
+        modality="CT",
+        rescale=(1, -1024),
+        pixel_spacing=(0.7, 0.7),
+        position=(0.0, 0.0, 0.0),
+        orientation=AXIAL,
+        slice_thickness=2.5,
+        patient={**FAKE_PATIENT, "PatientName": patient_name, "PatientID": patient_id,
+                 "PatientBirthDate": BIRTH_DATE, "StudyDate": "20240115",
+                 "AccessionNumber": "ACC778899", "InstitutionName": "St Example Hospital",
+                 "ReferringPhysicianName": "House^Gregory"},
+        FrameOfReferenceUID=generate_uid(),
+        StudyID="S1",
+        Manufacturer="ACME",
+    )

@@ -9,35 +9,16 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from torch.utils.data import TensorDataset
 
+from medtl.io.testing import image_dataset, write
 from medtl.training import TrainingConfig, cached_dataset, make_dataloader, set_loader_epoch
 from medtl.training.data import FileContentHasher
 
 
 def write_cr(path: Path, pixels: np.ndarray) -> Path:
     """Write a minimal uncompressed 16-bit CR DICOM file."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR Image Storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write(image_dataset(pixels.astype(np.uint16), modality="CR", bits_stored=12), path)
 
 
 class Decode:

@@ -327,14 +327,6 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
         seed_transforms(loader.dataset, seed)
 
 
-def dataset_length(loader: DataLoader) -> int | None:
-    """Number of samples in the loader's dataset, when it has a length."""
-    try:
-        return len(loader.dataset)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
-
 def as_tensor(value: Any) -> torch.Tensor:
     """Convert a batch field (tensor, MetaTensor, array, list of numbers) to a plain tensor."""
     if isinstance(value, torch.Tensor):

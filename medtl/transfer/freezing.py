@@ -24,11 +24,6 @@ def set_trainable(modules: nn.Module | Iterable[nn.Module], trainable: bool) -> 
             param.requires_grad_(trainable)
 
 
-def is_frozen(module: nn.Module) -> bool:
-    """True when no parameter of ``module`` requires a gradient."""
-    return not any(p.requires_grad for p in module.parameters())
-
-
 def batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """All BatchNorm layers (1d/2d/3d, SyncBatchNorm) inside ``module``."""
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

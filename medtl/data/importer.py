@@ -230,6 +230,8 @@ def import_manifest(
         fractions: split fractions when splits must be assigned.
         seed: seed of the split assignment.
         read_images: load every image with :func:`medtl.io.load_scan` (slow on big sets).
+            A scan that fails with :class:`~medtl.io.ScanError` is reported as unreadable;
+            any other exception is a bug and propagates.
         out: where to write the manifest (default ``root/manifest.json``); nothing is
             written when there are errors.
         progress: show a progress bar while reading images.
@@ -237,13 +239,59 @@ def import_manifest(
     Returns:
         The :class:`ImportReport` (its ``manifest`` is ``None`` when errors were found).
     """
-    from medtl.data.splits import assign_splits
-
     src = Path(path)
-    root = Path(root)
-    report = ImportReport(source=src)
-    if not root.is_dir():
-        report.add(0, "", f"root folder not found: {root}")
+    ctx = _Context(
+        root=Path(root), report=ImportReport(source=src), label_names=label_names,
+        modality=modality, task=task,
+    )  # fmt: skip
+    rows = _read_table(src, ctx)
+    assign = _check_split_column(rows, ctx.report)
+    loader = _scan_loader() if read_images else None
+    iterator: Any = enumerate(rows, start=1)
+    if progress and read_images:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=len(rows), desc="checking images")
+    parsed = [p for i, row in iterator if (p := _check_row(i, row, ctx, loader)) is not None]
+    _check_patients(rows, ctx.report)
+    report = ctx.report
+    if report.ok and parsed:
+        manifest = _build_manifest(parsed, ctx, src, name, bool(assign), fractions, seed)
+        report.manifest = manifest
+        report.counts = _counts(manifest)
+        for split, missing in _missing_classes(manifest).items():
+            report.add(0, "label", f"split {split} has no sample of {missing}", "warning")
+        target = Path(out) if out is not None else ctx.root / "manifest.json"
+        report.written = manifest.save(target)
+    elif parsed:
+        report.counts = _counts_rows([r for _, r in parsed], label_names)
+    return report
+
+
+@dataclass
+class _Context:
+    """What every row check needs: where images live, the report, and the defaults."""
+
+    root: Path
+    report: ImportReport
+    label_names: list[str] | None
+    modality: str | None
+    task: str
+    missing_cols: list[str] = field(default_factory=list)
+    seen_images: dict[str, int] = field(default_factory=dict)
+
+
+def _scan_loader() -> Any:
+    from medtl.io import load_scan
+
+    return load_scan
+
+
+def _read_table(src: Path, ctx: _Context) -> list[dict[str, str]]:
+    """Read the rows and record file-level problems (missing file, root or columns)."""
+    report = ctx.report
+    if not ctx.root.is_dir():
+        report.add(0, "", f"root folder not found: {ctx.root}")
     rows = _read_rows(src, report) if src.is_file() else []
     if not src.is_file():
         report.add(0, "", f"manifest file not found: {src}")
@@ -251,105 +299,116 @@ def import_manifest(
     if src.is_file() and not rows and report.ok:
         report.add(0, "", "the file has no data rows")
     columns = set().union(*(r.keys() for r in rows)) if rows else set()
-    missing_cols = [c for c in REQUIRED_COLUMNS if rows and c not in columns]
-    for col in missing_cols:
+    ctx.missing_cols = [c for c in REQUIRED_COLUMNS if rows and c not in columns]
+    for col in ctx.missing_cols:
         report.add(0, col, f"required column {col!r} is missing (columns: {sorted(columns)})")
+    return rows
 
+
+def _check_split_column(rows: list[dict[str, str]], report: ImportReport) -> bool:
+    """Return True when medtl must assign the splits (no row has one)."""
     has_split = [bool(r.get("split", "").strip()) for r in rows]
-    assign = rows and not any(has_split)
     if rows and any(has_split) and not all(has_split):
         empty = [i + 1 for i, h in enumerate(has_split) if not h]
         report.add(0, "split", f"{len(empty)} row(s) have no split ({_rows(empty)}); give a "
                    "split for every row or for none (medtl then assigns them)")  # fmt: skip
+    return bool(rows) and not any(has_split)
 
-    scan_loader = None
-    if read_images:
-        from medtl.io import load_scan as scan_loader
 
-    seen_images: dict[str, int] = {}
-    parsed: list[tuple[int, dict[str, str]]] = []
-    iterator: Any = enumerate(rows, start=1)
-    if progress and read_images:
-        from tqdm.auto import tqdm
+def _check_image(
+    i: int, row: dict[str, str], ctx: _Context, loader: Any
+) -> tuple[str | None, bool]:
+    """Check row ``i``'s image path (and scan, with a loader); return ``(path, ok)``."""
+    from medtl.io import ScanError
 
-        iterator = tqdm(iterator, total=len(rows), desc="checking images")
-    for i, row in iterator:
-        ok = True
-        rel, err = _relative_image(row.get("image", ""), root)
-        if err and "image" not in missing_cols:
-            report.add(i, "image", err)
+    rel, err = _relative_image(row.get("image", ""), ctx.root)
+    if err and "image" not in ctx.missing_cols:
+        ctx.report.add(i, "image", err)
+        return rel, False
+    if rel is None:
+        return None, True
+    ok = True
+    if rel in ctx.seen_images:
+        ctx.report.add(i, "image", f"duplicate of row {ctx.seen_images[rel]}: {rel}")
+        ok = False
+    ctx.seen_images.setdefault(rel, i)
+    file = ctx.root / rel
+    if not file.exists():
+        ctx.report.add(i, "image", f"file not found: {rel}")
+        return rel, False
+    if loader is not None:
+        try:
+            loader(file, modality=row.get("modality") or ctx.modality)
+        except ScanError as exc:  # anything else is a bug in medtl: let it fail loudly
+            ctx.report.add(i, "image", f"unreadable scan {rel}: {exc}")
             ok = False
-        elif rel is not None:
-            if rel in seen_images:
-                report.add(i, "image", f"duplicate of row {seen_images[rel]}: {rel}")
-                ok = False
-            seen_images.setdefault(rel, i)
-            file = root / rel
-            if not file.exists():
-                report.add(i, "image", f"file not found: {rel}")
-                ok = False
-            elif scan_loader is not None:
-                try:
-                    scan_loader(file, modality=row.get("modality") or modality)
-                except Exception as exc:  # ScanError, or any decoder failure
-                    report.add(i, "image", f"unreadable scan {rel}: {exc}")
-                    ok = False
-        label, err = _parse_label(row.get("label", ""), label_names)
-        if err and "label" not in missing_cols:
-            report.add(i, "label", err)
-            ok = False
-        if not row.get("patient_id", "").strip() and "patient_id" not in missing_cols:
-            report.add(i, "patient_id", "missing patient_id")
-            ok = False
-        split = row.get("split", "").strip().lower()
-        if split:
-            if split not in _SPLIT_ALIASES:
-                report.add(i, "split", f"unknown split {row['split']!r} (use {', '.join(SPLITS)})")
-                ok = False
-            else:
-                split = _SPLIT_ALIASES[split]
-        if ok and not missing_cols and rel is not None and label is not None:
-            clean = dict(row, image=rel, label=str(label), split=split or "train")
-            try:
-                row_to_record(clean, modality=modality or "OT", task=task)
-            except (ValidationError, ValueError) as exc:
-                report.add(i, _field_of(exc), _short(exc))
-                continue
-            parsed.append((i, clean))
+    return rel, ok
 
-    _check_patients(rows, report)
-    if report.ok and parsed:
-        if assign:
-            splits = assign_splits(
-                [r["patient_id"] for _, r in parsed], [int(r["label"]) for _, r in parsed],
-                fractions, seed,
-            )  # fmt: skip
-            for (_, r), s in zip(parsed, splits, strict=True):
-                r["split"] = s
-            report.splits_assigned = True
-        records = [row_to_record(r, modality=modality or "OT", task=task) for _, r in parsed]
-        names = list(label_names or [])
-        manifest = Manifest(
-            name=name or src.stem,
-            task=task,
-            label_names=names,
-            modality=modality or _common_modality(records),
-            generator="medtl data import",
-            simulated=False,
-            description=f"Imported from {src.name} by medtl data import."
-            + (" Splits assigned by medtl (patient-grouped, label-stratified)." * assign),
-            records=records,
-            seed=seed if assign else None,
-        )
-        report.manifest = manifest
-        report.counts = _counts(manifest)
-        for split, missing in _missing_classes(manifest).items():
-            report.add(0, "label", f"split {split} has no sample of {missing}", "warning")
-        target = Path(out) if out is not None else root / "manifest.json"
-        report.written = manifest.save(target)
-    elif parsed:
-        report.counts = _counts_rows([r for _, r in parsed], label_names)
-    return report
+
+def _check_row(
+    i: int, row: dict[str, str], ctx: _Context, loader: Any
+) -> tuple[int, dict[str, str]] | None:
+    """Check one data row; return ``(row number, normalised row)`` when it is valid."""
+    report, missing = ctx.report, ctx.missing_cols
+    rel, ok = _check_image(i, row, ctx, loader)
+    label, err = _parse_label(row.get("label", ""), ctx.label_names)
+    if err and "label" not in missing:
+        report.add(i, "label", err)
+        ok = False
+    if not row.get("patient_id", "").strip() and "patient_id" not in missing:
+        report.add(i, "patient_id", "missing patient_id")
+        ok = False
+    split = row.get("split", "").strip().lower()
+    if split:
+        if split not in _SPLIT_ALIASES:
+            report.add(i, "split", f"unknown split {row['split']!r} (use {', '.join(SPLITS)})")
+            ok = False
+        else:
+            split = _SPLIT_ALIASES[split]
+    if not (ok and not missing and rel is not None and label is not None):
+        return None
+    clean = dict(row, image=rel, label=str(label), split=split or "train")
+    try:
+        row_to_record(clean, modality=ctx.modality or "OT", task=ctx.task)
+    except (ValidationError, ValueError) as exc:
+        report.add(i, _field_of(exc), _short(exc))
+        return None
+    return i, clean
+
+
+def _build_manifest(
+    parsed: list[tuple[int, dict[str, str]]],
+    ctx: _Context,
+    src: Path,
+    name: str | None,
+    assign: bool,
+    fractions: dict[str, float] | None,
+    seed: int,
+) -> Manifest:
+    from medtl.data.splits import assign_splits
+
+    if assign:
+        splits = assign_splits(
+            [r["patient_id"] for _, r in parsed], [int(r["label"]) for _, r in parsed],
+            fractions, seed,
+        )  # fmt: skip
+        for (_, r), s in zip(parsed, splits, strict=True):
+            r["split"] = s
+        ctx.report.splits_assigned = True
+    modality, task = ctx.modality, ctx.task
+    records = [row_to_record(r, modality=modality or "OT", task=task) for _, r in parsed]
+    return Manifest(
+        name=name or src.stem,
+        task=task,
+        label_names=list(ctx.label_names or []),
+        modality=modality or _common_modality(records),
+        generator="medtl data import",
+        simulated=False,
+        description=f"Imported from {src.name} by medtl data import."
+        + (" Splits assigned by medtl (patient-grouped, label-stratified)." * assign),
+        records=records,
+        seed=seed if assign else None,
+    )
 
 
 def _rows(numbers: list[int], limit: int = 8) -> str:

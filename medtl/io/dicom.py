@@ -30,9 +30,12 @@ from pydicom.uid import (
 
 from medtl.io.errors import (
     CorruptScanError,
+    ImageTooLargeError,
     NonImageObjectError,
     ScanError,
     UnsupportedFormatError,
+    is_decoder_failure,
+    log_unexpected,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,8 +102,9 @@ def read_dataset(source: Path | bytes, *, stop_before_pixels: bool = False) -> D
     return ds
 
 
-def read_with_notes(source: Path | bytes, *,
-                    stop_before_pixels: bool = False) -> tuple[Dataset, list[str]]:
+def read_with_notes(
+    source: Path | bytes, *, stop_before_pixels: bool = False
+) -> tuple[Dataset, list[str]]:
     """Like :func:`read_dataset` but also return warnings (e.g. sniffed transfer syntax).
 
     Args:
@@ -128,14 +132,20 @@ def read_with_notes(source: Path | bytes, *,
     if kind == "dicm":
         data = b"\0" * 128 + data
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=kind == "raw",
-                             stop_before_pixels=stop_before_pixels)
+        ds = pydicom.dcmread(
+            io.BytesIO(data), force=kind == "raw", stop_before_pixels=stop_before_pixels
+        )
         notes = _ensure_transfer_syntax(ds)
         _touch_header(ds)
     except ScanError:
         raise
+    except MemoryError as exc:
+        raise ImageTooLargeError(
+            "The DICOM file is too large to read in memory on this machine."
+        ) from exc
     except BaseException as exc:  # Rust decoders (pyo3) panic as BaseException
-        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+        if not is_decoder_failure(exc):
+            log_unexpected(logger, exc, "parsing a DICOM header")
             raise
         raise CorruptScanError(
             f"The DICOM header is damaged and cannot be parsed ({type(exc).__name__}). "
@@ -181,9 +191,19 @@ def _ensure_transfer_syntax(ds: Dataset) -> list[str]:
 def _touch_header(ds: Dataset) -> None:
     # pydicom converts values lazily; convert the ones medtl relies on now, so a damaged
     # value fails here (as CorruptScanError) rather than later in arbitrary code.
-    for keyword in ("SOPClassUID", "Modality", "SeriesInstanceUID", "Rows", "Columns",
-                    "NumberOfFrames", "PhotometricInterpretation", "SamplesPerPixel",
-                    "BitsAllocated", "BitsStored", "PixelRepresentation"):
+    for keyword in (
+        "SOPClassUID",
+        "Modality",
+        "SeriesInstanceUID",
+        "Rows",
+        "Columns",
+        "NumberOfFrames",
+        "PhotometricInterpretation",
+        "SamplesPerPixel",
+        "BitsAllocated",
+        "BitsStored",
+        "PixelRepresentation",
+    ):
         ds.get(keyword)
 
 

@@ -40,6 +40,8 @@ from medtl.io.errors import (
     MissingDecoderError,
     ScanError,
     UnsupportedImageError,
+    is_decoder_failure,
+    log_unexpected,
 )
 from medtl.io.scan import Window
 
@@ -83,8 +85,15 @@ PREFERRED_PLUGINS: dict[str, str] = {
     "1.2.840.10008.1.2.5": "pylibjpeg",
 }
 
-_COLOR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420",
-          "YBR_PARTIAL_422"}
+_COLOR = {
+    "RGB",
+    "YBR_FULL",
+    "YBR_FULL_422",
+    "YBR_ICT",
+    "YBR_RCT",
+    "YBR_PARTIAL_420",
+    "YBR_PARTIAL_422",
+}
 
 
 @dataclass
@@ -174,8 +183,12 @@ def _check_native_length(ds: Dataset, where: str) -> None:
 
 
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_GDCM_ONLY = {"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.50",
-              "1.2.840.10008.1.2.4.51"}
+_GDCM_ONLY = {
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+}
 
 
 def _check_jpeg_headers(ds: Dataset, n_frames: int, where: str) -> None:
@@ -206,18 +219,23 @@ def _check_jpeg_headers(ds: Dataset, n_frames: int, where: str) -> None:
             if marker == 0xFF:  # fill byte
                 pos += 1
                 continue
-            length = int.from_bytes(frame[pos + 2:pos + 4], "big")
+            length = int.from_bytes(frame[pos + 2 : pos + 4], "big")
             if length < 2 or pos + 2 + length > len(frame):
                 raise bad
             if marker in _SOF_MARKERS:
-                seg = frame[pos + 4:pos + 2 + length]
+                seg = frame[pos + 4 : pos + 2 + length]
                 if len(seg) < 6:
                     raise bad
                 precision = seg[0]
                 height = int.from_bytes(seg[1:3], "big")
                 width = int.from_bytes(seg[3:5], "big")
-                if (not 2 <= precision <= min(16, bits) or height not in (0, rows)
-                        or width != cols or seg[5] != samples or len(seg) < 6 + 3 * seg[5]):
+                if (
+                    not 2 <= precision <= min(16, bits)
+                    or height not in (0, rows)
+                    or width != cols
+                    or seg[5] != samples
+                    or len(seg) < 6 + 3 * seg[5]
+                ):
                     raise bad
                 sof_ok = True
             if marker == 0xDA:
@@ -251,8 +269,9 @@ def _pvt(group: Dataset) -> tuple[float, float] | None:
     item = seq[0]
     if "RescaleSlope" not in item and "RescaleIntercept" not in item:
         return None
-    return float(item.get("RescaleSlope", 1.0) or 1.0), float(item.get("RescaleIntercept", 0.0)
-                                                               or 0.0)
+    return float(item.get("RescaleSlope", 1.0) or 1.0), float(
+        item.get("RescaleIntercept", 0.0) or 0.0
+    )
 
 
 def _stored_range(ds: Dataset) -> tuple[float, float]:
@@ -262,8 +281,11 @@ def _stored_range(ds: Dataset) -> tuple[float, float]:
     return 0.0, float(2**bits - 1)
 
 
-def _apply_modality(ds: Dataset, raw: np.ndarray, out: np.ndarray,
-                    ) -> tuple[float, float]:
+def _apply_modality(
+    ds: Dataset,
+    raw: np.ndarray,
+    out: np.ndarray,
+) -> tuple[float, float]:
     """Write modality values of ``raw`` (frames, rows, cols) into ``out``; return the
     modality-unit range representable by the bit depth (for MONOCHROME1 inversion)."""
     lo, hi = _stored_range(ds)
@@ -320,8 +342,9 @@ def _window(ds: Dataset) -> Window | None:
     return Window(center=c, width=w, name="from file")
 
 
-def decode_frames(ds: Dataset, where: str = "The file", *,
-                  out: np.ndarray | None = None) -> DecodedFrames:
+def decode_frames(
+    ds: Dataset, where: str = "The file", *, out: np.ndarray | None = None
+) -> DecodedFrames:
     """Decode a dataset's pixels into modality units, MONOCHROME2, float32.
 
     Args:
@@ -344,7 +367,8 @@ def decode_frames(ds: Dataset, where: str = "The file", *,
     except MemoryError as exc:
         raise ImageTooLargeError(f"{where} is too large to decode in memory.") from exc
     except BaseException as exc:  # Rust decoders (pyo3) panic as BaseException
-        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+        if not is_decoder_failure(exc):
+            log_unexpected(logger, exc, "decoding DICOM pixel data")
             raise
         raise CorruptScanError(
             f"{where}: the pixel data could not be decoded ({type(exc).__name__}); the file is "
@@ -399,14 +423,16 @@ def _decode(ds: Dataset, where: str, out: np.ndarray | None) -> DecodedFrames:
         luminance = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
         target = out if out is not None else np.empty((n_frames, rows, cols), np.float32)
         target[...] = luminance
-        warnings.append(f"Colour ({photometric}) image converted to greyscale luminance "
-                        "(ITU-R BT.601).")
+        warnings.append(
+            f"Colour ({photometric}) image converted to greyscale luminance (ITU-R BT.601)."
+        )
         return DecodedFrames(target, _window(ds), warnings)
     return _finish_grey(ds, raw.reshape((n_frames, rows, cols)), photometric, out)
 
 
-def _native_fast(ds: Dataset, rows: int, cols: int, n_frames: int, samples: int,
-                 photometric: str) -> np.ndarray | None:
+def _native_fast(
+    ds: Dataset, rows: int, cols: int, n_frames: int, samples: int, photometric: str
+) -> np.ndarray | None:
     """Stored values of common native greyscale data straight from the buffer, or ``None``.
 
     pydicom's decoder sets up and validates a runner per call (about 1 ms per 512x512
@@ -415,15 +441,21 @@ def _native_fast(ds: Dataset, rows: int, cols: int, n_frames: int, samples: int,
     extension needed), which gives exactly pydicom's result; otherwise pydicom decodes.
     """
     bits = _int(ds, "BitsAllocated", 0)
-    if (samples != 1 or bits not in (8, 16, 32) or "PixelData" not in ds
-            or not transfer_syntax(ds).is_little_endian or transfer_syntax(ds).is_deflated
-            or photometric not in ("MONOCHROME1", "MONOCHROME2", "")):
+    if (
+        samples != 1
+        or bits not in (8, 16, 32)
+        or "PixelData" not in ds
+        or not transfer_syntax(ds).is_little_endian
+        or transfer_syntax(ds).is_deflated
+        or photometric not in ("MONOCHROME1", "MONOCHROME2", "")
+    ):
         return None
     signed = _int(ds, "PixelRepresentation", 0) == 1
     stored = _int(ds, "BitsStored", bits)
     count = rows * cols * n_frames
-    raw = np.frombuffer(ds.PixelData, dtype=f"<{'i' if signed else 'u'}{bits // 8}",
-                        count=count).reshape((n_frames, rows, cols))
+    raw = np.frombuffer(
+        ds.PixelData, dtype=f"<{'i' if signed else 'u'}{bits // 8}", count=count
+    ).reshape((n_frames, rows, cols))
     if stored < bits:
         lo, hi = _stored_range(ds)
         if raw.size and (raw.min() < lo or raw.max() > hi):
@@ -433,8 +465,9 @@ def _native_fast(ds: Dataset, rows: int, cols: int, n_frames: int, samples: int,
     return raw
 
 
-def _finish_grey(ds: Dataset, raw: np.ndarray, photometric: str,
-                 out: np.ndarray | None) -> DecodedFrames:
+def _finish_grey(
+    ds: Dataset, raw: np.ndarray, photometric: str, out: np.ndarray | None
+) -> DecodedFrames:
     warnings: list[str] = []
     target = out if out is not None else np.empty(raw.shape, np.float32)
     lo, hi = _apply_modality(ds, raw, target)

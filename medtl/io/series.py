@@ -54,6 +54,8 @@ from medtl.io.errors import (
     ScanError,
     SeriesError,
     UnsupportedFormatError,
+    is_decoder_failure,
+    log_unexpected,
 )
 from medtl.io.geometry import (
     FrameGeometry,
@@ -84,8 +86,12 @@ def _default_workers() -> int:
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
-def load_dicom(sources: Sequence[Path | bytes], *, series_uid: str | None = None,
-               max_workers: int | None = None) -> Scan:
+def load_dicom(
+    sources: Sequence[Path | bytes],
+    *,
+    series_uid: str | None = None,
+    max_workers: int | None = None,
+) -> Scan:
     """Load one DICOM file or the files of a series into a :class:`Scan`.
 
     Args:
@@ -117,10 +123,11 @@ def load_dicom(sources: Sequence[Path | bytes], *, series_uid: str | None = None
     except MemoryError as exc:
         raise ImageTooLargeError("The series is too large to load into memory.") from exc
     except BaseException as exc:  # Rust decoders (pyo3) panic as BaseException
-        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+        if not is_decoder_failure(exc):
+            log_unexpected(logger, exc, "loading a DICOM series")
             raise
-        # Wrap anything pydicom/numpy raise on damaged input; the type helps support, the
-        # original message is not shown because it may quote header values (PHI).
+        # What pydicom/numpy raise on damaged input; the type helps support, the original
+        # message is not shown because it may quote header values (PHI).
         raise CorruptScanError(
             f"The DICOM data could not be loaded ({type(exc).__name__}); a file is probably "
             "damaged. Export the series again."
@@ -174,8 +181,10 @@ def _pseudonymous(uid: str) -> str:
     return pseudonymous_uid(uid) if uid else "(no series UID)"
 
 
-def _choose_series(images: list[_Item], series_uid: str | None,
-                   ) -> tuple[list[_Item], str, int]:
+def _choose_series(
+    images: list[_Item],
+    series_uid: str | None,
+) -> tuple[list[_Item], str, int]:
     groups: dict[str, list[_Item]] = {}
     for item in images:
         groups.setdefault(str(item.ds.get("SeriesInstanceUID", "") or ""), []).append(item)
@@ -185,8 +194,7 @@ def _choose_series(images: list[_Item], series_uid: str | None,
             if wanted in (uid, _pseudonymous(uid)):
                 return members, "requested series_uid", len(groups)
         raise SeriesError(
-            f"No series with the requested UID among the files. Available: "
-            f"{_describe(groups)}."
+            f"No series with the requested UID among the files. Available: {_describe(groups)}."
         )
     if len(groups) == 1:
         return next(iter(groups.values())), "only series", 1
@@ -260,8 +268,10 @@ def _load(items: list[Path | bytes], series_uid: str | None, workers: int) -> Sc
     members, choice, n_series = _choose_series(images, series_uid)
     if n_series > 1 and choice.startswith("most"):
         others = n_series - 1
-        warnings.append(f"The files hold {n_series} series; loaded the one with the most images "
-                        f"and ignored {others} other(s). Pass series_uid= to choose another.")
+        warnings.append(
+            f"The files hold {n_series} series; loaded the one with the most images "
+            f"and ignored {others} other(s). Pass series_uid= to choose another."
+        )
     members, dupes = _dedupe(members)
     if dupes:
         warnings.append(f"{dupes} repeated file(s) (same SOP Instance UID) were loaded once.")
@@ -270,8 +280,9 @@ def _load(items: list[Path | bytes], series_uid: str | None, workers: int) -> Sc
     return _assemble(members, total, workers, warnings, choice, n_series)
 
 
-def _assemble(members: list[_Item], total: int, workers: int, warnings: list[str],
-              choice: str, n_series: int) -> Scan:
+def _assemble(
+    members: list[_Item], total: int, workers: int, warnings: list[str], choice: str, n_series: int
+) -> Scan:
     sizes = {image_size(m.ds, _where(m.index, total))[:2] for m in members}
     if len(sizes) > 1:
         raise SeriesError(
@@ -296,8 +307,17 @@ def _assemble(members: list[_Item], total: int, workers: int, warnings: list[str
     if n == 1:
         decoded = decode_frames(first_ds, _where(members[0].index, total))
         spacing2, affine, geo_warn = image_geometry(geoms[0], first_ds)
-        return _scan(decoded.frames[0], spacing2, affine, first_ds, decoded.window,
-                     warnings + geo_warn + decoded.warnings, choice, n_series, 1)
+        return _scan(
+            decoded.frames[0],
+            spacing2,
+            affine,
+            first_ds,
+            decoded.window,
+            warnings + geo_warn + decoded.warnings,
+            choice,
+            n_series,
+            1,
+        )
     if all(g.position is not None and g.orientation is not None for g in geoms):
         volume = stack_positioned(geoms)
     elif len(members) == 1:
@@ -319,10 +339,10 @@ def _assemble(members: list[_Item], total: int, workers: int, warnings: list[str
     def decode(mi: int) -> Any:
         member = members[mi]
         k0 = starts[mi]
-        slots = slot[k0:k0 + member.frames]
+        slots = slot[k0 : k0 + member.frames]
         where = _where(member.index, total)
         if np.array_equal(slots, np.arange(slots[0], slots[0] + member.frames)):
-            return decode_frames(member.ds, where, out=out[slots[0]:slots[0] + member.frames])
+            return decode_frames(member.ds, where, out=out[slots[0] : slots[0] + member.frames])
         decoded = decode_frames(member.ds, where)
         out[slots] = decoded.frames
         return decoded
@@ -330,25 +350,44 @@ def _assemble(members: list[_Item], total: int, workers: int, warnings: list[str
     results = _map(decode, list(range(len(members))), workers)
     first_sorted = entries[int(volume.order[0])][0]
     head = members[first_sorted]
-    all_warnings = warnings + volume.warnings + _summarise(
-        w for r in results for w in r.warnings)
+    all_warnings = warnings + volume.warnings + _summarise(w for r in results for w in r.warnings)
     if geoms[0].spacing_note:
         all_warnings.append(geoms[0].spacing_note)
-    return _scan(out, volume.spacing, volume.affine, head.ds, results[first_sorted].window,
-                 all_warnings, choice, n_series, len(members))
+    return _scan(
+        out,
+        volume.spacing,
+        volume.affine,
+        head.ds,
+        results[first_sorted].window,
+        all_warnings,
+        choice,
+        n_series,
+        len(members),
+    )
 
 
-def _scan(array: np.ndarray, spacing: tuple[float, ...], affine: np.ndarray, ds: Dataset,
-          window: Any, warnings: list[str], choice: str, n_series: int, n_files: int) -> Scan:
+def _scan(
+    array: np.ndarray,
+    spacing: tuple[float, ...],
+    affine: np.ndarray,
+    ds: Dataset,
+    window: Any,
+    warnings: list[str],
+    choice: str,
+    n_series: int,
+    n_files: int,
+) -> Scan:
     modality = str(ds.get("Modality", "") or "OT").strip().upper() or "OT"
     meta = _meta(ds)
-    meta.update({
-        "series_choice": choice,
-        "number_of_series": n_series,
-        "number_of_files": n_files,
-        "transfer_syntax": transfer_syntax(ds).name,
-        "photometric_interpretation": str(ds.get("PhotometricInterpretation", "") or ""),
-    })
+    meta.update(
+        {
+            "series_choice": choice,
+            "number_of_series": n_series,
+            "number_of_files": n_files,
+            "transfer_syntax": transfer_syntax(ds).name,
+            "photometric_interpretation": str(ds.get("PhotometricInterpretation", "") or ""),
+        }
+    )
     for message in warnings:
         logger.info("scan warning: %s", message)
     return Scan(

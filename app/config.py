@@ -13,7 +13,8 @@
 
 Single sign-on (OIDC) uses Streamlit's ``st.login``: set ``oidc = true`` here *and* put an
 ``[auth]`` section in Streamlit's secrets (``~/.streamlit/secrets.toml`` of the account that
-runs the app; the repository has no ``.streamlit/`` folder), e.g.::
+runs the app; the checkout's ``.streamlit/`` holds only ``config.toml``, the server
+settings, never secrets), e.g.::
 
     [auth]
     redirect_uri = "https://medtl.example.org/oauth2callback"

@@ -19,9 +19,15 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+import logging  # noqa: E402
+
 import streamlit as st  # noqa: E402
 
-from app.components import session  # noqa: E402
+from app.components import errors, session  # noqa: E402
+from app.components.safe_text import md_escape  # noqa: E402
+
+logger = logging.getLogger("app.main")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 _PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -32,8 +38,26 @@ def _page(name: str, title: str, icon: str, default: bool = False) -> st.Page:
     )
 
 
+@st.cache_resource(show_spinner=False)
+def warn_if_listening_wide() -> str:
+    """Log a warning (once per server process) when the server is not bound to loopback.
+
+    The checkout's ``.streamlit/config.toml`` binds 127.0.0.1; a wider address must be a
+    deliberate choice, behind the reverse proxy of ``docs/deploy/nginx.conf``.
+    """
+    address = str(st.get_option("server.address") or "")
+    if address not in _LOOPBACK:
+        logger.warning(
+            "the app listens on %s, not only on this machine: put it behind the TLS reverse "
+            "proxy of docs/deploy/nginx.conf (Streamlit cannot check the Host header)",
+            address or "every interface",
+        )
+    return address
+
+
 def main() -> None:
     """Route to the pages of the signed-in user's role."""
+    warn_if_listening_wide()
     st.set_page_config(
         page_title="medtl · clinical AI review", page_icon=":material/radiology:", layout="wide"
     )
@@ -43,7 +67,8 @@ def main() -> None:
         nav = st.navigation(
             [_page("sign_in", "Sign in", ":material/login:", default=True)], position="hidden"
         )
-        nav.run()
+        with errors.guard("showing the sign-in page"):
+            nav.run()
         return
     pages = []
     if user.role in ("clinician", "admin"):
@@ -59,7 +84,7 @@ def main() -> None:
         pages.append(_page("admin", "Admin", ":material/admin_panel_settings:"))
     nav = st.navigation(pages)
     with st.sidebar:
-        st.markdown(f"Signed in as **{user.username}** ({user.role})")
+        st.markdown(f"Signed in as **{md_escape(user.username)}** ({user.role})")
         if st.button("Sign out", key="sign_out"):
             session.sign_out()
             st.rerun()
@@ -67,7 +92,8 @@ def main() -> None:
             "Decision support only. Case IDs are pseudonyms; no patient identifiers "
             "are shown or stored."
         )
-    nav.run()
+    with errors.guard("showing a page"):
+        nav.run()
 
 
 main()

@@ -4,9 +4,14 @@ The app lives in the top-level ``app/`` folder of the source checkout, next to t
 ``medtl`` package, not inside it: ``medtl app`` therefore needs a source checkout (an
 editable install, ``pip install -e .``), or ``MEDTL_APP_PATH`` naming ``app/main.py``.
 
-Server options are passed on the command line (the layout allows no ``.streamlit/``
-folder): headless, no usage statistics, no file watcher, and the upload limit of the app's
-settings (``MEDTL_APP_MAX_UPLOAD_MB`` or ``MEDTL_HOME/app.toml``, see ``app/config.py``).
+The server runs from the checkout root, so the checked-in ``.streamlit/config.toml`` applies
+(as it does to ``streamlit run app/main.py`` started there). The security-relevant options
+are passed on the command line as well, so they hold even where that file is missing:
+loopback address unless told otherwise (a wider address is logged as a warning), XSRF
+protection and CORS on, no error details in the page, a viewer-only toolbar, a short TTL of
+disconnected sessions, headless, no usage statistics, no file watcher, and the upload limit
+of the app's settings (``MEDTL_APP_MAX_UPLOAD_MB`` or ``MEDTL_HOME/app.toml``, see
+``app/config.py``). See ``docs/security.md``.
 
 ``app`` is a Typer sub-app with one command, ``app``; ``medtl``'s main app adds it with
 ``app.add_typer(launcher_app)`` so the command is ``medtl app [--port N]``.
@@ -40,6 +45,10 @@ logger = logging.getLogger(__name__)
 
 ENV_APP_PATH = "MEDTL_APP_PATH"
 DEFAULT_MAX_UPLOAD_MB = 512.0
+DEFAULT_ADDRESS = "127.0.0.1"
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Seconds a disconnected browser session (its state and media) is kept.
+DISCONNECTED_SESSION_TTL_S = 30
 
 app = typer.Typer(
     help="Start the clinician web app.", add_completion=False, pretty_exceptions_enable=False
@@ -112,7 +121,7 @@ def streamlit_command(
     port: int,
     *,
     headless: bool = True,
-    address: str = "localhost",
+    address: str = DEFAULT_ADDRESS,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
 ) -> list[str]:
     """The ``streamlit run`` command line of the app.
@@ -145,16 +154,36 @@ def streamlit_command(
         "none",
         "--browser.gatherUsageStats",
         "false",
+        "--server.enableXsrfProtection",
+        "true",
+        "--server.enableCORS",
+        "true",
+        "--server.disconnectedSessionTTL",
+        str(DISCONNECTED_SESSION_TTL_S),
+        "--client.showErrorDetails",
+        "none",
         "--client.toolbarMode",
-        "minimal",
+        "viewer",
     ]
+
+
+def warn_if_wide(address: str) -> bool:
+    """Log a warning when ``address`` is not a loopback address; True when it is wide."""
+    if address.strip("[]") in LOOPBACK:
+        return False
+    logger.warning(
+        "the clinician app will listen on %s, reachable from other machines: serve it only "
+        "through the TLS reverse proxy of docs/deploy/nginx.conf",
+        address or "every interface",
+    )
+    return True
 
 
 def launch_app(
     port: int | None = None,
     headless: bool = True,
     *,
-    address: str = "localhost",
+    address: str = DEFAULT_ADDRESS,
     env: dict[str, str] | None = None,
     log_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
@@ -174,6 +203,7 @@ def launch_app(
     port = port if port is not None else free_port()
     child_env = dict(os.environ if env is None else env)
     limit = upload_limit_mb(main, child_env)
+    warn_if_wide(address)
     cmd = streamlit_command(main, port, headless=headless, address=address, max_upload_mb=limit)
     out = open(log_file, "wb") if log_file is not None else None  # noqa: SIM115 - child owns it
     try:
@@ -221,8 +251,12 @@ def wait_until_ready(url: str, timeout: float = 60.0, proc: subprocess.Popen | N
 def run_app(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8501,
     address: Annotated[
-        str, typer.Option(help="Interface to listen on (0.0.0.0: every interface).")
-    ] = "localhost",
+        str,
+        typer.Option(
+            help="Interface to listen on. Default: this machine only. Another address "
+            "(0.0.0.0: every interface) needs the reverse proxy of docs/deploy/nginx.conf."
+        ),
+    ] = DEFAULT_ADDRESS,
     browser: Annotated[bool, typer.Option(help="Open a browser window.")] = False,
 ) -> None:
     """Start the clinician app (needs a source checkout; see `medtl.app_launcher`)."""

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from app.components.safe_text import bullet_list, md_escape, safe_file_name
+
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.inference import PredictionResult
 
@@ -22,14 +24,17 @@ def _pct(value: float | None) -> str:
 
 
 def positive_label(result: PredictionResult) -> str:
-    """The class the probability is about (the positive class of binary models)."""
+    """The class the probability is about (the positive class of binary models), escaped.
+
+    Labels come from the model card, which may come from another site: Markdown-escaped.
+    """
     if result.kind == "binary" and len(result.labels) >= 2:
-        return result.labels[1]
-    return result.top_class or "finding"
+        return md_escape(result.labels[1])
+    return md_escape(result.top_class or "finding")
 
 
 def probability_sentence(result: PredictionResult) -> str:
-    """The calibrated probability and what it means, in words.
+    """The calibrated probability and what it means, in words (Markdown, escaped).
 
     Example: "Estimated probability of nodule: 73% — among validation cases with this
     score, about 7 in 10 had nodule."
@@ -46,14 +51,15 @@ def probability_sentence(result: PredictionResult) -> str:
 
 
 def decision_sentence(result: PredictionResult) -> str | None:
-    """The decision at the operating point, with its expected sensitivity and specificity."""
+    """The decision at the operating point, with its expected sensitivity and specificity
+    (Markdown; the operating point's name and label are escaped)."""
     d = result.decision
     if d is None:
         return None
     verdict = "POSITIVE" if d.positive else "negative"
     text = (
-        f"Decision at the '{d.operating_point}' operating point (threshold "
-        f"{_pct(d.threshold)}): **{verdict}** — {d.label}."
+        f"Decision at the '{md_escape(d.operating_point)}' operating point (threshold "
+        f"{_pct(d.threshold)}): **{verdict}** — {md_escape(d.label)}."
     )
     if d.expected_sensitivity is not None or d.expected_specificity is not None:
         text += (
@@ -65,35 +71,44 @@ def decision_sentence(result: PredictionResult) -> str | None:
 
 
 def render_domain(result: PredictionResult) -> None:
-    """Show the domain guard's verdict: prominent for warn and refuse."""
+    """Show the domain guard's verdict: prominent for warn and refuse.
+
+    The reasons quote header values (modality, body part...): each is escaped.
+    """
     reasons = result.domain.reasons or [
         "The scan differs from the images the model was validated on."
     ]
     if result.domain.status == "refuse":
         st.error(
             "**Not analysed: this model was not made for this kind of image.**\n\n"
-            + "\n".join(f"- {r}" for r in reasons),
+            + bullet_list(reasons),
             icon=":material/block:",
         )
     elif result.domain.status == "warn":
         st.warning(
             "**Caution: this scan is unlike the validation images; the result may "
-            "be unreliable.**\n\n" + "\n".join(f"- {r}" for r in reasons),
+            "be unreliable.**\n\n" + bullet_list(reasons),
             icon=":material/warning:",
         )
 
 
 def render_report_link(package_dir: Path | None, key: str) -> None:
-    """A download of the package's validation report (and a pointer to the Models page)."""
-    if package_dir is None or not (Path(package_dir) / REPORT_FILE).is_file():
+    """A download of the package's validation report (and a pointer to the Models page).
+
+    The file is read when the button is pressed (a deferred download), not prepared in
+    Streamlit's media store on every page view.
+    """
+    report = None if package_dir is None else Path(package_dir) / REPORT_FILE
+    if report is None or not report.is_file():
         st.caption("No validation report in this model package.")
         return
     st.download_button(
         "Download the validation report (HTML)",
-        data=(Path(package_dir) / REPORT_FILE).read_bytes(),
-        file_name=f"{Path(package_dir).parent.name}-{Path(package_dir).name}-report.html",
+        data=report.read_bytes,
+        file_name=safe_file_name(f"{report.parent.parent.name}-{report.parent.name}-report.html"),
         mime="text/html",
         key=f"{key}_report",
+        on_click="ignore",
     )
     st.caption("The report is also shown under **Models and reports**.")
 
@@ -136,10 +151,10 @@ def render_result_card(
         for warning in result.warnings:
             if warning in (shown_warnings or []):
                 continue
-            st.caption(f"Note from loading: {warning}")
+            st.caption(f"Note from loading: {md_escape(warning)}")
         st.caption(
-            f"Model **{result.package}**"
-            + (f" · task: {result.task}" if result.task else "")
+            f"Model **{md_escape(result.package)}**"
+            + (f" · task: {md_escape(result.task)}" if result.task else "")
             + f" · analysed in {result.timings_ms.total / 1000:.1f} s. "
             "Decision support only: the reading clinician decides."
         )

@@ -157,9 +157,15 @@ def pop_notice() -> str | None:
 
 
 def human_error(err: BaseException) -> str:
-    """The message of a medtl error, without Python noise."""
+    """The message of a medtl error, without Python noise, escaped for Markdown.
+
+    Messages may quote what a user typed or a header said (a user name, a case ID), so
+    they are shown as plain text (:func:`app.components.safe_text.md_escape`).
+    """
+    from app.components.safe_text import md_escape
+
     text = str(err).strip()
-    return text or type(err).__name__
+    return md_escape(text or type(err).__name__)
 
 
 def store_busy_message() -> str:

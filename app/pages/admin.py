@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, time
 
 import streamlit as st
 
-from app.components import session
+from app.components import exports, session
+from app.components.safe_text import md_escape
 
 admin = session.require_user("admin")
 store = session.get_store()
@@ -16,6 +16,8 @@ st.title("Admin")
 from medtl.review import AccountError, ReviewStoreError, StoreBusyError  # noqa: E402
 
 ROLES = ("clinician", "researcher", "admin")
+
+
 users_tab, audit_tab, export_tab = st.tabs(["Users and roles", "Audit log", "Export"])
 
 with users_tab:
@@ -55,7 +57,9 @@ with users_tab:
         except (AccountError, StoreBusyError, ReviewStoreError) as err:
             st.error(session.human_error(err))
         else:
-            st.session_state["medtl_admin_flash"] = f"User {made.username} added ({made.role})."
+            st.session_state["medtl_admin_flash"] = (
+                f"User {md_escape(made.username)} added ({made.role})."
+            )
             st.rerun()
 
     st.markdown("**Change a user**")
@@ -70,7 +74,7 @@ with users_tab:
         except (AccountError, ReviewStoreError) as err:
             st.error(session.human_error(err))
         else:
-            st.session_state["medtl_admin_flash"] = f"{target} is now {role}."
+            st.session_state["medtl_admin_flash"] = f"{md_escape(target)} is now {role}."
             st.rerun()
     label = "Disable account" if chosen.active else "Enable account"
     if c3.button(label, key="adm_toggle", disabled=target == admin.username):
@@ -80,7 +84,7 @@ with users_tab:
             st.error(session.human_error(err))
         else:
             state = "enabled" if not chosen.active else "disabled"
-            st.session_state["medtl_admin_flash"] = f"{target} is {state}."
+            st.session_state["medtl_admin_flash"] = f"{md_escape(target)} is {state}."
             st.rerun()
     if target == admin.username:
         c3.caption("You cannot disable your own account.")
@@ -126,24 +130,14 @@ with audit_tab:
 with export_tab:
     st.markdown("All reviews as CSV (pseudonymous case IDs and reader user names).")
     comments = st.checkbox("Include comments", value=True, key="adm_comments")
-    if st.button("Prepare CSV export", key="adm_export"):
-        buf = io.StringIO()
-        try:
-            n = store.export_reviews_csv(admin, buf, include_comments=comments)
-        except ReviewStoreError as err:
-            st.error(session.human_error(err))
-        else:
-            st.session_state["medtl_export"] = (n, buf.getvalue())
-    ready = st.session_state.get("medtl_export")
-    if ready:
-        st.caption(f"{ready[0]} review(s) ready.")
-        st.download_button(
-            "Download reviews.csv",
-            data=ready[1].encode("utf-8"),
-            file_name="reviews.csv",
-            mime="text/csv",
-            key="adm_download",
-        )
+    st.download_button(
+        "Download reviews.csv",
+        data=exports.reviews_csv(store, admin, comments),
+        file_name="reviews.csv",
+        mime="text/csv",
+        key="adm_download",
+        help="The file is built when you press the button, for this one download.",
+    )
     if len({u.username for u in store.accounts.list_users()}) > 1:
         report = store.agreement(admin)
         if report.fleiss_kappa is not None:

@@ -4,15 +4,13 @@ uncertain) with an optional finding location and comment. Several readers per ca
 from __future__ import annotations
 
 import dataclasses
-import logging
 import uuid
 
 import streamlit as st
 
-from app.components import analysis, session
+from app.components import analysis, errors, session
+from app.components.safe_text import md_escape
 from app.components.viewer import render_viewer
-
-logger = logging.getLogger(__name__)
 
 user = session.require_user()
 store = session.get_store()
@@ -21,6 +19,7 @@ saved_note = st.session_state.pop("medtl_review_saved", None)
 if saved_note:
     st.success(saved_note)
 
+from medtl.io import ScanError  # noqa: E402
 from medtl.review import (  # noqa: E402
     CaseNotFoundError,
     ReviewStoreError,
@@ -35,8 +34,14 @@ DECISIONS = {
 
 
 def _heat_map(scan, pred):
-    """The AI heat map of the stored image, recomputed on request with the same model."""
+    """The AI heat map of the stored image, recomputed on request with the same model.
+
+    Only the open case's maps are kept in the session: closing a case (opening another)
+    frees its arrays.
+    """
     heats = st.session_state.setdefault("medtl_case_heat", {})
+    for old in [k for k in heats if k[0] != pred.case_id]:
+        del heats[old]
     key = (pred.case_id, pred.id)
     if key not in heats:
         if not st.toggle("Show the AI heat map (re-runs the model)", key=f"cr_heat_{pred.id}"):
@@ -50,12 +55,19 @@ def _heat_map(scan, pred):
         except PackageError:
             st.caption("The model of this result is no longer registered: no heat map.")
             return None
-        except Exception:  # the heat map is optional: never break the review page
-            logger.exception("heat map recomputation failed")
-            st.caption("The heat map could not be computed.")
+        except ScanError as err:
+            st.caption(f"The heat map could not be computed: {md_escape(err)}")
+            return None
+        except Exception:  # a bug: reported with a reference ID, the page goes on
+            errors.show_internal_error("computing the heat map")
             return None
         heats[key] = analysis.heat_on_scan(result, scan)
     return heats[key]
+
+
+def _picked_case() -> None:
+    """The user chose a case in the dropdown: it becomes the open case."""
+    st.session_state["medtl_case_id"] = st.session_state["cr_case"]
 
 
 recent = [c.case_id for c in store.worklist(user)]
@@ -65,12 +77,12 @@ if current and current not in recent:
 if not recent:
     st.info("There are no cases yet.")
     st.stop()
-case_id = st.selectbox(
-    "Case",
-    recent,
-    index=recent.index(current) if current in recent else 0,
-    key=f"cr_case_{current}",
-)
+# One widget key for the whole session. The open case (chosen here, or set by the
+# worklist / "Review it now") is written into the widget's state before it is drawn; the
+# dropdown's own change goes through the callback first, so it is never overwritten.
+if current in recent:
+    st.session_state["cr_case"] = current
+case_id = st.selectbox("Case", recent, key="cr_case", on_change=_picked_case)
 st.session_state["medtl_case_id"] = case_id
 
 # Opening a case records a view (once per case per sign-in, not on every click).
@@ -84,12 +96,16 @@ if case_id not in details:
     except ReviewStoreError as err:
         st.error(session.human_error(err))
         st.stop()
+for closed in [k for k in details if k != case_id]:  # closing a case frees what it held
+    del details[closed]
 detail = details[case_id]
-case = store.get_case(case_id)
-
+# Blinded reading: the store blinds the summary for a clinician who has not reviewed this
+# case (no verdict-derived status, no readers) until their own review is saved.
+case = store.get_case(case_id, viewer=user)
+status = "awaiting your review" if case.blinded else case.status.replace("_", " ")
 st.caption(
-    f"Case **{case.case_id}** · uploaded {case.created_at:%Y-%m-%d %H:%M} UTC · "
-    f"{case.modality or 'unknown modality'} · status: **{case.status.replace('_', ' ')}**"
+    f"Case **{md_escape(case.case_id)}** · uploaded {case.created_at:%Y-%m-%d %H:%M} UTC · "
+    f"{md_escape(case.modality or 'unknown modality')} · status: **{status}**"
 )
 
 pred = detail.predictions[-1] if detail.predictions else None
@@ -103,19 +119,21 @@ with result_col, st.container(border=True):
         extra = pred.details or {}
         labels = extra.get("labels") or []
         about = labels[1] if len(labels) >= 2 else pred.label
-        st.metric(f"Probability of {about}", f"{100 * pred.probability:.0f}%")
+        st.metric(f"Probability of {md_escape(about)}", f"{100 * pred.probability:.0f}%")
         if pred.threshold is not None:
             st.markdown(
-                f"Decision at the '{extra.get('operating_point') or 'chosen'}' "
+                f"Decision at the '{md_escape(extra.get('operating_point') or 'chosen')}' "
                 f"operating point (threshold {100 * pred.threshold:.0f}%): "
-                f"**{pred.label}**."
+                f"**{md_escape(pred.label)}**."
             )
         if extra.get("domain") in ("warn", "refuse"):
             st.warning(
-                "Caution from the domain check: " + " ".join(extra.get("domain_reasons") or [])
+                "Caution from the domain check: "
+                + " ".join(md_escape(r) for r in extra.get("domain_reasons") or [])
             )
         st.caption(
-            f"Model {pred.model_name}@{pred.model_version} · {pred.created_at:%Y-%m-%d %H:%M} UTC"
+            f"Model {md_escape(pred.model_name)}@{md_escape(pred.model_version)} · "
+            f"{pred.created_at:%Y-%m-%d %H:%M} UTC"
         )
 
 with image_col:
@@ -127,9 +145,10 @@ with image_col:
 
                 loaded = load_scan(bytes(loaded))
             scan = loaded
-        except Exception:  # a damaged stored file must not break the page
-            logger.exception("could not read a stored case image")
-            st.error("The stored image of this case could not be read.")
+        except ScanError as err:  # a damaged stored file must not break the page
+            st.error(f"The stored image of this case could not be read: {md_escape(err)}")
+        except Exception:  # a bug: reference ID in the page, traceback in the log
+            errors.show_internal_error("reading the stored image of a case")
     view = None
     heat = None
     if scan is not None and pred is not None:

@@ -1,11 +1,18 @@
-"""Registered models: their model cards and validation reports, rendered in the page."""
+"""Registered models: their model cards and validation reports.
+
+Everything in a model card is outside text (a package may come from another site): it is
+shown escaped. The report is shown in a sandboxed, CSP-locked frame
+(:mod:`app.components.report_frame`) and offered as a download.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from app.components import session
+from app.components.report_frame import show_report
 from app.components.result_card import REPORT_FILE
+from app.components.safe_text import bullet_list, md_escape, safe_file_name
 
 session.require_user()
 st.title("Models and reports")
@@ -26,18 +33,18 @@ except PackageError as err:
     st.error(session.human_error(err))
     st.stop()
 
-st.subheader(f"{card.name} · version {card.version}")
+st.subheader(f"{md_escape(card.name)} · version {md_escape(card.version)}")
 if card.intended_use:
-    st.markdown(f"**Intended use.** {card.intended_use}")
+    st.markdown(f"**Intended use.** {md_escape(card.intended_use, max_chars=4000)}")
 c1, c2 = st.columns(2)
 with c1:
     st.markdown(
-        f"- **Task:** {card.target_task or 'not stated'}\n"
-        f"- **Target domain:** {card.target_domain or 'not stated'}\n"
-        f"- **Source domain:** {card.source_domain or 'not stated'}\n"
-        f"- **Transfer strategy:** {card.strategy or 'not stated'}\n"
-        f"- **Backbone:** {package.backbone or 'unknown'}\n"
-        f"- **Labels:** {', '.join(card.labels) or 'not stated'}\n"
+        f"- **Task:** {md_escape(card.target_task or 'not stated')}\n"
+        f"- **Target domain:** {md_escape(card.target_domain or 'not stated')}\n"
+        f"- **Source domain:** {md_escape(card.source_domain or 'not stated')}\n"
+        f"- **Transfer strategy:** {md_escape(card.strategy or 'not stated')}\n"
+        f"- **Backbone:** {md_escape(package.backbone or 'unknown')}\n"
+        f"- **Labels:** {md_escape(', '.join(card.labels) or 'not stated')}\n"
         f"- **Calibrated:** {'yes' if card.calibration else 'no'}\n"
         f"- **Created:** {card.created:%Y-%m-%d} UTC"
     )
@@ -59,22 +66,25 @@ with c2:
             width="stretch",
         )
 if card.limitations:
-    st.markdown("**Limitations**\n" + "\n".join(f"- {item}" for item in card.limitations))
+    st.markdown("**Limitations**\n" + bullet_list(card.limitations))
 with st.expander("Full model card (JSON)"):
     st.json(card.model_dump(mode="json", exclude={"architecture"}), expanded=False)
 
 report = package.path / REPORT_FILE
 st.subheader("Validation report")
 if report.is_file():
-    html = report.read_text(encoding="utf-8", errors="replace")
     st.download_button(
         "Download the report (HTML)",
-        data=html.encode("utf-8"),
-        file_name=f"{card.name}-{card.version}-report.html",
+        data=report.read_bytes,  # read on click, not prepared on every page view
+        file_name=safe_file_name(f"{card.name}-{card.version}-report.html"),
         mime="text/html",
         key="mr_download",
+        on_click="ignore",
     )
-    with st.container(border=True, height=700):
-        st.html(html)
+    st.caption(
+        "Shown in a locked frame: scripts, forms and anything loaded from other servers "
+        "are blocked, whoever built the package."
+    )
+    show_report(report.read_text(encoding="utf-8", errors="replace"))
 else:
     st.info("This package has no validation report.")

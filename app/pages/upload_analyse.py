@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import streamlit as st
 
-from app.components import analysis, session
+from app.components import analysis, errors, session
 from app.components.result_card import render_result_card
+from app.components.safe_text import md_escape
 from app.components.viewer import render_viewer
-
-logger = logging.getLogger(__name__)
+from medtl.io import ScanError
 
 user = session.require_user("clinician", "admin")
 cfg = session.settings()
@@ -44,19 +42,17 @@ if loaded is None or loaded[0] != uploaded.file_id:
     if message:  # checked before the content is read
         st.error(message)
         st.stop()
-    from medtl.io import ScanError
     from medtl.io.isolated import load_scan_isolated
 
     try:
         with st.spinner("Reading and de-identifying the scan…"):
             # Decoded in a worker process: a crashing decoder cannot take the server down.
             scan = load_scan_isolated(uploaded.getvalue())
-    except ScanError as err:
-        st.error(f"This file cannot be used: {session.human_error(err)}")
+    except ScanError as err:  # the scan's problem: its message, as plain text
+        errors.show_scan_problem(err)
         st.stop()
-    except Exception:  # any reader failure must leave the app usable
-        logger.exception("unexpected failure while loading an upload")
-        st.error("This file cannot be used: it could not be read as a scan.")
+    except Exception:  # a bug, not a bad scan: reference ID here, traceback in the log
+        errors.show_internal_error("reading an upload")
         st.stop()
     loaded = (uploaded.file_id, scan)
     st.session_state["medtl_scan"] = loaded
@@ -70,10 +66,13 @@ if scan.meta.get("burned_in_warning"):
         icon=":material/warning:",
     )
 for note in scan.warnings:
-    st.caption(f"Note from loading: {note}")
+    st.caption(f"Note from loading: {md_escape(note)}")
 shape = " x ".join(str(s) for s in scan.shape)
 spacing = " x ".join(f"{s:.2f}" for s in scan.spacing)
-st.caption(f"{scan.modality} · {scan.source_format.upper()} · {shape} · spacing {spacing} mm")
+st.caption(
+    f"{md_escape(scan.modality)} · {md_escape(scan.source_format.upper())} · {shape} · "
+    f"spacing {spacing} mm"
+)
 
 from medtl.models.package import list_packages  # noqa: E402
 
@@ -117,13 +116,12 @@ else:
             except ReviewStoreError as err:
                 status.update(label="Not saved", state="error")
                 st.error(f"The result could not be saved: {session.human_error(err)}")
-            except Exception:  # keep the page usable
-                logger.exception("analysis failed")
+            except ScanError as err:  # the scan does not suit the model: say why
+                status.update(label="Not analysed", state="error")
+                errors.show_scan_problem(err, "This scan could not be analysed")
+            except Exception:  # a bug: reference ID in the page, traceback in the log
                 status.update(label="Analysis failed", state="error")
-                st.error(
-                    "The analysis failed. The scan may not suit this model; try another "
-                    "model or contact your administrator."
-                )
+                errors.show_internal_error("analysing a scan")
 
 heat = analysis.heat_on_scan(saved.result, scan) if saved is not None else None
 view_col, card_col = st.columns([3, 2], gap="medium")

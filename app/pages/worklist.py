@@ -78,7 +78,9 @@ for c in cases:
             "Modality": c.modality or "",
             "Model": f"{p.model_name}@{p.model_version}" if p else "",
             "AI result": f"{p.label} ({100 * p.probability:.0f}%)" if p else "",
-            "Readers": len(c.readers),
+            # Blinded reading: the store already hides a clinician's not-yet-reviewed
+            # cases' verdicts (status "awaiting review", no readers); no count is shown.
+            "Readers": "" if c.blinded else str(len(c.readers)),
         }
     )
 st.dataframe(rows, hide_index=True, width="stretch")

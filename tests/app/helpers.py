@@ -4,6 +4,7 @@ header, users with cheap argon2 parameters, and bad uploads."""
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -144,8 +145,17 @@ def sign_in(at, username: str, password: str = PASSWORD):
     return at
 
 
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def unescape(text: str) -> str:
+    """Markdown source with the backslash escapes of outside text resolved (what shows)."""
+    return _ESCAPED.sub(r"\1", text)
+
+
 def page_text(at) -> str:
-    """Every piece of text the page shows (elements, labels, tables), joined by newlines."""
+    """Every piece of text the page shows (elements, labels, tables), joined by newlines,
+    with Markdown backslash escapes resolved (the characters a reader sees)."""
     parts: list[str] = []
     for kind in (
         "title",
@@ -191,7 +201,7 @@ def page_text(at) -> str:
         parts.extend(str(i.caption) for i in image.proto.imgs)
     for kind in ("expandable", "status", "tab"):
         parts.extend(str(getattr(block, "label", "")) for block in at.get(kind))
-    return "\n".join(parts)
+    return unescape("\n".join(parts))
 
 
 def upload(at, content: bytes, name: str = "scan.dcm", mime: str = "application/dicom"):
@@ -207,8 +217,16 @@ def analyse(at):
 
 
 def errors(at) -> list[str]:
-    """The texts of every st.error on the page."""
-    return [str(e.value) for e in at.error]
+    """The texts of every st.error on the page (escapes resolved)."""
+    return [unescape(str(e.value)) for e in at.error]
+
+
+def inline_images(at) -> list[str]:
+    """The ``data:`` URIs of the pictures the viewer drew inline (st.html elements)."""
+    found = []
+    for element in at.get("html"):
+        found += re.findall(r'src="(data:image/png;base64,[A-Za-z0-9+/=]+)"', element.proto.body)
+    return found
 
 
 def seed_case(seed: int = 0, probability: float = 0.73) -> str:

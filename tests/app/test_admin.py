@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
+
 from medtl.review import ReviewStore
 
 from .helpers import PASSWORD, errors, new_app, page_text, seed_case, sign_in
@@ -63,20 +65,31 @@ def test_audit_log_filters_and_csv_export(app_home) -> None:
     at.selectbox(key="adm_who").set_value("alice").run()
     assert set(at.dataframe[1].value["Action"]) == {"upload", "predict", "review"}
 
-    at.button(key="adm_export").click().run()
     [download] = at.get("download_button")
     assert download.label == "Download reviews.csv"
-    assert "1 review(s) ready." in page_text(at)
+    with ReviewStore.open() as store:  # drawing the button prepared nothing
+        assert store.audit_log(None, action="export") == []
+
+
+def test_csv_export_is_built_on_request_and_served_once(app_home) -> None:
+    from app.components.exports import AlreadyServedError, reviews_csv
+
+    case_id = seed_case(seed=4, probability=0.6)
     with ReviewStore.open() as store:
-        buf = io.StringIO()
-        store.export_reviews_csv(None, buf)
-    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
-    assert [(r["case_id"], r["reader"], r["decision"]) for r in rows] == [
-        (case_id, "alice", "agree")
-    ]
-    with ReviewStore.open() as store:
-        exports = store.audit_log(None, action="export")
-    assert [e.username for e in exports][:1] == ["adam"]
+        alice = store.accounts.get_user("alice")
+        adam = store.accounts.get_user("adam")
+        store.submit_review(alice, case_id, "agree", comment="fine")
+        serve = reviews_csv(store, adam, include_comments=True)
+        assert store.audit_log(None, action="export") == []  # nothing built yet
+        body = serve().decode("utf-8")
+        rows = list(csv.DictReader(io.StringIO(body)))
+        assert [(r["case_id"], r["reader"], r["decision"]) for r in rows] == [
+            (case_id, "alice", "agree")
+        ]
+        assert [e.username for e in store.audit_log(None, action="export")] == ["adam"]
+        with pytest.raises(AlreadyServedError):
+            serve()  # a replayed request for the same button gets nothing
+        assert len(store.audit_log(None, action="export")) == 1
 
 
 def test_non_admin_cannot_reach_admin_page(app_home) -> None:

@@ -67,12 +67,16 @@ def test_launcher_finds_the_checkout_app_and_builds_the_command(home, monkeypatc
     opts = dict(zip(cmd[5::2], cmd[6::2], strict=True))
     assert opts == {
         "--server.port": "8765",
-        "--server.address": "localhost",
+        "--server.address": "127.0.0.1",
         "--server.headless": "true",
         "--server.maxUploadSize": "3",
         "--server.fileWatcherType": "none",
         "--browser.gatherUsageStats": "false",
-        "--client.toolbarMode": "minimal",
+        "--server.enableXsrfProtection": "true",
+        "--server.enableCORS": "true",
+        "--server.disconnectedSessionTTL": "30",
+        "--client.showErrorDetails": "none",
+        "--client.toolbarMode": "viewer",
     }
     monkeypatch.setenv("MEDTL_APP_PATH", str(home / "nowhere" / "main.py"))
     assert find_app_main() == APP_MAIN  # a wrong override falls back to the checkout

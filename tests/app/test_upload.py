@@ -21,6 +21,7 @@ from .helpers import (
     analyse,
     dicom_bytes,
     errors,
+    inline_images,
     new_app,
     page_text,
     sign_in,
@@ -89,14 +90,15 @@ def test_dicom_upload_shows_the_calibrated_result_and_saves_the_case(clinician) 
 
 def test_viewer_controls_change_the_picture(clinician) -> None:
     at = upload(clinician, dicom_bytes(seed=2))
-    first = at.get("image")[0].proto.imgs[0].url
+    assert not at.get("image")  # no st.image: nothing goes to the /media/ store
+    [first] = inline_images(at)
     at.selectbox(key="upload_viewer_preset").set_value("bone").run()
     assert at.slider(key="upload_viewer_center_bone").value == 480.0
     assert at.slider(key="upload_viewer_width_bone").value == 2500.0
     at.slider(key="upload_viewer_zoom").set_value(2.0).run()
     assert at.slider(key="upload_viewer_cx").value == 50
     assert "zoom 2x" in page_text(at)
-    assert at.get("image")[0].proto.imgs[0].url != first
+    assert inline_images(at) != [first]
 
 
 def test_burned_in_annotation_warning(clinician) -> None:
@@ -129,8 +131,10 @@ def test_models_page_renders_card_and_report(clinician) -> None:
     assert "tinycxr · version 1.0.0" in text
     assert "Test model: flags chest radiographs for a second look." in text
     assert "88%" in text and "81%" in text  # the operating point table
-    [html] = at.get("html")
-    assert REPORT_MARKER in html.proto.body
+    assert not at.get("html")  # the report is never put into the page itself
+    [frame] = [m.value for m in at.markdown if "<iframe" in m.value]
+    assert frame.startswith('<iframe sandbox="" ') and "\n" not in frame
+    assert REPORT_MARKER in frame and "<h1>" not in frame  # entity-encoded in srcdoc
 
 
 def _nifti_volume_bytes() -> bytes:

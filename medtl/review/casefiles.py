@@ -2,7 +2,8 @@
 
 Only de-identified content is accepted (:func:`prepare`), and file names are generated, so
 no name or path ever carries PHI. Files are written under a temporary name and renamed, so
-a crash never leaves a half-written image that the database points to.
+a crash never leaves a half-written image that the database points to. Files are 0600 and
+the folders medtl creates 0700, whatever the umask (:mod:`medtl.review.files`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from medtl.io.scan import Scan, Window
 from medtl.review.db import ReviewStoreError
+from medtl.review.files import private_dir, write_private
 
 _CASE_ID_RE = re.compile(r"^[A-Z]{2,8}-[0-9A-F]{8,32}$")
 
@@ -64,15 +66,13 @@ def write_file(root: Path, case_id: str, payload: Payload) -> StoredFile:
     """
     if not is_case_id(case_id):
         raise ValueError(f"not a case pseudonym: {case_id!r}")
-    folder = root / case_id
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = private_dir(root / case_id)
     name = f"img-{secrets.token_hex(8)}.{payload.ext}"
-    tmp = folder / f".{name}.tmp"
-    tmp.write_bytes(payload.content)
-    tmp.replace(folder / name)
+    write_private(folder / name, payload.content)
     digest = hashlib.sha256(payload.content).hexdigest()
-    return StoredFile(f"{case_id}/{name}", payload.kind, digest, len(payload.content),
-                      payload.modality)
+    return StoredFile(
+        f"{case_id}/{name}", payload.kind, digest, len(payload.content), payload.modality
+    )
 
 
 def discard(root: Path, stored: StoredFile | None) -> None:
@@ -91,11 +91,16 @@ def load_file(path: Path, kind: str) -> Scan | bytes:
     with np.load(path, allow_pickle=False) as z:
         info = json.loads(str(z["info"]))
         window = info.get("window")
-        return Scan(array=z["array"], spacing=tuple(float(v) for v in z["spacing"]),
-                    affine=z["affine"], modality=info["modality"],
-                    source_format=info["source_format"], meta=info.get("meta", {}),
-                    window=Window(**window) if window else None,
-                    warnings=list(info.get("warnings", [])))
+        return Scan(
+            array=z["array"],
+            spacing=tuple(float(v) for v in z["spacing"]),
+            affine=z["affine"],
+            modality=info["modality"],
+            source_format=info["source_format"],
+            meta=info.get("meta", {}),
+            window=Window(**window) if window else None,
+            warnings=list(info.get("warnings", [])),
+        )
 
 
 def prepare(data: Scan | bytes) -> Payload:
@@ -116,15 +121,20 @@ def prepare(data: Scan | bytes) -> Payload:
         info = {
             "modality": data.modality,
             "source_format": data.source_format,
-            "window": None if data.window is None else {
-                "center": float(data.window.center), "width": float(data.window.width),
-                "name": data.window.name},
+            "window": None
+            if data.window is None
+            else {
+                "center": float(data.window.center),
+                "width": float(data.window.width),
+                "name": data.window.name,
+            },
             "meta": data.meta,
             "warnings": list(data.warnings),
         }
         buf = io.BytesIO()
         np.savez_compressed(
-            buf, array=np.asarray(data.array, dtype=np.float32),
+            buf,
+            array=np.asarray(data.array, dtype=np.float32),
             spacing=np.asarray(data.spacing, dtype=np.float64),
             affine=np.asarray(data.affine, dtype=np.float64),
             info=np.array(json.dumps(info, default=str)),

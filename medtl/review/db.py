@@ -1,7 +1,8 @@
 """Engine and session factory of the review store, with bounded retries on a locked database.
 
 By default the store is a SQLite file, ``MEDTL_HOME/db/review.sqlite``, opened in WAL mode
-(readers never block the writer) with ``busy_timeout`` and foreign keys on. Any SQLAlchemy
+(readers never block the writer) with ``busy_timeout`` and foreign keys on. The file and its
+WAL/SHM files are mode 0600 wherever they are, whatever the umask. Any SQLAlchemy
 URL (e.g. ``postgresql+psycopg://...``) can be given as an argument or through the
 ``MEDTL_DATABASE_URL`` environment variable.
 
@@ -36,6 +37,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from medtl.paths import home_subdir
+from medtl.review.files import create_private_file, private_dir, tighten
 from medtl.review.models import utcnow
 
 logger = logging.getLogger(__name__)
@@ -110,7 +112,11 @@ def make_engine(
         return create_engine(url, echo=echo, pool_pre_ping=True)
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+        # database file's mode, so none of them is readable by other local users.
+        path = Path(database).expanduser()
+        private_dir(path.parent)
+        create_private_file(path)
     engine = create_engine(
         url,
         echo=echo,
@@ -130,6 +136,8 @@ def make_engine(
             if database and database != ":memory:":
                 cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")
+                for suffix in ("-wal", "-shm"):  # left wider by an older medtl or a copy
+                    tighten(Path(database + suffix).expanduser())
         finally:
             cursor.close()
 
@@ -215,8 +223,9 @@ class Database:
                 if not is_locked_error(exc):
                     raise
                 if attempt + 1 >= attempts:
-                    logger.error("review store: %s failed, database locked (%d tries)", what,
-                                 attempts)
+                    logger.error(
+                        "review store: %s failed, database locked (%d tries)", what, attempts
+                    )
                     raise StoreBusyError(
                         f"The review database is busy (locked by another user or process); "
                         f"the {what} was NOT saved after {attempts} tries. Please try again: "
@@ -225,7 +234,10 @@ class Database:
                 delay = self.retry.delay(attempt)
                 logger.warning(
                     "review store: database locked during %s; retry %d/%d in %.2f s",
-                    what, attempt + 1, attempts - 1, delay,
+                    what,
+                    attempt + 1,
+                    attempts - 1,
+                    delay,
                 )
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover

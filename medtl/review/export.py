@@ -4,9 +4,7 @@
   Free-text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or
   carriage return, also in their full-width or other compatibility forms, and after leading
   blanks or invisible format characters) are prefixed with ``'`` (OWASP CSV injection advice).
-* :func:`export_sr`: the AI result of a case as a DICOM Comprehensive 3D SR (TID 1500
-  Measurement Report) referencing the case's de-identified DICOM image; needs ``highdicom``
-  (imported lazily) and a case stored from DICOM bytes.
+* :func:`export_sr` (in :mod:`medtl.review.sr`): the AI result of a case as a DICOM SR.
 * :func:`agreement_report`: per-case agreement between readers, pairwise Cohen's kappa
   (scikit-learn) and Fleiss' kappa (:func:`fleiss_kappa`) across readers.
 """
@@ -18,7 +16,6 @@ import io
 import itertools
 import logging
 import unicodedata
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from medtl.review.auth import UserInfo, require_role
+from medtl.review.files import write_private
 from medtl.review.models import DECISIONS, Case, Prediction, Review, add_audit
 from medtl.review.schemas import ReviewExportRow
+from medtl.review.sr import CODING_SCHEME, export_sr
 from medtl.review.worklist import case_status, latest_decisions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,8 +39,18 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-#: Private coding scheme of medtl's SR concepts (DICOM reserves ``99`` prefixes for this).
-CODING_SCHEME = "99MEDTL"
+__all__ = [
+    "CODING_SCHEME",
+    "AgreementReport",
+    "CaseAgreement",
+    "PairKappa",
+    "agreement_report",
+    "export_reviews_csv",
+    "export_sr",
+    "fleiss_kappa",
+    "pair_kappa",
+    "write_reviews_csv",
+]
 
 
 def _formula_like(text: str) -> bool:
@@ -131,7 +140,7 @@ def export_reviews_csv(
     Args:
         store: the review store.
         actor: an admin or researcher (``None``: the local operator).
-        dest: a file path (written atomically) or an open text stream.
+        dest: a file path (written atomically, mode 0600) or an open text stream.
         include_comments: ``False`` leaves the free-text column empty.
 
     Returns:
@@ -142,10 +151,7 @@ def export_reviews_csv(
     buf = io.StringIO()
     write_reviews_csv(rows, buf)
     if isinstance(dest, str | Path):
-        path = Path(dest)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(buf.getvalue(), encoding="utf-8", newline="")
-        tmp.replace(path)
+        write_private(Path(dest), buf.getvalue().encode("utf-8"))  # atomic, mode 0600
     else:
         dest.write(buf.getvalue())
     store.db.write(
@@ -160,137 +166,6 @@ def export_reviews_csv(
     )
     logger.info("review store: exported %d reviews as CSV", len(rows))
     return len(rows)
-
-
-# --- DICOM SR ---------------------------------------------------------------------------
-def export_sr(
-    store: ReviewStore,
-    actor: UserInfo | None,
-    case_id: str,
-    dest: Path,
-    *,
-    prediction_id: int | None = None,
-) -> Path:
-    """Write a case's AI result as a DICOM Comprehensive 3D SR (TID 1500 Measurement Report).
-
-    The report holds the model (algorithm identification), the reported label as a
-    qualitative evaluation and the probability as a measurement, and references the case's
-    de-identified DICOM image as evidence (so it carries that image's pseudonymous patient
-    and study, nothing else).
-
-    Args:
-        store: the review store.
-        actor: the user exporting (any role).
-        case_id: the case pseudonym.
-        dest: output file or folder (then ``<case_id>-ai-sr.dcm``).
-        prediction_id: which AI result (default: the latest).
-
-    Returns:
-        The written path.
-
-    Raises:
-        ImportError: ``highdicom`` is not installed.
-        ValueError: the case has no AI result, or no DICOM image to reference.
-    """
-    require_role(actor, "clinician", "researcher", "admin")
-    import highdicom as hd
-    import pydicom
-    from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
-
-    detail = store.get_case(case_id)
-    images = [i for i in store.get_images(case_id) if i.kind == "dicom"]
-    predictions = store.db.read(
-        lambda s: [
-            (p.id, p.model_name, p.model_version, p.label, p.probability, p.image_pk)
-            for p in s.scalars(
-                select(Prediction).join(Case).where(Case.case_id == case_id).order_by(Prediction.id)
-            )
-        ]
-    )
-    if not predictions:
-        raise ValueError(f"case {detail.case_id} has no AI result")
-    chosen = (
-        predictions[-1]
-        if prediction_id is None
-        else next((p for p in predictions if p[0] == prediction_id), None)
-    )
-    if chosen is None:
-        raise ValueError(f"AI result {prediction_id} does not belong to case {case_id}")
-    pid, model_name, model_version, label, probability, image_pk = chosen
-    if not images:
-        raise ValueError("a DICOM SR needs the case's image stored as de-identified DICOM")
-    image = next((i for i in images if i.id == image_pk), images[0])
-    source = pydicom.dcmread(image.path, stop_before_pixels=True)
-
-    device = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name=model_name[:64], model_name=model_version[:64]
-        ),
-    )
-    finding = hd.sr.CodedConcept(
-        value="AIRESULT", scheme_designator=CODING_SCHEME, meaning="AI result"
-    )
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=generate_uid(), identifier=f"AI result {pid}"
-        ),
-        algorithm_id=hd.sr.AlgorithmIdentification(name=model_name, version=model_version),
-        qualitative_evaluations=[
-            hd.sr.QualitativeEvaluation(
-                name=finding,
-                value=hd.sr.CodedConcept(
-                    value=label.upper()[:16], scheme_designator=CODING_SCHEME, meaning=label[:64]
-                ),
-            )
-        ],
-        measurements=[
-            hd.sr.Measurement(
-                name=hd.sr.CodedConcept(
-                    value="PROB", scheme_designator=CODING_SCHEME, meaning="Calibrated probability"
-                ),
-                value=float(probability),
-                unit=hd.sr.CodedConcept(value="1", scheme_designator="UCUM", meaning="no units"),
-            )
-        ],
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
-    )
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=device),
-        procedure_reported=hd.sr.CodedConcept(
-            value="363679005", scheme_designator="SCT", meaning="Imaging"
-        ),
-        imaging_measurements=[group],
-    )
-    with warnings.catch_warnings():
-        # Pseudonymous patient names ("PSN-...") are single-component on purpose.
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
-        sr = hd.sr.Comprehensive3DSR(
-            evidence=[source],
-            content=report[0],
-            series_instance_uid=generate_uid(),
-            series_number=900,
-            sop_instance_uid=generate_uid(),
-            instance_number=1,
-            manufacturer="medtl",
-            is_complete=True,
-        )
-    dest = Path(dest)
-    path = dest / f"{detail.case_id}-ai-sr.dcm" if dest.is_dir() else dest
-    sr.save_as(path)
-    store.db.write(
-        lambda s: add_audit(
-            s,
-            store.db.now(),
-            "export",
-            user=actor,
-            case_id=detail.case_id,
-            details={"format": "dicom-sr", "prediction_id": pid},
-        ),
-        what="export record",
-    )
-    return path
 
 
 # --- reader agreement -------------------------------------------------------------------

@@ -63,7 +63,12 @@ class ReviewInfo:
 
 @dataclass(frozen=True)
 class CaseInfo:
-    """A case with its derived status and latest AI result."""
+    """A case with its derived status and latest AI result, as one viewer may see it.
+
+    Blinded reading: until a clinician has submitted their own review of the case,
+    ``blinded`` is true, ``status`` is only ``new`` or ``awaiting_review`` ("awaiting your
+    read") and ``readers`` is empty, so nothing derived from other readers' verdicts shows.
+    """
 
     case_id: str
     created_at: datetime
@@ -72,6 +77,7 @@ class CaseInfo:
     n_images: int
     readers: tuple[str, ...]
     latest_prediction: PredictionInfo | None
+    blinded: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,6 @@ class AuditInfo:
     username: str | None
     case_id: str | None
     details: dict[str, Any] | None
-
 
 
 Decision = Literal["agree", "disagree", "uncertain"]

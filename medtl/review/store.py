@@ -5,10 +5,16 @@ The Streamlit app calls only this class (and :class:`~medtl.review.auth.Accounts
 (a :class:`~medtl.review.auth.UserInfo`; ``None`` is the local operator on the command
 line), checks its role, and writes an audit event in the same transaction as the change.
 
+The work is done by topic modules: :mod:`~medtl.review.cases` (cases, images, opening a
+case), :mod:`~medtl.review.readings` (AI results and reviews), :mod:`~medtl.review.worklist`
+(status, worklist and audit queries) and :mod:`~medtl.review.export`. This class checks
+roles and is the one documented entry point.
+
 Case status is derived, never stored (see :mod:`medtl.review.worklist`).
 
-Reviews are blinded between clinicians: a clinician sees only their own reviews of a case;
-researchers and admins see all of them.
+Reviews are blinded between clinicians: until a clinician has submitted their own review of
+a case, they see no other verdict and nothing derived from one (status, readers); researchers
+and admins see all of them.
 
 Example::
 
@@ -22,37 +28,24 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from argon2 import PasswordHasher
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
 
 from medtl.io.scan import Scan
 from medtl.paths import home_subdir
-from medtl.review import casefiles
+from medtl.review import casefiles, cases, readings
 from medtl.review.auth import Accounts, AuthPolicy, UserInfo, require_role
-from medtl.review.casefiles import PHIRiskError, StoredFile
-from medtl.review.db import Clock, Database, RetryPolicy, ReviewStoreError
+from medtl.review.casefiles import PHIRiskError
+from medtl.review.db import Clock, Database, RetryPolicy
+from medtl.review.errors import CaseExistsError, CaseNotFoundError, ReviewInputError
 from medtl.review.migrations import check_version, upgrade
-from medtl.review.models import (
-    DECISIONS,
-    Case,
-    Image,
-    Prediction,
-    Review,
-    User,
-    add_audit,
-    utcnow,
-)
+from medtl.review.models import utcnow
+from medtl.review.readings import MAX_COMMENT, PredictionInput, ReviewInput
 from medtl.review.schemas import (
     AuditInfo,
     CaseDetail,
@@ -62,14 +55,14 @@ from medtl.review.schemas import (
     ReviewInfo,
 )
 from medtl.review.worklist import (
+    BLIND,
     STATUSES,
+    Viewer,
     case_info,
     case_status,
     latest_decisions,
-    prediction_info,
     query_audit,
     query_worklist,
-    review_info,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,28 +72,17 @@ logger = logging.getLogger(__name__)
 
 READERS = ("clinician", "admin")
 EVERYONE = ("clinician", "researcher", "admin")
-MAX_COMMENT = 4000
-__all__ = ["STATUSES", "CaseExistsError", "CaseNotFoundError", "PHIRiskError",
-           "ReviewInputError", "ReviewStore", "case_status", "latest_decisions"]
-
-
-class CaseNotFoundError(ReviewStoreError, KeyError):
-    """No case with that pseudonym."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "case not found"
-
-
-class CaseExistsError(ReviewStoreError):
-    """A case for this source already exists (``case_id`` names it)."""
-
-    def __init__(self, case_id: str) -> None:
-        super().__init__(f"this study was already uploaded as case {case_id}")
-        self.case_id = case_id
-
-
-class ReviewInputError(ReviewStoreError, ValueError):
-    """Invalid review, prediction or filter input (the message says which field)."""
+__all__ = [
+    "MAX_COMMENT",
+    "STATUSES",
+    "CaseExistsError",
+    "CaseNotFoundError",
+    "PHIRiskError",
+    "ReviewInputError",
+    "ReviewStore",
+    "case_status",
+    "latest_decisions",
+]
 
 
 class ReviewStore:
@@ -171,8 +153,9 @@ class ReviewStore:
         except BaseException:
             db.dispose()
             raise
-        return cls(db, cases_dir=cases_dir, policy=policy, hasher=hasher,
-                   pseudonym_key=pseudonym_key)
+        return cls(
+            db, cases_dir=cases_dir, policy=policy, hasher=hasher, pseudonym_key=pseudonym_key
+        )
 
     def close(self) -> None:
         """Release the database connections."""
@@ -192,13 +175,6 @@ class ReviewStore:
         return self._cases_dir
 
     # --- cases and images ---------------------------------------------------------------
-    def _new_case_id(self, source_key: str | None) -> str:
-        if source_key is None:
-            return f"CASE-{secrets.token_hex(5).upper()}"
-        from medtl.io.deid import pseudonym
-
-        return pseudonym(source_key, key=self.pseudonym_key, prefix="CASE")
-
     def create_case(
         self,
         actor: UserInfo | None,
@@ -226,39 +202,8 @@ class ReviewStore:
             PHIRiskError: ``data`` is not known to be de-identified.
         """
         require_role(actor, *READERS)
-        payload = casefiles.prepare(data) if data is not None else None
-        modality = modality or (payload.modality if payload else None)
-        for _ in range(5):
-            case_id = self._new_case_id(source_key)
-            stored = self._write_file(case_id, payload) if payload else None
-
-            def work(
-                session: Session, case_id: str = case_id, stored: StoredFile | None = stored
-            ) -> None:
-                if session.scalar(select(Case.id).where(Case.case_id == case_id)) is not None:
-                    raise CaseExistsError(case_id)
-                now = self.db.now()
-                case = Case(case_id=case_id, created_at=now, created_by=getattr(
-                    actor, "id", None), modality=modality)
-                session.add(case)
-                session.flush()
-                if stored is not None:
-                    self._add_image_row(session, case, stored, now)
-                add_audit(session, now, "upload", user=actor, case_id=case_id, details={
-                    "images": 1 if stored else 0, "kind": stored.kind if stored else None})
-
-            try:
-                self.db.write(work, what="upload")
-            except CaseExistsError:
-                self._discard(stored)
-                if source_key is not None:
-                    raise
-                continue  # random ID collided: draw another
-            except BaseException:
-                self._discard(stored)
-                raise
-            return self.get_case(case_id)
-        raise ReviewStoreError("could not allocate a unique case ID")  # pragma: no cover
+        case_id = cases.create_case(self, actor, data, source_key=source_key, modality=modality)
+        return self.get_case(case_id, viewer=actor)
 
     def add_image(self, actor: UserInfo | None, case_id: str, data: Scan | bytes) -> ImageInfo:
         """Store one more de-identified image for a case.
@@ -275,67 +220,32 @@ class ReviewStore:
             The stored image.
         """
         require_role(actor, *READERS)
-        payload = casefiles.prepare(data)
-        self.get_case(case_id)  # raises CaseNotFoundError before any file is written
-        stored = self._write_file(case_id, payload)
-
-        def work(session: Session) -> int:
-            case = self._case(session, case_id)
-            now = self.db.now()
-            image = self._add_image_row(session, case, stored, now)
-            add_audit(session, now, "upload", user=actor, case_id=case_id,
-                      details={"images": 1, "kind": stored.kind})
-            return image.id
-
-        try:
-            image_id = self.db.write(work, what="upload")
-        except BaseException:
-            self._discard(stored)
-            raise
+        image_id = cases.add_image(self, actor, case_id, data)
         return next(i for i in self.get_images(case_id) if i.id == image_id)
 
-    def _write_file(self, case_id: str, payload: casefiles.Payload) -> StoredFile:
-        return casefiles.write_file(self.cases_dir, case_id, payload)
+    def get_case(self, case_id: str, *, viewer: Viewer = BLIND) -> CaseInfo:
+        """A case's summary, without recording a view (for lists; see :meth:`open_case`).
 
-    def _discard(self, stored: StoredFile | None) -> None:
-        casefiles.discard(self.cases_dir, stored)
+        Args:
+            case_id: the case pseudonym.
+            viewer: who will see it (keyword-only). The default, :data:`BLIND`, hides
+                everything derived from readers' verdicts; pass the signed-in user (a
+                clinician sees status and readers once they have reviewed the case), or
+                ``None`` for the local operator.
 
-    @staticmethod
-    def _add_image_row(session: Session, case: Case, stored: StoredFile, now: datetime) -> Image:
-        image = Image(case_pk=case.id, relpath=stored.relpath, kind=stored.kind,
-                      sha256=stored.sha256, n_bytes=stored.n_bytes, modality=stored.modality,
-                      created_at=now)
-        session.add(image)
-        session.flush()
-        return image
-
-    @staticmethod
-    def _case(session: Session, case_id: str) -> Case:
-        if not casefiles.is_case_id(case_id):
-            raise CaseNotFoundError(f"not a case ID: {case_id!r}")
-        case = session.scalar(select(Case).where(Case.case_id == case_id).options(
-            selectinload(Case.images), selectinload(Case.predictions),
-            selectinload(Case.reviews).selectinload(Review.reader)))
-        if case is None:
-            raise CaseNotFoundError(f"no case {case_id!r}")
-        return case
-
-    @staticmethod
-    def _case_info(case: Case) -> CaseInfo:
-        return case_info(case)
-
-    def _image_info(self, image: Image, case_id: str) -> ImageInfo:
-        return ImageInfo(image.id, case_id, self.cases_dir / image.relpath, image.kind,
-                         image.sha256, image.n_bytes, image.modality)
-
-    def get_case(self, case_id: str) -> CaseInfo:
-        """A case's summary, without recording a view (for lists; see :meth:`open_case`)."""
-        return self.db.read(lambda s: self._case_info(self._case(s, case_id)))
+        Returns:
+            The case summary as ``viewer`` may see it.
+        """
+        return self.db.read(lambda s: case_info(cases.load_case(s, case_id), viewer=viewer))
 
     def get_images(self, case_id: str) -> list[ImageInfo]:
         """The stored images of a case (no audit event; the app calls :meth:`open_case`)."""
-        return self.db.read(lambda s: [self._image_info(i, case_id)
-                                       for i in self._case(s, case_id).images])
+        return self.db.read(
+            lambda s: [
+                cases.image_info(self.cases_dir, i, case_id)
+                for i in cases.load_case(s, case_id).images
+            ]
+        )
 
     def open_case(self, actor: UserInfo | None, case_id: str) -> CaseDetail:
         """Open a case for viewing; records a ``view`` audit event.
@@ -345,25 +255,15 @@ class ReviewStore:
             case_id: the case pseudonym.
 
         Returns:
-            The case with its images, AI results and reviews. Clinicians get only their own
-            reviews (blinded reading); researchers and admins get all.
+            The case with its images, AI results and reviews. Until a clinician has
+            submitted their own review of the case, they get no reviews and a blinded case
+            summary (blinded reading); afterwards, and for researchers and admins, all.
 
         Raises:
             CaseNotFoundError: no such case.
         """
         require_role(actor, *EVERYONE)
-
-        def work(session: Session) -> CaseDetail:
-            case = self._case(session, case_id)
-            add_audit(session, self.db.now(), "view", user=actor, case_id=case_id)
-            blinded = actor is not None and actor.role == "clinician"
-            reviews = [review_info(r, case_id) for r in case.reviews
-                       if not blinded or r.reader_pk == actor.id]
-            return CaseDetail(self._case_info(case),
-                              [self._image_info(i, case_id) for i in case.images],
-                              [prediction_info(p, case_id) for p in case.predictions], reviews)
-
-        return self.db.write(work, what="case view")
+        return cases.open_case(self, actor, case_id)
 
     def load_image(self, image: ImageInfo) -> Scan | bytes:
         """Read a stored image back: a :class:`Scan` for ``scan`` images, else the bytes."""
@@ -400,29 +300,10 @@ class ReviewStore:
             The stored result.
         """
         require_role(actor, *READERS)
-        if not (isinstance(probability, int | float) and 0.0 <= float(probability) <= 1.0):
-            raise ReviewInputError("probability must be a number in [0, 1]")
-        if not model_name or not model_version or not label:
-            raise ReviewInputError("model_name, model_version and label are required")
-        if details is not None:
-            json.dumps(details)  # fail early on values the JSON column cannot hold
-
-        def work(session: Session) -> PredictionInfo:
-            case = self._case(session, case_id)
-            if image_id is not None and image_id not in {i.id for i in case.images}:
-                raise ReviewInputError(f"image {image_id} does not belong to case {case_id}")
-            now = self.db.now()
-            p = Prediction(case_pk=case.id, image_pk=image_id, model_name=model_name,
-                           model_version=model_version, label=label,
-                           probability=float(probability), threshold=threshold,
-                           details=details, created_at=now, created_by=getattr(actor, "id", None))
-            session.add(p)
-            session.flush()
-            add_audit(session, now, "predict", user=actor, case_id=case_id, details={
-                "model": model_name, "version": model_version, "prediction_id": p.id})
-            return prediction_info(p, case_id)
-
-        return self.db.write(work, what="AI result")
+        result = PredictionInput(
+            model_name, model_version, label, probability, threshold, image_id, details
+        )
+        return readings.record_prediction(self, actor, case_id, result)
 
     def submit_review(
         self,
@@ -461,59 +342,8 @@ class ReviewStore:
         if actor is None:
             raise ReviewInputError("a review needs a signed-in reader")
         require_role(actor, *READERS)
-        if decision not in DECISIONS:
-            raise ReviewInputError(f"decision must be one of {', '.join(DECISIONS)}")
-        if (x is None) != (y is None):
-            raise ReviewInputError("a finding location needs both x and y")
-        for name, value in (("x", x), ("y", y)):
-            if value is not None and not (math.isfinite(float(value)) and float(value) >= 0):
-                raise ReviewInputError(f"{name} must be a finite, non-negative pixel position")
-        if slice_index is not None and (int(slice_index) != slice_index or slice_index < 0):
-            raise ReviewInputError("slice_index must be a non-negative integer")
-        if comment is not None and len(comment) > MAX_COMMENT:
-            raise ReviewInputError(f"comments are limited to {MAX_COMMENT} characters")
-        if submission_id is not None and not 1 <= len(submission_id) <= 64:
-            raise ReviewInputError("submission_id must be 1-64 characters")
-
-        def work(session: Session) -> ReviewInfo:
-            if submission_id is not None:
-                done = session.scalar(select(Review).where(
-                    Review.submission_id == submission_id))
-                if done is not None:
-                    if done.reader_pk != actor.id:
-                        raise ReviewInputError("submission_id already used by another reader")
-                    return review_info(done, done.case.case_id)
-            case = self._case(session, case_id)
-            if not case.predictions:
-                raise ReviewInputError(f"case {case_id} has no AI result to review yet")
-            pred_ids = {p.id for p in case.predictions}
-            pred = prediction_id if prediction_id is not None else case.predictions[-1].id
-            if pred not in pred_ids:
-                raise ReviewInputError(f"AI result {pred} does not belong to case {case_id}")
-            reader = session.get(User, actor.id)
-            if reader is None or not reader.active:
-                raise ReviewInputError("this account is disabled")
-            now = self.db.now()
-            review = Review(case_pk=case.id, prediction_pk=pred, reader_pk=actor.id,
-                            decision=decision, x=None if x is None else float(x),
-                            y=None if y is None else float(y),
-                            slice_index=None if slice_index is None else int(slice_index),
-                            comment=comment or None, created_at=now,
-                            submission_id=submission_id)
-            review.reader = reader
-            session.add(review)
-            session.flush()
-            add_audit(session, now, "review", user=actor, case_id=case_id, details={
-                "decision": decision, "review_id": review.id, "prediction_id": pred})
-            return review_info(review, case_id)
-
-        try:
-            info = self.db.write(work, what="review")
-        except IntegrityError:
-            if submission_id is None:
-                raise
-            # The same form was committed concurrently: return that review.
-            info = self.db.write(work, what="review")
+        form = ReviewInput(decision, x, y, slice_index, comment, prediction_id, submission_id)
+        info = readings.submit_review(self, actor, case_id, form)
         logger.info("review store: review %d saved", info.id)
         return info
 
@@ -533,7 +363,9 @@ class ReviewStore:
         """Cases to work on, oldest first.
 
         Args:
-            actor: the user asking.
+            actor: the user asking. A clinician's rows are blinded until they have reviewed
+                the case (status ``new``/``awaiting_review``, no readers, ``blinded=True``),
+                and status and reader filters match only what they may see.
             status: one status or several (see :data:`STATUSES`); default all.
             since: only cases created at or after this UTC time.
             until: only cases created before this UTC time.
@@ -551,9 +383,19 @@ class ReviewStore:
         if unknown:
             raise ReviewInputError(f"unknown status {sorted(unknown)}; use {STATUSES}")
 
-        return self.db.read(lambda s: query_worklist(
-            s, wanted, since=since, until=until, model=model, reader=reader,
-            not_reviewed_by=not_reviewed_by, limit=limit))
+        return self.db.read(
+            lambda s: query_worklist(
+                s,
+                wanted,
+                since=since,
+                until=until,
+                model=model,
+                reader=reader,
+                not_reviewed_by=not_reviewed_by,
+                limit=limit,
+                viewer=actor,
+            )
+        )
 
     def audit_log(
         self,
@@ -578,8 +420,9 @@ class ReviewStore:
         """
         require_role(actor, "admin")
 
-        return self.db.read(lambda s: query_audit(
-            s, case_id=case_id, action=action, username=username, since=since))
+        return self.db.read(
+            lambda s: query_audit(s, case_id=case_id, action=action, username=username, since=since)
+        )
 
     # --- exports and agreement (implemented in medtl.review.export) -------------------------
     def export_reviews_csv(
@@ -598,7 +441,7 @@ class ReviewStore:
         self, actor: UserInfo | None, case_id: str, dest: Path, *, prediction_id: int | None = None
     ) -> Path:
         """Write a case's AI result as a DICOM Structured Report (needs ``highdicom``)."""
-        from medtl.review.export import export_sr
+        from medtl.review.sr import export_sr
 
         return export_sr(self, actor, case_id, dest, prediction_id=prediction_id)
 

@@ -49,9 +49,12 @@ def test_sqlite_pragmas(store: ReviewStore) -> None:
 
 def test_foreign_keys_enforced(store: ReviewStore) -> None:
     def bad(session: object) -> None:
-        session.execute(text(  # type: ignore[attr-defined]
-            "INSERT INTO images (case_pk, relpath, kind, sha256, n_bytes, created_at) "
-            "VALUES (999, 'x', 'scan', 'h', 1, '2026-01-01 00:00:00')"))
+        session.execute(
+            text(  # type: ignore[attr-defined]
+                "INSERT INTO images (case_pk, relpath, kind, sha256, n_bytes, created_at) "
+                "VALUES (999, 'x', 'scan', 'h', 1, '2026-01-01 00:00:00')"
+            )
+        )
 
     with pytest.raises(Exception, match="FOREIGN KEY"):
         store.db.write(bad)
@@ -61,7 +64,8 @@ def test_fresh_database_is_at_current_version(store: ReviewStore) -> None:
     assert schema_version(store.db) == CURRENT_VERSION == 2
     with store.db.engine.connect() as conn:
         rows = conn.exec_driver_sql(
-            "SELECT version, description FROM schema_version ORDER BY version").all()
+            "SELECT version, description FROM schema_version ORDER BY version"
+        ).all()
     assert [r[0] for r in rows] == [1, 2]
 
 
@@ -75,7 +79,8 @@ def _columns(conn: object) -> dict[str, set[tuple[str, bool]]]:
     insp = inspect(conn)
     return {
         t: {(c["name"], bool(c["nullable"])) for c in insp.get_columns(t)}
-        for t in insp.get_table_names() if t != "schema_version"
+        for t in insp.get_table_names()
+        if t != "schema_version"
     }
 
 
@@ -96,16 +101,19 @@ def test_upgrade_v1_to_current_keeps_data(db_url: str, clock: FakeClock) -> None
         review_cols = {c["name"] for c in inspect(conn).get_columns("reviews")}
     assert "login_failures" not in tables and "submission_id" not in review_cols
     # A v1 database with a user, a case, an AI result and a review, written as v1 would.
-    db.write(lambda s: [s.execute(text(sql)) for sql in (
-        "INSERT INTO users (id, username, password_hash, role, active, created_at, updated_at)"
-        " VALUES (1, 'old', 'x', 'clinician', 1, '2025-01-01 00:00:00', '2025-01-01 00:00:00')",
+    v1_rows = (
+        "INSERT INTO users (id, username, password_hash, role, active, created_at,"
+        " updated_at) VALUES (1, 'old', 'x', 'clinician', 1, '2025-01-01 00:00:00',"
+        " '2025-01-01 00:00:00')",
         "INSERT INTO cases (id, case_id, created_at) VALUES (1, 'CASE-00000000AA',"
         " '2025-01-02 00:00:00')",
-        "INSERT INTO predictions (id, case_pk, model_name, model_version, label, probability,"
-        " created_at) VALUES (1, 1, 'm', '1', 'nodule', 0.7, '2025-01-02 00:00:00')",
+        "INSERT INTO predictions (id, case_pk, model_name, model_version, label,"
+        " probability, created_at) VALUES (1, 1, 'm', '1', 'nodule', 0.7,"
+        " '2025-01-02 00:00:00')",
         "INSERT INTO reviews (id, case_pk, prediction_pk, reader_pk, decision, created_at)"
         " VALUES (1, 1, 1, 1, 'disagree', '2025-01-03 00:00:00')",
-    )])
+    )
+    db.write(lambda s: [s.execute(text(sql)) for sql in v1_rows])
     with pytest.raises(SchemaVersionError, match="version 1; this medtl needs 2"):
         check_version(db)
     db.dispose()
@@ -113,7 +121,7 @@ def test_upgrade_v1_to_current_keeps_data(db_url: str, clock: FakeClock) -> None
     store = open_store(db_url, clock)  # upgrades
     try:
         assert schema_version(store.db) == CURRENT_VERSION
-        case = store.get_case("CASE-00000000AA")
+        case = store.get_case("CASE-00000000AA", viewer=None)
         assert case.status == "disagreed"
         assert case.readers == ("old",)
         # v2 features work on the upgraded file.
@@ -131,9 +139,14 @@ def test_upgrade_v1_to_current_keeps_data(db_url: str, clock: FakeClock) -> None
 def test_newer_database_is_refused(db_url: str, clock: FakeClock) -> None:
     store = open_store(db_url, clock)
     store.create_case(None, tiny_scan())
-    store.db.write(lambda s: s.execute(text(
-        "INSERT INTO schema_version (version, applied_at, description) "
-        "VALUES (3, '2030-01-01 00:00:00', 'from the future')")))
+    store.db.write(
+        lambda s: s.execute(
+            text(
+                "INSERT INTO schema_version (version, applied_at, description) "
+                "VALUES (3, '2030-01-01 00:00:00', 'from the future')"
+            )
+        )
+    )
     store.close()
     with pytest.raises(SchemaVersionError, match="version 3, newer than this medtl"):
         open_store(db_url, clock)

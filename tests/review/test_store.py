@@ -22,10 +22,18 @@ from medtl.review.store import (
 from .conftest import FakeClock, dicom_dataset, open_store, tiny_scan, to_bytes
 
 
-def _predict(store: ReviewStore, actor: UserInfo, case_id: str, model: str = "cxr-nodule",
-             p: float = 0.8) -> int:
-    return store.record_prediction(actor, case_id, model_name=model, model_version="1.0",
-                                   label="nodule", probability=p, threshold=0.5).id
+def _predict(
+    store: ReviewStore, actor: UserInfo, case_id: str, model: str = "cxr-nodule", p: float = 0.8
+) -> int:
+    return store.record_prediction(
+        actor,
+        case_id,
+        model_name=model,
+        model_version="1.0",
+        label="nodule",
+        probability=p,
+        threshold=0.5,
+    ).id
 
 
 def test_case_from_scan_round_trips(store: ReviewStore, users: dict) -> None:
@@ -70,15 +78,23 @@ def test_review_saved_and_still_there_after_reopening(
 ) -> None:
     case = store.create_case(users["alice"], tiny_scan())
     pred = _predict(store, users["alice"], case.case_id)
-    saved = store.submit_review(users["alice"], case.case_id, "disagree", x=3.5, y=2,
-                                slice_index=0, comment="nodule is a nipple shadow")
+    saved = store.submit_review(
+        users["alice"],
+        case.case_id,
+        "disagree",
+        x=3.5,
+        y=2,
+        slice_index=0,
+        comment="nodule is a nipple shadow",
+    )
     store.close()
     reopened = open_store(db_url, clock)  # a new engine on the same file
     try:
         detail = reopened.open_case(users["root"], case.case_id)
-        assert [(r.id, r.reader, r.decision, r.x, r.y, r.slice_index, r.comment,
-                 r.prediction_id) for r in detail.reviews] == [
-            (saved.id, "alice", "disagree", 3.5, 2.0, 0, "nodule is a nipple shadow", pred)]
+        assert [
+            (r.id, r.reader, r.decision, r.x, r.y, r.slice_index, r.comment, r.prediction_id)
+            for r in detail.reviews
+        ] == [(saved.id, "alice", "disagree", 3.5, 2.0, 0, "nodule is a nipple shadow", pred)]
         assert detail.case.status == "disagreed"
         assert detail.reviews[0].created_at == clock.now
     finally:
@@ -107,8 +123,14 @@ def test_review_validation(store: ReviewStore, users: dict) -> None:
     with pytest.raises(PermissionDeniedError):
         store.submit_review(users["rita"], case.case_id, "agree")
     with pytest.raises(ReviewInputError, match="probability"):
-        store.record_prediction(users["alice"], case.case_id, model_name="m",
-                                model_version="1", label="x", probability=1.5)
+        store.record_prediction(
+            users["alice"],
+            case.case_id,
+            model_name="m",
+            model_version="1",
+            label="x",
+            probability=1.5,
+        )
 
 
 def test_resubmitted_form_is_stored_once(store: ReviewStore, users: dict) -> None:
@@ -126,23 +148,34 @@ def test_clinicians_are_blinded_to_other_readers(store: ReviewStore, users: dict
     case = store.create_case(users["alice"], tiny_scan())
     _predict(store, users["alice"], case.case_id)
     store.submit_review(users["alice"], case.case_id, "agree")
+    assert store.open_case(users["bob"], case.case_id).reviews == []
     store.submit_review(users["bob"], case.case_id, "uncertain")
-    assert [r.reader for r in store.open_case(users["alice"], case.case_id).reviews] == ["alice"]
+    for reader in ("alice", "bob"):  # both have read it: both see both verdicts
+        assert [r.reader for r in store.open_case(users[reader], case.case_id).reviews] == [
+            "alice",
+            "bob",
+        ]
     assert [r.reader for r in store.open_case(users["rita"], case.case_id).reviews] == [
-        "alice", "bob"]
+        "alice",
+        "bob",
+    ]
 
 
 def test_status_uses_each_readers_latest_review(store: ReviewStore, users: dict) -> None:
     case = store.create_case(users["alice"], tiny_scan())
-    assert store.get_case(case.case_id).status == "new"
+    assert store.get_case(case.case_id, viewer=None).status == "new"
     _predict(store, users["alice"], case.case_id)
-    assert store.get_case(case.case_id).status == "awaiting_review"
-    expected = [("alice", "agree", "agreed"), ("bob", "uncertain", "uncertain"),
-                ("alice", "disagree", "disagreed"), ("alice", "agree", "uncertain"),
-                ("bob", "agree", "agreed")]
+    assert store.get_case(case.case_id, viewer=None).status == "awaiting_review"
+    expected = [
+        ("alice", "agree", "agreed"),
+        ("bob", "uncertain", "uncertain"),
+        ("alice", "disagree", "disagreed"),
+        ("alice", "agree", "uncertain"),
+        ("bob", "agree", "agreed"),
+    ]
     for reader, decision, status in expected:
         store.submit_review(users[reader], case.case_id, decision)
-        assert store.get_case(case.case_id).status == status, (reader, decision)
+        assert store.get_case(case.case_id, viewer=None).status == status, (reader, decision)
 
 
 @pytest.fixture
@@ -170,20 +203,35 @@ def test_worklist_status_filters_and_order(
     everything = store.worklist(root)
     assert [c.case_id for c in everything] == list(ids.values())  # oldest first
     assert [c.status for c in everything] == [
-        "new", "awaiting_review", "agreed", "disagreed", "uncertain"]
-    for name, status in (("new", "new"), ("awaiting", "awaiting_review"),
-                         ("agreed", "agreed"), ("disagreed", "disagreed"),
-                         ("uncertain", "uncertain")):
+        "new",
+        "awaiting_review",
+        "agreed",
+        "disagreed",
+        "uncertain",
+    ]
+    for name, status in (
+        ("new", "new"),
+        ("awaiting", "awaiting_review"),
+        ("agreed", "agreed"),
+        ("disagreed", "disagreed"),
+        ("uncertain", "uncertain"),
+    ):
         assert [c.case_id for c in store.worklist(root, status=status)] == [ids[name]]
     both = store.worklist(root, status=["disagreed", "awaiting_review"])
     assert [c.case_id for c in both] == [ids["awaiting"], ids["disagreed"]]
     assert [c.case_id for c in store.worklist(root, model="cxr-nodule")] == [
-        ids["agreed"], ids["disagreed"], ids["uncertain"]]
+        ids["agreed"],
+        ids["disagreed"],
+        ids["uncertain"],
+    ]
     assert [c.case_id for c in store.worklist(root, reader="alice")] == [
-        ids["agreed"], ids["uncertain"]]
+        ids["agreed"],
+        ids["uncertain"],
+    ]
     assert [c.case_id for c in store.worklist(root, reader="bob")] == [ids["disagreed"]]
+    # Blinded reading: Bob has not read the cases Alice read, so they await his read too.
     queue = store.worklist(users["bob"], status="awaiting_review", not_reviewed_by="bob")
-    assert [c.case_id for c in queue] == [ids["awaiting"]]
+    assert [c.case_id for c in queue] == [ids["awaiting"], ids["agreed"], ids["uncertain"]]
     start = clock.now - timedelta(days=4)  # creation time of the second case
     window = store.worklist(root, since=start, until=start + timedelta(days=2))
     assert [c.case_id for c in window] == [ids["awaiting"], ids["agreed"]]
@@ -192,9 +240,7 @@ def test_worklist_status_filters_and_order(
         store.worklist(root, status="done")
 
 
-def test_opening_a_case_records_a_view(
-    store: ReviewStore, users: dict, clock: FakeClock
-) -> None:
+def test_opening_a_case_records_a_view(store: ReviewStore, users: dict, clock: FakeClock) -> None:
     case = store.create_case(users["alice"], tiny_scan())
     clock.advance(minutes=3)
     store.open_case(users["bob"], case.case_id)
@@ -212,10 +258,13 @@ def test_every_action_is_audited(store: ReviewStore, users: dict, clock: FakeClo
     review = store.submit_review(a, case.case_id, "agree")
     events = store.audit_log(users["root"], case_id=case.case_id)
     assert [(e.action, e.username) for e in events] == [
-        ("upload", "alice"), ("predict", "alice"), ("view", "alice"), ("review", "alice")]
+        ("upload", "alice"),
+        ("predict", "alice"),
+        ("view", "alice"),
+        ("review", "alice"),
+    ]
     assert events[1].details["prediction_id"] == pred
-    assert events[3].details == {"decision": "agree", "review_id": review.id,
-                                 "prediction_id": pred}
+    assert events[3].details == {"decision": "agree", "review_id": review.id, "prediction_id": pred}
     assert all(e.at.utcoffset() == timedelta(0) for e in events)
     user_events = store.audit_log(users["root"], action="user_add")
     assert [e.details["target"] for e in user_events] == ["root", "alice", "bob", "rita"]
@@ -223,9 +272,11 @@ def test_every_action_is_audited(store: ReviewStore, users: dict, clock: FakeClo
 
 def test_audit_log_is_append_only(store: ReviewStore, users: dict) -> None:
     store.create_case(users["alice"], tiny_scan())
-    for sql in ("UPDATE audit_events SET action = 'view'",
-                "DELETE FROM audit_events",
-                "UPDATE audit_events SET username = NULL WHERE id = 1"):
+    for sql in (
+        "UPDATE audit_events SET action = 'view'",
+        "DELETE FROM audit_events",
+        "UPDATE audit_events SET username = NULL WHERE id = 1",
+    ):
         with pytest.raises(DatabaseError, match="append-only"):
             store.db.write(lambda s, sql=sql: s.execute(text(sql)))
     with store.db.engine.connect() as conn:
@@ -258,4 +309,36 @@ def test_add_image_to_existing_and_missing_cases(store: ReviewStore, users: dict
     assert folders == [case.case_id]
     uploads = store.audit_log(users["root"], action="upload")
     assert [(e.case_id, e.details) for e in uploads] == [
-        (case.case_id, {"images": 1, "kind": "scan"})] * 2
+        (case.case_id, {"images": 1, "kind": "scan"})
+    ] * 2
+
+
+def test_second_clinician_reads_blinded_until_own_review(store: ReviewStore, users: dict) -> None:
+    """Finding 4 of the security review: the first reader's verdict must not leak."""
+    alice, bob, root, rita = users["alice"], users["bob"], users["root"], users["rita"]
+    case = store.create_case(alice, tiny_scan()).case_id
+    _predict(store, alice, case)
+    store.submit_review(alice, case, "disagree", comment="not a nodule")
+
+    def seen_by(viewer: UserInfo) -> list[tuple]:
+        rows = [store.get_case(case, viewer=viewer), store.open_case(viewer, case).case]
+        rows += [c for c in store.worklist(viewer) if c.case_id == case]
+        return [(c.status, c.readers, c.blinded) for c in rows]
+
+    blinded = ("awaiting_review", (), True)
+    assert seen_by(bob) == [blinded] * 3
+    assert store.get_case(case).status == "awaiting_review"  # default viewer: blinded
+    assert store.get_case(case).readers == ()
+    assert store.open_case(bob, case).reviews == []
+    # No status or reader filter reveals the verdict either.
+    assert store.worklist(bob, status="disagreed") == []
+    assert store.worklist(bob, reader="alice") == []
+    assert [c.case_id for c in store.worklist(bob, status="awaiting_review")] == [case]
+    # Admins and researchers see the agreement; so does Alice, who has read it.
+    for viewer in (root, rita, alice):
+        assert seen_by(viewer) == [("disagreed", ("alice",), False)] * 3
+    # Once Bob submits his own review, he sees the others.
+    store.submit_review(bob, case, "agree")
+    assert seen_by(bob) == [("disagreed", ("alice", "bob"), False)] * 3
+    assert [r.reader for r in store.open_case(bob, case).reviews] == ["alice", "bob"]
+    assert [c.case_id for c in store.worklist(bob, reader="alice")] == [case]

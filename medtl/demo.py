@@ -451,6 +451,7 @@ def transfer_arm(state: DemoState, name: str) -> str:
 def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any]:
     """Per experiment: AUROC with CI (transfer, scratch), verdict, ECE before/after, time,
     and both arms' test AUROC at the smallest label fraction of the learning curve."""
+    from medtl.artifacts import LearningCurves
     from medtl.transfer.learning_curves import point_dir
 
     rows = []
@@ -466,7 +467,8 @@ def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any
         table = ev["transfer"]["calibration"]["table"]
         ece = next(r for r in table if r["measure"].startswith("ECE"))
         verdict = state.done[name].get("verdict") or {}
-        curve = json.loads((folder / "learning_curves.json").read_text("utf-8"))
+        points = LearningCurves.read(folder / LearningCurves.FILE).points
+        curve = [p.model_dump() for p in points]
         fewest = min(p["fraction"] for p in curve)
         at_fewest = {p["strategy"]: p for p in curve if p["fraction"] == fewest and p["seed"] == 0}
         rows.append(

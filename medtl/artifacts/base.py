@@ -125,7 +125,7 @@ class Artifact(BaseModel):
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON-ready dict (NaN as ``None``), validated on the way out."""
-        data = json.loads(self.model_dump_json())
+        data = json.loads(self.model_dump_json(warnings=False))
         type(self).parse(data, f"{type(self).__name__} being written")
         return data
 

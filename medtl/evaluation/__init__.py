@@ -27,6 +27,7 @@ _EXPORTS = {
     "auroc": "metrics",
     "auprc": "metrics",
     "threshold_metrics": "metrics",
+    "macro_auroc": "metrics",
     "wilson_interval": "metrics",
     "ThresholdMetrics": "metrics",
     "OperatingPoint": "operating_points",
@@ -40,6 +41,7 @@ _EXPORTS = {
     "PlattScaler": "calibration",
     "IsotonicCalibrator": "calibration",
     "calibrator_from_dict": "calibration",
+    "make_calibrator": "calibration",
     "expected_calibration_error": "calibration",
     "maximum_calibration_error": "calibration",
     "brier_score": "calibration",
@@ -82,6 +84,8 @@ __all__ = [
     "kendall_tau",
     "leep",
     "logme",
+    "macro_auroc",
+    "make_calibrator",
     "maximum_calibration_error",
     "nce",
     "negative_log_likelihood",
@@ -108,6 +112,7 @@ if TYPE_CHECKING:
         calibration_table,
         calibrator_from_dict,
         expected_calibration_error,
+        make_calibrator,
         maximum_calibration_error,
         negative_log_likelihood,
         reliability_curve,
@@ -117,6 +122,7 @@ if TYPE_CHECKING:
         ThresholdMetrics,
         auprc,
         auroc,
+        macro_auroc,
         threshold_metrics,
         wilson_interval,
     )
@@ -138,4 +144,3 @@ if TYPE_CHECKING:
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
-

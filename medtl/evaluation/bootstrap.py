@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from medtl.evaluation.operating_points import (
     apply_operating_points,
     operating_points,
 )
+from medtl.evaluation.resampling import resample_indices, resample_weights
 
 __all__ = [
     "BootstrapCI",
@@ -41,14 +42,14 @@ __all__ = [
     "bootstrap_difference",
     "bootstrap_threshold_metrics",
     "metrics_with_ci",
+    "resample_indices",
     "resample_weights",
+    "summarise_replicates",
 ]
 
 logger = logging.getLogger(__name__)
 
 Metric = str | Callable[[NDArray, NDArray], float]
-_CHUNK = 128
-_BLOCK_WEIGHTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -92,65 +93,19 @@ class BootstrapCI:
         return f"{self.estimate:.3f} ({pct}% CI {self.lower:.3f}-{self.upper:.3f})"
 
 
-def _patients(y: NDArray[np.int64], patient_ids: ArrayLike | None) -> NDArray[np.int64]:
-    if patient_ids is None:
-        return np.arange(y.size)
-    pid = np.asarray(patient_ids)
-    if pid.shape != y.shape:
-        raise ValueError(f"patient_ids has shape {pid.shape}, labels have {y.shape}")
-    _, inverse = np.unique(pid, return_inverse=True)
-    return inverse.reshape(-1).astype(np.int64)
-
-
-def resample_weights(
-    y_true: ArrayLike,
-    *,
-    patient_ids: ArrayLike | None = None,
-    n_resamples: int = 1000,
-    stratified: bool = True,
-    seed: int = 0,
-    chunk: int | None = None,
-) -> Iterator[NDArray[np.int64]]:
-    """Yield bootstrap replicates as per-image draw counts, ``chunk`` replicates at a time.
+def summarise_replicates(
+    estimate: float, replicates: ArrayLike, *, confidence: float = 0.95, n_resamples: int
+) -> BootstrapCI:
+    """A :class:`BootstrapCI` from replicate values (NaN replicates count as undefined).
 
     Args:
-        y_true: 0/1 labels per image.
-        patient_ids: patient identifier per image (any hashable dtype numpy can sort);
-            ``None`` treats every image as its own patient.
-        n_resamples: total number of replicates.
-        stratified: resample positive and negative patients separately.
-        seed: seed of ``numpy.random.default_rng``.
-        chunk: replicates per yielded block; by default up to 128, fewer for large data so a
-            block stays near 4 million weights. The replicates depend on the block size, so
-            for given data and seed they are identical across calls with the default.
-
-    Yields:
-        Integer arrays of shape ``(k, n_images)``, ``k <= chunk``; row ``b`` says how many
-        times each image appears in replicate ``b``.
+        estimate: the statistic on the full data.
+        replicates: one value per replicate.
+        confidence: two-sided level.
+        n_resamples: replicates drawn.
     """
-    y, _ = check_binary(y_true, np.zeros(np.asarray(y_true).shape[0]))
-    patient = _patients(y, patient_ids)
-    n_patients = int(patient.max()) + 1 if patient.size else 0
-    patient_label = np.zeros(n_patients, dtype=np.int64)
-    np.maximum.at(patient_label, patient, y)
-    strata = (
-        [np.flatnonzero(patient_label == c) for c in (0, 1)]
-        if stratified
-        else [np.arange(n_patients)]
-    )
-    strata = [s for s in strata if s.size]
-    if chunk is None:
-        chunk = max(1, min(_CHUNK, _BLOCK_WEIGHTS // max(y.size, 1)))
-    rng = np.random.default_rng(seed)
-    done = 0
-    while done < n_resamples:
-        k = min(chunk, n_resamples - done)
-        counts = np.zeros((k, n_patients), dtype=np.int64)
-        for members in strata:
-            m = members.size
-            counts[:, members] = rng.multinomial(m, np.full(m, 1.0 / m), size=k)
-        yield counts[:, patient]
-        done += k
+    _check_conf(confidence, n_resamples)
+    return _summarise(estimate, np.asarray(replicates, dtype=np.float64), confidence, n_resamples)
 
 
 def _weighted_auroc(y: NDArray, s: NDArray, w: NDArray) -> NDArray[np.float64]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medtl.artifacts.evaluation import Evaluation, TestScores
 from medtl.evaluation.transfer_analysis import (
     MIN_PATIENTS_FOR_VERDICT,
     NEGATIVE_TRANSFER,
@@ -15,13 +15,13 @@ from medtl.evaluation.transfer_analysis import (
 )
 
 
-def _scores(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "evaluation.json"
+def _scores(run_dir: Path) -> TestScores:
+    path = run_dir / Evaluation.FILE
     if not path.is_file():
         from medtl.evaluation.run import evaluate_run
 
         evaluate_run(run_dir)
-    return json.loads(path.read_text(encoding="utf-8"))
+    return Evaluation.read(path).test_scores
 
 
 def multiclass_difference(
@@ -34,19 +34,21 @@ def multiclass_difference(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Paired patient bootstrap of the macro-AUROC difference A - B (multi-class)."""
-    from medtl.evaluation.run import multiclass_auroc, patient_resamples
+    """Paired patient-level stratified bootstrap of the macro-AUROC difference A - B
+    (multi-class)."""
+    from medtl.evaluation.bootstrap import resample_indices, summarise_replicates
+    from medtl.evaluation.metrics import macro_auroc
 
     patients = np.unique(patient_ids)
-    reps = []
-    for idx in patient_resamples(patient_ids, n_resamples, seed):
-        d = multiclass_auroc(labels[idx], probs_a[idx]) - multiclass_auroc(
-            labels[idx], probs_b[idx]
+    reps = [
+        macro_auroc(labels[idx], probs_a[idx]) - macro_auroc(labels[idx], probs_b[idx])
+        for idx in resample_indices(
+            labels, patient_ids=patient_ids, n_resamples=n_resamples, seed=seed
         )
-        if np.isfinite(d):
-            reps.append(d)
-    lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2]) if reps else (np.nan, np.nan)
-    a, b = multiclass_auroc(labels, probs_a), multiclass_auroc(labels, probs_b)
+    ]
+    a, b = macro_auroc(labels, probs_a), macro_auroc(labels, probs_b)
+    ci = summarise_replicates(a - b, reps, confidence=1 - alpha, n_resamples=n_resamples)
+    lo, hi = ci.lower, ci.upper
     decided_by = "patient bootstrap (macro AUROC)"
     if patients.size < MIN_PATIENTS_FOR_VERDICT:
         verdict = NOT_ASSESSABLE
@@ -95,16 +97,16 @@ def compare_runs(
     Raises:
         ValueError: the runs do not share test images.
     """
-    a = _scores(Path(transfer_run))["test_scores"]
-    b = _scores(Path(scratch_run))["test_scores"]
-    pos_b = {int(i): k for k, i in enumerate(b["index"])}
-    common = [(k, pos_b[int(i)]) for k, i in enumerate(a["index"]) if int(i) in pos_b]
+    a = _scores(Path(transfer_run))
+    b = _scores(Path(scratch_run))
+    pos_b = {int(i): k for k, i in enumerate(b.index)}
+    common = [(k, pos_b[int(i)]) for k, i in enumerate(a.index) if int(i) in pos_b]
     if not common:
         raise ValueError("the two runs share no test images; compare runs of one dataset")
     ka, kb = (np.array(x) for x in zip(*common, strict=True))
-    labels = np.asarray(a["label"])[ka]
-    pid = np.asarray(a["patient_id"])[ka]
-    pa, pb = np.asarray(a["prob"])[ka], np.asarray(b["prob"])[kb]
+    labels = np.asarray(a.label)[ka]
+    pid = np.asarray(a.patient_id)[ka]
+    pa, pb = np.asarray(a.prob)[ka], np.asarray(b.prob)[kb]
     if pa.ndim == 1:
         from medtl.evaluation.transfer_analysis import transfer_verdict
 

@@ -28,6 +28,7 @@ __all__ = [
     "auroc",
     "auroc_fast",
     "check_binary",
+    "macro_auroc",
     "threshold_metrics",
     "wilson_interval",
 ]
@@ -78,6 +79,26 @@ def auroc(y_true: ArrayLike, y_score: ArrayLike) -> float:
     y, s = check_binary(y_true, y_score)
     _require_both_classes(y)
     return float(roc_auc_score(y, s))
+
+
+def macro_auroc(labels: ArrayLike, probs: ArrayLike) -> float:
+    """Macro one-vs-rest AUROC over the classes present in ``labels`` (multi-class).
+
+    The one definition used by validation during training and by evaluation.
+
+    Args:
+        labels: integer class per image.
+        probs: ``(n, K)`` class probabilities (or scores).
+
+    Returns:
+        The mean of the per-class AUROCs; NaN when fewer than two classes are present.
+    """
+    y = np.asarray(labels).reshape(-1)
+    p = np.asarray(probs, dtype=np.float64)
+    present = np.unique(y)
+    if present.size < 2:
+        return float("nan")
+    return float(np.mean([roc_auc_score(y == k, p[:, int(k)]) for k in present]))
 
 
 def auroc_fast(y_true: ArrayLike, y_score: ArrayLike) -> float:

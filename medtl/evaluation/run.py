@@ -1,26 +1,34 @@
 """Evaluate a run folder: calibrate on the calibration split, measure on the test split.
 
-Reads ``predictions.csv`` and ``experiment.yaml`` written by
-:func:`medtl.transfer.experiment.run_experiment`, and writes ``evaluation.json``:
+Reads ``predictions.csv``, ``summary.json`` and ``experiment.yaml`` written by
+:func:`medtl.transfer.experiment.run_experiment`, and writes ``evaluation.json`` (an
+:class:`~medtl.artifacts.Evaluation`):
 
 * the calibrator fitted on the **calibration** split (never on test) and its parameters;
-* test metrics with patient-level bootstrap CIs (binary: AUROC, AUPRC and the operating
-  points chosen on the calibration split; multi-class: macro one-vs-rest AUROC and accuracy);
+* test metrics with patient-level stratified bootstrap CIs (binary: AUROC, AUPRC and the
+  operating points chosen on the calibration split; multi-class: macro one-vs-rest AUROC and
+  accuracy);
 * calibration before/after on test (ECE, adaptive ECE, MCE, Brier, NLL) and reliability
   curves;
-* subgroups (binary): nodule size and conspicuity bins and recorded attributes.
+* subgroups (binary): nodule size and conspicuity bins and recorded attributes, with the
+  same patient-level bootstrap (same ``n_resamples`` and ``seed``) as the headline metrics.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medtl.artifacts.evaluation import Evaluation
+from medtl.artifacts.predictions import SplitPredictions, read_predictions
+from medtl.artifacts.run import RunSummary
+
 logger = logging.getLogger(__name__)
+
+__all__ = ["SIZE_BINS_MM", "evaluate_run", "multiclass_bootstrap", "subgroup_results"]
 
 SIZE_BINS_MM = [(0.0, 8.0), (8.0, 15.0), (15.0, 1000.0)]
 
@@ -34,39 +42,6 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def make_calibrator(method: str):
-    """A fresh calibrator for ``method`` (``temperature``, ``platt``, ``isotonic``)."""
-    from medtl.evaluation.calibration import IsotonicCalibrator, PlattScaler, TemperatureScaler
-
-    return {"temperature": TemperatureScaler, "platt": PlattScaler, "isotonic": IsotonicCalibrator}[
-        method
-    ]()
-
-
-def multiclass_auroc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Macro one-vs-rest AUROC over the classes present in ``labels``."""
-    from sklearn.metrics import roc_auc_score
-
-    present = np.unique(labels)
-    if present.size < 2:
-        return float("nan")
-    return float(np.mean([roc_auc_score(labels == k, probs[:, k]) for k in present]))
-
-
-def patient_resamples(patient_ids: np.ndarray, n_resamples: int, seed: int = 0):
-    """Yield image indices of ``n_resamples`` patient-level bootstrap samples.
-
-    Patients (not images) are drawn with replacement, so the correlation between images of
-    one patient is kept.
-    """
-    rng = np.random.default_rng(seed)
-    patients, inverse = np.unique(patient_ids, return_inverse=True)
-    members = [np.flatnonzero(inverse == p) for p in range(patients.size)]
-    for _ in range(n_resamples):
-        pick = rng.integers(0, patients.size, patients.size)
-        yield np.concatenate([members[p] for p in pick])
-
-
 def multiclass_bootstrap(
     labels: np.ndarray,
     probs: np.ndarray,
@@ -75,80 +50,123 @@ def multiclass_bootstrap(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> dict[str, Any]:
-    """Patient-level bootstrap CIs of macro AUROC and accuracy (multi-class)."""
-    aucs, accs = [], []
+    """Patient-level stratified bootstrap CIs of macro AUROC and accuracy (multi-class).
+
+    Returns:
+        ``{"auroc": ..., "accuracy": ...}``, each a :meth:`BootstrapCI.to_dict`.
+    """
+    from medtl.evaluation.bootstrap import resample_indices, summarise_replicates
+    from medtl.evaluation.metrics import macro_auroc
+
     pred = probs.argmax(1)
-    for idx in patient_resamples(patient_ids, n_resamples, seed):
-        a = multiclass_auroc(labels[idx], probs[idx])
-        if np.isfinite(a):
-            aucs.append(a)
+    aucs, accs = [], []
+    for idx in resample_indices(
+        labels, patient_ids=patient_ids, n_resamples=n_resamples, seed=seed
+    ):
+        aucs.append(macro_auroc(labels[idx], probs[idx]))
         accs.append(float(np.mean(pred[idx] == labels[idx])))
-    alpha = (1 - confidence) / 2
-
-    def ci(estimate: float, reps: list[float]) -> dict[str, Any]:
-        arr = np.asarray(reps)
-        lo, hi = np.quantile(arr, [alpha, 1 - alpha]) if arr.size else (np.nan, np.nan)
-        return {
-            "estimate": estimate,
-            "lower": float(lo),
-            "upper": float(hi),
-            "confidence": confidence,
-            "n_resamples": n_resamples,
-            "n_valid": int(arr.size),
-            "std_error": float(arr.std(ddof=1)) if arr.size > 1 else float("nan"),
-        }
-
+    kw = {"confidence": confidence, "n_resamples": n_resamples}
     return {
-        "auroc": ci(multiclass_auroc(labels, probs), aucs),
-        "accuracy": ci(float(np.mean(pred == labels)), accs),
+        "auroc": summarise_replicates(macro_auroc(labels, probs), aucs, **kw).to_dict(),
+        "accuracy": summarise_replicates(float(np.mean(pred == labels)), accs, **kw).to_dict(),
     }
 
 
-def _subgroups(
-    records: list[Any], y: np.ndarray, p: np.ndarray, threshold: float | None
+def _size_groups(records: list[Any], positives: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+    sizes = np.array([r.nodule_diameter_mm or np.nan for r in records], dtype=float)
+    if not np.isfinite(sizes[positives]).any():
+        return []
+    out = []
+    for lo, hi in SIZE_BINS_MM:
+        label = f"{lo:g}-{hi:g} mm" if hi < 1000 else f">= {lo:g} mm"
+        sel = positives[(sizes[positives] >= lo) & (sizes[positives] < hi)]
+        out.append(("nodule size", label, sel))
+    return out
+
+
+def _conspicuity_groups(
+    records: list[Any], positives: np.ndarray
+) -> list[tuple[str, str, np.ndarray]]:
+    cnr = np.array(
+        [r.conspicuity_cnr if r.conspicuity_cnr is not None else np.nan for r in records]
+    )
+    finite = positives[np.isfinite(cnr[positives])]
+    if finite.size < 3:
+        return []
+    edges = np.quantile(cnr[finite], [0, 1 / 3, 2 / 3, 1])
+    out = []
+    for k, name in enumerate(("low", "medium", "high")):
+        lo, hi = edges[k], edges[k + 1]
+        upper = (cnr[finite] <= hi) if k == 2 else (cnr[finite] < hi)
+        out.append(
+            ("conspicuity", f"{name} (CNR {lo:.2g}-{hi:.2g})", finite[(cnr[finite] >= lo) & upper])
+        )
+    return out
+
+
+def subgroup_results(
+    records: list[Any],
+    y: np.ndarray,
+    p: np.ndarray,
+    patient_ids: np.ndarray,
+    threshold: float | None,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """AUROC of each positive subgroup against all negatives, and sensitivity at threshold."""
+    """Subgroup rows: AUROC of each positive subgroup against all negatives (and sensitivity
+    at ``threshold``), then per-value AUROC of recorded attributes.
+
+    Every AUROC interval is the patient-level stratified bootstrap of
+    :func:`medtl.evaluation.bootstrap.bootstrap_ci` with the caller's ``n_resamples`` and
+    ``seed``: images of one patient are resampled together, as for the headline metrics.
+    Sensitivity uses the Wilson interval of the subgroup's positives.
+
+    Args:
+        records: manifest records of the test images (same order as ``y``).
+        y: 0/1 labels.
+        p: calibrated probabilities.
+        patient_ids: patient per image.
+        threshold: the Youden threshold (``None``: no sensitivity column).
+        n_resamples: bootstrap replicates.
+        seed: bootstrap seed.
+
+    Returns:
+        JSON-ready rows (see :class:`medtl.artifacts.SubgroupResult`).
+    """
     from medtl.evaluation.bootstrap import bootstrap_ci
     from medtl.evaluation.metrics import wilson_interval
 
+    pid = np.asarray(patient_ids)
+
+    def auroc_ci(idx: np.ndarray) -> dict[str, Any]:
+        ci = bootstrap_ci(
+            y[idx], p[idx], "auroc", patient_ids=pid[idx], n_resamples=n_resamples, seed=seed
+        )
+        return ci.to_dict()
+
     rows: list[dict[str, Any]] = []
     negatives = np.flatnonzero(y == 0)
-
-    def add(kind: str, name: str, pos: np.ndarray) -> None:
+    positives = np.flatnonzero(y == 1)
+    locations = sorted({r.location for r in records if r.location})
+    groups = _size_groups(records, positives) + _conspicuity_groups(records, positives)
+    groups += [
+        ("location", loc, positives[[records[i].location == loc for i in positives]])
+        for loc in locations
+    ]
+    for kind, name, pos in groups:
         if pos.size == 0 or negatives.size == 0:
-            return
+            continue
         idx = np.concatenate([pos, negatives])
         row: dict[str, Any] = {"group": kind, "name": name, "n_positive": int(pos.size)}
+        row["n_patients"] = int(np.unique(pid[idx]).size)
         if pos.size >= 2:
-            ci = bootstrap_ci(y[idx], p[idx], "auroc", n_resamples=500, seed=0)
-            row["auroc"] = ci.to_dict()
+            row["auroc"] = auroc_ci(idx)
         if threshold is not None:
             hits = int(np.sum(p[pos] >= threshold))
             lo, hi = wilson_interval(hits, int(pos.size))
             row["sensitivity"] = {"estimate": hits / pos.size, "lower": lo, "upper": hi}
         rows.append(row)
-
-    positives = np.flatnonzero(y == 1)
-    sizes = np.array([r.nodule_diameter_mm or np.nan for r in records], dtype=float)
-    if np.isfinite(sizes[positives]).any():
-        for lo, hi in SIZE_BINS_MM:
-            label = f"{lo:g}-{hi:g} mm" if hi < 1000 else f">= {lo:g} mm"
-            add("nodule size", label, positives[(sizes[positives] >= lo) & (sizes[positives] < hi)])
-    cnr = np.array(
-        [r.conspicuity_cnr if r.conspicuity_cnr is not None else np.nan for r in records]
-    )
-    finite = positives[np.isfinite(cnr[positives])]
-    if finite.size >= 3:
-        edges = np.quantile(cnr[finite], [0, 1 / 3, 2 / 3, 1])
-        for k, name in enumerate(("low", "medium", "high")):
-            lo, hi = edges[k], edges[k + 1]
-            sel = finite[
-                (cnr[finite] >= lo) & ((cnr[finite] <= hi) if k == 2 else (cnr[finite] < hi))
-            ]
-            add("conspicuity", f"{name} (CNR {lo:.2g}-{hi:.2g})", sel)
-    locations = {r.location for r in records if r.location}
-    for loc in sorted(locations):
-        add("location", loc, positives[[records[i].location == loc for i in positives]])
     # Recorded attributes: per-value AUROC on all images of that value.
     keys = sorted(
         {k for r in records for k in r.attributes if k not in ("seed", "virtual_patient")}
@@ -161,11 +179,65 @@ def _subgroups(
             idx = np.flatnonzero([str(r.attributes.get(key)) == value for r in records])
             if np.unique(y[idx]).size < 2:
                 continue
-            ci = bootstrap_ci(y[idx], p[idx], "auroc", n_resamples=500, seed=0)
             rows.append(
-                {"group": key, "name": value, "n_images": int(idx.size), "auroc": ci.to_dict()}
+                {
+                    "group": key,
+                    "name": value,
+                    "n_images": int(idx.size),
+                    "n_patients": int(np.unique(pid[idx]).size),
+                    "auroc": auroc_ci(idx),
+                }
             )
     return rows
+
+
+def _calibrate(method: str, binary: bool, cal: SplitPredictions) -> tuple[str, Any]:
+    """The calibrator fitted on the calibration split (``None`` for ``method="none"``)."""
+    from medtl.evaluation.calibration import make_calibrator
+
+    if method == "none":
+        return method, None
+    if not binary and method != "temperature":
+        logger.info("multi-class: using temperature scaling instead of %s", method)
+        method = "temperature"
+    return method, make_calibrator(method).fit(cal.logits, cal.label)
+
+
+def _binary_results(
+    calibrator: Any,
+    cal: SplitPredictions,
+    test: SplitPredictions,
+    calibrated: np.ndarray,
+    records: list[Any],
+    n_resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    from medtl.evaluation.bootstrap import metrics_with_ci
+    from medtl.evaluation.operating_points import operating_points
+
+    cal_probs = calibrator.transform(cal.logits) if calibrator is not None else _sigmoid(cal.logits)
+    points = operating_points(cal.label, cal_probs)
+    youden = points.get("youden")
+    return {
+        "operating_points_chosen": {k: v.to_dict() for k, v in points.items()},
+        "test": metrics_with_ci(
+            test.label,
+            calibrated,
+            patient_ids=test.patient_id,
+            points=points,
+            n_resamples=n_resamples,
+            seed=seed,
+        ),
+        "subgroups": subgroup_results(
+            records,
+            test.label,
+            calibrated,
+            test.patient_id,
+            youden.threshold if youden else None,
+            n_resamples=n_resamples,
+            seed=seed,
+        ),
+    }
 
 
 def evaluate_run(
@@ -181,97 +253,72 @@ def evaluate_run(
     Args:
         run_dir: the run folder.
         method: calibration method (default: the experiment's ``calibration`` setting).
-        n_resamples: bootstrap replicates for CIs.
+        n_resamples: bootstrap replicates for every CI (subgroups included).
         n_bins: bins for ECE/MCE and reliability curves.
         seed: bootstrap seed.
 
     Returns:
-        The evaluation as a JSON-ready dict.
+        The evaluation as written, as a JSON-ready dict (undefined values ``None``); read
+        it typed with ``Evaluation.read(run_dir / "evaluation.json")``.
     """
     import yaml
 
     from medtl.data.manifest import Manifest
     from medtl.evaluation.calibration import calibration_table, reliability_curve
-    from medtl.transfer.experiment import read_predictions
 
     run_dir = Path(run_dir)
     experiment = yaml.safe_load((run_dir / "experiment.yaml").read_text(encoding="utf-8"))
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    method = method or experiment.get("calibration", "temperature")
+    summary = RunSummary.read(run_dir / RunSummary.FILE)
     preds = read_predictions(run_dir / "predictions.csv")
     if "test" not in preds:
         raise ValueError(f"{run_dir} has no test predictions")
     cal_split = "calibration" if "calibration" in preds else "val"
-    manifest = Manifest.load(experiment["data"]["dataset"])
     cal, test = preds[cal_split], preds["test"]
-    binary = cal["logits"].ndim == 1
+    binary = cal.logits.ndim == 1
+    method, calibrator = _calibrate(
+        method or experiment.get("calibration", "temperature"), binary, cal
+    )
+    raw = _sigmoid(test.logits) if binary else _softmax(test.logits)
+    calibrated = calibrator.transform(test.logits) if calibrator is not None else raw
+    y = test.label
     out: dict[str, Any] = {
-        "run": summary["name"],
-        "strategy": summary["strategy"],
+        "run": summary.name,
+        "strategy": summary.strategy,
         "binary": binary,
-        "label_names": summary.get("label_names", []),
+        "label_names": summary.label_names,
         "calibrated_on": cal_split,
         "evaluated_on": "test",
         "n_resamples": n_resamples,
-    }
-    if method == "none":
-        calibrator = None
-    else:
-        if not binary and method != "temperature":
-            logger.info("multi-class: using temperature scaling instead of %s", method)
-            method = "temperature"
-        calibrator = make_calibrator(method).fit(cal["logits"], cal["label"])
-    out["calibration_method"] = method
-    out["calibrator"] = calibrator.to_dict() if calibrator is not None else None
-
-    raw = _sigmoid(test["logits"]) if binary else _softmax(test["logits"])
-    calibrated = calibrator.transform(test["logits"]) if calibrator is not None else raw
-    y = test["label"]
-    out["calibration"] = {
-        "table": calibration_table(raw, calibrated, y, n_bins=n_bins),
-        "reliability_before": _curve(reliability_curve(raw, y, n_bins=n_bins)),
-        "reliability_after": _curve(reliability_curve(calibrated, y, n_bins=n_bins)),
+        "seed": seed,
+        "calibration_method": method,
+        "calibrator": calibrator.to_dict() if calibrator is not None else None,
+        "calibration": {
+            "table": calibration_table(raw, calibrated, y, n_bins=n_bins),
+            "reliability_before": _curve(reliability_curve(raw, y, n_bins=n_bins)),
+            "reliability_after": _curve(reliability_curve(calibrated, y, n_bins=n_bins)),
+        },
     }
     if binary:
-        from medtl.evaluation.bootstrap import metrics_with_ci
-        from medtl.evaluation.operating_points import operating_points
-
-        cal_probs = (
-            calibrator.transform(cal["logits"])
-            if calibrator is not None
-            else _sigmoid(cal["logits"])
-        )
-        points = operating_points(cal["label"], cal_probs)
-        out["operating_points_chosen"] = {k: v.to_dict() for k, v in points.items()}
-        out["test"] = metrics_with_ci(
-            y,
-            calibrated,
-            patient_ids=test["patient_id"],
-            points=points,
-            n_resamples=n_resamples,
-            seed=seed,
-        )
-        records = [manifest.records[i] for i in test["index"]]
-        youden = points.get("youden")
-        out["subgroups"] = _subgroups(records, y, calibrated, youden.threshold if youden else None)
+        manifest = Manifest.load(experiment["data"]["dataset"])
+        records = [manifest.records[i] for i in test.index]
+        out.update(_binary_results(calibrator, cal, test, calibrated, records, n_resamples, seed))
     else:
+        counts = zip(*np.unique(y, return_counts=True), strict=True)
         out["test"] = {
             "n_images": int(y.size),
-            "n_patients": int(np.unique(test["patient_id"]).size),
-            "class_counts": {
-                int(k): int(v) for k, v in zip(*np.unique(y, return_counts=True), strict=True)
-            },
-            **multiclass_bootstrap(y, calibrated, test["patient_id"], n_resamples, seed),
+            "n_patients": int(np.unique(test.patient_id).size),
+            "class_counts": {int(k): int(v) for k, v in counts},
+            **multiclass_bootstrap(y, calibrated, test.patient_id, n_resamples, seed),
         }
-        out["subgroups"] = []
     out["test_scores"] = {
-        "index": test["index"].tolist(),
+        "index": test.index.tolist(),
         "label": y.tolist(),
-        "patient_id": test["patient_id"].tolist(),
+        "patient_id": [str(x) for x in test.patient_id],
         "prob": calibrated.tolist(),
     }
-    (run_dir / "evaluation.json").write_text(json.dumps(out, indent=2, default=_json), "utf-8")
-    return out
+    evaluation = Evaluation.parse(_plain(out), "evaluation being written")
+    evaluation.write(run_dir / Evaluation.FILE)
+    return evaluation.to_json_dict()
 
 
 def _curve(curve: Any) -> dict[str, list[float | None]]:
@@ -288,9 +335,14 @@ def _curve(curve: Any) -> dict[str, list[float | None]]:
     }
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
+def _plain(value: Any) -> Any:
+    """Numpy scalars and arrays as Python values (pydantic validates plain JSON types)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
-    raise TypeError(type(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -23,10 +23,17 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ValidationError
 
+from medtl.artifacts.base import ArtifactError
+from medtl.artifacts.curves import CurvePoint, LearningCurves
+from medtl.artifacts.evaluation import Evaluation
+from medtl.artifacts.preprocessing import PreprocessingSpec
+from medtl.artifacts.run import RunSummary
+from medtl.data.manifest import Manifest
 from medtl.reports.results import (
     calibration_section,
     metrics_section,
@@ -45,6 +52,9 @@ from medtl.reports.sections import (
     transfer_section,
 )
 
+if TYPE_CHECKING:
+    from medtl.transfer.experiment import ExperimentConfig
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -57,13 +67,14 @@ __all__ = [
 
 
 class RunFiles:
-    """The parsed files of a run folder (loaded once, shared by report, card and package).
+    """The parsed, validated files of a run folder (loaded once, shared by report, card and
+    package).
 
     Attributes:
         run_dir: the run folder.
-        experiment: ``experiment.yaml`` content.
-        summary: ``summary.json`` content.
-        evaluation: ``evaluation.json`` content.
+        config: ``experiment.yaml`` as an :class:`~medtl.transfer.experiment.ExperimentConfig`.
+        summary: ``summary.json`` (:class:`~medtl.artifacts.RunSummary`).
+        evaluation: ``evaluation.json`` (:class:`~medtl.artifacts.Evaluation`).
         manifest: the dataset manifest.
         dataset_dir: the dataset folder.
     """
@@ -71,14 +82,14 @@ class RunFiles:
     def __init__(
         self,
         run_dir: Path,
-        experiment: dict[str, Any],
-        summary: dict[str, Any],
-        evaluation: dict[str, Any],
-        manifest: Any,
+        config: ExperimentConfig,
+        summary: RunSummary,
+        evaluation: Evaluation,
+        manifest: Manifest,
         dataset_dir: Path,
     ) -> None:
         self.run_dir = run_dir
-        self.experiment = experiment
+        self.config = config
         self.summary = summary
         self.evaluation = evaluation
         self.manifest = manifest
@@ -87,22 +98,30 @@ class RunFiles:
     @property
     def binary(self) -> bool:
         """True for a one-logit (binary) task."""
-        return bool(self.evaluation.get("binary", True))
+        return self.evaluation.binary
 
-    def preprocessing_spec(self) -> Any:
-        """The run's :class:`~medtl.transfer.presets.PreprocessingSpec`."""
-        from medtl.transfer.experiment import ExperimentConfig
+    @property
+    def name(self) -> str:
+        """The run name."""
+        return self.summary.name
 
-        return ExperimentConfig.model_validate(self.experiment).preprocessing()
+    @property
+    def task(self) -> str | None:
+        """The target task (experiment, else manifest)."""
+        return self.config.task or self.manifest.task or None
+
+    def preprocessing_spec(self) -> PreprocessingSpec:
+        """The run's :class:`~medtl.artifacts.PreprocessingSpec`."""
+        return self.config.preprocessing()
 
     def label_names(self) -> list[str]:
-        """Class names (manifest, else numbers)."""
-        names = list(self.summary.get("label_names") or self.manifest.label_names)
+        """Class names (summary, else manifest, else numbers)."""
+        names = list(self.summary.label_names or self.manifest.label_names)
         return names or [str(k) for k in range(max(2, self.manifest.num_classes))]
 
 
 def load_run(run_dir: str | Path, *, evaluate: bool = True) -> RunFiles:
-    """Read a run folder (evaluating it first when ``evaluation.json`` is missing).
+    """Read and validate a run folder (evaluating it first when ``evaluation.json`` is missing).
 
     Args:
         run_dir: the run folder written by :func:`medtl.transfer.experiment.run_experiment`.
@@ -113,29 +132,34 @@ def load_run(run_dir: str | Path, *, evaluate: bool = True) -> RunFiles:
 
     Raises:
         FileNotFoundError: not a finished run folder (or no evaluation and ``evaluate=False``).
+        medtl.artifacts.ArtifactError: a file does not match its schema.
     """
     import yaml
 
-    from medtl.data.manifest import Manifest
+    from medtl.transfer.experiment import ExperimentConfig
 
     run = Path(run_dir)
-    for name in ("experiment.yaml", "summary.json", "predictions.csv"):
+    for name in ("experiment.yaml", RunSummary.FILE, "predictions.csv"):
         if not (run / name).is_file():
             raise FileNotFoundError(f"{run} is not a finished run folder (no {name})")
-    if not (run / "evaluation.json").is_file():
+    if not (run / Evaluation.FILE).is_file():
         if not evaluate:
             raise FileNotFoundError(f"{run} has no evaluation.json; run `medtl evaluate` first")
         from medtl.evaluation.run import evaluate_run
 
         evaluate_run(run)
-    experiment = yaml.safe_load((run / "experiment.yaml").read_text(encoding="utf-8"))
-    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
-    evaluation = json.loads((run / "evaluation.json").read_text(encoding="utf-8"))
-    dataset_dir = Path(experiment["data"]["dataset"])
+    raw = yaml.safe_load((run / "experiment.yaml").read_text(encoding="utf-8"))
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ArtifactError(str(run / "experiment.yaml"), str(err)) from err
+    summary = RunSummary.read(run / RunSummary.FILE)
+    evaluation = Evaluation.read(run / Evaluation.FILE)
+    dataset_dir = Path(config.data.dataset)
     manifest = Manifest.load(dataset_dir)
     if dataset_dir.is_file():
         dataset_dir = dataset_dir.parent
-    return RunFiles(run, experiment, summary, evaluation, manifest, dataset_dir)
+    return RunFiles(run, config, summary, evaluation, manifest, dataset_dir)
 
 
 def read_learning_curves(source: str | Path | list[Any]) -> list[Any]:
@@ -158,36 +182,47 @@ def read_learning_curves(source: str | Path | list[Any]) -> list[Any]:
     from medtl.evaluation.transfer_analysis import LearningCurvePoint
 
     raw: Any = source
+    name = "learning curves"
     if isinstance(source, (str, Path)):
+        name = str(source)
         raw = json.loads(Path(source).read_text(encoding="utf-8"))
-    if isinstance(raw, dict):
-        raw = raw.get("points", [])
-    points = []
-    known = {"strategy", "fraction", "seed", "auroc", "auprc", "n_train", "extra"}
-    for k, item in enumerate(raw):
-        missing = {"strategy", "fraction", "auroc"} - set(item)
-        if missing:
-            raise ValueError(f"learning-curve point {k} misses {sorted(missing)}")
-        extra = dict(item.get("extra") or {})
-        extra.update(
-            {
-                key: float(v)
-                for key, v in item.items()
-                if key not in known and isinstance(v, (int, float))
-            }
+    if isinstance(raw, list):
+        # Extra numeric keys of hand-written points go to ``extra``.
+        raw = [_fold_extra(k, item) for k, item in enumerate(raw)]
+    try:
+        curves = LearningCurves.parse(raw, name)
+    except ArtifactError as err:
+        raise ValueError(str(err)) from err
+    return [
+        LearningCurvePoint(
+            strategy=p.strategy,
+            fraction=p.fraction,
+            seed=p.seed,
+            auroc=float("nan") if p.auroc is None else p.auroc,
+            auprc=p.auprc,
+            n_train=p.n_train,
+            extra={k: float("nan") if v is None else v for k, v in p.extra.items()},
         )
-        points.append(
-            LearningCurvePoint(
-                strategy=str(item["strategy"]),
-                fraction=float(item["fraction"]),
-                seed=int(item.get("seed", 0)),
-                auroc=float(item["auroc"]),
-                auprc=None if item.get("auprc") is None else float(item["auprc"]),
-                n_train=None if item.get("n_train") is None else int(item["n_train"]),
-                extra=extra,
-            )
-        )
-    return points
+        for p in curves.points
+    ]
+
+
+def _fold_extra(k: int, item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
+    missing = {"strategy", "fraction", "auroc"} - set(item)
+    if missing:
+        raise ValueError(f"learning-curve point {k} misses {sorted(missing)}")
+    known = set(CurvePoint.model_fields)
+    extra = dict(item.get("extra") or {})
+    extra.update(
+        {
+            key: float(v)
+            for key, v in item.items()
+            if key not in known and isinstance(v, (int, float))
+        }
+    )
+    return {**{key: v for key, v in item.items() if key in known}, "extra": extra}
 
 
 def _data_section(run: RunFiles) -> DataSection:
@@ -227,15 +262,15 @@ def _data_section(run: RunFiles) -> DataSection:
             "How the reference standard was established (readers, consensus, pathology) is "
             "not recorded in the manifest."
         )
-    fraction = run.summary.get("label_fraction", 1.0)
+    summary = run.summary
     split_method = (
         "Splits are by patient (no patient appears in two splits), as recorded in the "
-        f"manifest. Training used {run.summary.get('train_images', '?')} images of "
-        f"{run.summary.get('train_patients', '?')} patients (label fraction {fraction:g})."
+        f"manifest. Training used {summary.train_images} images of "
+        f"{summary.train_patients} patients (label fraction {summary.label_fraction:g})."
     )
     return DataSection(
         dataset=m.name,
-        task=m.task or run.experiment.get("task") or "",
+        task=m.task or run.config.task or "",
         modality=m.modality,
         simulated=m.simulated,
         description=m.description,
@@ -244,13 +279,13 @@ def _data_section(run: RunFiles) -> DataSection:
         label_names=names,
         label_provenance=provenance,
         splits=splits,
-        data_hash=run.summary.get("data_hash"),
+        data_hash=run.summary.data_hash,
         split_method=split_method,
     )
 
 
 def _intended_use(run: RunFiles, text: str | None) -> IntendedUse:
-    task = run.experiment.get("task") or run.manifest.task or "the target task"
+    task = run.task or "the target task"
     purpose = text or (
         f"Research validation of a transfer-learned classifier for {task} "
         f"({run.manifest.modality}). Not a medical device; not for clinical decisions."
@@ -315,25 +350,14 @@ def build_report_data(
 
         comparison = compare_runs(run.run_dir, against)
         # compare_runs has evaluated the scratch run: its scores draw both ROC curves.
-        scratch_scores = json.loads(
-            (Path(against) / "evaluation.json").read_text(encoding="utf-8")
-        ).get("test_scores")
+        scratch_scores = Evaluation.read(Path(against) / Evaluation.FILE).test_scores
     if isinstance(transferability, (str, Path)):
         transferability = json.loads(Path(transferability).read_text(encoding="utf-8"))
     points = read_learning_curves(learning_curves) if learning_curves is not None else None
-    failures = failure_section(
-        run.run_dir,
-        run.evaluation,
-        run.summary,
-        run.manifest,
-        run.dataset_dir,
-        run.preprocessing_spec(),
-        k=failure_cases,
-        saliency=saliency,
-    )
+    failures = failure_section(run, k=failure_cases, saliency=saliency)
     data = ReportData(
-        title=title or f"Validation report: {run.summary.get('name', run.run_dir.name)}",
-        run=str(run.summary.get("name", run.run_dir.name)),
+        title=title or f"Validation report: {run.name}",
+        run=run.name,
         generated=datetime.now(UTC),
         task_type="binary" if run.binary else "multiclass",
         summary=headline_summary(),  # placeholder, filled below from the sections

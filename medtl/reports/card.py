@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from medtl.artifacts.card import ModelCard
+from medtl.artifacts.stats import ConfidenceInterval
 from medtl.reports.builder import RunFiles, load_run
 from medtl.reports.schema import finite
 
@@ -23,42 +25,42 @@ __all__ = ["build_card", "card_name"]
 
 def card_name(run: RunFiles) -> str:
     """A package name from the run name (letters, digits, ``.``, ``_``, ``-``)."""
-    raw = str(run.summary.get("name") or run.run_dir.name)
+    raw = run.summary.name or run.run_dir.name
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._") or "model"
     return name[:100]
+
+
+def _ci(ci: ConfidenceInterval | None) -> dict[str, float | None] | None:
+    if ci is None:
+        return None
+    return {"estimate": finite(ci.estimate), "lower": finite(ci.lower), "upper": finite(ci.upper)}
 
 
 def _operating_points(run: RunFiles) -> list[dict[str, Any]]:
     if not run.binary:
         return []
     ev = run.evaluation
-    test = (ev.get("test") or {}).get("operating_points") or {}
     points = []
-    for name, chosen in (ev.get("operating_points_chosen") or {}).items():
-        metrics = dict(chosen.get("metrics") or {})
-        on_test = test.get(name) or {}
-        metrics = {k: v for k, v in metrics.items() if k != "confusion_matrix"}
+    for name, chosen in ev.operating_points_chosen.items():
+        metrics: dict[str, Any] = (
+            chosen.metrics.model_dump(exclude={"confusion_matrix"}) if chosen.metrics else {}
+        )
         for key in ("sensitivity", "specificity", "ppv", "npv", "accuracy"):
             metrics[key] = finite(metrics.get(key))
+        on_test = ev.operating_point_on_test(name)
+        test_ci = (on_test.ci or {}) if on_test is not None else {}
         points.append(
             {
                 "name": name,
-                "goal": chosen.get("goal"),
-                "status": chosen.get("status"),
-                "threshold": chosen.get("threshold"),
-                "sensitivity": metrics.get("sensitivity"),
-                "specificity": metrics.get("specificity"),
+                "goal": chosen.goal,
+                "status": chosen.status,
+                "threshold": chosen.threshold,
+                "sensitivity": metrics["sensitivity"],
+                "specificity": metrics["specificity"],
                 "metrics": {
-                    "chosen_on": ev.get("calibrated_on", "calibration"),
+                    "chosen_on": ev.calibrated_on,
                     **metrics,
-                    "test": {
-                        k: {
-                            "estimate": finite(v.get("estimate")),
-                            "lower": finite(v.get("lower")),
-                            "upper": finite(v.get("upper")),
-                        }
-                        for k, v in (on_test.get("ci") or {}).items()
-                    },
+                    "test": {k: _ci(v) for k, v in test_ci.items()},
                 },
             }
         )
@@ -67,56 +69,56 @@ def _operating_points(run: RunFiles) -> list[dict[str, Any]]:
 
 def _metrics(run: RunFiles) -> dict[str, Any]:
     ev = run.evaluation
-    test = ev.get("test") or {}
-
-    def ci(d: Any) -> dict[str, float | None] | None:
-        if not isinstance(d, dict):
-            return None
-        return {k: finite(d.get(k)) for k in ("estimate", "lower", "upper")}
-
+    test = ev.test
     out: dict[str, Any] = {
-        "evaluated_on": ev.get("evaluated_on", "test"),
-        "n_images": test.get("n_images"),
-        "n_patients": test.get("n_patients"),
-        "ci": f"95% patient-level bootstrap ({ev.get('n_resamples')} resamples)",
+        "evaluated_on": ev.evaluated_on,
+        "n_images": test.n_images,
+        "n_patients": test.n_patients,
+        "ci": f"95% patient-level bootstrap ({ev.n_resamples} resamples)",
     }
-    for key in ("auroc", "auprc", "accuracy"):
-        if key in test:
-            out[key if run.binary or key != "auroc" else "macro_auroc"] = ci(test[key])
+    values = {"auroc": test.auroc, "auprc": test.auprc, "accuracy": test.accuracy}
+    for key, ci in values.items():
+        if ci is not None:
+            out[key if run.binary or key != "auroc" else "macro_auroc"] = _ci(ci)
     if not run.binary:
-        out["class_counts"] = test.get("class_counts")
+        out["class_counts"] = test.class_counts
     out["calibration"] = {
-        row["measure"]: {"before": finite(row.get("before")), "after": finite(row.get("after"))}
-        for row in (ev.get("calibration") or {}).get("table", [])
+        row.measure: {"before": finite(row.before), "after": finite(row.after)}
+        for row in ev.calibration.table
     }
     return out
 
 
 def _training(run: RunFiles) -> dict[str, Any]:
-    exp, summary = run.experiment, run.summary
-    training = exp.get("training") or {}
+    config, summary = run.config, run.summary
+    training = config.training
     return {
-        "strategy": exp.get("strategy"),
-        "optimizer": training.get("optimizer"),
-        "lr": training.get("lr"),
-        "batch_size": training.get("batch_size"),
-        "seed": training.get("seed"),
-        "amp": training.get("amp"),
-        "device": training.get("device"),
-        "label_fraction": summary.get("label_fraction"),
-        "train_images": summary.get("train_images"),
-        "train_patients": summary.get("train_patients"),
+        "strategy": config.strategy.model_dump(mode="json"),
+        "optimizer": training.optimizer,
+        "lr": training.lr,
+        "batch_size": training.batch_size,
+        "seed": training.seed,
+        "amp": training.amp,
+        "device": training.device,
+        "label_fraction": summary.label_fraction,
+        "train_images": summary.train_images,
+        "train_patients": summary.train_patients,
         # Phase folders are local paths: keep their names only.
         "phases": [
-            {**{k: v for k, v in p.items() if k != "run_dir"}, "name": Path(p["run_dir"]).name}
-            if p.get("run_dir")
-            else p
-            for p in summary.get("phases") or []
+            {
+                **p.model_dump(exclude={"run_dir"}, mode="json"),
+                **({"name": Path(p.run_dir).name} if p.run_dir else {}),
+            }
+            for p in summary.phases
         ],
-        "seconds": {k: summary.get(k) for k in ("data_seconds", "train_seconds", "total_seconds")},
+        "seconds": {
+            "data_seconds": summary.data_seconds,
+            "train_seconds": summary.train_seconds,
+            "total_seconds": summary.total_seconds,
+        },
         "calibration": {
-            "method": run.evaluation.get("calibration_method"),
-            "fitted_on": run.evaluation.get("calibrated_on"),
+            "method": run.evaluation.calibration_method,
+            "fitted_on": run.evaluation.calibrated_on,
         },
         "dataset": run.manifest.name,
         "simulated_data": run.manifest.simulated,
@@ -129,8 +131,8 @@ def build_card(
     name: str | None = None,
     version: str = "0.1.0",
     intended_use: str | None = None,
-) -> Any:
-    """The :class:`~medtl.models.package.ModelCard` of a run.
+) -> ModelCard:
+    """The :class:`~medtl.artifacts.ModelCard` of a run.
 
     Args:
         run_dir: the run folder (evaluated first if needed) or a loaded :class:`RunFiles`.
@@ -141,12 +143,10 @@ def build_card(
     Returns:
         The card (architecture and weights checksum are completed by ``save_package``).
     """
-    from medtl.models.package import ModelCard
-
     run = run_dir if isinstance(run_dir, RunFiles) else load_run(run_dir)
-    exp = run.experiment
-    arch = run.summary.get("model_config") or {}
-    task = exp.get("task") or run.manifest.task or None
+    config = run.config
+    arch = run.summary.backbone
+    task = run.task
     limitations = []
     if run.manifest.simulated:
         limitations.append(
@@ -154,8 +154,7 @@ def build_card(
         )
     limitations += [
         "Internal validation on held-out patients of one dataset; no external validation.",
-        f"Test set of {run.evaluation.get('test', {}).get('n_images', '?')} images: see the "
-        "confidence intervals.",
+        f"Test set of {run.evaluation.test.n_images} images: see the confidence intervals.",
     ]
     if run.binary:
         limitations.append(
@@ -168,17 +167,17 @@ def build_card(
     return ModelCard(
         name=name or card_name(run),
         version=version,
-        preprocessing=run.preprocessing_spec().model_dump(mode="json"),
+        preprocessing=run.preprocessing_spec(),
         labels=run.label_names(),
-        calibration=run.evaluation.get("calibrator"),
+        calibration=run.evaluation.calibrator,
         operating_points=_operating_points(run),
-        source_domain=exp.get("source_domain") or arch.get("source_domain"),
-        source_task=exp.get("source_task") or arch.get("source_task"),
-        target_domain=exp.get("target_domain"),
+        source_domain=config.source_domain or (arch.source_domain if arch else None),
+        source_task=config.source_task or (arch.source_task if arch else None),
+        target_domain=config.target_domain,
         target_task=task,
-        strategy=str(run.summary.get("strategy") or (exp.get("strategy") or {}).get("name")),
-        data_hash=run.summary.get("data_hash"),
-        config_hash=run.summary.get("config_hash"),
+        strategy=run.summary.strategy,
+        data_hash=run.summary.data_hash,
+        config_hash=run.summary.config_hash,
         metrics=_metrics(run),
         intended_use=purpose,
         limitations=limitations,

@@ -7,7 +7,7 @@ with the highest probability, the positive with the lowest) is shown instead and
 as such, so a reader always sees where the model is least sure.
 
 Images are loaded with :func:`medtl.io.load_scan` from the manifest paths, preprocessed
-exactly like in training (the run's :class:`~medtl.transfer.presets.PreprocessingSpec`), and
+exactly like in training (the run's :class:`~medtl.artifacts.PreprocessingSpec`), and
 the Grad-CAM map (:func:`medtl.inference.saliency.saliency_map`) is drawn with transparency
 over the windowed image. Volumes show their central slice.
 """
@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medtl.artifacts.base import ArtifactError
+from medtl.artifacts.run import RunSummary
+from medtl.io.errors import ScanError
 from medtl.reports.figures import as_figure, overlay_png
 from medtl.reports.schema import NOT_APPLICABLE_MULTICLASS, FailureCase, FailureSection
+
+if TYPE_CHECKING:
+    from medtl.reports.builder import RunFiles
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +37,6 @@ DISPLAY_SIZE = 256
 _SALIENCY_NOTE = {
     "drawn": " (Grad-CAM overlay)",
     "flat": " (Grad-CAM map flat: no overlay)",
-    "unavailable": " (saliency unavailable)",
     "off": "",
 }
 
@@ -69,14 +74,15 @@ def select_failures(
     return out
 
 
-def load_run_model(run_dir: Path, summary: dict[str, Any]) -> Any:
+def load_run_model(run_dir: Path, summary: RunSummary) -> Any:
     """Rebuild the run's backbone from ``summary.json`` and load ``model.safetensors``."""
     from safetensors.torch import load_file
 
-    from medtl.models import BackboneConfig, build_backbone
+    from medtl.models import build_backbone
 
-    config = BackboneConfig.model_validate(summary["model_config"])
-    model = build_backbone(config)
+    if summary.backbone is None:
+        raise ArtifactError(str(run_dir / RunSummary.FILE), "no backbone config", "model_config")
+    model = build_backbone(summary.backbone)
     model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
     return model.eval()
 
@@ -120,8 +126,7 @@ def render_case(
 
     Returns:
         ``(png, saliency status)``: ``"drawn"``, ``"flat"`` (Grad-CAM is zero everywhere: no
-        region raises the explained score, so nothing is overlaid), ``"unavailable"``
-        (:mod:`medtl.inference.saliency` missing) or ``"off"``.
+        region raises the explained score, so nothing is overlaid) or ``"off"``.
     """
     from medtl.io import load_scan
 
@@ -136,80 +141,64 @@ def render_case(
     heat = None
     status = "off"
     if saliency:
-        try:
-            from medtl.inference.saliency import saliency_map
-        except ImportError:  # the inference package is optional at report time
-            logger.warning("medtl.inference.saliency is not available: no saliency overlays")
-            status = "unavailable"
-        else:
-            out_shape = (array.shape[0], *shape) if volume else shape
-            heat = saliency_map(model, x, out_shape=out_shape)
-            if volume:
-                heat = heat[centre]
-            status = "drawn" if float(heat.max(initial=0.0)) > 0 else "flat"
-            if status == "flat":
-                heat = None
+        # medtl.inference is part of medtl: a failing import is a bug and must surface.
+        from medtl.inference.saliency import saliency_map
+
+        out_shape = (array.shape[0], *shape) if volume else shape
+        heat = saliency_map(model, x, out_shape=out_shape)
+        if volume:
+            heat = heat[centre]
+        status = "drawn" if float(heat.max(initial=0.0)) > 0 else "flat"
+        if status == "flat":
+            heat = None
     return overlay_png(grey, heat, title), status
 
 
-def failure_section(
-    run_dir: Path,
-    evaluation: dict[str, Any],
-    summary: dict[str, Any],
-    manifest: Any,
-    dataset_dir: Path,
-    preprocessing_spec: Any,
-    *,
-    k: int = 3,
-    saliency: bool = True,
-) -> FailureSection:
+def failure_section(run: RunFiles, *, k: int = 3, saliency: bool = True) -> FailureSection:
     """The failure-cases section of the report.
 
     Args:
-        run_dir: the run folder (for ``model.safetensors``).
-        evaluation: ``evaluation.json`` content.
-        summary: ``summary.json`` content.
-        manifest: the dataset :class:`~medtl.data.manifest.Manifest`.
-        dataset_dir: the dataset folder (manifest paths are relative to it).
-        preprocessing_spec: the run's :class:`~medtl.transfer.presets.PreprocessingSpec`.
+        run: the loaded run (model, evaluation, manifest, preprocessing).
         k: cases per kind.
         saliency: draw Grad-CAM overlays.
 
     Returns:
         The :class:`FailureSection` (images embedded).
     """
-    if not evaluation.get("binary", True):
+    from medtl.data.preprocessing import build_preprocessing
+
+    evaluation, run_dir, manifest = run.evaluation, run.run_dir, run.manifest
+    if not evaluation.binary:
         return FailureSection(applicable=False, note=NOT_APPLICABLE_MULTICLASS)
-    youden = (evaluation.get("operating_points_chosen") or {}).get("youden") or {}
-    threshold = youden.get("threshold")
+    youden = evaluation.operating_points_chosen.get("youden")
+    threshold = youden.threshold if youden is not None else None
     if threshold is None:
         return FailureSection(
             applicable=False, note="No Youden operating point was chosen on the calibration split."
         )
-    scores = evaluation["test_scores"]
-    labels = np.asarray(scores["label"])
-    probs = np.asarray(scores["prob"], dtype=float)
+    scores = evaluation.test_scores
+    labels = np.asarray(scores.label)
+    probs = np.asarray(scores.prob, dtype=float)
     picks = select_failures(labels, probs, float(threshold), k=k)
-    names = list(evaluation.get("label_names") or summary.get("label_names") or ["0", "1"])
-    from medtl.transfer.presets import build_preprocessing
-
-    transform = build_preprocessing(preprocessing_spec)
-    model = load_run_model(run_dir, summary) if (run_dir / "model.safetensors").is_file() else None
+    names = run.label_names()
+    transform = build_preprocessing(run.preprocessing_spec())
+    has_model = (run_dir / "model.safetensors").is_file()
+    model = load_run_model(run_dir, run.summary) if has_model else None
     cases: list[FailureCase] = []
     drawn_any = False
     statuses: set[str] = set()
     for kind, pos in picks:
-        index = int(scores["index"][pos])
+        index = int(scores.index[pos])
         record = manifest.records[index]
         label = names[int(labels[pos])] if int(labels[pos]) < len(names) else str(labels[pos])
         title = f"{kind}: p = {probs[pos]:.3f} (truth: {label})"
         image = None
         status = "off"
-        path = dataset_dir / record.image
+        path = run.dataset_dir / record.image
         if model is not None and path.exists():
             try:
                 png, status = render_case(model, transform, path, title, saliency=saliency)
-            except Exception as err:  # a broken image must not sink the whole report
+            except ScanError as err:  # an unreadable image must not sink the whole report
                 logger.warning("could not render failure case %d: %s", index, err)
             else:
                 image = as_figure(
@@ -239,12 +228,10 @@ def failure_section(
     note = (
         f"{n_fp} false positive(s) and {n_fn} false negative(s) on {labels.size} test images at "
         f"the Youden threshold {float(threshold):.3f} (chosen on the "
-        f"{evaluation.get('calibrated_on', 'calibration')} split)."
+        f"{evaluation.calibrated_on} split)."
     )
     if not n_fp or not n_fn:
         note += " Where a kind has no error, the nearest miss of that class is shown instead."
-    if "unavailable" in statuses:
-        note += " Saliency maps were not available (medtl.inference.saliency missing)."
     if "flat" in statuses:
         note += (
             " Some Grad-CAM maps are flat (zero everywhere: no region raises the score); "

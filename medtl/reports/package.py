@@ -28,19 +28,21 @@ def fit_run_guard(run: RunFiles, out_dir: Path) -> list[Path]:
         out_dir: the package folder.
 
     Returns:
-        The guard files written (empty when the run has no features or
-        :mod:`medtl.inference.domain` is not installed).
+        The guard files written.
+
+    Raises:
+        FileNotFoundError: the run has no ``features_train.safetensors``.
+        ImportError: :mod:`medtl.inference.domain` cannot be imported. It is part of medtl,
+            so that is a bug: a package without its domain guard must not ship.
     """
+    from medtl.inference.domain import GUARD_ARRAYS_FILE, GUARD_JSON_FILE, fit_domain_guard
+
     train = run.run_dir / "features_train.safetensors"
     val = run.run_dir / "features_val.safetensors"
     if not train.is_file():
-        logger.warning("%s has no features_train.safetensors: no domain guard", run.run_dir.name)
-        return []
-    try:
-        from medtl.inference.domain import GUARD_ARRAYS_FILE, GUARD_JSON_FILE, fit_domain_guard
-    except ImportError:
-        logger.warning("medtl.inference.domain is not available: no domain guard")
-        return []
+        raise FileNotFoundError(
+            f"{run.run_dir} has no features_train.safetensors: the domain guard cannot be fitted"
+        )
     spec = run.preprocessing_spec()
     guard = fit_domain_guard(
         train,
@@ -83,7 +85,9 @@ def build_package(
 
     Raises:
         FileExistsError: the package exists and ``overwrite`` is false.
-        FileNotFoundError: not a finished run folder.
+        FileNotFoundError: not a finished run folder (model weights or pooled features
+            missing).
+        ImportError: the domain guard cannot be built (a bug in medtl.inference).
     """
     from medtl.models.package import CARD_FILE, load_package, register_package, save_package
     from medtl.reports.card import build_card
@@ -110,7 +114,12 @@ def build_package(
                 build_report_data(run, intended_use=intended_use, **(report_options or {}))
             )
     save_package(model, card, out, report_html=html, overwrite=overwrite)
-    fit_run_guard(run, out)
+    try:
+        fit_run_guard(run, out)
+    except BaseException:
+        # Without its domain guard the folder must not pass for a model package.
+        (out / CARD_FILE).unlink(missing_ok=True)
+        raise
     load_package(out)  # fail here, not in the clinic, if the package does not load
     if register:
         # register_package copies every file of the package, the domain guard included.

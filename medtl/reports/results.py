@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medtl.artifacts.predictions import read_predictions
 from medtl.reports.figures import as_figure
 from medtl.reports.schema import (
     CI,
@@ -22,6 +23,7 @@ from medtl.reports.schema import (
 )
 
 if TYPE_CHECKING:
+    from medtl.artifacts.evaluation import Evaluation
     from medtl.reports.builder import RunFiles
 
 __all__ = [
@@ -36,33 +38,33 @@ def metrics_section(run: RunFiles) -> MetricsSection:
     """Discrimination on the test split (binary: with ROC and PR figures)."""
     from medtl.evaluation.plots import plot_pr, plot_roc
 
-    ev, test = run.evaluation, run.evaluation["test"]
+    ev, test = run.evaluation, run.evaluation.test
     names = run.label_names()
     ci_method = (
-        f"Patient-level bootstrap ({ev.get('n_resamples', '?')} resamples), 95% percentile "
-        f"intervals; evaluated on the {ev.get('evaluated_on', 'test')} split."
+        f"Patient-level stratified bootstrap ({ev.n_resamples} resamples), 95% percentile "
+        f"intervals; evaluated on the {ev.evaluated_on} split."
     )
-    scores = ev["test_scores"]
+    scores = ev.test_scores
     if not run.binary:
         counts = {
-            (names[int(k)] if int(k) < len(names) else str(k)): int(v)
-            for k, v in test.get("class_counts", {}).items()
+            (names[k] if k < len(names) else str(k)): v
+            for k, v in (test.class_counts or {}).items()
         }
         return MetricsSection(
             binary=False,
-            n_images=int(test["n_images"]),
-            n_patients=int(test["n_patients"]),
+            n_images=test.n_images,
+            n_patients=test.n_patients,
             rows=[
-                MetricRow(name="Macro AUROC (one-vs-rest)", value=CI.from_any(test["auroc"])),
-                MetricRow(name="Accuracy", value=CI.from_any(test["accuracy"])),
+                MetricRow(name="Macro AUROC (one-vs-rest)", value=CI.from_any(test.auroc)),
+                MetricRow(name="Accuracy", value=CI.from_any(test.accuracy) or CI()),
             ],
             class_counts=counts,
             ci_method=ci_method,
             note="ROC and precision-recall curves: " + NOT_APPLICABLE_MULTICLASS + ".",
         )
-    y = np.asarray(scores["label"])
-    p = np.asarray(scores["prob"], dtype=float)
-    auroc, auprc = CI.from_any(test["auroc"]), CI.from_any(test["auprc"])
+    y = np.asarray(scores.label)
+    p = np.asarray(scores.prob, dtype=float)
+    auroc, auprc = CI.from_any(test.auroc), CI.from_any(test.auprc)
     figures = []
     if np.unique(y).size == 2:
         points = _operating_point_objects(ev)
@@ -90,9 +92,9 @@ def metrics_section(run: RunFiles) -> MetricsSection:
         )
     return MetricsSection(
         binary=True,
-        n_images=int(test["n_images"]),
-        n_patients=int(test["n_patients"]),
-        n_positive=int(test.get("n_positive", int(y.sum()))),
+        n_images=test.n_images,
+        n_patients=test.n_patients,
+        n_positive=test.n_positive if test.n_positive is not None else int(y.sum()),
         rows=[
             MetricRow(name="AUROC", value=auroc or CI()),
             MetricRow(name="AUPRC (average precision)", value=auprc or CI()),
@@ -103,18 +105,16 @@ def metrics_section(run: RunFiles) -> MetricsSection:
     )
 
 
-def _operating_point_objects(ev: dict[str, Any]) -> list[Any]:
+def _operating_point_objects(ev: Evaluation) -> list[Any]:
     """Test-split OperatingPoint objects (for the ROC markers)."""
     from medtl.evaluation.metrics import ThresholdMetrics
     from medtl.evaluation.operating_points import OperatingPoint
 
     out = []
-    for d in (ev.get("test", {}).get("operating_points") or {}).values():
-        m = d.get("metrics")
-        metrics = None
-        if m:
-            metrics = ThresholdMetrics(m["threshold"], m["tp"], m["fp"], m["tn"], m["fn"])
-        out.append(OperatingPoint(d["name"], d["goal"], d.get("threshold"), metrics))
+    for d in ev.test.operating_points.values():
+        m = d.metrics
+        metrics = None if m is None else ThresholdMetrics(m.threshold, m.tp, m.fp, m.tn, m.fn)
+        out.append(OperatingPoint(d.name, d.goal, d.threshold, metrics))
     return out
 
 
@@ -123,30 +123,30 @@ def operating_points_section(run: RunFiles) -> OperatingPointsSection:
     if not run.binary:
         return OperatingPointsSection(applicable=False, note=NOT_APPLICABLE_MULTICLASS)
     ev = run.evaluation
-    chosen = ev.get("operating_points_chosen") or {}
     rows = []
-    for name, d in (ev["test"].get("operating_points") or {}).items():
-        ci = d.get("ci") or {}
-        m = d.get("metrics") or {}
-        cm = chosen.get(name, {}).get("metrics") or {}
+    for name, d in ev.test.operating_points.items():
+        ci = d.ci or {}
+        m = d.metrics
+        chosen = ev.operating_points_chosen.get(name)
+        cm = chosen.metrics if chosen is not None else None
         rows.append(
             OperatingPointRow(
                 name=name,
-                goal=d["goal"],
-                status=d["status"],
-                threshold=finite(d.get("threshold")),
-                chosen_on=ev.get("calibrated_on", "calibration"),
-                chosen_sensitivity=finite(cm.get("sensitivity")),
-                chosen_specificity=finite(cm.get("specificity")),
+                goal=d.goal,
+                status=d.status,
+                threshold=finite(d.threshold),
+                chosen_on=ev.calibrated_on,
+                chosen_sensitivity=finite(cm.sensitivity) if cm else None,
+                chosen_specificity=finite(cm.specificity) if cm else None,
                 sensitivity=CI.from_any(ci.get("sensitivity")),
                 specificity=CI.from_any(ci.get("specificity")),
                 ppv=CI.from_any(ci.get("ppv")),
                 npv=CI.from_any(ci.get("npv")),
-                confusion={k: int(m[k]) for k in ("tp", "fp", "tn", "fn")} if m else None,
+                confusion={"tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn} if m else None,
             )
         )
     note = (
-        f"Thresholds were chosen on the {ev.get('calibrated_on', 'calibration')} split on "
+        f"Thresholds were chosen on the {ev.calibrated_on} split on "
         "calibrated probabilities and applied unchanged to the test split; a goal that no "
         "threshold met on the calibration split is shown as 'not reachable'."
     )
@@ -156,15 +156,13 @@ def operating_points_section(run: RunFiles) -> OperatingPointsSection:
 def calibration_section(run: RunFiles) -> CalibrationSection:
     """Calibration table and the reliability diagram before/after."""
     from medtl.evaluation.plots import plot_reliability
-    from medtl.transfer.experiment import read_predictions
 
     ev = run.evaluation
-    cal = ev["calibration"]
     figures = []
     preds = read_predictions(run.run_dir / "predictions.csv").get("test")
-    scores = ev["test_scores"]
-    if preds is not None and list(preds["index"]) == list(scores["index"]):
-        logits = preds["logits"]
+    scores = ev.test_scores
+    if preds is not None and list(preds.index) == list(scores.index):
+        logits = preds.logits
         if run.binary:
             raw = 1.0 / (1.0 + np.exp(-logits))
         else:
@@ -174,19 +172,19 @@ def calibration_section(run: RunFiles) -> CalibrationSection:
             as_figure(
                 "reliability",
                 "Reliability diagram on the test split before and after calibration "
-                f"({ev.get('calibration_method')}, fitted on the {ev.get('calibrated_on')} "
+                f"({ev.calibration_method}, fitted on the {ev.calibrated_on} "
                 "split); bottom: cases per bin.",
                 plot_reliability(
-                    np.asarray(scores["label"]), raw, np.asarray(scores["prob"], dtype=float)
+                    np.asarray(scores.label), raw, np.asarray(scores.prob, dtype=float)
                 ),
             )
         )
     return CalibrationSection(
-        method=str(ev.get("calibration_method")),
-        calibrated_on=str(ev.get("calibrated_on")),
-        evaluated_on=str(ev.get("evaluated_on", "test")),
-        calibrator=ev.get("calibrator"),
-        table=[CalibrationRow(**row) for row in cal["table"]],
+        method=ev.calibration_method,
+        calibrated_on=ev.calibrated_on,
+        evaluated_on=ev.evaluated_on,
+        calibrator=ev.calibrator,
+        table=[CalibrationRow(**row.model_dump()) for row in ev.calibration.table],
         figures=figures,
     )
 
@@ -197,18 +195,19 @@ def subgroup_section(run: RunFiles) -> SubgroupSection:
         return SubgroupSection(applicable=False, note=NOT_APPLICABLE_MULTICLASS)
     rows = [
         SubgroupRow(
-            group=r["group"],
-            name=r["name"],
-            n_positive=r.get("n_positive"),
-            n_images=r.get("n_images"),
-            auroc=CI.from_any(r.get("auroc")),
-            sensitivity=CI.from_any(r.get("sensitivity")),
+            group=r.group,
+            name=r.name,
+            n_positive=r.n_positive,
+            n_images=r.n_images,
+            auroc=CI.from_any(r.auroc),
+            sensitivity=CI.from_any(r.sensitivity),
         )
-        for r in run.evaluation.get("subgroups") or []
+        for r in run.evaluation.subgroups
     ]
     note = (
         "Nodule size, conspicuity and location rows: AUROC of the positives in the subgroup "
-        "against all test negatives, and sensitivity at the Youden threshold (Wilson CI). "
+        "against all test negatives (patient-level bootstrap CI, as for the headline metrics), "
+        "and sensitivity at the Youden threshold (Wilson CI). "
         "Attribute rows (e.g. sex, site, device): AUROC on all images with that value."
     )
     if not rows:

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from medtl.artifacts.stats import ConfidenceInterval
+
 REPORT_SCHEMA_VERSION = 1
 
 #: HTML ids of the report sections, in document order.
@@ -68,15 +70,18 @@ class CI(_Model):
 
     @classmethod
     def from_any(cls, value: Any) -> CI | None:
-        """From an evaluation dict (``estimate/lower/upper``), a number, or ``None``."""
+        """From a :class:`~medtl.artifacts.ConfidenceInterval` (or its dict), a number, or
+        ``None``."""
         if value is None:
             return None
         if isinstance(value, dict):
+            value = ConfidenceInterval.model_validate(value)
+        if isinstance(value, ConfidenceInterval):
             return cls(
-                estimate=value.get("estimate"),
-                lower=value.get("lower"),
-                upper=value.get("upper"),
-                confidence=value.get("confidence") or 0.95,
+                estimate=value.estimate,
+                lower=value.lower,
+                upper=value.upper,
+                confidence=value.confidence or 0.95,
             )
         return cls(estimate=value)
 

@@ -20,6 +20,8 @@ from medtl.reports.schema import (
 )
 
 if TYPE_CHECKING:
+    from medtl.artifacts.evaluation import TestScores
+    from medtl.artifacts.run import PhaseSummary
     from medtl.reports.builder import RunFiles
 
 logger = logging.getLogger(__name__)
@@ -50,9 +52,9 @@ STRATEGY_KEYS = (
 )
 
 
-def _phase_metrics(run: RunFiles, phase: dict[str, Any]) -> list[dict[str, float]]:
+def _phase_metrics(run: RunFiles, phase: PhaseSummary) -> list[dict[str, float]]:
     """``metrics.csv`` of a phase, found relative to the run folder (runs may be moved)."""
-    recorded = Path(phase["run_dir"]) if phase.get("run_dir") else None
+    recorded = Path(phase.run_dir) if phase.run_dir else None
     candidates = []
     if recorded is not None:
         candidates.append(recorded / "metrics.csv")
@@ -64,6 +66,17 @@ def _phase_metrics(run: RunFiles, phase: dict[str, Any]) -> list[dict[str, float
     return []
 
 
+def _training_details(run: RunFiles) -> dict[str, Any]:
+    """The training and strategy settings shown in the model card."""
+    training = run.config.training.model_dump(mode="json")
+    strategy = run.config.strategy.model_dump(mode="json")
+    details: dict[str, Any] = {k: training[k] for k in TRAINING_KEYS if k in training}
+    details.update({f"strategy.{k}": strategy[k] for k in STRATEGY_KEYS if k in strategy})
+    details["label_fraction"] = run.summary.label_fraction
+    details["calibration"] = run.config.calibration
+    return details
+
+
 def model_section(run: RunFiles) -> ModelSection:
     """The model card section: architecture, domains, strategy, training, versions, hashes.
 
@@ -73,33 +86,27 @@ def model_section(run: RunFiles) -> ModelSection:
     Returns:
         The :class:`ModelSection` (with the training-curve figure when metrics were logged).
     """
-    from medtl.models.package import software_versions
+    from medtl.artifacts.card import software_versions
 
-    exp, summary = run.experiment, run.summary
-    arch = summary.get("model_config") or {}
-    training = exp.get("training") or {}
-    strategy = exp.get("strategy") or {}
-    details: dict[str, Any] = {k: training.get(k) for k in TRAINING_KEYS if k in training}
-    details.update({f"strategy.{k}": strategy.get(k) for k in STRATEGY_KEYS if k in strategy})
-    details["label_fraction"] = summary.get("label_fraction")
-    details["calibration"] = exp.get("calibration")
+    config, summary = run.config, run.summary
+    arch = summary.backbone
     phases, curves = [], []
-    for p in summary.get("phases") or []:
-        name = Path(p["run_dir"]).name if p.get("run_dir") else summary.get("strategy", "phase")
+    for p in summary.phases:
+        name = Path(p.run_dir).name if p.run_dir else summary.strategy
         phases.append(
             Phase(
                 name=name,
-                epochs=p.get("epochs"),
-                best_epoch=p.get("best_epoch"),
-                best_metric=p.get("best_metric"),
-                monitor=p.get("monitor"),
-                stopped_early=p.get("stopped_early"),
+                epochs=p.epochs,
+                best_epoch=p.best_epoch,
+                best_metric=p.best_metric,
+                monitor=p.monitor,
+                stopped_early=p.stopped_early,
             )
         )
         curves.append((name, _phase_metrics(run, p)))
     figures = []
+    monitor = config.training.monitor
     if any(rows for _, rows in curves):
-        monitor = training.get("monitor")
         figures.append(
             as_figure(
                 "training-curves",
@@ -108,36 +115,39 @@ def model_section(run: RunFiles) -> ModelSection:
                 plot_training_curves(curves, monitor if monitor != "val_loss" else None),
             )
         )
-    weights = (exp.get("model") or {}).get("weights")
-    device = training.get("device", "auto")
+    weights = config.model.weights
+    seconds = {
+        "data": summary.data_seconds,
+        "train": summary.train_seconds,
+        "total": summary.total_seconds,
+    }
     return ModelSection(
-        name=str(summary.get("name", run.run_dir.name)),
-        backbone=str(arch.get("name") or (exp.get("model") or {}).get("backbone", "unknown")),
-        architecture=arch,
-        total_parameters=summary.get("total_parameters"),
-        trainable_parameters=summary.get("trainable_parameters"),
-        source_domain=exp.get("source_domain") or arch.get("source_domain"),
-        source_task=exp.get("source_task") or arch.get("source_task"),
-        target_domain=exp.get("target_domain"),
-        target_task=exp.get("task") or run.manifest.task or None,
-        strategy=str(summary.get("strategy") or strategy.get("name", "unknown")),
+        name=summary.name,
+        backbone=arch.name if arch is not None else config.model.backbone,
+        architecture=arch.to_dict() if arch is not None else {},
+        total_parameters=summary.total_parameters,
+        trainable_parameters=summary.trainable_parameters,
+        source_domain=config.source_domain or (arch.source_domain if arch else None),
+        source_task=config.source_task or (arch.source_task if arch else None),
+        target_domain=config.target_domain,
+        target_task=run.task,
+        strategy=summary.strategy,
         # The file name only: full paths may reveal user folders.
         pretrained_weights=Path(weights).name if weights else None,
-        preprocessing=dict(arch.get("preprocessing") or {}),
-        phases=phases,
-        training=details,
-        timings_seconds={
-            k.replace("_seconds", ""): float(summary[k])
-            for k in ("data_seconds", "train_seconds", "total_seconds")
-            if finite(summary.get(k)) is not None
-        },
-        hardware=(
-            f"device setting '{device}' (the device actually used is not recorded in the run)"
+        preprocessing=(
+            arch.preprocessing.model_dump(mode="json") if arch and arch.preprocessing else {}
         ),
-        precision=f"mixed precision setting '{training.get('amp', 'unknown')}'",
+        phases=phases,
+        training=_training_details(run),
+        timings_seconds={k: v for k, v in seconds.items() if finite(v) is not None},
+        hardware=(
+            f"device setting '{config.training.device}' (the device actually used is not "
+            "recorded in the run)"
+        ),
+        precision=f"mixed precision setting '{config.training.amp}'",
         versions=software_versions(),
-        config_hash=summary.get("config_hash"),
-        data_hash=summary.get("data_hash"),
+        config_hash=summary.config_hash,
+        data_hash=summary.data_hash,
         figures=figures,
     )
 
@@ -149,7 +159,7 @@ def transfer_section(
     transferability: dict[str, Any] | None,
     baselines: list[dict[str, Any]] | None,
     *,
-    scratch_scores: dict[str, Any] | None = None,
+    scratch_scores: TestScores | None = None,
 ) -> TransferSection:
     """Transfer vs scratch: verdict, learning curves, transferability scores, baselines.
 
@@ -159,8 +169,8 @@ def transfer_section(
         points: learning-curve points (or ``None``).
         transferability: ``{backbone: {score: value}}`` (or ``None``).
         baselines: extra baseline dicts (the dataset's histogram baseline is added).
-        scratch_scores: the scratch run's ``evaluation.json`` ``test_scores`` (binary: both
-            ROC curves are drawn on the common test images).
+        scratch_scores: the scratch run's :class:`~medtl.artifacts.evaluation.TestScores`
+            (binary: both ROC curves are drawn on the common test images).
 
     Returns:
         The :class:`TransferSection`.
@@ -174,7 +184,7 @@ def transfer_section(
         section["verdict_sentence"] = comparison.get("sentence")
         section["negative_transfer"] = comparison.get("verdict") == "negative transfer"
         if scratch_scores is not None and run.binary:
-            roc = _paired_roc(run.evaluation.get("test_scores") or {}, scratch_scores)
+            roc = _paired_roc(run.evaluation.test_scores, scratch_scores)
             if roc is not None:
                 figures.append(roc)
     else:
@@ -235,15 +245,15 @@ def transfer_section(
         except (OSError, ValueError) as err:
             logger.warning("unreadable histogram baseline: %s", err)
     if all_baselines:
-        test = run.evaluation.get("test", {})
+        test = run.evaluation.test
         all_baselines.insert(
             0,
             {
-                "name": f"This network ({run.summary.get('strategy')})",
+                "name": f"This network ({run.summary.strategy})",
                 "source": "this report",
-                "auroc": finite((test.get("auroc") or {}).get("estimate")),
-                "accuracy": finite((test.get("accuracy") or {}).get("estimate")),
-                "n_test": test.get("n_images"),
+                "auroc": finite(test.auroc.estimate),
+                "accuracy": finite(test.accuracy.estimate if test.accuracy else None),
+                "n_test": test.n_images,
             },
         )
     return TransferSection(
@@ -257,27 +267,25 @@ def transfer_section(
     )
 
 
-def _paired_roc(transfer: dict[str, Any], scratch: dict[str, Any]) -> Any:
+def _paired_roc(transfer: TestScores, scratch: TestScores) -> Any:
     """ROC curves of transfer and scratch on their common test images (or ``None``)."""
     import numpy as np
 
     from medtl.evaluation.plots import plot_roc
 
-    position = {int(i): k for k, i in enumerate(scratch.get("index", []))}
-    pairs = [
-        (k, position[int(i)]) for k, i in enumerate(transfer.get("index", [])) if int(i) in position
-    ]
+    position = {int(i): k for k, i in enumerate(scratch.index)}
+    pairs = [(k, position[int(i)]) for k, i in enumerate(transfer.index) if int(i) in position]
     if not pairs:
         return None
     ka, kb = (np.array(x) for x in zip(*pairs, strict=True))
-    y = np.asarray(transfer["label"])[ka]
+    y = np.asarray(transfer.label)[ka]
     if np.unique(y).size < 2:
         return None
     png = plot_roc(
         y,
         {
-            "transfer": np.asarray(transfer["prob"], dtype=float)[ka],
-            "scratch": np.asarray(scratch["prob"], dtype=float)[kb],
+            "transfer": np.asarray(transfer.prob, dtype=float)[ka],
+            "scratch": np.asarray(scratch.prob, dtype=float)[kb],
         },
         title="ROC: transfer vs scratch",
     )

@@ -18,7 +18,6 @@ produced from that folder by :mod:`medtl.evaluation.run` and :mod:`medtl.reports
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -26,11 +25,17 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from medtl.artifacts.predictions import (
+    PREDICTION_SPLITS,
+    PredictionRow,
+    read_predictions,
+    write_predictions,
+)
+from medtl.artifacts.run import PhaseSummary, RunSummary
 from medtl.training.config import TrainingConfig
 from medtl.transfer.presets import (
     AugmentationSpec,
@@ -42,6 +47,20 @@ from medtl.transfer.presets import (
 from medtl.transfer.strategies import StrategyConfig, StrategyData, run_strategy
 
 logger = logging.getLogger(__name__)
+
+# read_predictions / write_predictions moved to medtl.artifacts.predictions (re-exported here).
+__all__ = [
+    "DataConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "build_model",
+    "default_run_dir",
+    "load_config",
+    "manifest_hash",
+    "read_predictions",
+    "run_experiment",
+    "write_predictions",
+]
 
 
 class DataConfig(BaseModel):
@@ -197,7 +216,7 @@ def build_model(config: ExperimentConfig, num_outputs: int, labels: list[str]):
         options=m.options or None,
         input_size=list(preprocessing.spatial_size),
         labels=labels if len(labels) == num_outputs else [],
-        preprocessing=preprocessing.model_dump(mode="json"),
+        preprocessing=preprocessing,
         source_domain=config.source_domain,
         source_task=config.source_task,
     )
@@ -219,45 +238,95 @@ def build_model(config: ExperimentConfig, num_outputs: int, labels: list[str]):
     return model
 
 
-def write_predictions(path: Path, rows: list[dict[str, Any]], num_outputs: int) -> Path:
-    """Write ``predictions.csv``: split, index, patient_id, label, logit(s)."""
-    columns = ["split", "index", "patient_id", "label"] + (
-        ["logit"] if num_outputs == 1 else [f"logit_{k}" for k in range(num_outputs)]
+def _predict_rows(model, datasets, num_outputs: int, training) -> list[PredictionRow]:
+    """Logits of every val/calibration/test record (all ranks predict: collectives)."""
+    from medtl.training import Trainer
+    from medtl.transfer.tasks import loss_for
+
+    predictor = Trainer(model, loss_for(num_outputs), training.model_copy(update={"amp": "none"}))
+    manifest = datasets.manifest
+    rows: list[PredictionRow] = []
+    for split in PREDICTION_SPLITS:
+        ds = getattr(datasets, split)
+        if ds is None:
+            continue
+        logits, _ = predictor.predict(ds)
+        for j, index in enumerate(datasets.indices[split]):
+            record = manifest.records[index]
+            values = tuple(float(v) for v in logits[j].reshape(-1).tolist())
+            rows.append(PredictionRow(split, int(index), record.patient_id, record.label, values))
+    return rows
+
+
+def _train_loader(config: ExperimentConfig, datasets, batch_size: int, seed: int):
+    """The training data: the dataset, or batches grouped by a record attribute."""
+    if not config.data.group_batches_by:
+        return datasets.train
+    from torch.utils.data import DataLoader
+
+    from medtl.data.datasets import GroupedBatchSampler, group_positions
+
+    records = [datasets.manifest.records[i] for i in datasets.indices["train"]]
+    sampler = GroupedBatchSampler(
+        group_positions(records, config.data.group_batches_by), batch_size, seed=seed
     )
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return DataLoader(datasets.train, batch_sampler=sampler)
 
 
-def read_predictions(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """Read ``predictions.csv`` into ``{split: {"index", "patient_id", "label", "logits"}}``."""
-    out: dict[str, dict[str, list[Any]]] = {}
-    with Path(path).open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            d = out.setdefault(
-                row["split"], {"index": [], "patient_id": [], "label": [], "logits": []}
+def _save_tensors(run_dir: Path, model, datasets) -> None:
+    """Pooled features (the domain guard's reference) and the trained weights."""
+    from safetensors.torch import save_file
+
+    from medtl.transfer.strategies import extract_features
+
+    for split, ds in (("train", datasets.train_plain), ("val", datasets.val)):
+        feats, labels = extract_features(model, ds)
+        save_file(
+            {"features": feats.contiguous(), "labels": labels.contiguous()},
+            str(run_dir / f"features_{split}.safetensors"),
+        )
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        str(run_dir / "model.safetensors"),
+    )
+
+
+def _summary(
+    config: ExperimentConfig, result, model, datasets, num_outputs: int, seconds: dict[str, float]
+) -> RunSummary:
+    manifest = datasets.manifest
+    train = datasets.indices["train"]
+    report = getattr(model, "load_report", None)
+    return RunSummary(
+        name=config.name,
+        strategy=str(result.name),
+        num_outputs=num_outputs,
+        label_names=list(manifest.label_names),
+        label_fraction=config.data.label_fraction,
+        train_images=len(train),
+        train_patients=len({manifest.records[i].patient_id for i in train}),
+        data_seconds=seconds["data"],
+        train_seconds=result.seconds,
+        total_seconds=seconds["total"],
+        best_val_metric=result.best_metric,
+        phases=[
+            PhaseSummary(
+                run_dir=str(p.run_dir) if p.run_dir else None,
+                epochs=p.epochs_run,
+                best_epoch=p.best_epoch,
+                best_metric=p.best_metric,
+                monitor=p.monitor,
+                stopped_early=p.stopped_early,
             )
-            d["index"].append(int(row["index"]))
-            d["patient_id"].append(row["patient_id"])
-            d["label"].append(int(row["label"]))
-            keys = sorted((k for k in row if k.startswith("logit")), key=_logit_order)
-            d["logits"].append([float(row[k]) for k in keys])
-    result: dict[str, dict[str, np.ndarray]] = {}
-    for split, d in out.items():
-        logits = np.asarray(d["logits"], dtype=np.float64)
-        result[split] = {
-            "index": np.asarray(d["index"]),
-            "patient_id": np.asarray(d["patient_id"]),
-            "label": np.asarray(d["label"]),
-            "logits": logits[:, 0] if logits.shape[1] == 1 else logits,
-        }
-    return result
-
-
-def _logit_order(key: str) -> int:
-    return int(key.split("_")[1]) if "_" in key else 0
+            for p in result.phases
+        ],
+        trainable_parameters=result.trainable_parameters,
+        total_parameters=result.total_parameters,
+        model_config=model.config,
+        weights_load_report=report.to_dict() if report is not None else {},
+        config_hash=config.config_hash(),
+        data_hash=manifest_hash(Path(config.data.dataset)),
+    )
 
 
 def run_experiment(
@@ -274,10 +343,7 @@ def run_experiment(
         The run folder.
     """
     from medtl.data.datasets import build_datasets
-    from medtl.training import Trainer
     from medtl.training.distributed import env_dist_info
-    from medtl.transfer.strategies import extract_features
-    from medtl.transfer.tasks import loss_for
 
     # Under torchrun every rank trains and predicts (collectives); only rank 0 writes files.
     main = env_dist_info().is_main
@@ -305,95 +371,26 @@ def run_experiment(
     torch.manual_seed(seed)
     model = build_model(config, num_outputs, list(manifest.label_names))
     training = config.training.model_copy(update={"run_dir": None, "resume": resume})
-    train_data = datasets.train
-    if config.data.group_batches_by:
-        from torch.utils.data import DataLoader
-
-        from medtl.data.datasets import GroupedBatchSampler, group_positions
-
-        records = [manifest.records[i] for i in datasets.indices["train"]]
-        sampler = GroupedBatchSampler(
-            group_positions(records, config.data.group_batches_by),
-            training.batch_size,
-            seed=seed,
-        )
-        train_data = DataLoader(datasets.train, batch_sampler=sampler)
     result = run_strategy(
         model,
         config.strategy,
         training,
-        StrategyData(train=train_data, val=datasets.val, train_plain=datasets.train_plain),
+        StrategyData(
+            train=_train_loader(config, datasets, training.batch_size, seed),
+            val=datasets.val,
+            train_plain=datasets.train_plain,
+        ),
         run_dir / config.strategy.name,
     )
-    predictor = Trainer(model, loss_for(num_outputs), training.model_copy(update={"amp": "none"}))
-    rows: list[dict[str, Any]] = []
-    for split in ("val", "calibration", "test"):
-        ds = getattr(datasets, split)
-        if ds is None:
-            continue
-        logits, _ = predictor.predict(ds)
-        for j, index in enumerate(datasets.indices[split]):
-            record = manifest.records[index]
-            row: dict[str, Any] = {
-                "split": split,
-                "index": index,
-                "patient_id": record.patient_id,
-                "label": record.label,
-            }
-            values = logits[j].reshape(-1).tolist()
-            if num_outputs == 1:
-                row["logit"] = f"{values[0]:.6g}"
-            else:
-                row.update({f"logit_{k}": f"{v:.6g}" for k, v in enumerate(values)})
-            rows.append(row)
+    rows = _predict_rows(model, datasets, num_outputs, training)
     if not main:
         return run_dir
     write_predictions(run_dir / "predictions.csv", rows, num_outputs)
-    # Pooled training features: the domain guard's reference distribution.
-    from safetensors.torch import save_file
-
-    for split, ds in (("train", datasets.train_plain), ("val", datasets.val)):
-        feats, labels = extract_features(model, ds)
-        save_file(
-            {"features": feats.contiguous(), "labels": labels.contiguous()},
-            str(run_dir / f"features_{split}.safetensors"),
-        )
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        str(run_dir / "model.safetensors"),
-    )
-    summary = {
-        "name": config.name,
-        "strategy": result.name,
-        "num_outputs": num_outputs,
-        "label_names": list(manifest.label_names),
-        "label_fraction": config.data.label_fraction,
-        "train_images": len(datasets.indices["train"]),
-        "train_patients": len({manifest.records[i].patient_id for i in datasets.indices["train"]}),
-        "data_seconds": t_data,
-        "train_seconds": result.seconds,
-        "total_seconds": time.perf_counter() - t0,
-        "best_val_metric": result.best_metric,
-        "phases": [
-            {
-                "run_dir": str(p.run_dir) if p.run_dir else None,
-                "epochs": p.epochs_run,
-                "best_epoch": p.best_epoch,
-                "best_metric": p.best_metric,
-                "monitor": p.monitor,
-                "stopped_early": p.stopped_early,
-            }
-            for p in result.phases
-        ],
-        "trainable_parameters": result.trainable_parameters,
-        "total_parameters": result.total_parameters,
-        "model_config": model.config.to_dict() if hasattr(model.config, "to_dict") else None,
-        "weights_load_report": getattr(getattr(model, "load_report", None), "to_dict", dict)(),
-        "config_hash": config.config_hash(),
-        "data_hash": manifest_hash(Path(config.data.dataset)),
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str), "utf-8")
-    logger.info("experiment %s done in %.1f s: %s", config.name, summary["total_seconds"], run_dir)
+    _save_tensors(run_dir, model, datasets)
+    seconds = {"data": t_data, "total": time.perf_counter() - t0}
+    summary = _summary(config, result, model, datasets, num_outputs, seconds)
+    summary.write(run_dir / RunSummary.FILE)
+    logger.info("experiment %s done in %.1f s: %s", config.name, summary.total_seconds, run_dir)
     return run_dir
 
 

@@ -9,7 +9,7 @@ Output folder layout::
     out_dir/
       <strategy>_f<fraction>_s<seed>/     one run folder per point (resumable: finished
                                           runs with evaluation.json are reused)
-      learning_curves.json                [LearningCurvePoint dicts]
+      learning_curves.json                LearningCurves (medtl.artifacts): the points
       sample_efficiency.json              per-fraction table and sentences
       verdict.json                        transfer vs scratch at the largest fraction
 """
@@ -23,6 +23,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from medtl.artifacts.curves import CurvePoint, LearningCurves
+from medtl.artifacts.evaluation import Evaluation
+from medtl.artifacts.run import RunSummary
 from medtl.transfer.experiment import ExperimentConfig, run_experiment
 from medtl.transfer.strategies import StrategyName
 
@@ -34,6 +37,10 @@ DEFAULT_FRACTIONS = (0.05, 0.10, 0.25, 0.50, 1.00)
 def point_dir(out_dir: Path, strategy: str, fraction: float, seed: int) -> Path:
     """The run folder of one learning-curve point."""
     return out_dir / f"{strategy}_f{fraction:g}_s{seed}"
+
+
+def _value(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
 
 
 def _finished(run: Path) -> bool:
@@ -94,23 +101,22 @@ def run_learning_curves(
     runs: dict[str, str] = {}
     for strategy, fraction, seed in jobs:
         run = point_dir(out_dir, strategy, fraction, seed)
-        evaluation = json.loads((run / "evaluation.json").read_text(encoding="utf-8"))
-        summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
-        test = evaluation["test"]
+        test = Evaluation.read(run / Evaluation.FILE).test
+        summary = RunSummary.read(run / RunSummary.FILE)
         points.append(
             LearningCurvePoint(
                 strategy=strategy,
                 fraction=float(fraction),
                 seed=int(seed),
-                auroc=float(test["auroc"]["estimate"]),
-                auprc=float(test["auprc"]["estimate"]) if "auprc" in test else None,
-                n_train=int(summary["train_images"]),
-                extra={"train_seconds": float(summary["train_seconds"])},
+                auroc=_value(test.auroc.estimate),
+                auprc=test.auprc.estimate if test.auprc is not None else None,
+                n_train=summary.train_images,
+                extra={"train_seconds": summary.train_seconds},
             )
         )
         runs[run.name] = str(run)
-    (out_dir / "learning_curves.json").write_text(
-        json.dumps([asdict(p) for p in points], indent=2), encoding="utf-8"
+    LearningCurves(points=[CurvePoint.model_validate(asdict(p)) for p in points]).write(
+        out_dir / LearningCurves.FILE
     )
     efficiency = sample_efficiency_table(points).to_dict() if "scratch" in arms else None
     if efficiency is not None:

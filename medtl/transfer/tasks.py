@@ -62,6 +62,8 @@ def metric_for(num_outputs: int) -> Callable[[torch.Tensor, torch.Tensor], dict[
     """Validation metric: AUROC (binary) or macro one-vs-rest AUROC and accuracy."""
     from sklearn.metrics import roc_auc_score
 
+    from medtl.evaluation.metrics import macro_auroc
+
     def binary(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         y = targets.reshape(-1).numpy().astype(int)
         p = scores_from_logits(logits)
@@ -71,11 +73,6 @@ def metric_for(num_outputs: int) -> Callable[[torch.Tensor, torch.Tensor], dict[
     def multiclass(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         y = targets.reshape(-1).numpy().astype(int)
         p = scores_from_logits(logits)
-        present = np.unique(y)
-        acc = float(np.mean(p.argmax(1) == y))
-        if len(present) < 2:
-            return {"auroc": float("nan"), "accuracy": acc}
-        aucs = [roc_auc_score(y == k, p[:, k]) for k in present]
-        return {"auroc": float(np.mean(aucs)), "accuracy": acc}
+        return {"auroc": macro_auroc(y, p), "accuracy": float(np.mean(p.argmax(1) == y))}
 
     return binary if num_outputs == 1 else multiclass

@@ -6,6 +6,7 @@ import io
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -33,9 +34,10 @@ def test_select_failures_orders_worst_first() -> None:
 
 
 def test_render_case_draws_the_central_slice_of_a_volume(tmp_path) -> None:
+    from medtl.artifacts import PreprocessingSpec
+    from medtl.data.preprocessing import build_preprocessing
     from medtl.models import BackboneConfig, build_backbone
     from medtl.reports.failures import render_case
-    from medtl.transfer.presets import PreprocessingSpec, build_preprocessing
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -76,3 +78,16 @@ def test_render_case_draws_the_central_slice_of_a_volume(tmp_path) -> None:
     with Image.open(io.BytesIO(png_flat)) as im:
         flat = np.asarray(im.convert("RGB")).astype(int)
     assert np.abs(flat[..., 0] - flat[..., 2]).max() < 10
+    # medtl.inference is part of medtl: a broken import is a bug and surfaces (no silent
+    # "saliency unavailable" report).
+    import sys
+
+    saved = sys.modules.pop("medtl.inference.saliency", None)
+    sys.modules["medtl.inference.saliency"] = None  # type: ignore[assignment]
+    try:
+        with pytest.raises(ImportError):
+            render_case(model, build_preprocessing(spec), path, "case")
+    finally:
+        del sys.modules["medtl.inference.saliency"]
+        if saved is not None:
+            sys.modules["medtl.inference.saliency"] = saved

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import yaml
 
+from medtl.artifacts import RunSummary
 from medtl.data.manifest import Manifest, ManifestRecord
 from medtl.reports.schema import NOT_APPLICABLE_MULTICLASS
 from medtl.transfer.experiment import ExperimentConfig, write_predictions
@@ -56,20 +55,20 @@ def _fake_multiclass_run(root):
     )
     (run / "experiment.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
     write_predictions(run / "predictions.csv", rows, 3)
-    summary = {
-        "name": "organs-full",
-        "strategy": "full",
-        "num_outputs": 3,
-        "label_names": LABELS,
-        "label_fraction": 1.0,
-        "train_images": 18,
-        "train_patients": 6,
-        "phases": [],
-        "model_config": {"name": "smallcnn", "spatial_dims": 2, "num_outputs": 3},
-        "config_hash": config.config_hash(),
-        "data_hash": "0123456789abcdef",
-    }
-    (run / "summary.json").write_text(json.dumps(summary))
+    RunSummary(
+        name="organs-full",
+        strategy="full",
+        num_outputs=3,
+        label_names=LABELS,
+        train_images=18,
+        train_patients=6,
+        data_seconds=0.1,
+        train_seconds=1.0,
+        total_seconds=1.2,
+        model_config={"name": "smallcnn", "spatial_dims": 2, "num_outputs": 3},
+        config_hash=config.config_hash(),
+        data_hash="0123456789abcdef",
+    ).write(run / "summary.json")
     return run
 
 

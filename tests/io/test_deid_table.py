@@ -202,3 +202,5 @@ def test_generator_reproduces_the_committed_table(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["crosscheck"]["actions_differing"] == 0
     assert doc["crosscheck"]["tags_compared"] > 600
+    assert doc["crosscheck_options"]["columns_differing"] == 0
+    assert doc["crosscheck_options"]["tags_compared"] > 600

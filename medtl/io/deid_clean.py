@@ -49,7 +49,8 @@ KEPT_TEXT: frozenset[str] = frozenset(
         "SequenceName",
         "PulseSequenceName",
         "DeidentificationMethod",
-        "PatientID",  # replaced by the pseudonym
+        "RescaleType",  # defined terms: HU, US, OD...
+        "ImagedNucleus",  # 1H, 31P...
     }
 )
 

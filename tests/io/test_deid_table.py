@@ -146,11 +146,12 @@ def test_table_is_generated_with_edition_and_every_column() -> None:
     assert profile_table() is table  # read once
 
 
-def test_no_attribute_of_the_table_keeps_its_marker() -> None:
+@pytest.mark.parametrize("retain", [True, False])
+def test_no_attribute_of_the_table_keeps_its_marker(retain: bool) -> None:
     ds, markers = every_attribute_dataset()
     assert len(markers) == len(profile_table().rows)
-    out = deidentify(ds, key=KEY)
-    exempt = kept_under_medtl_options()
+    out = deidentify(ds, key=KEY, retain_patient_characteristics=retain)
+    exempt = kept_under_medtl_options() if retain else set()
     checked = {k: v for k, v in markers.items() if k not in exempt}
     kept = sorted(k for k, (tag, vr, value) in checked.items() if survives(out, tag, vr, value))
     assert not kept, f"{len(kept)} of {len(checked)} attributes kept their marker: {kept}"

@@ -391,6 +391,7 @@ def _register_subapps() -> None:
     from medtl.app_launcher import app as launcher_app
     from medtl.data.cli import app as data_app
     from medtl.inference.cli import app as inference_app
+    from medtl.inference.embed_cli import app as embed_app
     from medtl.models.cli import app as models_app
     from medtl.pacs.cli import app as pacs_app
     from medtl.reports.cli import app as reports_app
@@ -402,6 +403,7 @@ def _register_subapps() -> None:
     app.add_typer(reports_app)
     app.add_typer(launcher_app)
     app.add_typer(inference_app)
+    app.add_typer(embed_app)
     app.add_typer(review_app)
 
 

@@ -214,6 +214,32 @@ class Predictor:
 
         return expit(z) if z.ndim == 1 else softmax(z, axis=1)
 
+    def embed(self, scan: Any, layer: str = "layer4") -> Any:
+        """The whole scan's pooled embedding (see :mod:`medtl.inference.embed`).
+
+        Args:
+            scan: a :class:`medtl.io.Scan`, or a path / bytes for :func:`medtl.io.load_scan`.
+            layer: stage to pool (``layer4``; ``layer2``/``layer3`` for ``i3resnet152``).
+
+        Returns:
+            An :class:`~medtl.inference.embed.EmbeddingResult`.
+
+        Raises:
+            medtl.io.ScanError: unreadable input.
+            medtl.inference.embed.ScanRefusedError: outside the package's domain.
+        """
+        from medtl.inference.embed import embed_scan
+
+        return embed_scan(
+            self.model,
+            self.spec,
+            scan,
+            guard=self.guard,
+            layer=layer,
+            package=self.card.ref,
+            device=self.device,
+        )
+
     # ------------------------------------------------------------------ predict
 
     def predict(

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from medtl._cli import fail
+from medtl.models.foundation_cli import app as foundation_app
 
 app = typer.Typer(
     help="Backbones, local pretrained-weight import, and model packages.",
@@ -20,6 +21,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+app.add_typer(foundation_app)  # fetch, export
 
 
 @app.command("backbones")

@@ -43,8 +43,19 @@ _STATUS = {
 }
 
 
+def quiet_pynetdicom() -> None:
+    """Keep PHI out of the logs: pynetdicom's INFO and DEBUG records dump whole identifiers
+    and responses (patient names, IDs, UIDs), so its loggers are raised to WARNING unless
+    someone set a level on purpose (its child loggers inherit it)."""
+    pnd = logging.getLogger("pynetdicom")
+    if pnd.level == logging.NOTSET:
+        pnd.setLevel(logging.WARNING)
+
+
 def _ae(settings: PacsSettings) -> Any:
     from pynetdicom import AE
+
+    quiet_pynetdicom()
 
     ae = AE(ae_title=settings.local_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.timeout_s
@@ -173,6 +184,7 @@ def series_headers(settings: PacsSettings, study_uid: str, series_uid: str) -> l
     ds.SOPInstanceUID = ""
     ds.SOPClassUID = ""
     ds.Modality = ""
+    ds.Rows = ds.Columns = None  # highdicom wants image attributes in SR source images
     out = []
     for answer in _find(settings, ds):
         header = Dataset()

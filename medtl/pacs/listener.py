@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medtl.pacs.dimse import IMAGE_STORAGE
+from medtl.pacs.dimse import IMAGE_STORAGE, quiet_pynetdicom
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.pacs.ingest import AnalysisOutcome, SeriesBatch
@@ -85,6 +85,7 @@ class Listener:
         from medtl.pacs.ingest import site_key
         from medtl.paths import home_subdir
 
+        quiet_pynetdicom()
         self.key = site_key(self.key)
         self._spool = Path(tempfile.mkdtemp(prefix="listen-", dir=home_subdir("spool")))
         ae = AE(ae_title=self.settings.local_ae_title)

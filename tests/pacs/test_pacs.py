@@ -1,0 +1,275 @@
+"""medtl against a real Orthanc: echo, find, analyse, review, push, PACS down and retry,
+and a PHI sweep of MEDTL_HOME and the database afterwards."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pydicom
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from medtl.cli import app
+from tests.pacs.conftest import (
+    PASSWORD,
+    PHI_ACCESSION,
+    PHI_ID,
+    PHI_NAME,
+    USER,
+    OrthancServer,
+    cheap_store,
+    make_cr,
+)
+
+runner = CliRunner()
+
+
+def medtl(*args: str) -> tuple[int, str]:
+    """Run ``medtl ARGS``: the exit code and stdout followed by stderr."""
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout + (result.stderr or "")
+
+
+def case_of(out: str) -> str:
+    """The case pseudonym ``medtl pacs analyse`` printed."""
+    match = re.search(r"case (CASE-[0-9A-F]+)", out)
+    assert match, out
+    return match.group(1)
+
+
+def medtl_json(*args: str) -> object:
+    """Run ``medtl ARGS --json`` and parse its stdout (logs go to stderr)."""
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.stdout + (result.stderr or "")
+    return json.loads(result.stdout)
+
+
+def assert_no_phi(home: Path, secrets: list[str]) -> None:
+    """No file under MEDTL_HOME (database, WAL, case files, logs) holds a secret in clear."""
+    files = [p for p in home.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".sqlite" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            for form in {secret, secret.replace("^", " ")}:
+                assert form.encode() not in data, f"{form!r} found in {path.relative_to(home)}"
+                assert form.encode("utf-16-le") not in data
+
+
+def assert_no_phi_in(text: str, studies) -> None:
+    """Command output and logs of analyse/push/listen name no patient and no original UID."""
+    for secret in [PHI_NAME, PHI_ID, PHI_ACCESSION, *studies.all_uids()]:
+        assert secret not in text
+
+
+def sr_in_study(orthanc: OrthancServer, study_uid: str) -> list[pydicom.Dataset]:
+    """The SR instances of a study, read back over DICOMweb (QIDO-RS + WADO-RS)."""
+    from dicomweb_client.api import DICOMwebClient
+
+    session = requests.Session()
+    session.auth = (USER, PASSWORD)
+    web = DICOMwebClient(url=orthanc.dicomweb_url, session=session)
+    found = web.search_for_instances(
+        study_instance_uid=study_uid, search_filters={"Modality": "SR"}
+    )
+    out = []
+    for item in found:
+        ds = pydicom.Dataset.from_json(item)
+        out.append(web.retrieve_instance(study_uid, ds.SeriesInstanceUID, ds.SOPInstanceUID))
+    return out
+
+
+def content_items(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
+    out = []
+    for item in ds.get("ContentSequence", []):
+        out.append(item)
+        out.extend(content_items(item))
+    return out
+
+
+def by_meaning(ds: pydicom.Dataset, meaning: str) -> pydicom.Dataset:
+    items = [
+        i
+        for i in content_items(ds)
+        if "ConceptNameCodeSequence" in i and i.ConceptNameCodeSequence[0].CodeMeaning == meaning
+    ]
+    assert items, f"no content item {meaning!r}"
+    return items[0]
+
+
+def reviewer(store, decision: str, case_id: str) -> None:
+    store.accounts.add_user("dr_who", "a long enough password", "clinician")
+    user = store.accounts.sign_in("dr_who", "a long enough password").user
+    store.submit_review(user, case_id, decision, comment="checked on the PACS")
+
+
+# --- echo and find ------------------------------------------------------------------------
+def test_echo_reports_both_paths(pacs_env, orthanc) -> None:
+    code, out = medtl("pacs", "echo")
+    assert code == 0, out
+    assert "dicomweb: ok" in out and "dimse: ok" in out
+
+
+def test_echo_says_which_path_fails_and_why(pacs_env, monkeypatch, tmp_path) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not the password")
+    monkeypatch.setenv("MEDTL_PACS_PASSWORD_FILE", str(wrong))
+    code, out = medtl("pacs", "echo")
+    assert code == 1
+    assert "dicomweb: FAILED" in out and "401" in out and "dimse: ok" in out
+
+    monkeypatch.setenv("MEDTL_PACS_PASSWORD_FILE", pacs_env["MEDTL_PACS_PASSWORD_FILE"])
+    monkeypatch.setenv("MEDTL_AE_TITLE", "INTRUDER")  # not registered: the port refuses it
+    code, out = medtl("pacs", "echo")
+    assert code == 1
+    assert "dicomweb: ok" in out and "dimse: FAILED" in out and "rejected" in out
+
+
+def test_find_over_dicomweb_and_dimse(pacs_env, studies, monkeypatch, caplog) -> None:
+    hits = medtl_json("pacs", "find", "--patient-id", PHI_ID, "--modality", "CT")
+    assert [h["study_uid"] for h in hits] == [studies.ct_study]
+    assert hits[0]["patient_name"] == PHI_NAME and hits[0]["n_instances"] == 40
+
+    hits = medtl_json("pacs", "find", "--since", "2025-01-01")
+    assert [h["study_uid"] for h in hits] == [studies.cr_study]
+
+    monkeypatch.delenv("MEDTL_PACS_DICOMWEB_URL")  # DIMSE only: C-FIND
+    code, out = medtl("pacs", "find", "--accession", PHI_ACCESSION)
+    assert code == 0, out
+    assert studies.cr_study in out and studies.ct_study in out and PHI_ID in out
+    assert PHI_ID not in caplog.text and studies.cr_study not in caplog.text
+
+
+# --- analyse, review, push ------------------------------------------------------------------
+def test_analyse_review_push_cycle(pacs_env, home, orthanc, studies, packages, caplog) -> None:
+    from medtl.pacs.ingest import site_key
+    from medtl.pacs.records import load_link
+
+    code, out = medtl("pacs", "analyse", studies.cr_study, "--model", str(packages["CR"]))
+    assert code == 0, out
+    case_id = case_of(out)
+    code, again = medtl("pacs", "analyse", studies.cr_study, "--model", str(packages["CR"]))
+    assert code == 0 and case_of(again) == case_id and "(existing)" in again
+
+    with cheap_store() as store:
+        detail = store.open_case(None, case_id)
+        assert detail.case.modality == "CR" and len(detail.predictions) == 2
+        assert detail.predictions[0].model_name == "pacs-cxr"
+        scan = store.load_image(detail.images[0])
+        assert scan.meta["study_uid"] != studies.cr_study
+        link = load_link(store.db, case_id, site_key())
+        assert link.study_uid == studies.cr_study
+        assert link.sop_instance_uids == list(studies.cr_instances)
+
+        code, out = medtl("pacs", "push", case_id)  # nobody reviewed it yet
+        assert code == 2 and "no clinician has reviewed" in out
+        assert sr_in_study(orthanc, studies.cr_study) == []
+        reviewer(store, "agree", case_id)
+
+    code, out = medtl("pacs", "push", case_id)
+    assert code == 0, out
+    assert "done" in out and "UNVERIFIED" not in out
+    code, out = medtl("pacs", "push", case_id)  # same UIDs: replaced, not duplicated
+    assert code == 0, out
+
+    (sr,) = sr_in_study(orthanc, studies.cr_study)
+    assert sr.StudyInstanceUID == studies.cr_study
+    assert sr.PatientID == PHI_ID and str(sr.PatientName) == PHI_NAME
+    assert sr.VerificationFlag == "VERIFIED" and sr.CompletionFlag == "COMPLETE"
+    import highdicom as hd
+
+    parsed = hd.sr.Comprehensive3DSR.from_dataset(sr)
+    evidence = {e[2] for e in parsed.get_evidence()}
+    assert evidence == set(studies.cr_instances)
+    assert by_meaning(sr, "Device Observer Name").TextValue == "pacs-cxr"
+    assert by_meaning(sr, "Device Observer Model Name").TextValue == "1.2.0"
+    assert by_meaning(sr, "Algorithm Version").TextValue == "1.2.0"
+    verdict = by_meaning(sr, "Clinician verdict on AI result")
+    assert verdict.ConceptCodeSequence[0].CodeMeaning == "agree"
+    confirmed = by_meaning(sr, "AI result confirmed by clinician")
+    assert confirmed.ConceptCodeSequence[0].CodeValue == "373066001"
+    prob = by_meaning(sr, "Calibrated probability of nodule")
+    with cheap_store() as store:
+        expected = store.open_case(None, case_id).predictions[-1].probability
+        actions = [a.action for a in store.audit_log(None, case_id=case_id)]
+    assert float(prob.MeasuredValueSequence[0].NumericValue) == pytest.approx(expected, abs=1e-6)
+    assert "export" in actions
+
+    code, out = medtl("pacs", "status")
+    assert f"{case_id} result" in out and "done" in out
+    assert_no_phi_in(caplog.text, studies)
+    assert_no_phi(home, [PHI_NAME, PHI_ID, PHI_ACCESSION, *studies.all_uids()])
+
+
+def test_dimse_only_analyse_and_unverified_push(
+    pacs_env, home, orthanc, studies, packages, monkeypatch, caplog
+) -> None:
+    monkeypatch.delenv("MEDTL_PACS_DICOMWEB_URL")  # C-GET in, C-STORE out
+    code, out = medtl("pacs", "analyse", studies.ct_study, "--model", str(packages["CT"]))
+    assert code == 0, out
+    case_id = case_of(out)
+    monkeypatch.setenv("MEDTL_PACS_PUSH_UNVERIFIED", "true")
+    code, out = medtl("pacs", "push", case_id)
+    assert code == 0, out
+    assert "UNVERIFIED" in out
+
+    (sr,) = sr_in_study(orthanc, studies.ct_study)
+    assert sr.VerificationFlag == "UNVERIFIED" and "UNVERIFIED" in sr.SeriesDescription
+    assert sr.PatientID == PHI_ID
+    confirmed = by_meaning(sr, "AI result confirmed by clinician")
+    assert confirmed.ConceptCodeSequence[0].CodeValue == "373067005"
+    assert by_meaning(sr, "Device Observer Name").TextValue == "pacs-ct"
+    refs = {
+        r.ReferencedSOPInstanceUID
+        for s in sr.CurrentRequestedProcedureEvidenceSequence
+        for se in s.ReferencedSeriesSequence
+        for r in se.ReferencedSOPSequence
+    }
+    assert refs == set(studies.ct_instances)
+    assert_no_phi_in(caplog.text, studies)
+    assert_no_phi(home, [PHI_NAME, PHI_ID, PHI_ACCESSION, *studies.all_uids()])
+
+
+def test_push_while_pacs_down_is_recorded_and_retried(
+    home, orthanc_bin, tmp_path, packages, monkeypatch
+) -> None:
+    from pydicom.uid import generate_uid
+
+    server = OrthancServer(tmp_path / "down")
+    server.start()
+    try:
+        cr = make_cr(generate_uid())
+        server.upload(cr)
+        secret = tmp_path / "pw"
+        secret.write_text(PASSWORD)
+        for k, v in {**server.env(), "MEDTL_PACS_PASSWORD_FILE": str(secret)}.items():
+            monkeypatch.setenv(k, v)
+        code, out = medtl(
+            "pacs", "analyse", str(cr.StudyInstanceUID), "--model", str(packages["CR"])
+        )
+        assert code == 0, out
+        case_id = case_of(out)
+        with cheap_store() as store:
+            reviewer(store, "disagree", case_id)
+
+        server.stop()
+        code, out = medtl("pacs", "push", case_id)
+        assert code == 1 and "failed" in out and "connection refused" in out
+        (record,) = medtl_json("pacs", "status")
+        assert record["status"] == "failed" and record["attempts"] == 1
+        assert "DICOMweb" in record["last_error"]
+
+        server.start()
+        code, out = medtl("pacs", "push", "--retry-failed")
+        assert code == 0, out
+        assert "done" in out and "attempt 2" in out
+        (sr,) = sr_in_study(server, str(cr.StudyInstanceUID))
+        verdict = by_meaning(sr, "Clinician verdict on AI result")
+        assert verdict.ConceptCodeSequence[0].CodeMeaning == "disagree"
+        code, out = medtl("pacs", "push", "--retry-failed")  # nothing left to retry
+        assert code == 0 and out.strip() == ""
+    finally:
+        server.stop()

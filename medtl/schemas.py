@@ -16,14 +16,33 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 #: schema file stem -> "module:attribute" of a pydantic model or a function returning a schema.
+#: ``FILES`` maps the JSON files medtl writes to their schema stem.
 SCHEMAS: dict[str, str] = {
     "manifest": "medtl.data.manifest:Manifest",
-    "model_card": "medtl.models.package:ModelCard",
+    "model_card": "medtl.artifacts.card:ModelCard",
+    "run_summary": "medtl.artifacts.run:RunSummary",
+    "evaluation": "medtl.artifacts.evaluation:Evaluation",
+    "learning_curves": "medtl.artifacts.curves:LearningCurves",
+    "prediction_details": "medtl.artifacts.details:PredictionDetails",
+    "preprocessing": "medtl.artifacts.preprocessing:PreprocessingSpec",
+    "domain_guard": "medtl.artifacts.guard:DomainGuardFile",
     "experiment_config": "medtl.transfer.experiment:ExperimentConfig",
     "training_config": "medtl.training.config:TrainingConfig",
     "review_export": "medtl.review.schemas:review_export_schema",
     "report": "medtl.reports.schema:report_schema",
     "pretrain_config": "medtl.transfer.pretrain:PretrainConfig",
+}
+
+
+#: JSON file name (in run folders, learning-curve folders and packages) -> schema stem.
+FILES: dict[str, str] = {
+    "summary.json": "run_summary",
+    "evaluation.json": "evaluation",
+    "learning_curves.json": "learning_curves",
+    "model.json": "model_card",
+    "report.json": "report",
+    "manifest.json": "manifest",
+    "domain_guard.json": "domain_guard",
 }
 
 

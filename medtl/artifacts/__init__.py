@@ -15,6 +15,7 @@ LearningCurves         learning_curves.json   transfer.learning_curves / reports
 predictions.csv        predictions.csv        transfer.experiment / evaluation, reports
 PredictionDetails      review store column    app analysis / app case review
 ModelCard              model.json             reports.card, models.package / inference
+DomainGuardFile        domain_guard.json      inference.domain (schema only)
 =====================  =====================  ============================================
 
 This layer imports nothing of medtl but itself (layers: io, artifacts -> data, models ...).
@@ -50,6 +51,7 @@ _EXPORTS = {
     "read_predictions": "predictions",
     "write_predictions": "predictions",
     "PredictionDetails": "details",
+    "DomainGuardFile": "guard",
     "CardOperatingPoint": "card",
     "ModelCard": "card",
     "software_versions": "card",
@@ -63,6 +65,7 @@ __all__ = [
     "CardOperatingPoint",
     "ConfidenceInterval",
     "CurvePoint",
+    "DomainGuardFile",
     "Evaluation",
     "HeadConfig",
     "IntensitySpec",
@@ -96,6 +99,7 @@ if TYPE_CHECKING:
         SubgroupResult,
         TestMetrics,
     )
+    from medtl.artifacts.guard import DomainGuardFile
     from medtl.artifacts.predictions import (
         PredictionRow,
         SplitPredictions,

@@ -2,9 +2,9 @@
 
 One code path serves one CPU, one GPU and ``torchrun`` jobs: the device, autocast dtype,
 process group, samplers and rank-0-only side effects all follow from the config and the
-environment. Each epoch ends with validation (outputs gathered from every rank in dataset
-order), a monitored value for early stopping and ``best.ckpt``, an atomic ``last.ckpt``
-and a row in ``metrics.csv``.
+environment. Each epoch (run by :mod:`medtl.training.loop`) ends with validation (outputs
+gathered from every rank in dataset order), a monitored value for early stopping and
+``best.ckpt``, an atomic ``last.ckpt`` and a row in ``metrics.csv``.
 
 Example::
 
@@ -19,41 +19,31 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from medtl.training import checkpoint as ckpt
-from medtl.training.callbacks import (
-    METRICS_CSV,
-    Callback,
-    default_callbacks,
-    progress_bar,
-    progress_enabled,
-    write_metrics_csv,
-)
+from medtl.training.callbacks import Callback, default_callbacks
 from medtl.training.config import TrainingConfig
-from medtl.training.data import as_tensor, make_dataloader, set_loader_epoch
+from medtl.training.data import as_tensor, make_dataloader
 from medtl.training.distributed import (
     DistInfo,
-    all_reduce_sum,
     barrier,
     broadcast_object,
     gather_interleaved,
     init_distributed,
 )
+from medtl.training.loop import FitLoop
 from medtl.training.precision import (
     autocast,
     eval_mode,
@@ -62,9 +52,9 @@ from medtl.training.precision import (
     select_device,
     to_memory_format,
 )
-from medtl.training.result import EarlyStopping, TrainResult
-from medtl.training.schedule import make_scheduler
-from medtl.training.seed import seed_everything, set_rng_state
+from medtl.training.result import TrainResult
+from medtl.training.schedule import make_optimizer, make_scheduler
+from medtl.training.seed import seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -154,26 +144,6 @@ class Trainer:
             net = torch.compile(net)
         return net
 
-    def _optimizer(self, groups: Sequence[dict[str, Any]] | None) -> torch.optim.Optimizer:
-        cfg = self.config
-        if groups is None:
-            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
-        built = []
-        for group in groups:
-            group = dict(group)
-            group["params"] = [p for p in group["params"] if p.requires_grad]
-            if group["params"]:
-                built.append(group)
-        if not built:
-            raise ValueError("no trainable parameters: every parameter is frozen or left out")
-        if cfg.optimizer == "adamw":
-            return torch.optim.AdamW(built, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.optimizer == "adam":
-            return torch.optim.Adam(built, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.SGD(
-            built, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-
     def _loader(self, data: DataArg | None, train: bool) -> DataLoader | None:
         if data is None:
             return None
@@ -204,6 +174,11 @@ class Trainer:
         barrier()
         return path
 
+    @property
+    def net(self) -> nn.Module:
+        """The network being trained: the model, or its DDP/compile wrapper during a fit."""
+        return self._net
+
     def train_mode(self) -> None:
         """``model.train()``, then frozen BatchNorm back to eval and the ``on_train_mode`` hook."""
         self.model.train()
@@ -213,7 +188,8 @@ class Trainer:
             self.on_train_mode(self.model)
 
     # ----------------------------------------------------------------- batches
-    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def split_batch(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(images, labels or None)`` of a batch, on the device (channels-last if set)."""
         if isinstance(batch, Mapping):
             x = batch[self.config.image_key]
             y = batch.get(self.config.label_key)
@@ -253,187 +229,26 @@ class Trainer:
         self.setup()
         seed_everything(cfg.seed, cfg.deterministic)
         self.run_dir = self._resolve_run_dir(run_dir)
-        ckpt_dir = self.run_dir / "checkpoints"
         train_loader = self._loader(train_data, train=True)
         val_loader = self._loader(val_data, train=False)
         assert train_loader is not None
         groups = param_groups if param_groups is not None else self.param_groups
-        optimizer = self._optimizer(groups)
+        optimizer = make_optimizer(self.model, cfg, groups)
         steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
         scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
         scaler = make_grad_scaler(self.device, self.amp_dtype)
         self._net = self._wrap()
-        callbacks = default_callbacks(cfg.loggers) + self.user_callbacks
-
-        self.history, self.global_step = [], 0
-        start_epoch = 0
-        stopper = EarlyStopping(cfg.mode, cfg.patience, cfg.min_delta)
-        last_path = ckpt_dir / ckpt.LAST
-        if cfg.resume and last_path.is_file():
-            state = ckpt.load_checkpoint(last_path, map_location="cpu")
-            self.model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng"])
-            prog, es = state["progress"], state["early_stopping"]
-            start_epoch, self.global_step = int(prog["epoch"]), int(prog["global_step"])
-            stopper.load_state_dict(es)
-            self.history = [dict(row) for row in state["history"]]
-            if self.dist.is_main:
-                logger.info("resumed from %s at epoch %d", last_path, start_epoch)
-        elif cfg.resume:
-            logger.info("resume requested but %s does not exist; starting fresh", last_path)
-        if self.dist.is_main:
-            for stale in ckpt.stale_temp_files(ckpt_dir):  # left by a write that was killed
-                stale.unlink(missing_ok=True)
-            (self.run_dir / "config.yaml").write_text(
-                yaml.safe_dump(cfg.resolved(), sort_keys=True), encoding="utf-8"
-            )
-            if "csv" in cfg.loggers and self.history:
-                write_metrics_csv(self.run_dir / METRICS_CSV, self.history)
-        for cb in callbacks:
-            cb.on_fit_start(self)
-
-        elapsed0 = float(self.history[-1]["elapsed"]) if self.history else 0.0
-        t_run = time.perf_counter()
-        show = progress_enabled(cfg.progress, self.dist.is_main)
-        epoch = start_epoch
-        while epoch < cfg.max_epochs and not stopper.stopped:
-            for cb in callbacks:
-                cb.on_epoch_start(self, epoch)
-            set_loader_epoch(train_loader, epoch)
-            t0 = time.perf_counter()
-            train_loss, seen, lr = self._train_epoch(
-                train_loader, optimizer, scheduler, scaler, callbacks, epoch, show
-            )
-            seconds = time.perf_counter() - t0
-            row: dict[str, float] = {
-                "epoch": epoch + 1,
-                "step": self.global_step,
-                "train_loss": train_loss,
-            }
-            if val_loader is not None:
-                row.update(self._validate(val_loader))
-            row.update(
-                lr=lr,
-                throughput=seen / seconds if seconds > 0 else float("nan"),
-                elapsed=elapsed0 + time.perf_counter() - t_run,
-            )
-            if cfg.monitor not in row:
-                raise KeyError(
-                    f"monitor {cfg.monitor!r} is not among the epoch values {sorted(row)}"
-                )
-            value = float(row[cfg.monitor])
-            improved = stopper.update(value, epoch + 1)
-            # every rank computed the same value; rank 0's decision is authoritative anyway
-            stopper.stopped = bool(broadcast_object(stopper.stopped))
-            self.history.append(row)
-            epoch += 1
-            if self.dist.is_main:
-                state = ckpt.training_state(
-                    self.model, optimizer, scheduler, scaler,
-                    progress={
-                        "epoch": epoch,
-                        "global_step": self.global_step,
-                        "sampler_seed": cfg.seed,
-                        "world_size": self.dist.world_size,
-                    },
-                    early_stopping=stopper.state_dict(),
-                    history=self.history,
-                    config=cfg.resolved(),
-                )  # fmt: skip
-                if cfg.save_every_epoch or epoch == cfg.max_epochs or stopper.stopped:
-                    ckpt.save_checkpoint(state, last_path)
-                if improved and cfg.save_best:
-                    ckpt.save_checkpoint(state, ckpt_dir / ckpt.BEST)
-            barrier()
-            for cb in callbacks:
-                cb.on_epoch_end(self, epoch - 1, row)
-            if self.dist.is_main:  # rank 0 speaks for the job
-                values = " ".join(
-                    f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step")
-                )
-                logger.info("epoch %d/%d %s", epoch, cfg.max_epochs, values)
-                if stopper.stopped:
-                    logger.info(
-                        "early stopping: %s did not improve for %d epochs",
-                        cfg.monitor,
-                        stopper.bad_epochs,
-                    )
-
-        best_path = ckpt_dir / ckpt.BEST
-        result = TrainResult(
-            best_metric=stopper.best,
-            best_epoch=stopper.best_epoch,
-            monitor=cfg.monitor,
-            epochs_run=len(self.history),
-            stopped_early=stopper.stopped,
-            history=list(self.history),
+        loop = FitLoop(
+            trainer=self,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            callbacks=default_callbacks(cfg.loggers) + self.user_callbacks,
             run_dir=self.run_dir,
-            last_checkpoint=last_path,
-            best_checkpoint=best_path if best_path.is_file() else None,
-            metrics_csv=self.run_dir / METRICS_CSV if "csv" in cfg.loggers else None,
         )
-        for cb in callbacks:
-            cb.on_fit_end(self, result)
-        return result
-
-    def _train_epoch(
-        self,
-        loader: DataLoader,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
-        scaler: torch.amp.GradScaler,
-        callbacks: Sequence[Callback],
-        epoch: int,
-        show: bool,
-    ) -> tuple[float, int, float]:
-        cfg = self.config
-        accum = cfg.grad_accum_steps
-        self.train_mode()
-        optimizer.zero_grad(set_to_none=True)
-        n_micro = len(loader)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        count = 0
-        lr = float(optimizer.param_groups[0]["lr"])
-        params = [p for g in optimizer.param_groups for p in g["params"]]
-        step_hooks = [cb for cb in callbacks if type(cb).on_step_end is not Callback.on_step_end]
-        bar = progress_bar(loader, n_micro, f"epoch {epoch + 1}", show)
-        for i, batch in enumerate(bar):
-            x, y = self._split(batch)
-            group_start = i - i % accum
-            group_size = min(accum, n_micro - group_start)
-            last_in_group = i + 1 == group_start + group_size
-            sync = contextlib.nullcontext()
-            if not last_in_group and hasattr(self._net, "no_sync"):
-                sync = self._net.no_sync()
-            with sync:
-                with autocast(self.device, self.amp_dtype):
-                    out = self._net(x)
-                    loss = self.loss_fn(out, y)
-                scaler.scale(loss / group_size).backward()
-            loss_sum += loss.detach().double() * x.shape[0]
-            count += x.shape[0]
-            if last_in_group:
-                if cfg.grad_clip_norm is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
-                lr = float(optimizer.param_groups[0]["lr"])
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                self.global_step += 1
-                if step_hooks:  # float() syncs a GPU: only when someone listens
-                    step_loss = float(loss.detach())
-                    for cb in step_hooks:
-                        cb.on_step_end(self, self.global_step, step_loss)
-                if show and self.global_step % cfg.log_every_steps == 0:
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4g}", lr=f"{lr:.3g}")
-        totals = all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(count))]))
-        seen = int(totals[1].item())
-        return float(totals[0].item() / max(1, seen)), seen, lr
+        return loop.run()
 
     def load_weights(self, path: str | Path) -> dict[str, Any]:
         """Load the model weights of a checkpoint (e.g. ``result.best_checkpoint``).
@@ -449,7 +264,8 @@ class Trainer:
         return dict(state["progress"])
 
     # ----------------------------------------------------------------- evaluation
-    def _validate(self, loader: DataLoader) -> dict[str, float]:
+    def validate(self, loader: DataLoader) -> dict[str, float]:
+        """Validation values of one epoch: ``val_loss`` and the ``val_metric`` values."""
         logits, targets = self.predict(loader)
         out: dict[str, float] = {}
         if targets.numel():
@@ -487,7 +303,7 @@ class Trainer:
         net = self.model
         with eval_mode(self.model), torch.inference_mode():
             for batch in loader:
-                x, y = self._split(batch)
+                x, y = self.split_batch(batch)
                 with autocast(self.device, self.amp_dtype):
                     out = net(x)
                 outs.append(out.float())

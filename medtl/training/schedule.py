@@ -1,4 +1,5 @@
-"""Per-step learning-rate schedules: linear warm-up, then constant, cosine or step decay.
+"""The optimiser (:func:`make_optimizer`) and per-step learning-rate schedules: linear
+warm-up, then constant, cosine or step decay.
 
 The multiplier :func:`lr_factor` is applied to every param group's own base learning rate,
 so discriminative learning rates (a small lr for the backbone, a large one for the head)
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from medtl.training.config import TrainingConfig
@@ -85,3 +89,37 @@ def make_scheduler(
         gamma=cfg.step_gamma,
     )
     return LambdaLR(optimizer, lr_lambda=fn)
+
+
+def make_optimizer(
+    model: nn.Module, cfg: TrainingConfig, groups: Sequence[dict[str, Any]] | None = None
+) -> torch.optim.Optimizer:
+    """The configured optimiser over the trainable parameters of ``groups``.
+
+    Args:
+        model: the network (its trainable parameters form the one group by default).
+        cfg: ``optimizer`` (adamw, adam or sgd), ``lr``, ``weight_decay``, ``momentum``.
+        groups: optimiser groups (``[{"params": [...], "lr": 1e-4}, ...]``); frozen
+            parameters are dropped and empty groups left out.
+
+    Returns:
+        The optimiser.
+
+    Raises:
+        ValueError: when no parameter is trainable.
+    """
+    if groups is None:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    built = []
+    for group in groups:
+        group = dict(group)
+        group["params"] = [p for p in group["params"] if p.requires_grad]
+        if group["params"]:
+            built.append(group)
+    if not built:
+        raise ValueError("no trainable parameters: every parameter is frozen or left out")
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(built, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(built, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(built, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

@@ -19,6 +19,7 @@ saved_note = st.session_state.pop("medtl_review_saved", None)
 if saved_note:
     st.success(saved_note)
 
+from medtl.artifacts import PredictionDetails  # noqa: E402
 from medtl.io import ScanError  # noqa: E402
 from medtl.review import (  # noqa: E402
     CaseNotFoundError,
@@ -116,20 +117,20 @@ with result_col, st.container(border=True):
     if pred is None:
         st.info("No AI result for this case yet.")
     else:
-        extra = pred.details or {}
-        labels = extra.get("labels") or []
+        extra = PredictionDetails.from_stored(pred.details)
+        labels = extra.labels
         about = labels[1] if len(labels) >= 2 else pred.label
         st.metric(f"Probability of {md_escape(about)}", f"{100 * pred.probability:.0f}%")
         if pred.threshold is not None:
             st.markdown(
-                f"Decision at the '{md_escape(extra.get('operating_point') or 'chosen')}' "
+                f"Decision at the '{md_escape(extra.operating_point or 'chosen')}' "
                 f"operating point (threshold {100 * pred.threshold:.0f}%): "
                 f"**{md_escape(pred.label)}**."
             )
-        if extra.get("domain") in ("warn", "refuse"):
+        if extra.domain in ("warn", "refuse"):
             st.warning(
                 "Caution from the domain check: "
-                + " ".join(md_escape(r) for r in extra.get("domain_reasons") or [])
+                + " ".join(md_escape(r) for r in extra.domain_reasons)
             )
         st.caption(
             f"Model {md_escape(pred.model_name)}@{md_escape(pred.model_version)} · "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -90,6 +90,7 @@ def save_result(store: ReviewStore, user: UserInfo, scan: Scan, saved: SavedResu
     Returns:
         ``saved``.
     """
+    from medtl.artifacts import PredictionDetails
     from medtl.review import CaseExistsError
 
     result = saved.result
@@ -102,17 +103,17 @@ def save_result(store: ReviewStore, user: UserInfo, scan: Scan, saved: SavedResu
         saved.already_uploaded = True
     name, _, version = result.package.partition("@")
     decision = result.decision
-    details: dict[str, Any] = {
-        "domain": result.domain.status,
-        "domain_reasons": list(result.domain.reasons),
-        "calibrated": result.calibrated,
-        "operating_point": decision.operating_point if decision else None,
-        "expected_sensitivity": decision.expected_sensitivity if decision else None,
-        "expected_specificity": decision.expected_specificity if decision else None,
-        "positive": decision.positive if decision else None,
-        "heat_peak": result.heatmap_info.peak_index if result.heatmap_info else None,
-        "labels": list(result.labels),
-    }
+    details = PredictionDetails(
+        domain=result.domain.status,
+        domain_reasons=list(result.domain.reasons),
+        calibrated=result.calibrated,
+        operating_point=decision.operating_point if decision else None,
+        expected_sensitivity=decision.expected_sensitivity if decision else None,
+        expected_specificity=decision.expected_specificity if decision else None,
+        positive=decision.positive if decision else None,
+        heat_peak=result.heatmap_info.peak_index if result.heatmap_info else None,
+        labels=list(result.labels),
+    )
     pred = store.record_prediction(
         user,
         case_id,
@@ -122,7 +123,7 @@ def save_result(store: ReviewStore, user: UserInfo, scan: Scan, saved: SavedResu
         probability=float(result.probability or 0.0),
         threshold=decision.threshold if decision else None,
         image_id=image_id,
-        details=details,
+        details=details.to_json_dict(),  # validated on the way into the store
     )
     saved.case_id, saved.prediction_id = case_id, pred.id
     return saved

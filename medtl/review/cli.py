@@ -20,10 +20,13 @@ import typer
 
 from medtl._cli import fail as _fail
 
-app = typer.Typer(help="Review store: accounts and exports.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
-users_app = typer.Typer(help="Manage local accounts of the clinician app.",
-                        no_args_is_help=True)
+app = typer.Typer(
+    help="Review store: accounts and exports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+users_app = typer.Typer(help="Manage local accounts of the clinician app.", no_args_is_help=True)
 reviews_app = typer.Typer(help="Export clinicians' reviews.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(reviews_app, name="reviews")
@@ -51,7 +54,8 @@ def _read_password(password_stdin: bool) -> str:
 def users_add(
     username: Annotated[str, typer.Argument(help="Sign-in name (letters, digits, . _ -).")],
     role: Annotated[str, typer.Option("--role", help="clinician, researcher or admin.")] = (
-        "clinician"),
+        "clinician"
+    ),
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
@@ -83,9 +87,20 @@ def users_list(
     except ReviewStoreError as exc:
         raise _fail(exc) from None
     if as_json:
-        typer.echo(json.dumps([{"username": u.username, "role": u.role, "active": u.active,
-                                "created_at": u.created_at.isoformat()} for u in users],
-                              indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "username": u.username,
+                        "role": u.role,
+                        "active": u.active,
+                        "created_at": u.created_at.isoformat(),
+                    }
+                    for u in users
+                ],
+                indent=2,
+            )
+        )
         return
     for u in users:
         typer.echo(f"{u.username:<24} {u.role:<11} {'active' if u.active else 'disabled'}")
@@ -124,6 +139,22 @@ def users_enable(
 ) -> None:
     """Re-enable a disabled account."""
     _set_active(username, True, db)
+
+
+@users_app.command("unlock")
+def users_unlock(
+    username: Annotated[str, typer.Argument(help="Account name.")],
+    db: DbOption = None,
+) -> None:
+    """Clear an account's failed sign-ins from every client, so nobody has to wait."""
+    from medtl.review.db import ReviewStoreError
+
+    try:
+        with _open(db) as store:
+            cleared = store.accounts.unlock(username)
+    except ReviewStoreError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"unlocked {username.strip().lower()!r} ({cleared} failed sign-ins cleared)")
 
 
 def _set_active(username: str, active: bool, db: str | None) -> None:

@@ -18,6 +18,8 @@ Versions:
    triggers).
 2. ``login_failures`` (rate limiting across processes) and ``reviews.submission_id``
    (idempotent resubmission).
+3. ``login_failures.client_hash``: sign-in back-off per client and account, so failures
+   from one client cannot lock the account for others.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from medtl.review.models import UTCDateTime
 
 logger = logging.getLogger(__name__)
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 VERSION_TABLE = "schema_version"
 
 
@@ -140,9 +142,7 @@ Table(
     Column("slice_index", Integer, nullable=True),
     Column("comment", Text, nullable=True),
     Column("created_at", DateTime, nullable=False),
-    CheckConstraint(
-        "decision IN ('agree', 'disagree', 'uncertain')", name="ck_reviews_decision"
-    ),
+    CheckConstraint("decision IN ('agree', 'disagree', 'uncertain')", name="ck_reviews_decision"),
 )
 Table(
     "audit_events",
@@ -208,8 +208,14 @@ Table(
 def _upgrade_to_2(conn: Connection) -> None:
     _v2.create_all(conn)
     conn.exec_driver_sql("ALTER TABLE reviews ADD COLUMN submission_id VARCHAR(64)")
+    conn.exec_driver_sql("CREATE UNIQUE INDEX ix_reviews_submission_id ON reviews (submission_id)")
+
+
+# --- version 3 (frozen) ------------------------------------------------------------------
+def _upgrade_to_3(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE login_failures ADD COLUMN client_hash VARCHAR(64)")
     conn.exec_driver_sql(
-        "CREATE UNIQUE INDEX ix_reviews_submission_id ON reviews (submission_id)"
+        "CREATE INDEX ix_login_failures_name_client ON login_failures (username_hash, client_hash)"
     )
 
 
@@ -223,10 +229,13 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step(1, "initial schema: users, sessions, cases, images, predictions, reviews, audit",
-         _upgrade_to_1),
-    Step(2, "login_failures table; reviews.submission_id (idempotent resubmission)",
-         _upgrade_to_2),
+    Step(
+        1,
+        "initial schema: users, sessions, cases, images, predictions, reviews, audit",
+        _upgrade_to_1,
+    ),
+    Step(2, "login_failures table; reviews.submission_id (idempotent resubmission)", _upgrade_to_2),
+    Step(3, "login_failures.client_hash (back-off per client and account)", _upgrade_to_3),
 )
 
 
@@ -239,8 +248,9 @@ def _read_version(conn: Connection) -> int:
                 "created by medtl (or is damaged) and will not be modified"
             )
         return 0
-    value = conn.execute(select(version_table.c.version).order_by(
-        version_table.c.version.desc()).limit(1)).scalar()
+    value = conn.execute(
+        select(version_table.c.version).order_by(version_table.c.version.desc()).limit(1)
+    ).scalar()
     return int(value or 0)
 
 
@@ -286,11 +296,15 @@ def upgrade(db: Database, target: int | None = None) -> int:
             _version_md.create_all(conn)
         for step in STEPS:
             if version < step.version <= target:
-                logger.info("review store: upgrading schema to v%d (%s)", step.version,
-                            step.description)
+                logger.info(
+                    "review store: upgrading schema to v%d (%s)", step.version, step.description
+                )
                 step.apply(conn)
-                conn.execute(version_table.insert().values(
-                    version=step.version, applied_at=db.now(), description=step.description))
+                conn.execute(
+                    version_table.insert().values(
+                        version=step.version, applied_at=db.now(), description=step.description
+                    )
+                )
                 version = step.version
         return version
 
@@ -311,4 +325,3 @@ def check_version(db: Database) -> int:
             f"{CURRENT_VERSION}. Run the upgrade (ReviewStore.open(upgrade=True))."
         )
     return version
-

@@ -24,6 +24,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -50,6 +51,7 @@ AUDIT_ACTIONS: tuple[str, ...] = (
     "user_disable",
     "user_enable",
     "user_password",
+    "user_unlock",
 )
 
 
@@ -105,13 +107,19 @@ class User(Base):
 
 
 class LoginFailure(Base):
-    """One failed sign-in, keyed by a SHA-256 of the normalised attempted user name."""
+    """One failed sign-in, keyed by SHA-256 digests of the attempted user name and the client.
+
+    ``client_hash`` is ``NULL`` for attempts without a client key (and rows written before
+    schema version 3); see :mod:`medtl.review.throttle`.
+    """
 
     __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_name_client", "username_hash", "client_hash"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username_hash: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    client_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class UserSession(Base):
@@ -193,9 +201,7 @@ class Review(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_pk: Mapped[int] = mapped_column(ForeignKey("cases.id"), nullable=False, index=True)
-    prediction_pk: Mapped[int | None] = mapped_column(
-        ForeignKey("predictions.id"), nullable=True
-    )
+    prediction_pk: Mapped[int | None] = mapped_column(ForeignKey("predictions.id"), nullable=True)
     reader_pk: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
     decision: Mapped[str] = mapped_column(String(16), nullable=False)
     x: Mapped[float | None] = mapped_column(Float, nullable=True)

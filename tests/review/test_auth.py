@@ -32,8 +32,11 @@ def _sql(store: ReviewStore, sql: str) -> list[tuple]:
 def test_add_list_roles(store: ReviewStore, users: dict) -> None:
     listed = store.accounts.list_users()
     assert [(u.username, u.role, u.active) for u in listed] == [
-        ("alice", "clinician", True), ("bob", "clinician", True),
-        ("rita", "researcher", True), ("root", "admin", True)]
+        ("alice", "clinician", True),
+        ("bob", "clinician", True),
+        ("rita", "researcher", True),
+        ("root", "admin", True),
+    ]
     changed = store.accounts.set_role("alice", "admin")
     assert changed.role == "admin"
     assert store.accounts.get_user("ALICE").role == "admin"
@@ -50,7 +53,12 @@ def test_passwords_are_argon2id_hashes(store: ReviewStore, users: dict) -> None:
     [
         ("x", PASSWORD, "clinician", "user names"),
         ("bad name", PASSWORD, "clinician", "user names"),
-        ("carol", "short", "clinician", "at least 10"),
+        ("carol", "short", "clinician", "at least 12"),
+        ("carol", "elevenchars", "clinician", "at least 12"),
+        ("carol", "aaaaaaaaaaaa", "clinician", "too easy to guess: Repeats"),
+        ("carol", "password1234", "clinician", "list of common passwords"),
+        ("carol", "Qwertyuiop123", "clinician", "list of common passwords"),
+        ("carol", "carolcarolcarol", "clinician", "too easy to guess"),
         ("carol", PASSWORD, "superuser", "unknown role"),
         ("alice", PASSWORD, "clinician", "already exists"),
     ],
@@ -133,23 +141,109 @@ def test_password_change_revokes_sessions(store: ReviewStore, users: dict) -> No
         store.accounts.set_password("bob", "hijacked password", actor=users["alice"])
 
 
-def test_rate_limit_locks_after_five_failures(
+def test_strong_passphrase_accepted_weak_password_change_refused(
+    store: ReviewStore, users: dict
+) -> None:
+    made = store.accounts.add_user("carol", "vivid parsnip orbit lantern", "clinician")
+    assert made.username == "carol"
+    assert store.accounts.sign_in("carol", "vivid parsnip orbit lantern").user == made
+    for weak, reason in (
+        ("aaaaaaaaaaaa", "too easy to guess"),
+        ("password1234", "common passwords"),
+    ):
+        with pytest.raises(AccountError, match=reason):
+            store.accounts.set_password("carol", weak)
+    assert store.accounts.sign_in("carol", "vivid parsnip orbit lantern").user == made
+
+
+def test_failures_from_one_client_do_not_lock_out_another(
     store: ReviewStore, users: dict, clock: FakeClock
 ) -> None:
+    """Finding 7: five wrong passwords from client A must not lock out the user at B."""
     for _ in range(5):
         clock.advance(seconds=10)
         with pytest.raises(InvalidCredentialsError):
-            store.accounts.sign_in("alice", "guess guess guess")
-    # Now even the right password is refused, without being checked.
-    with pytest.raises(AccountLockedError) as locked:
-        store.accounts.sign_in("alice", PASSWORD)
-    assert timedelta(minutes=14) < locked.value.retry_after <= timedelta(minutes=15)
-    # Another user is not affected.
-    assert store.accounts.sign_in("bob", PASSWORD).user.username == "bob"
-    clock.advance(minutes=15, seconds=1)
-    assert store.accounts.sign_in("alice", PASSWORD).user.username == "alice"
-    # A success clears the counter.
-    assert store.accounts.failures("alice") == 0
+            store.accounts.sign_in("alice", "guess guess guess", client="attacker-A")
+    # Client A now waits, even with the right password (it is not checked).
+    with pytest.raises(AccountLockedError, match="wait 1 min") as locked:
+        store.accounts.sign_in("alice", PASSWORD, client="attacker-A")
+    assert locked.value.retry_after == timedelta(minutes=1)
+    # Alice, signing in from her own browser, is not affected; neither is A's failure count.
+    assert store.accounts.sign_in("alice", PASSWORD, client="alice-B").user.username == "alice"
+    assert store.accounts.failures("alice", client="attacker-A") == 5
+    assert store.accounts.failures("alice") == 5
+    with pytest.raises(AccountLockedError):
+        store.accounts.sign_in("alice", PASSWORD, client="attacker-A")
+    # Admins are protected the same way.
+    for _ in range(6):
+        with pytest.raises((InvalidCredentialsError, AccountLockedError)):
+            store.accounts.sign_in("root", "guess guess guess", client="attacker-A")
+    assert store.accounts.sign_in("root", PASSWORD, client="admin-desk").user.role == "admin"
+
+
+def test_client_back_off_doubles_up_to_the_lockout(
+    store: ReviewStore, users: dict, clock: FakeClock
+) -> None:
+    def fail() -> None:
+        with pytest.raises(InvalidCredentialsError):
+            store.accounts.sign_in("alice", "guess guess guess", client="A")
+
+    for _ in range(5):
+        fail()
+    waits = []
+    for _ in range(6):
+        with pytest.raises(AccountLockedError) as locked:
+            store.accounts.sign_in("alice", "guess guess guess", client="A")
+        waits.append(locked.value.retry_after)
+        clock.advance(seconds=locked.value.retry_after.total_seconds())
+        fail()  # one more guess allowed after each wait
+    assert waits == [timedelta(minutes=m) for m in (1, 2, 4, 8, 15, 15)]
+    # A success after the wait clears this client's failures.
+    clock.advance(minutes=15)
+    assert store.accounts.sign_in("alice", PASSWORD, client="A").user.username == "alice"
+    assert store.accounts.failures("alice", client="A") == 0
+
+
+def test_many_clients_only_slow_the_account_down(
+    db_url: str, clock: FakeClock, users: dict
+) -> None:
+    """Above the account-wide limit, sign-ins wait a little; they are never refused."""
+    policy = AuthPolicy(account_max_failures=12, account_delay=timedelta(seconds=2))
+    store = open_store(db_url, clock, policy=policy)
+    slept: list[float] = []
+    store.accounts.sleep = slept.append
+    try:
+        for client in range(4):
+            for _ in range(3):
+                with pytest.raises(InvalidCredentialsError):
+                    store.accounts.sign_in("alice", "guess guess guess", client=f"bot-{client}")
+        assert slept == []  # 12 failures: the next attempt is the first over the limit
+        assert store.accounts.failures("alice") == 12
+        assert store.accounts.sign_in("alice", PASSWORD, client="ward-pc").user.username == "alice"
+        assert slept == [2.0]
+        with pytest.raises(InvalidCredentialsError):
+            store.accounts.sign_in("alice", "guess guess guess", client="bot-9")
+        assert slept == [2.0, 2.0]
+        assert store.accounts.sign_in("bob", PASSWORD, client="bot-0").user.username == "bob"
+        assert slept == [2.0, 2.0]  # other accounts are not slowed
+    finally:
+        store.close()
+
+
+def test_admin_unlocks_an_account(store: ReviewStore, users: dict) -> None:
+    for _ in range(5):
+        with pytest.raises(InvalidCredentialsError):
+            store.accounts.sign_in("alice", "guess guess guess", client="A")
+    with pytest.raises(AccountLockedError):
+        store.accounts.sign_in("alice", PASSWORD, client="A")
+    with pytest.raises(PermissionDeniedError):
+        store.accounts.unlock("alice", actor=users["bob"])
+    assert store.accounts.unlock("alice", actor=users["root"]) == 5
+    assert store.accounts.sign_in("alice", PASSWORD, client="A").user.username == "alice"
+    (event,) = store.audit_log(users["root"], action="user_unlock")
+    assert (event.username, event.details) == ("root", {"target": "alice", "cleared": 5})
+    with pytest.raises(AccountError, match="no user named"):
+        store.accounts.unlock("nobody")
 
 
 def test_failures_outside_the_window_do_not_count(
@@ -158,7 +252,7 @@ def test_failures_outside_the_window_do_not_count(
     for _ in range(4):
         with pytest.raises(InvalidCredentialsError):
             store.accounts.sign_in("alice", "guess guess guess")
-    clock.advance(minutes=16)
+    clock.advance(minutes=61)
     with pytest.raises(InvalidCredentialsError):
         store.accounts.sign_in("alice", "guess guess guess")
     assert store.accounts.failures("alice") == 1
@@ -166,19 +260,19 @@ def test_failures_outside_the_window_do_not_count(
 
 
 def test_rate_limit_holds_across_processes(db_url: str, clock: FakeClock, users: dict) -> None:
-    """Failures live in the database: a second store (new engine) sees the lock."""
+    """Failures live in the database: a second store (new engine) sees the back-off."""
     first = open_store(db_url, clock)
     for _ in range(3):
         with pytest.raises(InvalidCredentialsError):
-            first.accounts.sign_in("alice", "guess guess guess")
+            first.accounts.sign_in("alice", "guess guess guess", client="A")
     first.close()
     second = open_store(db_url, clock)
     try:
         for _ in range(2):
             with pytest.raises(InvalidCredentialsError):
-                second.accounts.sign_in("alice", "guess guess guess")
+                second.accounts.sign_in("alice", "guess guess guess", client="A")
         with pytest.raises(AccountLockedError):
-            second.accounts.sign_in("alice", PASSWORD)
+            second.accounts.sign_in("alice", PASSWORD, client="A")
     finally:
         second.close()
 
@@ -203,8 +297,11 @@ def test_session_idle_timeout(store: ReviewStore, users: dict, clock: FakeClock)
 
 
 def test_session_absolute_expiry(db_url: str, clock: FakeClock, users: dict) -> None:
-    store = open_store(db_url, clock, policy=AuthPolicy(
-        session_ttl=timedelta(hours=1), idle_timeout=timedelta(hours=2)))
+    store = open_store(
+        db_url,
+        clock,
+        policy=AuthPolicy(session_ttl=timedelta(hours=1), idle_timeout=timedelta(hours=2)),
+    )
     try:
         session = store.accounts.sign_in("alice", PASSWORD)
         assert session.expires_at == clock.now + timedelta(hours=1)
@@ -242,10 +339,12 @@ def test_sign_ins_are_audited(store: ReviewStore, users: dict, clock: FakeClock)
     assert all(e.at.tzinfo is not None and e.at == clock.now for e in events[1:])
 
 
-def test_hash_upgraded_when_parameters_change(store: ReviewStore, users: dict, db_url: str,
-                                              tmp_path: Path) -> None:
-    stronger = Accounts(store.db, hasher=PasswordHasher(time_cost=2, memory_cost=2048,
-                                                        parallelism=1))
+def test_hash_upgraded_when_parameters_change(
+    store: ReviewStore, users: dict, db_url: str, tmp_path: Path
+) -> None:
+    stronger = Accounts(
+        store.db, hasher=PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1)
+    )
     stronger.sign_in("alice", PASSWORD)
     with store.db.engine.connect() as conn:
         stored = conn.execute(text("SELECT password_hash FROM users WHERE username='alice'"))

@@ -61,18 +61,20 @@ def test_foreign_keys_enforced(store: ReviewStore) -> None:
 
 
 def test_fresh_database_is_at_current_version(store: ReviewStore) -> None:
-    assert schema_version(store.db) == CURRENT_VERSION == 2
+    assert schema_version(store.db) == CURRENT_VERSION >= 3
     with store.db.engine.connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT version, description FROM schema_version ORDER BY version"
         ).all()
-    assert [r[0] for r in rows] == [1, 2]
+    assert [r[0] for r in rows] == list(range(1, CURRENT_VERSION + 1))
 
 
 def test_upgrade_is_idempotent(store: ReviewStore) -> None:
     assert upgrade(store.db) == CURRENT_VERSION
     with store.db.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT COUNT(*) FROM schema_version").scalar() == 2
+        assert (
+            conn.exec_driver_sql("SELECT COUNT(*) FROM schema_version").scalar() == CURRENT_VERSION
+        )
 
 
 def _columns(conn: object) -> dict[str, set[tuple[str, bool]]]:
@@ -114,7 +116,7 @@ def test_upgrade_v1_to_current_keeps_data(db_url: str, clock: FakeClock) -> None
         " VALUES (1, 1, 1, 1, 'disagree', '2025-01-03 00:00:00')",
     )
     db.write(lambda s: [s.execute(text(sql)) for sql in v1_rows])
-    with pytest.raises(SchemaVersionError, match="version 1; this medtl needs 2"):
+    with pytest.raises(SchemaVersionError, match=f"version 1; this medtl needs {CURRENT_VERSION}"):
         check_version(db)
     db.dispose()
 
@@ -143,12 +145,14 @@ def test_newer_database_is_refused(db_url: str, clock: FakeClock) -> None:
         lambda s: s.execute(
             text(
                 "INSERT INTO schema_version (version, applied_at, description) "
-                "VALUES (3, '2030-01-01 00:00:00', 'from the future')"
+                f"VALUES ({CURRENT_VERSION + 1}, '2030-01-01 00:00:00', 'from the future')"
             )
         )
     )
     store.close()
-    with pytest.raises(SchemaVersionError, match="version 3, newer than this medtl"):
+    with pytest.raises(
+        SchemaVersionError, match=f"version {CURRENT_VERSION + 1}, newer than this medtl"
+    ):
         open_store(db_url, clock)
     with pytest.raises(SchemaVersionError, match="newer"):
         open_store(db_url, clock, upgrade_schema=False)

@@ -60,7 +60,8 @@ def spatial_resample(scan: Any, spec: Any) -> torch.Tensor:
     affine = LPS_TO_RAS @ np.asarray(scan.affine, dtype=np.float64)
     x = MetaTensor(torch.from_numpy(np.ascontiguousarray(array))[None], affine=affine)
     if spec.orientation:
-        x = Orientation(axcodes=spec.orientation)(x)
+        # MONAI's classic labels (RAS world), as Merlin ran them
+        x = Orientation(axcodes=spec.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))(x)
     if spec.target_spacing:
         x = Spacing(pixdim=tuple(float(s) for s in spec.target_spacing), mode="bilinear")(x)
     return x.as_tensor().float()

@@ -55,16 +55,25 @@ def merlin_shapes(width: int = 64, layers: tuple[int, ...] = MERLIN_LAYERS) -> d
 
 
 def merlin_state(width: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random bf16 state dict in Merlin's layout (running_var positive)."""
+    """A random bf16 state dict in Merlin's layout whose output depends on its input.
+
+    Convolutions are He-initialised and BatchNorms near identity (as in a trained network),
+    so the signal survives the 50 bottlenecks instead of drowning in BN offsets.
+    """
     gen = torch.Generator().manual_seed(seed)
     state = {}
     for key, shape in merlin_shapes(width).items():
+        noise = torch.randn(shape, generator=gen)
         if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(7, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            state[key] = (0.5 + torch.rand(shape, generator=gen)).to(torch.bfloat16)
-        else:
-            state[key] = (0.2 * torch.randn(shape, generator=gen)).to(torch.bfloat16)
+            value = torch.tensor(7, dtype=torch.int64)
+        elif key.endswith(".weight") and len(shape) == 5:
+            fan_in = shape[1] * shape[2] * shape[3] * shape[4]
+            value = noise * (2.0 / fan_in) ** 0.5
+        elif key.endswith("running_var") or key.endswith(".weight"):
+            value = 1.0 + 0.1 * noise.abs()
+        else:  # bias, running_mean
+            value = 0.05 * noise
+        state[key] = value if value.dtype == torch.int64 else value.to(torch.bfloat16)
     return state
 
 

@@ -135,7 +135,9 @@ def compose(
         from matplotlib import colormaps
 
         h = np.clip(np.nan_to_num(heat.astype(np.float32)), 0.0, 1.0)
-        colours = colormaps["inferno"](h)[..., :3].astype(np.float32) * 255.0
+        # A 256-entry colour table indexed by 8-bit heat: no float64 RGBA image.
+        table = (colormaps["inferno"](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0).astype(np.float32)
+        colours = table[np.rint(h * 255.0).astype(np.uint8)]
         alpha = (opacity * h)[..., None]
         rgb = rgb * (1.0 - alpha) + colours * alpha
     return np.clip(rgb, 0, 255).astype(np.uint8)

@@ -3,6 +3,7 @@ one user per role (cheap argon2 parameters)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,33 @@ def _apptest_keeps_navigation(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(PagesManager, "uses_pages_directory", False)
     monkeypatch.setattr(app_test, "PagesManager", _ServerLikePagesManager)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def expect_internal_error() -> None:
+    """Requested by a test that provokes an "internal error" on purpose."""
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_internal_error(request: pytest.FixtureRequest):
+    """Fail a test whose pages hit a bug: since pages show a bug as "internal error,
+    reference ID" (not Streamlit's exception box), ``not at.exception`` alone would miss it."""
+    handler = _Collect()
+    logger = logging.getLogger("app.errors")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    if handler.records and "expect_internal_error" not in request.fixturenames:
+        first = handler.records[0]
+        pytest.fail(f"a page hit an internal error: {first.getMessage()}\n{first.exc_text or ''}")

@@ -32,9 +32,18 @@ def cheap_hasher():
     return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
-def make_package(root: Path, name: str = "tinycxr", version: str = "1.0.0") -> Path:
+def make_package(
+    root: Path,
+    name: str = "tinycxr",
+    version: str = "1.0.0",
+    *,
+    report_html: str | None = None,
+    **card_fields,
+) -> Path:
     """Build and register a small (untrained, seeded) 2D CR package with calibration,
     operating points and a validation report. Needs MEDTL_HOME set.
+
+    ``report_html`` replaces the report; ``card_fields`` override model card fields.
 
     Returns:
         The registered package folder.
@@ -66,7 +75,9 @@ def make_package(root: Path, name: str = "tinycxr", version: str = "1.0.0") -> P
         target_task="nodule yes/no",
         intended_use="Test model: flags chest radiographs for a second look.",
     )
-    report = f"<html><body><h1>{REPORT_MARKER}</h1><p>AUROC 0.5</p></body></html>"
+    if card_fields:
+        card = card.model_copy(update=card_fields)
+    report = report_html or f"<html><body><h1>{REPORT_MARKER}</h1><p>AUROC 0.5</p></body></html>"
     folder = save_package(model, card, root / f"{name}-{version}", report_html=report)
     register_package(folder)
     return resolve_package(f"{name}@{version}")
@@ -245,3 +256,36 @@ def seed_case(seed: int = 0, probability: float = 0.73) -> str:
             details={"labels": ["no nodule", "nodule"], "operating_point": "youden"},
         )
         return case.case_id
+
+
+# --- hostile values (issue 15: markup from headers, packages and users) -------------------
+EVIL_HOST = "evil.example"
+#: Markdown and HTML payloads, each of which a Markdown/HTML renderer would turn into an
+#: element fetching from (or pointing to) another host.
+HOSTILE = {
+    "modality": f"![](//{EVIL_HOST}/m)",
+    "body_part": f"<img src=//{EVIL_HOST}/b>",
+    "series": f"[x](javascript:alert(1)) ![a](https://{EVIL_HOST}/s) www.{EVIL_HOST}",
+    "comment": (
+        f'<img src="https://{EVIL_HOST}/c"> ![c](//{EVIL_HOST}/c2) [click](javascript:alert(2))'
+    ),
+    "intended_use": f"Use it. ![](https://{EVIL_HOST}/iu) <form action=//{EVIL_HOST}/f>",
+    "label": f"nodule ![](//{EVIL_HOST}/l)",
+    "directive": f":red[alert] :material/warning: $x^2$ <b>bold</b> [y]({EVIL_HOST})",
+}
+
+
+def hostile_dicom_bytes(seed: int = 21) -> bytes:
+    """:func:`dicom_bytes` with Markdown/HTML payloads in Modality, BodyPartExamined and
+    SeriesDescription (values longer than their VR allows, as an attacker would write)."""
+    import warnings
+
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(seed=seed)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the over-long CS values
+        ds.Modality = HOSTILE["modality"]
+        ds.BodyPartExamined = HOSTILE["body_part"]
+        ds.SeriesDescription = HOSTILE["series"]
+        buf = io.BytesIO()
+        ds.save_as(buf)
+    return buf.getvalue()

@@ -98,3 +98,28 @@ def test_cli_reports_a_missing_app(home, monkeypatch) -> None:
     result = CliRunner().invoke(app_launcher.app, ["--port", "8599"])
     assert result.exit_code == 2
     assert "error: the clinician app (app/main.py) was not found" in result.output
+
+
+def test_checked_in_streamlit_config_locks_the_server_down() -> None:
+    """`streamlit run app/main.py` from the checkout reads .streamlit/config.toml."""
+    import tomllib
+
+    config = tomllib.loads((APP_MAIN.parents[1] / ".streamlit" / "config.toml").read_text())
+    server, client = config["server"], config["client"]
+    assert server["address"] == "127.0.0.1"
+    assert server["enableXsrfProtection"] is True and server["enableCORS"] is True
+    assert 0 < server["disconnectedSessionTTL"] <= 60
+    assert client["showErrorDetails"] == "none" and client["toolbarMode"] == "viewer"
+    assert config["browser"]["gatherUsageStats"] is False
+
+
+def test_a_wide_address_is_logged_as_a_warning(caplog) -> None:
+    from medtl.app_launcher import warn_if_wide
+
+    with caplog.at_level("WARNING", logger="medtl.app_launcher"):
+        assert warn_if_wide("127.0.0.1") is False
+        assert warn_if_wide("localhost") is False
+        assert caplog.records == []
+        assert warn_if_wide("0.0.0.0") is True
+    [record] = caplog.records
+    assert "0.0.0.0" in record.getMessage() and "nginx" in record.getMessage()

@@ -15,8 +15,10 @@ reaches the network):
    validation data (default: the 99th percentile of validation distances, so about 1 in 100
    in-domain scans is flagged).
 
-A fitted guard lives in the model package as ``domain_guard.safetensors`` (mean, precision
-matrix, validation distances) and ``domain_guard.json`` (threshold and expectations).
+The header and geometry checks live in :mod:`medtl.inference.domain_checks`; this module
+holds the guard, its feature statistics and its files. A fitted guard lives in the model
+package as ``domain_guard.safetensors`` (mean, precision matrix, validation distances) and
+``domain_guard.json`` (threshold and expectations).
 
 Example:
     >>> guard = fit_domain_guard(train_feats, val_feats, modalities=["CR", "DX"])  # doctest: +SKIP
@@ -36,6 +38,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from medtl.inference.domain_checks import (
+    check_body_part,
+    check_geometry,
+    check_modality,
+    default_expectations,
+)
 from medtl.inference.result import DomainCheck
 
 __all__ = [
@@ -52,64 +60,6 @@ logger = logging.getLogger(__name__)
 GUARD_ARRAYS_FILE = "domain_guard.safetensors"
 GUARD_JSON_FILE = "domain_guard.json"
 GUARD_FORMAT_VERSION = 1
-
-# Modality codes per preprocessing family (medtl.transfer.presets.ModalityFamily).
-_FAMILY_MODALITIES: dict[str, list[str]] = {
-    "cxr": ["CR", "DX"],
-    "ct": ["CT"],
-    "mri": ["MR"],
-    "generic": [],
-}
-# Plausible in-plane pixel spacing (mm) and aspect ratio (rows / columns) per family.
-_FAMILY_GEOMETRY: dict[str, dict[str, tuple[float, float] | None]] = {
-    "cxr": {"spacing": (0.05, 1.0), "aspect": (0.5, 2.0)},
-    "ct": {"spacing": (0.1, 6.0), "aspect": (0.5, 2.0)},
-    "mri": {"spacing": (0.1, 6.0), "aspect": (0.33, 3.0)},
-    "generic": {"spacing": None, "aspect": None},
-}
-_MODALITY_WORDS = {
-    "CR": "computed radiography (X-ray)",
-    "DX": "digital radiography (X-ray)",
-    "CT": "CT",
-    "MR": "MRI",
-    "US": "ultrasound",
-    "MG": "mammography",
-    "PT": "PET",
-    "NM": "nuclear medicine",
-    "XA": "angiography",
-    "RF": "fluoroscopy",
-    "OT": "other/unknown",
-}
-_UNKNOWN_MODALITIES = {"", "OT"}
-
-
-def _words(modality: str) -> str:
-    return _MODALITY_WORDS.get(modality, modality)
-
-
-def default_expectations(family: str) -> dict[str, Any]:
-    """Expected modalities and geometry of a preprocessing modality family.
-
-    Args:
-        family: ``"cxr"``, ``"ct"``, ``"mri"`` or ``"generic"``.
-
-    Returns:
-        ``{"modalities": [...], "spacing_range_mm": (lo, hi) | None,
-        "aspect_ratio_range": (lo, hi) | None}``.
-    """
-    geometry = _FAMILY_GEOMETRY.get(family, _FAMILY_GEOMETRY["generic"])
-    return {
-        "modalities": list(_FAMILY_MODALITIES.get(family, [])),
-        "spacing_range_mm": geometry["spacing"],
-        "aspect_ratio_range": geometry["aspect"],
-    }
-
-
-def _spacing_known(scan: Any) -> bool:
-    """False when the loader assumed a spacing (raster files, DICOM without spacing)."""
-    if scan.meta.get("spacing_source") == "default":
-        return False
-    return not any("no pixel spacing" in w for w in scan.warnings)
 
 
 def _as_features(features: ArrayLike | str | Path) -> NDArray[np.float64]:
@@ -245,86 +195,12 @@ class DomainGuard:
             The verdict; ``"refuse"`` for a wrong modality or dimensionality.
         """
         check = DomainCheck()
-        self._check_modality(scan, check)
-        self._check_body_part(scan, check)
-        self._check_geometry(scan, check)
+        check_modality(scan, self.modalities, check)
+        check_body_part(scan, self.body_parts, check)
+        check_geometry(
+            scan, self.spatial_dims, self.spacing_range_mm, self.aspect_ratio_range, check
+        )
         return check
-
-    def _check_modality(self, scan: Any, check: DomainCheck) -> None:
-        expected = [m.upper() for m in self.modalities]
-        modality = str(scan.modality or "").upper()
-        if not expected:
-            check.add("modality", "ok")
-        elif modality in _UNKNOWN_MODALITIES:
-            check.add(
-                "modality",
-                "warn",
-                "The file does not record the imaging modality; this model expects "
-                f"{' or '.join(_words(m) for m in expected)} images. Check the image type.",
-            )
-        elif modality not in expected:
-            check.add(
-                "modality",
-                "refuse",
-                f"This is a {_words(modality)} image; the model was trained on "
-                f"{' or '.join(_words(m) for m in expected)} images only.",
-            )
-        else:
-            check.add("modality", "ok")
-
-    def _check_body_part(self, scan: Any, check: DomainCheck) -> None:
-        expected = [b.upper() for b in self.body_parts]
-        part = str(scan.meta.get("body_part") or "").strip().upper()
-        if not expected or not part:
-            check.add("body_part", "ok" if part or not expected else "not checked")
-            return
-        if part in expected:
-            check.add("body_part", "ok")
-        else:
-            check.add(
-                "body_part",
-                "warn",
-                f"The image header says the body part is {part.lower()}; the model was "
-                f"trained on {' or '.join(b.lower() for b in expected)} images.",
-            )
-
-    def _check_geometry(self, scan: Any, check: DomainCheck) -> None:
-        shape = tuple(int(s) for s in scan.shape)
-        ndim = len(shape)
-        if self.spatial_dims == 2 and ndim == 3 and shape[0] == 1:
-            shape, ndim = shape[1:], 2  # a single-slice volume is an image
-        if ndim != self.spatial_dims:
-            what = "a 3D volume" if ndim == 3 else "a 2D image"
-            wanted = "2D images" if self.spatial_dims == 2 else "3D volumes"
-            check.add(
-                "dimensionality",
-                "refuse",
-                f"This is {what}; the model reads {wanted} only.",
-            )
-            return
-        check.add("dimensionality", "ok")
-        problems = []
-        rows, cols = shape[-2], shape[-1]
-        if self.aspect_ratio_range is not None and cols > 0:
-            lo, hi = self.aspect_ratio_range
-            ratio = rows / cols
-            if not lo <= ratio <= hi:
-                problems.append(
-                    f"The image is unusually {'tall' if ratio > hi else 'wide'} "
-                    f"({rows} x {cols} pixels) for this model."
-                )
-        if self.spacing_range_mm is not None and _spacing_known(scan):
-            lo, hi = self.spacing_range_mm
-            in_plane = [float(s) for s in scan.spacing[-2:]]
-            if any(not (lo <= s <= hi) for s in in_plane):
-                problems.append(
-                    f"The pixel size ({' x '.join(f'{s:.3g}' for s in in_plane)} mm) is "
-                    f"outside the usual {lo:g}-{hi:g} mm for this model."
-                )
-        if problems:
-            check.add("geometry", "warn", " ".join(problems))
-        else:
-            check.add("geometry", "ok")
 
     def check_features(self, features: ArrayLike, reduce: str = "max") -> DomainCheck:
         """Feature-distance check of one scan's pooled features.

@@ -28,6 +28,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from medtl.io.deflated import is_deflated, read_deflated
 from medtl.io.errors import (
     CorruptScanError,
     ImageTooLargeError,
@@ -37,6 +38,7 @@ from medtl.io.errors import (
     is_decoder_failure,
     log_unexpected,
 )
+from medtl.io.limits import DecodeLimits, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -103,13 +105,15 @@ def read_dataset(source: Path | bytes, *, stop_before_pixels: bool = False) -> D
 
 
 def read_with_notes(
-    source: Path | bytes, *, stop_before_pixels: bool = False
+    source: Path | bytes, *, stop_before_pixels: bool = False, limits: DecodeLimits | None = None
 ) -> tuple[Dataset, list[str]]:
     """Like :func:`read_dataset` but also return warnings (e.g. sniffed transfer syntax).
 
     Args:
         source: a file path or the file's bytes.
         stop_before_pixels: skip the pixel data.
+        limits: size caps; a Deflated file's declared image size is checked against them
+            before its pixel data are inflated (default: from the environment).
 
     Returns:
         ``(dataset, warnings)``.
@@ -132,9 +136,13 @@ def read_with_notes(
     if kind == "dicm":
         data = b"\0" * 128 + data
     try:
-        ds = pydicom.dcmread(
-            io.BytesIO(data), force=kind == "raw", stop_before_pixels=stop_before_pixels
-        )
+        if kind != "raw" and is_deflated(data):
+            # pydicom would inflate the whole stream (header and pixels) at once.
+            ds = read_deflated(data, stop_before_pixels=stop_before_pixels, limits=resolve(limits))
+        else:
+            ds = pydicom.dcmread(
+                io.BytesIO(data), force=kind == "raw", stop_before_pixels=stop_before_pixels
+            )
         notes = _ensure_transfer_syntax(ds)
         _touch_header(ds)
     except ScanError:

@@ -34,6 +34,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from medtl.io.dicom import check_image, transfer_syntax
+from medtl.io.dicom_jpeg import GDCM_ONLY, check_jpeg_headers
 from medtl.io.errors import (
     CorruptScanError,
     ImageTooLargeError,
@@ -43,13 +44,10 @@ from medtl.io.errors import (
     is_decoder_failure,
     log_unexpected,
 )
+from medtl.io.limits import DecodeLimits, check_image_size, resolve
 from medtl.io.scan import Window
 
 logger = logging.getLogger(__name__)
-
-#: Largest decoded image accepted (bytes of float32 output), a guard against headers that
-#: claim absurd sizes (decompression bombs, corrupted Rows/Columns/NumberOfFrames).
-MAX_DECODED_BYTES = 4 * 1024**3
 
 #: pip packages that provide a decoder, per compressed transfer syntax (permissive licences
 #: only; pylibjpeg-libjpeg is GPL and deliberately not suggested).
@@ -142,15 +140,30 @@ def _int(ds: Dataset, keyword: str, default: int) -> int:
     value = ds.get(keyword, default)
     if value is None or value == "":
         return default
-    return int(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:  # e.g. a damaged VR that made it a list
+        raise CorruptScanError(
+            f"The header element {keyword} is damaged (not a single number). "
+            "Export the image again."
+        ) from exc
 
 
-def image_size(ds: Dataset, where: str = "The file") -> tuple[int, int, int, int]:
+def image_size(
+    ds: Dataset, where: str = "The file", limits: DecodeLimits | None = None
+) -> tuple[int, int, int, int]:
     """Return ``(rows, columns, frames, samples per pixel)`` after sanity checks.
+
+    Only the header is read: call it before anything is decoded or allocated.
+
+    Args:
+        ds: the dataset (its header is enough).
+        where: how to name the file in messages.
+        limits: size caps (default: :meth:`DecodeLimits.from_env`).
 
     Raises:
         CorruptScanError: impossible values.
-        ImageTooLargeError: larger than :data:`MAX_DECODED_BYTES` once decoded.
+        ImageTooLargeError: more pixels per frame, or voxels in all, than ``limits`` allow.
     """
     rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
     frames = _int(ds, "NumberOfFrames", 1)
@@ -160,11 +173,7 @@ def image_size(ds: Dataset, where: str = "The file") -> tuple[int, int, int, int
             f"{where} has an invalid image size (rows, columns, frames or samples per pixel). "
             "The header is damaged; re-export the image."
         )
-    if rows * cols * frames * 4 > MAX_DECODED_BYTES:
-        raise ImageTooLargeError(
-            f"{where} would decode to more than {MAX_DECODED_BYTES / 1024**3:.0f} GiB; it is "
-            "too large (or its header is damaged)."
-        )
+    check_image_size(rows, cols, frames, samples, resolve(limits), where)
     return rows, cols, frames, samples
 
 
@@ -180,72 +189,6 @@ def _check_native_length(ds: Dataset, where: str) -> None:
             f"{where} is truncated: its pixel data hold {actual} bytes where the image size "
             f"needs {expected}. Copy or export the file again (the transfer was incomplete)."
         )
-
-
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_GDCM_ONLY = {
-    "1.2.840.10008.1.2.4.57",
-    "1.2.840.10008.1.2.4.70",
-    "1.2.840.10008.1.2.4.50",
-    "1.2.840.10008.1.2.4.51",
-}
-
-
-def _check_jpeg_headers(ds: Dataset, n_frames: int, where: str) -> None:
-    """Validate each JPEG frame's markers up to the scan against the DICOM header.
-
-    GDCM aborts the process (rather than raising) on some inconsistent JPEG headers, e.g. a
-    sample precision that disagrees with the data; checking SOF against Rows, Columns,
-    SamplesPerPixel and BitsAllocated first turns those into a :class:`CorruptScanError`.
-    """
-    from pydicom.encaps import generate_frames
-
-    rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
-    samples, bits = _int(ds, "SamplesPerPixel", 1), _int(ds, "BitsAllocated", 16)
-    bad = CorruptScanError(
-        f"{where} has damaged JPEG pixel data (its JPEG header does not match the image). "
-        "Export the image again."
-    )
-    count = 0
-    for frame in generate_frames(ds.PixelData, number_of_frames=n_frames):
-        count += 1
-        if frame[:2] != b"\xff\xd8":
-            raise bad
-        pos, sof_ok, sos = 2, False, False
-        while pos + 4 <= len(frame):
-            if frame[pos] != 0xFF:
-                raise bad
-            marker = frame[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            length = int.from_bytes(frame[pos + 2 : pos + 4], "big")
-            if length < 2 or pos + 2 + length > len(frame):
-                raise bad
-            if marker in _SOF_MARKERS:
-                seg = frame[pos + 4 : pos + 2 + length]
-                if len(seg) < 6:
-                    raise bad
-                precision = seg[0]
-                height = int.from_bytes(seg[1:3], "big")
-                width = int.from_bytes(seg[3:5], "big")
-                if (
-                    not 2 <= precision <= min(16, bits)
-                    or height not in (0, rows)
-                    or width != cols
-                    or seg[5] != samples
-                    or len(seg) < 6 + 3 * seg[5]
-                ):
-                    raise bad
-                sof_ok = True
-            if marker == 0xDA:
-                sos = True
-                break
-            pos += 2 + length
-        if not (sof_ok and sos):
-            raise bad
-    if count < n_frames:
-        raise bad
 
 
 def _rescale_items(ds: Dataset, n_frames: int) -> list[tuple[float, float]] | None:
@@ -269,9 +212,18 @@ def _pvt(group: Dataset) -> tuple[float, float] | None:
     item = seq[0]
     if "RescaleSlope" not in item and "RescaleIntercept" not in item:
         return None
-    return float(item.get("RescaleSlope", 1.0) or 1.0), float(
-        item.get("RescaleIntercept", 0.0) or 0.0
-    )
+    return _float(item, "RescaleSlope", 1.0), _float(item, "RescaleIntercept", 0.0)
+
+
+def _float(ds: Dataset, keyword: str, default: float) -> float:
+    value = ds.get(keyword, default)
+    try:
+        return float(value or default)
+    except (TypeError, ValueError) as exc:  # several values, or not a number
+        raise CorruptScanError(
+            f"The header element {keyword} is damaged (not a single number). "
+            "Export the image again."
+        ) from exc
 
 
 def _stored_range(ds: Dataset) -> tuple[float, float]:
@@ -304,8 +256,8 @@ def _apply_modality(
         # The LUT outputs of the two ends of the stored range bound the inversion.
         ends = apply_modality_lut(np.array([lo, hi]).astype(raw.dtype), ds)
         return float(np.min(ends)), float(np.max(ends))
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    slope = _float(ds, "RescaleSlope", 1.0)
+    intercept = _float(ds, "RescaleIntercept", 0.0)
     _linear(raw, slope, intercept, out)
     return tuple(sorted((lo * slope + intercept, hi * slope + intercept)))  # type: ignore[return-value]
 
@@ -343,7 +295,11 @@ def _window(ds: Dataset) -> Window | None:
 
 
 def decode_frames(
-    ds: Dataset, where: str = "The file", *, out: np.ndarray | None = None
+    ds: Dataset,
+    where: str = "The file",
+    *,
+    out: np.ndarray | None = None,
+    limits: DecodeLimits | None = None,
 ) -> DecodedFrames:
     """Decode a dataset's pixels into modality units, MONOCHROME2, float32.
 
@@ -352,6 +308,7 @@ def decode_frames(
         where: how to name the file in messages.
         out: optional preallocated ``float32`` array ``(frames, rows, cols)`` to fill (saves
             a copy when stacking a series).
+        limits: size caps checked from the header first (default: from the environment).
 
     Returns:
         :class:`DecodedFrames` with ``frames`` of shape ``(frames, rows, cols)``.
@@ -361,7 +318,7 @@ def decode_frames(
             colour, too large).
     """
     try:
-        return _decode(ds, where, out)
+        return _decode(ds, where, out, limits)
     except ScanError:
         raise
     except MemoryError as exc:
@@ -376,9 +333,11 @@ def decode_frames(
         ) from exc
 
 
-def _decode(ds: Dataset, where: str, out: np.ndarray | None) -> DecodedFrames:
+def _decode(
+    ds: Dataset, where: str, out: np.ndarray | None, limits: DecodeLimits | None
+) -> DecodedFrames:
     check_image(ds, where)
-    rows, cols, n_frames, samples = image_size(ds, where)
+    rows, cols, n_frames, samples = image_size(ds, where, limits)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "").strip().upper()
     if photometric == "PALETTE COLOR":
         raise UnsupportedImageError(
@@ -407,8 +366,10 @@ def _decode(ds: Dataset, where: str, out: np.ndarray | None) -> DecodedFrames:
     plugin = PREFERRED_PLUGINS.get(str(transfer_syntax(ds)), "")
     if decoder.is_native or plugin not in decoder.available_plugins:
         plugin = ""
-    if not plugin and str(transfer_syntax(ds)) in _GDCM_ONLY:
-        _check_jpeg_headers(ds, n_frames, where)
+    if not plugin and str(transfer_syntax(ds)) in GDCM_ONLY:
+        check_jpeg_headers(
+            ds.PixelData, n_frames, (rows, cols, samples, _int(ds, "BitsAllocated", 16)), where
+        )
     raw, props = decoder.as_array(ds, as_rgb=True, decoding_plugin=plugin)
     warnings: list[str] = []
     color = samples == 3 or photometric in _COLOR

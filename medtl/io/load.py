@@ -9,12 +9,11 @@ Every failure is a :class:`~medtl.io.errors.ScanError` with an actionable messag
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import warnings
-import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from medtl.io.errors import (
@@ -24,15 +23,11 @@ from medtl.io.errors import (
     ScanNotFoundError,
     UnsupportedFormatError,
 )
+from medtl.io.limits import DecodeLimits, resolve
 from medtl.io.scan import Scan
 from medtl.io.sniff import Format, sniff
 
 logger = logging.getLogger(__name__)
-
-#: Largest total uncompressed size accepted from a zip or folder (bytes).
-DEFAULT_MAX_BYTES = 4 * 1024**3
-#: Most files accepted in one zip or folder.
-DEFAULT_MAX_FILES = 20_000
 
 _SKIP_NAMES = {"DICOMDIR"}
 
@@ -42,8 +37,9 @@ def load_scan(
     *,
     series_uid: str | None = None,
     modality: str | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_files: int = DEFAULT_MAX_FILES,
+    max_bytes: int | None = None,
+    max_files: int | None = None,
+    limits: DecodeLimits | None = None,
 ) -> Scan:
     """Load a scan from a file, a DICOM series folder, a zip of a series, or bytes.
 
@@ -52,8 +48,13 @@ def load_scan(
         series_uid: pick this (de-identified or original) SeriesInstanceUID when a folder
             or zip holds several series.
         modality: modality hint for formats without one (NIfTI, PNG, JPEG), e.g. ``"CT"``.
-        max_bytes: refuse folders/zips whose uncompressed content exceeds this.
-        max_files: refuse folders/zips with more files than this.
+        max_bytes: refuse uploads whose uncompressed content exceeds this (overrides
+            ``limits.max_bytes``).
+        max_files: refuse folders/zips with more files than this (overrides
+            ``limits.max_files``).
+        limits: size caps (pixels per image, voxels per series, zip size, ratio and member
+            count), checked before anything large is inflated or allocated; default
+            :meth:`~medtl.io.limits.DecodeLimits.from_env`.
 
     Returns:
         A de-identified :class:`~medtl.io.scan.Scan`.
@@ -66,17 +67,20 @@ def load_scan(
         >>> scan.array.shape, scan.spacing  # doctest: +SKIP
         ((130, 512, 512), (2.5, 0.7, 0.7))
     """
+    req = _Request(
+        series_uid, modality, resolve(limits).replace(max_bytes=max_bytes, max_files=max_files)
+    )
     try:
         if isinstance(source, bytes | bytearray | memoryview):
-            return _load_bytes(bytes(source), series_uid, modality, max_bytes, max_files)
+            return _load_bytes(bytes(source), req)
         path = Path(source)
         if not path.exists():
             raise ScanNotFoundError(
                 "The path given does not exist. Check the spelling, or that the drive is mounted."
             )
         if path.is_dir():
-            return _load_folder(path, series_uid, max_bytes, max_files, modality)
-        return _load_file(path, series_uid, modality, max_bytes, max_files)
+            return _load_folder(path, req)
+        return _load_one(path, sniff(path), req)
     except ScanError:
         raise
     except MemoryError as exc:
@@ -110,11 +114,20 @@ def _no_phi_from_pydicom() -> Iterator[None]:
         logger.debug("pydicom raised %d warning(s) while reading (values withheld)", len(caught))
 
 
-def _dicom(sources: list, series_uid: str | None) -> Scan:
+@dataclass(frozen=True)
+class _Request:
+    """What every loader of one ``load_scan`` call needs."""
+
+    series_uid: str | None
+    modality: str | None
+    limits: DecodeLimits
+
+
+def _dicom(sources: list, req: _Request) -> Scan:
     from medtl.io.series import load_dicom
 
     with _no_phi_from_pydicom():
-        return load_dicom(sources, series_uid=series_uid)
+        return load_dicom(sources, series_uid=req.series_uid, limits=req.limits)
 
 
 def _describe_unknown(fmt: Format) -> str:
@@ -131,42 +144,34 @@ def _describe_unknown(fmt: Format) -> str:
     )
 
 
-def _load_file(
-    path: Path, series_uid: str | None, modality: str | None, max_bytes: int, max_files: int
-) -> Scan:
-    return _load_one(path, sniff(path), series_uid, modality, max_bytes, max_files)
-
-
-def _load_bytes(
-    data: bytes, series_uid: str | None, modality: str | None, max_bytes: int, max_files: int
-) -> Scan:
+def _load_bytes(data: bytes, req: _Request) -> Scan:
     if not data:
         raise CorruptScanError("The upload is empty (0 bytes). Choose the file again.")
-    return _load_one(data, sniff(data), series_uid, modality, max_bytes, max_files)
+    if len(data) > req.limits.max_bytes:
+        raise ImageTooLargeError(
+            f"The upload is larger than {req.limits.max_bytes / 1024**3:.1f} GiB. Upload one "
+            "series or image."
+        )
+    return _load_one(data, sniff(data), req)
 
 
-def _load_one(
-    source: Path | bytes,
-    fmt: Format,
-    series_uid: str | None,
-    modality: str | None,
-    max_bytes: int,
-    max_files: int,
-) -> Scan:
+def _load_one(source: Path | bytes, fmt: Format, req: _Request) -> Scan:
     """Dispatch one file (path or bytes) of a sniffed format to its loader."""
+    lim = req.limits
     if fmt is Format.DICOM:
-        return _dicom([source], series_uid)
+        return _dicom([source], req)
     if fmt is Format.NIFTI:
         from medtl.io.nifti import load_nifti
 
-        return load_nifti(source, modality=modality)
+        return load_nifti(source, modality=req.modality, max_bytes=lim.max_bytes,
+                          max_voxels=lim.max_series_voxels,
+                          max_slice_pixels=lim.max_frame_pixels)  # fmt: skip
     if fmt in (Format.PNG, Format.JPEG):
         from medtl.io.raster import load_raster
 
-        return load_raster(source, modality=modality)
+        return load_raster(source, modality=req.modality, max_pixels=lim.max_frame_pixels)
     if fmt is Format.ZIP:
-        archive = io.BytesIO(source) if isinstance(source, bytes) else source
-        return _load_zip(archive, series_uid, modality, max_bytes, max_files)
+        return _load_zip(source, req)
     raise UnsupportedFormatError(_describe_unknown(fmt))
 
 
@@ -186,13 +191,12 @@ def _iter_folder(root: Path, max_files: int) -> Iterator[Path]:
             yield Path(dirpath) / name
 
 
-def _load_folder(
-    root: Path, series_uid: str | None, max_bytes: int, max_files: int, modality: str | None
-) -> Scan:
+def _load_folder(root: Path, req: _Request) -> Scan:
     dicoms: list[Path] = []
     others: list[tuple[Path, Format]] = []
     total = 0
-    for path in _iter_folder(root, max_files):
+    max_bytes = req.limits.max_bytes
+    for path in _iter_folder(root, req.limits.max_files):
         total += path.stat().st_size
         if total > max_bytes:
             raise ImageTooLargeError(
@@ -205,14 +209,14 @@ def _load_folder(
         elif fmt in (Format.NIFTI, Format.PNG, Format.JPEG):
             others.append((path, fmt))
     if dicoms:
-        scan = _dicom(dicoms, series_uid)
+        scan = _dicom(dicoms, req)
         if others:
             scan.warnings.append(
                 f"{len(others)} non-DICOM image file(s) in the folder were ignored."
             )
         return scan
     if len(others) == 1:
-        return _load_file(others[0][0], series_uid, modality, max_bytes, max_files)
+        return _load_one(others[0][0], others[0][1], req)
     if others:
         raise UnsupportedFormatError(
             f"The folder holds {len(others)} NIfTI/PNG/JPEG files and no DICOM series. "
@@ -224,60 +228,15 @@ def _load_folder(
     )
 
 
-def _load_zip(
-    source: Path | io.BytesIO,
-    series_uid: str | None,
-    modality: str | None,
-    max_bytes: int,
-    max_files: int,
-) -> Scan:
-    """Read a zip's members into memory (never extracted to disk, so no path traversal)."""
-    try:
-        archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise CorruptScanError(
-            "The zip archive is damaged or incomplete. Create the zip again and re-upload it."
-        ) from exc
-    with archive:
-        members = [
-            info
-            for info in archive.infolist()
-            if not info.is_dir()
-            and not Path(info.filename).name.startswith(".")
-            and "__MACOSX" not in info.filename
-            and Path(info.filename).name.upper() not in _SKIP_NAMES
-        ]
-        if len(members) > max_files:
-            raise ImageTooLargeError(
-                f"The zip holds more than {max_files} files. Zip one series at a time."
-            )
-        if not members:
-            raise UnsupportedFormatError("The zip archive is empty.")
-        blobs: list[bytes] = []
-        total = 0
-        for info in members:
-            if info.flag_bits & 0x1:
-                raise UnsupportedFormatError(
-                    "The zip archive is password-protected. Create it without encryption."
-                )
-            try:
-                with archive.open(info) as fh:
-                    # Read with a cap: header sizes can lie (zip bombs).
-                    blob = fh.read(max_bytes - total + 1)
-            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-                raise CorruptScanError(
-                    "A file inside the zip archive is damaged. Create the zip again."
-                ) from exc
-            total += len(blob)
-            if total > max_bytes:
-                raise ImageTooLargeError(
-                    f"The zip expands to more than {max_bytes / 1024**3:.1f} GiB. Zip one series."
-                )
-            blobs.append(blob)
+def _load_zip(source: Path | bytes, req: _Request) -> Scan:
+    """Load a zip's members from memory (never extracted to disk, so no path traversal)."""
+    from medtl.io.archive import read_zip_members
+
+    blobs = read_zip_members(source, req.limits, skip_names=_SKIP_NAMES)
     formats = [sniff(blob) for blob in blobs]
     dicoms = [b for b, f in zip(blobs, formats, strict=True) if f is Format.DICOM]
     if dicoms:
-        scan = _dicom(dicoms, series_uid)
+        scan = _dicom(dicoms, req)
         skipped = len(blobs) - len(dicoms)
         if skipped:
             scan.warnings.append(f"{skipped} non-DICOM file(s) in the zip were ignored.")
@@ -288,7 +247,7 @@ def _load_zip(
         if f in (Format.NIFTI, Format.PNG, Format.JPEG)
     ]
     if len(images) == 1:
-        return _load_bytes(images[0][0], series_uid, modality, max_bytes, max_files)
+        return _load_bytes(images[0][0], req)
     raise UnsupportedFormatError(
         "The zip holds no DICOM series (or several non-DICOM images). Zip the .dcm files of "
         "one series."

@@ -29,6 +29,7 @@ import io
 import logging
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +59,51 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 4 * 1024**3
 #: Largest number of voxels decoded (float32 array of 2 GiB).
 DEFAULT_MAX_VOXELS = 512 * 1024**2
+#: Largest slice (pixels), as for DICOM frames (:class:`medtl.io.limits.DecodeLimits`).
+DEFAULT_MAX_SLICE_PIXELS = 100_000_000
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1024 * 1024
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _XFORM_NAMES = {0: "unknown", 1: "scanner", 2: "aligned", 3: "talairach", 4: "mni", 5: "template"}
 
 
-def _read_capped(source: Path | bytes, max_bytes: int) -> bytes:
-    """Return the uncompressed file content, refusing more than ``max_bytes``."""
+def _check_declared_size(head: bytes, max_slice_pixels: int, max_voxels: int) -> None:
+    """Refuse a header that declares too many pixels per slice or voxels per volume, before
+    the voxel data are inflated. Headers nibabel cannot read are left to :func:`_parse`."""
+    size_le = int.from_bytes(head[:4], "little")
+    size_be = int.from_bytes(head[:4], "big")
+    klass: Any = nib.Nifti2Header if 540 in (size_le, size_be) else nib.Nifti1Header
+    need = 540 if klass is nib.Nifti2Header else 348
+    if len(head) < need:
+        return
+    try:
+        dim = [int(d) for d in klass(binaryblock=head[:need], check=False)["dim"]]
+    except (HeaderDataError, ValueError, TypeError):
+        return
+    ndim = dim[0]
+    if not 1 <= ndim <= 7 or any(d < 1 for d in dim[1 : ndim + 1]):
+        return
+    shape = [*dim[1 : ndim + 1], 1, 1]
+    if shape[0] * shape[1] > max_slice_pixels:
+        raise ImageTooLargeError(
+            f"The NIfTI header declares slices of {shape[0]} x {shape[1]} voxels, above the "
+            f"limit of {max_slice_pixels} pixels per slice. Crop or downsample it first."
+        )
+    if shape[0] * shape[1] * shape[2] > max_voxels:
+        raise ImageTooLargeError(
+            f"The NIfTI header declares a volume of {shape[0] * shape[1] * shape[2]} voxels, "
+            f"above the limit of {max_voxels}. Crop or downsample it before loading."
+        )
+
+
+def _read_capped(
+    source: Path | bytes, max_bytes: int, check: Callable[[bytes], None] | None = None
+) -> bytes:
+    """Return the uncompressed file content, refusing more than ``max_bytes``.
+
+    ``check`` sees the first 540 uncompressed bytes (the header) before anything else is
+    inflated; a gzip stream is then inflated in chunks, stopping at ``max_bytes``."""
     if isinstance(source, bytes | bytearray | memoryview):
         raw = bytes(source)
     else:
@@ -81,7 +119,16 @@ def _read_capped(source: Path | bytes, max_bytes: int) -> bytes:
     if raw[:2] == _GZIP_MAGIC:
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
-                data = gz.read(max_bytes + 1)
+                chunks = [gz.read(540)]
+                if check is not None:
+                    check(chunks[0])
+                total = len(chunks[0])
+                while total <= max_bytes and (chunk := gz.read(_CHUNK)):
+                    total += len(chunk)
+                    chunks.append(chunk)
+                if total > max_bytes:
+                    raise too_large
+                data = b"".join(chunks)
         except (EOFError, OSError, zlib.error) as exc:
             raise CorruptScanError(
                 "The .nii.gz file is truncated or damaged (the gzip stream is incomplete). "
@@ -89,6 +136,8 @@ def _read_capped(source: Path | bytes, max_bytes: int) -> bytes:
             ) from exc
     else:
         data = raw
+        if check is not None:
+            check(data[:540])
     if len(data) > max_bytes:
         raise too_large
     return data
@@ -232,6 +281,7 @@ def load_nifti(
     modality: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_voxels: int = DEFAULT_MAX_VOXELS,
+    max_slice_pixels: int = DEFAULT_MAX_SLICE_PIXELS,
 ) -> Scan:
     """Load a NIfTI-1 or NIfTI-2 file (``.nii`` or ``.nii.gz``, detected by content).
 
@@ -240,6 +290,8 @@ def load_nifti(
         modality: DICOM modality code to record (``"CT"``, ``"MR"``...); default ``"OT"``.
         max_bytes: refuse files that decompress to more than this many bytes.
         max_voxels: refuse images with more voxels than this in the first volume.
+        max_slice_pixels: refuse images with more pixels than this per slice. Both are
+            checked from the header, before a ``.nii.gz`` is inflated.
 
     Returns:
         A :class:`~medtl.io.scan.Scan` in the LPS ``(slices, rows, columns)`` convention
@@ -256,10 +308,14 @@ def load_nifti(
         >>> scan.summary()["orientation"]  # doctest: +SKIP
         'HPL'
     """
+
+    def check(head: bytes) -> None:
+        _check_declared_size(head, max_slice_pixels, max_voxels)
+
     if isinstance(source, bytes | bytearray | memoryview):
-        data = _read_capped(bytes(source), max_bytes)
+        data = _read_capped(bytes(source), max_bytes, check)
     else:
-        data = _read_capped(Path(source), max_bytes)
+        data = _read_capped(Path(source), max_bytes, check)
     img = _parse(data)
     warnings: list[str] = []
     shape = _target_shape(img, warnings)

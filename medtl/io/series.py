@@ -46,7 +46,7 @@ from medtl.io.dicom import (
     read_with_notes,
     transfer_syntax,
 )
-from medtl.io.dicom_pixels import MAX_DECODED_BYTES, decode_frames, image_size
+from medtl.io.dicom_pixels import decode_frames, image_size
 from medtl.io.errors import (
     CorruptScanError,
     ImageTooLargeError,
@@ -64,6 +64,7 @@ from medtl.io.geometry import (
     stack_positioned,
     stack_unpositioned,
 )
+from medtl.io.limits import DecodeLimits, check_series_size, resolve
 from medtl.io.scan import Scan
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def load_dicom(
     *,
     series_uid: str | None = None,
     max_workers: int | None = None,
+    limits: DecodeLimits | None = None,
 ) -> Scan:
     """Load one DICOM file or the files of a series into a :class:`Scan`.
 
@@ -100,6 +102,8 @@ def load_dicom(
         series_uid: the SeriesInstanceUID to load when the files hold several series; the
             original UID or its de-identified form (as shown in messages and ``meta``).
         max_workers: threads for reading and decoding (default: CPU count, at most 8).
+        limits: size caps, checked from the headers before any pixel is decoded (default:
+            :meth:`DecodeLimits.from_env`).
 
     Returns:
         A de-identified :class:`Scan` (float32 modality units, MONOCHROME2).
@@ -117,7 +121,7 @@ def load_dicom(
         raise UnsupportedFormatError("No DICOM files were given.")
     workers = max_workers if max_workers is not None else _default_workers()
     try:
-        return _load(items, series_uid, workers)
+        return _load(items, series_uid, workers, resolve(limits))
     except ScanError:
         raise
     except MemoryError as exc:
@@ -150,12 +154,14 @@ def _where(index: int, total: int) -> str:
     return "The file" if total == 1 else f"File {index + 1} of {total}"
 
 
-def _read_all(items: list[Path | bytes], workers: int) -> tuple[list[_Item], int]:
+def _read_all(
+    items: list[Path | bytes], workers: int, limits: DecodeLimits
+) -> tuple[list[_Item], int]:
     total = len(items)
 
     def read(i: int) -> _Item | None:
         try:
-            ds, notes = read_with_notes(items[i])
+            ds, notes = read_with_notes(items[i], limits=limits)
         except UnsupportedFormatError:
             if total == 1:
                 raise
@@ -236,9 +242,11 @@ def _summarise(messages: Iterable[str]) -> list[str]:
     return [msg if n == 1 else f"{msg} ({n} files)" for msg, n in counts.items()]
 
 
-def _load(items: list[Path | bytes], series_uid: str | None, workers: int) -> Scan:
+def _load(
+    items: list[Path | bytes], series_uid: str | None, workers: int, limits: DecodeLimits
+) -> Scan:
     total = len(items)
-    readable, not_dicom = _read_all(items, workers)
+    readable, not_dicom = _read_all(items, workers, limits)
     warnings: list[str] = []
     if not_dicom:
         warnings.append(f"{not_dicom} non-DICOM file(s) were ignored.")
@@ -264,7 +272,7 @@ def _load(items: list[Path | bytes], series_uid: str | None, workers: int) -> Sc
     if skipped:
         warnings.append(f"Ignored non-image DICOM objects: {_count_phrase(skipped)}.")
     for item in images:
-        item.frames = image_size(item.ds, _where(item.index, total))[2]
+        item.frames = image_size(item.ds, _where(item.index, total), limits)[2]
     members, choice, n_series = _choose_series(images, series_uid)
     if n_series > 1 and choice.startswith("most"):
         others = n_series - 1
@@ -277,25 +285,26 @@ def _load(items: list[Path | bytes], series_uid: str | None, workers: int) -> Sc
         warnings.append(f"{dupes} repeated file(s) (same SOP Instance UID) were loaded once.")
     for item in members:
         warnings.extend(item.notes)
-    return _assemble(members, total, workers, warnings, choice, n_series)
+    return _assemble(members, total, workers, warnings, choice, n_series, limits)
 
 
 def _assemble(
-    members: list[_Item], total: int, workers: int, warnings: list[str], choice: str, n_series: int
+    members: list[_Item],
+    total: int,
+    workers: int,
+    warnings: list[str],
+    choice: str,
+    n_series: int,
+    limits: DecodeLimits,
 ) -> Scan:
-    sizes = {image_size(m.ds, _where(m.index, total))[:2] for m in members}
+    sizes = {image_size(m.ds, _where(m.index, total), limits)[:2] for m in members}
     if len(sizes) > 1:
         raise SeriesError(
             f"The series mixes {len(sizes)} image sizes (rows x columns), so its images cannot "
             "be stacked. Export each reconstruction as its own series."
         )
     rows, cols = next(iter(sizes))
-    n_total = sum(m.frames for m in members)
-    if n_total * rows * cols * 4 > MAX_DECODED_BYTES:
-        raise ImageTooLargeError(
-            f"The series would decode to more than {MAX_DECODED_BYTES / 1024**3:.0f} GiB "
-            f"({n_total} images of {rows} x {cols}); it is too large to load."
-        )
+    check_series_size(sum(m.frames for m in members), rows, cols, limits, "The series")
     entries: list[tuple[int, int]] = []  # (member index, frame index)
     geoms: list[FrameGeometry] = []
     for mi, member in enumerate(members):
@@ -305,19 +314,11 @@ def _assemble(
     n = len(entries)
     first_ds = members[0].ds
     if n == 1:
-        decoded = decode_frames(first_ds, _where(members[0].index, total))
+        decoded = decode_frames(first_ds, _where(members[0].index, total), limits=limits)
         spacing2, affine, geo_warn = image_geometry(geoms[0], first_ds)
-        return _scan(
-            decoded.frames[0],
-            spacing2,
-            affine,
-            first_ds,
-            decoded.window,
-            warnings + geo_warn + decoded.warnings,
-            choice,
-            n_series,
-            1,
-        )
+        all_warnings = warnings + geo_warn + decoded.warnings
+        return _scan(decoded.frames[0], spacing2, affine, first_ds, decoded.window,
+                     all_warnings, (choice, n_series, 1))  # fmt: skip
     if all(g.position is not None and g.orientation is not None for g in geoms):
         volume = stack_positioned(geoms)
     elif len(members) == 1:
@@ -329,9 +330,31 @@ def _assemble(
             "(for example several radiograph views), so they cannot be stacked into a volume. "
             "Load the images one at a time."
         )
+    out, results = _decode_volume(members, entries, volume.order, (rows, cols), total,
+                                  workers, limits)  # fmt: skip
+    first_sorted = entries[int(volume.order[0])][0]
+    head = members[first_sorted]
+    all_warnings = warnings + volume.warnings + _summarise(w for r in results for w in r.warnings)
+    if geoms[0].spacing_note:
+        all_warnings.append(geoms[0].spacing_note)
+    return _scan(out, volume.spacing, volume.affine, head.ds, results[first_sorted].window,
+                 all_warnings, (choice, n_series, len(members)))  # fmt: skip
+
+
+def _decode_volume(
+    members: list[_Item],
+    entries: list[tuple[int, int]],
+    order: np.ndarray,
+    size: tuple[int, int],
+    total: int,
+    workers: int,
+    limits: DecodeLimits,
+) -> tuple[np.ndarray, list[Any]]:
+    """Decode every member's frames straight into their sorted slots of one volume."""
+    n = len(entries)
     slot = np.empty(n, dtype=np.int64)
-    slot[volume.order] = np.arange(n)
-    out = np.empty((n, rows, cols), dtype=np.float32)
+    slot[order] = np.arange(n)
+    out = np.empty((n, *size), dtype=np.float32)
     starts: dict[int, int] = {}
     for k, (mi, _fi) in enumerate(entries):
         starts.setdefault(mi, k)
@@ -342,28 +365,13 @@ def _assemble(
         slots = slot[k0 : k0 + member.frames]
         where = _where(member.index, total)
         if np.array_equal(slots, np.arange(slots[0], slots[0] + member.frames)):
-            return decode_frames(member.ds, where, out=out[slots[0] : slots[0] + member.frames])
-        decoded = decode_frames(member.ds, where)
+            view = out[slots[0] : slots[0] + member.frames]
+            return decode_frames(member.ds, where, out=view, limits=limits)
+        decoded = decode_frames(member.ds, where, limits=limits)
         out[slots] = decoded.frames
         return decoded
 
-    results = _map(decode, list(range(len(members))), workers)
-    first_sorted = entries[int(volume.order[0])][0]
-    head = members[first_sorted]
-    all_warnings = warnings + volume.warnings + _summarise(w for r in results for w in r.warnings)
-    if geoms[0].spacing_note:
-        all_warnings.append(geoms[0].spacing_note)
-    return _scan(
-        out,
-        volume.spacing,
-        volume.affine,
-        head.ds,
-        results[first_sorted].window,
-        all_warnings,
-        choice,
-        n_series,
-        len(members),
-    )
+    return out, _map(decode, list(range(len(members))), workers)
 
 
 def _scan(
@@ -373,10 +381,9 @@ def _scan(
     ds: Dataset,
     window: Any,
     warnings: list[str],
-    choice: str,
-    n_series: int,
-    n_files: int,
+    counts: tuple[str, int, int],
 ) -> Scan:
+    choice, n_series, n_files = counts
     modality = str(ds.get("Modality", "") or "OT").strip().upper() or "OT"
     meta = _meta(ds)
     meta.update(

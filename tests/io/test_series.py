@@ -270,10 +270,8 @@ def test_series_without_pixel_spacing_assumes_1mm_with_warning():
 
 
 def test_series_size_limit(monkeypatch):
-    import medtl.io.series as series
-
-    monkeypatch.setattr(series, "MAX_DECODED_BYTES", 4 * 16 * 12 * 5)
+    monkeypatch.setenv("MEDTL_MAX_SERIES_VOXELS", str(16 * 12 * 5))
     dss = f.ct_series(_volume(n=6))
-    with pytest.raises(ImageTooLargeError, match="too large"):
+    with pytest.raises(ImageTooLargeError, match="more than the limit of 960 voxels"):
         load_dicom(_shuffled_bytes(dss))
     assert load_dicom(_shuffled_bytes(dss[:5])).shape == (5, 16, 12)

@@ -211,6 +211,9 @@ def listen(
         int | None,
         typer.Option("--max-series", help="Stop after this many series (for scripts and tests)."),
     ] = None,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Queue series for `medtl worker` instead.")
+    ] = False,
 ) -> None:
     """Run a C-STORE listener: group instances into series, route, create cases, analyse."""
     from medtl.pacs.listener import Listener
@@ -221,7 +224,7 @@ def listen(
     }
     settings = settings.model_copy(update=update)
     with _store() as store:
-        listener = Listener(store, settings)
+        listener = Listener(store, settings, queue=queue)
         typer.echo(
             f"listening as {settings.local_ae_title} on port {settings.listen_port}", err=True
         )
@@ -233,3 +236,82 @@ def listen(
             listener.stop()
     for o in listener.outcomes:
         typer.echo(f"case {o.case_id}: {o.summary}")
+
+
+@app.command("jobs")
+def jobs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the analysis queue: queued, running, failed (with the reason) and done."""
+    from medtl.pacs.jobs import job_queue
+
+    with _store() as store:
+        items = job_queue(store).list_jobs()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "id": j.id,
+                        "kind": j.kind,
+                        "model": j.model,
+                        "status": j.status,
+                        "attempts": j.attempts,
+                        "case_id": j.case_id,
+                        "error": j.last_error,
+                    }
+                    for j in items
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not items:
+        typer.echo("no jobs")
+    for j in items:
+        typer.echo(
+            f"job {j.id} {j.kind} {j.model}: {j.status} (attempt {j.attempts}/"
+            f"{j.max_attempts})"
+            + (f" case {j.case_id}" if j.case_id else "")
+            + (f": {j.last_error}" if j.last_error and j.status != "done" else "")
+        )
+
+
+worker_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@worker_app.command("worker")
+def worker(
+    until_empty: Annotated[
+        bool, typer.Option("--until-empty", help="Process what is queued, then exit.")
+    ] = False,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds", min=1, help="Lease of a claimed job (renewed while it runs)."
+        ),
+    ] = 120,
+    poll_seconds: Annotated[
+        float,
+        typer.Option("--poll-seconds", min=0.05, help="Wait between polls of an empty queue."),
+    ] = 1.0,
+) -> None:
+    """Run queued analyses (several workers, also on several machines, share one queue)."""
+    from medtl.pacs.jobs import Worker
+
+    settings = _settings()
+    with _store() as store:
+        try:
+            done = Worker(store, settings, lease_s=lease_seconds, poll_s=poll_seconds).run(
+                until_empty=until_empty
+            )
+        except KeyboardInterrupt:
+            done = []
+    for d in done:
+        typer.echo(
+            f"job {d.job_id}: {d.status}"
+            + (f" case {d.case_id}" if d.case_id else "")
+            + (f": {d.error}" if d.error else "")
+        )
+    if any(d.status != "done" for d in done):
+        raise typer.Exit(1)

@@ -184,8 +184,14 @@ def record_analysis(
     result: PredictionResult,
     link: SourceLink,
     key: bytes,
+    *,
+    reuse: bool = False,
 ) -> AnalysisOutcome:
-    """Create (or reuse) the case of ``scan``, record ``result`` and seal the study link."""
+    """Create (or reuse) the case of ``scan``, record ``result`` and seal the study link.
+
+    With ``reuse`` (a retried job), an existing case whose latest result comes from the
+    same model version keeps it instead of getting a second one.
+    """
     from medtl.pacs.records import save_link
     from medtl.review import CaseExistsError
 
@@ -198,6 +204,9 @@ def record_analysis(
         case_id, image_id, new = err.case_id, None, False
     save_link(store.db, case_id, link, key)
     name, _, version = result.package.partition("@")
+    latest = store.get_case(case_id).latest_prediction if reuse and not new else None
+    if latest is not None and (latest.model_name, latest.model_version) == (name, version):
+        return AnalysisOutcome(case_id, latest.id, result.package, result.summary_line(), False)
     decision = result.decision
     pred = store.record_prediction(
         actor,
@@ -221,15 +230,17 @@ def analyse_batch(
     *,
     actor: UserInfo | None = None,
     key: bytes | None = None,
+    reuse: bool = False,
 ) -> AnalysisOutcome:
-    """Load a de-identified series folder, predict with ``model`` and record the case."""
+    """Load a de-identified series folder, predict with ``model`` and record the case
+    (``reuse``: see :func:`record_analysis`)."""
     from medtl.io import load_scan
 
     key = site_key(key)
     predictor = get_predictor(model)
     scan = load_scan(batch.folder)
     result = predictor.predict(scan)
-    return record_analysis(store, actor, scan, result, batch.link, key)
+    return record_analysis(store, actor, scan, result, batch.link, key, reuse=reuse)
 
 
 def analyse_study(
@@ -240,6 +251,7 @@ def analyse_study(
     *,
     actor: UserInfo | None = None,
     key: bytes | None = None,
+    reuse: bool = False,
 ) -> AnalysisOutcome:
     """Retrieve a study, de-identify it, create the case and record the AI result.
 
@@ -250,6 +262,7 @@ def analyse_study(
         model: model package (registered name, name@version or folder).
         actor: the signed-in user (``None``: the local operator).
         key: the site secret (default ``MEDTL_HOME/secrets/deid.key``).
+        reuse: keep an existing result of the same model version (retried jobs).
 
     Returns:
         The case and AI result. Analysing the same series again adds a result to the
@@ -265,4 +278,4 @@ def analyse_study(
     with tempfile.TemporaryDirectory(dir=home_subdir("tmp"), prefix="pacs-") as tmp:
         batches = retrieve(settings, study_uid, Path(tmp), key)
         batch = pick_series(batches.values(), predictor.spec.modality)
-        return analyse_batch(store, batch, model, actor=actor, key=key)
+        return analyse_batch(store, batch, model, actor=actor, key=key, reuse=reuse)

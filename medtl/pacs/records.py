@@ -19,7 +19,7 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
@@ -96,32 +96,42 @@ def _derive(site_key: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(site_key)
 
 
-def seal(link: SourceLink, case_id: str, site_key: bytes) -> str:
-    """Encrypt ``link`` for ``case_id`` (AES-256-GCM, random 96-bit nonce)."""
+def seal_json(value: object, context: str, site_key: bytes) -> str:
+    """Encrypt a JSON-able value bound to ``context`` (AES-256-GCM, random 96-bit nonce)."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     nonce = os.urandom(12)
-    plain = json.dumps(link.__dict__, sort_keys=True).encode()
-    blob = nonce + AESGCM(_derive(site_key)).encrypt(nonce, plain, case_id.encode())
+    plain = json.dumps(value, sort_keys=True).encode()
+    blob = nonce + AESGCM(_derive(site_key)).encrypt(nonce, plain, context.encode())
     return _PREFIX + base64.urlsafe_b64encode(blob).decode("ascii")
 
 
-def unseal(sealed: str, case_id: str, site_key: bytes) -> SourceLink:
-    """Decrypt a link sealed by :func:`seal` (raises :class:`PacsError` if it does not open)."""
+def unseal_json(sealed: str, context: str, site_key: bytes) -> Any:
+    """Decrypt what :func:`seal_json` sealed for ``context`` (:class:`PacsError` if not)."""
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     if not sealed.startswith(_PREFIX):
-        raise PacsError("unknown format of the stored PACS link")
+        raise PacsError("unknown format of a sealed PACS record")
     blob = base64.urlsafe_b64decode(sealed[len(_PREFIX) :])
     try:
-        plain = AESGCM(_derive(site_key)).decrypt(blob[:12], blob[12:], case_id.encode())
+        plain = AESGCM(_derive(site_key)).decrypt(blob[:12], blob[12:], context.encode())
     except InvalidTag:
         raise PacsError(
             "the link to the original study cannot be decrypted: wrong site key "
             "(MEDTL_HOME/secrets/deid.key) or a damaged record"
         ) from None
-    return SourceLink(**json.loads(plain))
+    return json.loads(plain)
+
+
+def seal(link: SourceLink, case_id: str, site_key: bytes) -> str:
+    """Encrypt ``link`` for ``case_id``."""
+    return seal_json(link.__dict__, case_id, site_key)
+
+
+def unseal(sealed: str, case_id: str, site_key: bytes) -> SourceLink:
+    """Decrypt a link sealed by :func:`seal` (raises :class:`PacsError` if it does not open)."""
+    return SourceLink(**unseal_json(sealed, case_id, site_key))
 
 
 # --- links ------------------------------------------------------------------------------------

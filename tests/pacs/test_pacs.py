@@ -101,8 +101,8 @@ def by_meaning(ds: pydicom.Dataset, meaning: str) -> pydicom.Dataset:
 
 
 def reviewer(store, decision: str, case_id: str) -> None:
-    store.accounts.add_user("dr_who", "a long enough password", "clinician")
-    user = store.accounts.sign_in("dr_who", "a long enough password").user
+    store.accounts.add_user("dr_who", "Qv7-plover-Tandem-91x", "clinician")
+    user = store.accounts.sign_in("dr_who", "Qv7-plover-Tandem-91x").user
     store.submit_review(user, case_id, decision, comment="checked on the PACS")
 
 

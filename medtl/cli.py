@@ -394,12 +394,14 @@ def _register_subapps() -> None:
     from medtl.inference.embed_cli import app as embed_app
     from medtl.models.cli import app as models_app
     from medtl.pacs.cli import app as pacs_app
+    from medtl.pacs.cli import worker_app
     from medtl.reports.cli import app as reports_app
     from medtl.review.cli import app as review_app
 
     app.add_typer(data_app, name="data")
     app.add_typer(models_app, name="models")
     app.add_typer(pacs_app, name="pacs")
+    app.add_typer(worker_app)
     app.add_typer(reports_app)
     app.add_typer(launcher_app)
     app.add_typer(inference_app)

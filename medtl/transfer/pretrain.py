@@ -152,13 +152,34 @@ def run_pretraining(config: PretrainConfig, out_dir: str | Path | None = None) -
         The package folder.
     """
     from medtl.data.datasets import build_datasets
-    from medtl.models import create_backbone
-    from medtl.models.package import ModelCard, register_package, save_package
-    from medtl.training import Trainer
-    from medtl.training.checkpoint import load_checkpoint
     from medtl.transfer.presets import default_augmentation, default_preprocessing
-    from medtl.transfer.strategies import StrategyConfig, StrategyData, run_strategy
 
+    out_dir = _run_folder(config, out_dir)
+    t0 = time.perf_counter()
+    pre = default_preprocessing(config.data.modality, config.data.spatial_size)
+    aug = config.data.augmentation or default_augmentation(
+        config.data.modality, len(config.data.spatial_size)
+    )
+    data = build_datasets(
+        config.data.dataset, pre, aug, cache=config.data.cache, seed=config.training.seed
+    )
+    model, num_outputs = _source_model(config, pre, data.manifest)
+    metrics: dict[str, Any] = {}
+    for stage in config.stages:
+        if stage == "restoration":
+            metrics.update(_restoration_stage(model, config, data, out_dir / "restoration"))
+        elif stage == "lesion":
+            metrics.update(_lesion_stage(model, config, data, out_dir / "lesion"))
+        else:
+            if int(model.config.num_outputs) != num_outputs:  # after the lesion pretext's head
+                model.reset_head(num_outputs)
+            metrics.update(_supervised_stage(model, config, data, out_dir / "supervised"))
+    metrics["seconds"] = time.perf_counter() - t0
+    return _write_package(model, config, data, metrics, out_dir)
+
+
+def _run_folder(config: PretrainConfig, out_dir: str | Path | None) -> Path:
+    """The run folder (argument, then ``output_dir``, then ``MEDTL_HOME/pretrain/<name>``)."""
     if out_dir is None:
         if config.output_dir is not None:
             out_dir = config.output_dir
@@ -168,15 +189,13 @@ def run_pretraining(config: PretrainConfig, out_dir: str | Path | None = None) -
             out_dir = home_subdir("pretrain") / config.name
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    pre = default_preprocessing(config.data.modality, config.data.spatial_size)
-    aug = config.data.augmentation or default_augmentation(
-        config.data.modality, len(config.data.spatial_size)
-    )
-    data = build_datasets(
-        config.data.dataset, pre, aug, cache=config.data.cache, seed=config.training.seed
-    )
-    manifest = data.manifest
+    return out_dir
+
+
+def _source_model(config: PretrainConfig, pre: Any, manifest: Any) -> tuple[Any, int]:
+    """The seeded backbone with the source task's head; returns it and its output count."""
+    from medtl.models import create_backbone
+
     n_classes = max(manifest.num_classes, len(manifest.label_names))
     num_outputs = 1 if n_classes <= 2 else n_classes
     torch.manual_seed(config.training.seed)
@@ -193,51 +212,68 @@ def run_pretraining(config: PretrainConfig, out_dir: str | Path | None = None) -
         source_task=config.source_task,
         pool=config.pool,
     )
-    metrics: dict[str, Any] = {}
-    for stage in config.stages:
-        if stage == "restoration":
-            net = RestorationNet(model)
-            cfg = config.training.model_copy(
-                update={
-                    "max_epochs": config.restoration_epochs,
-                    "lr": config.lr,
-                    "monitor": "val_loss",
-                    "mode": "min",
-                    "run_dir": None,
-                }
-            )
-            trainer = Trainer(net, nn.MSELoss(), cfg)
-            result = trainer.fit(
-                GenesisPairs(data.train_plain, seed=config.training.seed),
-                GenesisPairs(data.val, seed=config.training.seed + 1),
-                run_dir=out_dir / "restoration",
-            )
-            if result.best_checkpoint is not None:
-                net.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
-            metrics["restoration_val_mse"] = result.best_metric
-            metrics["restoration_epochs"] = result.epochs_run
-        elif stage == "lesion":
-            metrics.update(_lesion_stage(model, config, data, out_dir / "lesion"))
-        else:
-            if int(model.config.num_outputs) != num_outputs:  # after the lesion pretext's head
-                model.reset_head(num_outputs)
-            strategy = StrategyConfig(
-                name="scratch",
-                head_epochs=config.supervised_epochs,
-                finetune_epochs=0,
-                head_lr=config.lr,
-            )
-            cfg = config.training.model_copy(update={"run_dir": None})
-            result = run_strategy(
-                model,
-                strategy,
-                cfg,
-                StrategyData(train=data.train, val=data.val, train_plain=data.train_plain),
-                out_dir / "supervised",
-            )
-            metrics["supervised_best_" + cfg.monitor] = result.best_metric
-            metrics["supervised_epochs"] = result.phases[0].epochs_run
-    metrics["seconds"] = time.perf_counter() - t0
+    return model, num_outputs
+
+
+def _restoration_stage(
+    model: Any, config: PretrainConfig, data: Any, run_dir: Path
+) -> dict[str, Any]:
+    """Models Genesis: train an encoder-decoder to restore corrupted images."""
+    from medtl.training import Trainer
+    from medtl.training.checkpoint import load_checkpoint
+
+    net = RestorationNet(model)
+    cfg = config.training.model_copy(
+        update={
+            "max_epochs": config.restoration_epochs,
+            "lr": config.lr,
+            "monitor": "val_loss",
+            "mode": "min",
+            "run_dir": None,
+        }
+    )
+    result = Trainer(net, nn.MSELoss(), cfg).fit(
+        GenesisPairs(data.train_plain, seed=config.training.seed),
+        GenesisPairs(data.val, seed=config.training.seed + 1),
+        run_dir=run_dir,
+    )
+    if result.best_checkpoint is not None:
+        net.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
+    return {"restoration_val_mse": result.best_metric, "restoration_epochs": result.epochs_run}
+
+
+def _supervised_stage(
+    model: Any, config: PretrainConfig, data: Any, run_dir: Path
+) -> dict[str, Any]:
+    """Train the backbone on the source task's labels (the scratch strategy, head phase)."""
+    from medtl.transfer.strategies import StrategyConfig, StrategyData, run_strategy
+
+    strategy = StrategyConfig(
+        name="scratch",
+        head_epochs=config.supervised_epochs,
+        finetune_epochs=0,
+        head_lr=config.lr,
+    )
+    cfg = config.training.model_copy(update={"run_dir": None})
+    result = run_strategy(
+        model,
+        strategy,
+        cfg,
+        StrategyData(train=data.train, val=data.val, train_plain=data.train_plain),
+        run_dir,
+    )
+    return {
+        "supervised_best_" + cfg.monitor: result.best_metric,
+        "supervised_epochs": result.phases[0].epochs_run,
+    }
+
+
+def _write_package(
+    model: Any, config: PretrainConfig, data: Any, metrics: dict[str, Any], out_dir: Path
+) -> Path:
+    """Write and register the backbone package, and the resolved config beside it."""
+    from medtl.models.package import ModelCard, register_package, save_package
+
     card = ModelCard(
         name=config.name,
         version=config.version,

@@ -15,6 +15,7 @@ Stages (each is skipped when it finished before; ``--force STAGE`` redoes it):
 8. the app, with a demo clinician and admin account.
 
 State lives in ``MEDTL_HOME/demo/<size>/state.json``; everything else under ``MEDTL_HOME``.
+The sizes and the configs each stage runs are in :mod:`medtl.demo_plans`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,21 @@ from typing import Any
 
 import yaml
 
+from medtl.demo_plans import PLANS, DemoPlan, experiment_configs, pretrain_configs
+
+__all__ = [
+    "PLANS",
+    "STAGES",
+    "DemoPlan",
+    "DemoState",
+    "build_summary",
+    "ensure_demo_accounts",
+    "experiment_configs",
+    "pretrain_configs",
+    "run_demo",
+    "transfer_arm",
+]
+
 logger = logging.getLogger(__name__)
 
 STAGES = (
@@ -42,91 +58,6 @@ STAGES = (
     "reports",
     "summary",
 )
-
-
-@dataclass(frozen=True)
-class DemoPlan:
-    """Sizes and budgets of one demo size."""
-
-    size: str
-    backbone: str
-    cxr_backbone: str
-    patch_size: list[int]
-    cxr_size: list[int]
-    pretrain_epochs: int
-    head_epochs: int
-    finetune_epochs: int
-    fractions: tuple[float, ...]
-    n_resamples: int
-    batch_size: int
-    cxr_batch_size: int
-    head_lr: float = 3e-3
-    cxr_epochs: int = 20
-    cxr_lr: float = 2e-3
-    cxr_pretrain_epochs: int = 8
-    cxr_fractions: tuple[float, ...] = (0.1, 0.25, 1.0)
-    workers: int = 2
-    amp: str = "auto"
-    channels_last: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-PLANS: dict[str, DemoPlan] = {
-    "tiny": DemoPlan(
-        size="tiny",
-        backbone="smallcnn",
-        cxr_backbone="smallcnn",
-        patch_size=[24, 24],
-        cxr_size=[64, 64],
-        pretrain_epochs=1,
-        head_epochs=1,
-        finetune_epochs=1,
-        fractions=(0.5, 1.0),
-        n_resamples=200,
-        batch_size=32,
-        cxr_batch_size=16,
-        amp="none",
-        channels_last=False,
-        cxr_epochs=2,
-        cxr_pretrain_epochs=1,
-        cxr_fractions=(0.5, 1.0),
-        workers=1,
-    ),
-    "demo": DemoPlan(
-        size="demo",
-        backbone="smallcnn",
-        cxr_backbone="smallcnn",
-        patch_size=[48, 48],
-        cxr_size=[64, 64],
-        pretrain_epochs=3,
-        head_epochs=3,
-        finetune_epochs=5,
-        fractions=(0.1, 0.25, 1.0),
-        n_resamples=1000,
-        batch_size=64,
-        cxr_batch_size=32,
-    ),
-    "full": DemoPlan(
-        size="full",
-        backbone="resnet18",
-        cxr_backbone="resnet18",
-        patch_size=[96, 96],
-        cxr_size=[512, 512],
-        pretrain_epochs=30,
-        head_epochs=5,
-        finetune_epochs=25,
-        fractions=(0.05, 0.1, 0.25, 0.5, 1.0),
-        n_resamples=1000,
-        batch_size=64,
-        cxr_batch_size=32,
-        head_lr=1e-3,
-        cxr_epochs=60,
-        cxr_lr=1e-3,
-        cxr_pretrain_epochs=30,
-        cxr_fractions=(0.05, 0.1, 0.25, 0.5, 1.0),
-        workers=1,
-    ),
-}
 
 
 @dataclass
@@ -147,137 +78,6 @@ class DemoState:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2, default=str), encoding="utf-8")
         tmp.replace(path)
-
-
-def _training(plan: DemoPlan, batch_size: int) -> dict[str, Any]:
-    return {
-        "batch_size": batch_size,
-        "amp": plan.amp,
-        "channels_last": plan.channels_last,
-        "monitor": "auroc",
-        "mode": "max",
-        "progress": "auto",
-        "num_workers": 0,
-        "weight_decay": 1e-4,
-        "schedule": "cosine",
-        "seed": 0,
-    }
-
-
-def experiment_configs(plan: DemoPlan, data_root: Path, packages: dict[str, str]) -> dict:
-    """The two transfer experiments (as dicts ready for ``ExperimentConfig``)."""
-    # Full fine-tuning with discriminative learning rates, BatchNorm adapting to CT: measured
-    # on the demo data, staged fine-tuning with BatchNorm frozen at MRI statistics scored
-    # macro AUROC 0.83 and the more the base was held back, the worse it did.
-    strategy = {
-        "name": "full",
-        "head_epochs": plan.head_epochs,
-        "finetune_epochs": plan.finetune_epochs,
-        "head_lr": plan.head_lr,
-        "discriminative_decay": 0.7,
-        "freeze_bn": False,
-    }
-    return {
-        "mri_to_ct": {
-            "name": "mri_to_ct",
-            "description": "MRI-pretrained backbone fine-tuned on CT structure patches.",
-            "task": "CT structure classification (patch centre)",
-            "source_domain": "MRI brain T1 (MNI152 2009, virtual subjects)",
-            "source_task": "brain tissue classification + image restoration",
-            "target_domain": "CT chest/abdomen, HU",
-            "data": {
-                "dataset": str(data_root / "ct_structure_2d"),
-                "modality": "ct",
-                "spatial_size": plan.patch_size,
-            },
-            "model": {"backbone": plan.backbone, "weights": packages.get("mri")},
-            "strategy": strategy,
-            "training": _training(plan, plan.batch_size),
-        },
-        "cxr_nodule": {
-            "name": "cxr_nodule",
-            "description": "Radiograph-pretrained backbone fine-tuned for nodule vs no nodule.",
-            "task": "lung nodule present (binary)",
-            "source_domain": "chest radiographs (simulated from a real CT)",
-            "source_task": "synthetic focal-opacity detection (self-supervised)",
-            "target_domain": "chest radiographs CR/DX (simulated nodules)",
-            # Average+max pooling keeps a small lesion's evidence, and each batch holds nodule
-            # images with their nodule-free twins (see medtl.data.difficulty for the
-            # measurements behind this recipe).
-            "data": {
-                "dataset": str(data_root / "cxr_nodule"),
-                "modality": "cxr",
-                "spatial_size": plan.cxr_size,
-                "group_batches_by": "twin_pair",
-            },
-            "model": {
-                "backbone": plan.cxr_backbone,
-                "weights": packages.get("cxr"),
-                "pool": "avgmax",
-                "dropout": 0.1,
-            },
-            "strategy": {
-                "name": "full",
-                "head_epochs": max(1, plan.cxr_epochs // 10),
-                "finetune_epochs": plan.cxr_epochs - max(1, plan.cxr_epochs // 10),
-                "head_lr": plan.cxr_lr,
-                "discriminative_decay": 0.85,
-                "freeze_bn": False,
-            },
-            "training": _training(plan, plan.cxr_batch_size),
-        },
-    }
-
-
-def pretrain_configs(plan: DemoPlan, data_root: Path) -> dict[str, dict[str, Any]]:
-    """The two source pretraining jobs."""
-    training = _training(plan, plan.batch_size)
-    return {
-        "mri": {
-            "name": f"mri-source-{plan.size}",
-            "source_domain": "MRI brain T1 (MNI152 2009, virtual subjects)",
-            "source_task": "brain tissue classification + image restoration",
-            "description": "Pretrained on one public MRI template with simulated subjects.",
-            "data": {
-                "dataset": str(data_root / "mri_tissue_2d"),
-                "modality": "mri",
-                "spatial_size": plan.patch_size,
-            },
-            "backbone": plan.backbone,
-            "stages": ["restoration", "supervised"],
-            "restoration_epochs": plan.pretrain_epochs,
-            "supervised_epochs": plan.pretrain_epochs,
-            "lr": plan.head_lr,
-            "training": training,
-        },
-        "cxr": {
-            "name": f"cxr-source-{plan.size}",
-            "source_domain": "chest radiographs (simulated from a real CT)",
-            "source_task": "synthetic focal-opacity detection (self-supervised, labels unused)",
-            "description": (
-                "Self-supervised on the training radiographs only: tell each image from a copy "
-                "with a pasted 2D blob. The images' nodule labels are never read."
-            ),
-            "data": {
-                "dataset": str(data_root / "cxr_nodule"),
-                "modality": "cxr",
-                "spatial_size": plan.cxr_size,
-                "cache": "memory",
-            },
-            "backbone": plan.cxr_backbone,
-            "stages": ["lesion"],
-            "lesion_epochs": plan.cxr_pretrain_epochs,
-            "lesion_radius": [0.04, 0.10],
-            "lesion_contrast": [0.10, 0.35],
-            "pool": "avgmax",
-            "lr": plan.head_lr,
-            "training": {
-                **_training(plan, plan.cxr_batch_size),
-                "monitor": "val_loss",
-                "mode": "min",
-            },
-        },
-    }
 
 
 def run_demo(
@@ -303,39 +103,76 @@ def run_demo(
 
     if size not in PLANS:
         raise ValueError(f"unknown size {size!r}; use one of {', '.join(PLANS)}")
-    plan = PLANS[size]
     root = home_subdir("demo") / size
     root.mkdir(parents=True, exist_ok=True)
-    data_root = root / "data"
-    state_path = root / "state.json"
-    state = DemoState.load(state_path, size)
+    run = _DemoRun(PLANS[size], root, progress)
     for name in force:
-        state.done.pop(name, None)
+        run.state.done.pop(name, None)
+    for name in STAGES:
+        run.stage(name)
+        if stop_after == name:
+            break
+    return run.state.done.get("summary", {})
 
-    def stage(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+
+class _DemoRun:
+    """One run of the demo: its plan, folders and state, and one method per stage."""
+
+    def __init__(self, plan: DemoPlan, root: Path, progress: bool) -> None:
+        self.plan = plan
+        self.root = root
+        self.progress = progress
+        self.data_root = root / "data"
+        self.state_path = root / "state.json"
+        self.state = DemoState.load(self.state_path, plan.size)
+
+    def stage(self, name: str) -> dict[str, Any]:
+        """Run stage ``name`` unless it finished before; record its outputs and seconds."""
+        state = self.state
         if name in state.done:
             logger.info("stage %s: done before, skipped", name)
             return state.done[name]
         logger.info("stage %s ...", name)
         t0 = time.perf_counter()
-        out = fn()
+        out = self._runner(name)()
         out["seconds"] = time.perf_counter() - t0
         state.done[name] = out
-        state.save(state_path)
+        state.save(self.state_path)
         logger.info("stage %s finished in %.0f s", name, out["seconds"])
         return out
 
-    def fetch() -> dict[str, Any]:
+    def _runner(self, name: str) -> Callable[[], dict[str, Any]]:
+        if name.startswith("pretrain_"):
+            return lambda: self.pretrain(name.removeprefix("pretrain_"))
+        if name in ("mri_to_ct", "cxr_nodule"):
+            return lambda: self.experiment(name)
+        return {
+            "fetch": self.fetch,
+            "data": self.data,
+            "reports": self.reports,
+            "summary": lambda: build_summary(self.plan, self.state, self.root),
+        }[name]
+
+    def _write_config(self, name: str, cfg: dict[str, Any]) -> None:
+        (self.root / "configs").mkdir(exist_ok=True)
+        (self.root / "configs" / f"{name}.yaml").write_text(
+            yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8"
+        )
+
+    def fetch(self) -> dict[str, Any]:
+        """Fetch the public source scans."""
         from medtl.data.fetch import fetch_sources
 
         return {"sources": {k: str(v) for k, v in fetch_sources().items()}}
 
-    def data() -> dict[str, Any]:
+    def data(self) -> dict[str, Any]:
+        """Build the MRI source, CT target and simulated CXR datasets."""
         from medtl.data.ct_target import build_ct_target
         from medtl.data.cxr import build_cxr_dataset
         from medtl.data.histogram_baseline import histogram_baseline
         from medtl.data.mri_source import build_mri_source
 
+        size, data_root = self.plan.size, self.data_root
         out: dict[str, Any] = {}
         m = build_mri_source(data_root / "mri_tissue_2d", size, 0, ndim=2)
         out["mri_tissue_2d"] = len(m.records)
@@ -347,96 +184,69 @@ def run_demo(
             json.dumps(baseline.as_dict(), indent=2) + "\n", encoding="utf-8"
         )
         out["ct_histogram_baseline_auroc"] = baseline.test_macro_auroc
-        m = build_cxr_dataset(data_root / "cxr_nodule", size, 0, progress=progress, workers=2)
+        m = build_cxr_dataset(data_root / "cxr_nodule", size, 0, progress=self.progress, workers=2)
         out["cxr_nodule"] = len(m.records)
         return out
 
-    def pretrain(kind: str) -> Callable[[], dict[str, Any]]:
-        def run() -> dict[str, Any]:
-            from medtl.transfer.pretrain import PretrainConfig, run_pretraining
+    def pretrain(self, kind: str) -> dict[str, Any]:
+        """Pretrain the ``mri`` or ``cxr`` source backbone; returns its package."""
+        from medtl.transfer.pretrain import PretrainConfig, run_pretraining
 
-            cfg_dict = pretrain_configs(plan, data_root)[kind]
-            (root / "configs").mkdir(exist_ok=True)
-            (root / "configs" / f"pretrain_{kind}.yaml").write_text(
-                yaml.safe_dump(cfg_dict, sort_keys=False), encoding="utf-8"
-            )
-            package = run_pretraining(
-                PretrainConfig.model_validate(cfg_dict), root / "pretrain" / kind
-            )
-            return {"package": str(package)}
+        cfg_dict = pretrain_configs(self.plan, self.data_root)[kind]
+        self._write_config(f"pretrain_{kind}", cfg_dict)
+        package = run_pretraining(
+            PretrainConfig.model_validate(cfg_dict), self.root / "pretrain" / kind
+        )
+        return {"package": str(package)}
 
-        return run
+    def experiment(self, name: str) -> dict[str, Any]:
+        """Transfer and scratch arms of experiment ``name`` along the learning curve."""
+        from medtl.transfer.experiment import ExperimentConfig
+        from medtl.transfer.learning_curves import run_learning_curves
 
-    def experiment(name: str) -> Callable[[], dict[str, Any]]:
-        def run() -> dict[str, Any]:
-            from medtl.transfer.experiment import ExperimentConfig
-            from medtl.transfer.learning_curves import run_learning_curves
+        plan, done = self.plan, self.state.done
+        packages = {
+            "mri": done["pretrain_mri"]["package"],
+            "cxr": done["pretrain_cxr"]["package"],
+        }
+        cfg_dict = experiment_configs(plan, self.data_root, packages)[name]
+        self._write_config(name, cfg_dict)
+        result = run_learning_curves(
+            ExperimentConfig.model_validate(cfg_dict),
+            self.root / "runs" / name,
+            fractions=plan.cxr_fractions if name == "cxr_nodule" else plan.fractions,
+            n_resamples=plan.n_resamples,
+            progress=self.progress,
+            workers=plan.workers,
+        )
+        return {
+            "folder": str(self.root / "runs" / name),
+            "verdict": result["verdict"],
+            "runs": result["runs"],
+        }
 
-            packages = {
-                "mri": state.done["pretrain_mri"]["package"],
-                "cxr": state.done["pretrain_cxr"]["package"],
-            }
-            cfg_dict = experiment_configs(plan, data_root, packages)[name]
-            (root / "configs").mkdir(exist_ok=True)
-            (root / "configs" / f"{name}.yaml").write_text(
-                yaml.safe_dump(cfg_dict, sort_keys=False), encoding="utf-8"
-            )
-            result = run_learning_curves(
-                ExperimentConfig.model_validate(cfg_dict),
-                root / "runs" / name,
-                fractions=plan.cxr_fractions if name == "cxr_nodule" else plan.fractions,
-                n_resamples=plan.n_resamples,
-                progress=progress,
-                workers=plan.workers,
-            )
-            return {
-                "folder": str(root / "runs" / name),
-                "verdict": result["verdict"],
-                "runs": result["runs"],
-            }
-
-        return run
-
-    def reports() -> dict[str, Any]:
+    def reports(self) -> dict[str, Any]:
+        """Validation reports (HTML + PDF) and registered model packages."""
         from medtl.reports.package import build_package
         from medtl.reports.report import write_report
         from medtl.transfer.learning_curves import point_dir
 
         out: dict[str, Any] = {}
-        top = max(plan.fractions)
+        top = max(self.plan.fractions)
         for name in ("mri_to_ct", "cxr_nodule"):
-            folder = Path(state.done[name]["folder"])
-            arm = transfer_arm(state, name)
-            transfer = point_dir(folder, arm, top, 0)
-            scratch = point_dir(folder, "scratch", top, 0)
+            folder = Path(self.state.done[name]["folder"])
+            transfer = point_dir(folder, transfer_arm(self.state, name), top, 0)
             files = write_report(
                 transfer,
-                against=scratch,
+                against=point_dir(folder, "scratch", top, 0),
                 learning_curves=folder / "learning_curves.json",
                 pdf=True,
             )
-            package = build_package(transfer, name=f"{name}-{size}", overwrite=True, register=True)
+            package = build_package(
+                transfer, name=f"{name}-{self.plan.size}", overwrite=True, register=True
+            )
             out[name] = {"report": {k: str(v) for k, v in files.items()}, "package": str(package)}
         return out
-
-    def summary() -> dict[str, Any]:
-        return build_summary(plan, state, root)
-
-    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("fetch", fetch),
-        ("data", data),
-        ("pretrain_mri", pretrain("mri")),
-        ("pretrain_cxr", pretrain("cxr")),
-        ("mri_to_ct", experiment("mri_to_ct")),
-        ("cxr_nodule", experiment("cxr_nodule")),
-        ("reports", reports),
-        ("summary", summary),
-    ]
-    for name, fn in steps:
-        stage(name, fn)
-        if stop_after == name:
-            break
-    return state.done.get("summary", {})
 
 
 def transfer_arm(state: DemoState, name: str) -> str:

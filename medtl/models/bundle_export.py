@@ -17,7 +17,9 @@ numbers as :class:`~medtl.inference.Predictor`. Running it::
         --meta_file DIR/configs/metadata.json --bundle_root DIR \\
         --input_file scan.nii.gz --output_file out.npy
 
-writes the logits (``output_kind: logits``) or the pooled embedding (``embedding``, the
+(MONAI's command line needs the ``fire`` package; ``monai.bundle.run(config_file=...,
+meta_file=..., bundle_root=..., input_file=..., output_file=...)`` is the same runner) writes
+the logits (``output_kind: logits``) or the pooled embedding (``embedding``, the
 default for encoder-only packages such as ``astra-ct``) as ``.npy``.
 """
 
@@ -109,7 +111,7 @@ def _inference_config(card: Any, output_kind: str) -> dict[str, Any]:
     pre = card.preprocessing
     spec = pre.model_dump(mode="json") if hasattr(pre, "model_dump") else dict(pre or {})
     return {
-        "imports": ["$import torch", "$import medtl.models.bundle_export"],
+        "imports": ["$import torch", "$from medtl.models.bundle_export import run_inference"],
         "bundle_root": ".",
         "device": "$torch.device('cpu')",
         "architecture": _jsonable(arch),
@@ -133,7 +135,7 @@ def _inference_config(card: Any, output_kind: str) -> dict[str, Any]:
         "output_kind": output_kind,
         "layer": "layer4",
         "predict": (
-            "$medtl.models.bundle_export.run_inference(@network, @preprocessing, "
+            "$run_inference(@network, @preprocessing, "
             "@input_file, @output_file, @output_kind, @layer)"
         ),
         "initialize": ["$@load_weights"],

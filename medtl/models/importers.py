@@ -432,7 +432,8 @@ def import_weights(
         logger.info("%s: detected format %s", source, format)
     warnings: list[str] = []
     ignored: list[str] = []
-    if format == "native":
+    # a bundle medtl exported (medtl models export) holds a native state dict
+    if format == "native" or (format == "monai_bundle" and detect_layout(state) == "native"):
         state, _ = strip_common_prefix(state, ("module.",))
         if detect_layout(state) != "native":
             raise WeightImportError(f"{source}: not a medtl state dict (no encoder.* keys)")

@@ -39,15 +39,21 @@ def new_case_id(source_key: str | None, pseudonym_key: bytes | None) -> str:
     return pseudonym(source_key, key=pseudonym_key, prefix="CASE")
 
 
-def load_case(session: Session, case_id: str) -> Case:
+def load_case(session: Session, case_id: str, *, for_update: bool = False) -> Case:
     """The case row with images, predictions and reviews (and their readers) loaded.
+
+    Args:
+        session: the open session.
+        case_id: the case pseudonym.
+        for_update: lock the case row (``SELECT ... FOR UPDATE``; SQLite's write
+            transactions are exclusive already), for writes that update its status.
 
     Raises:
         CaseNotFoundError: ``case_id`` is not a case pseudonym, or no such case.
     """
     if not casefiles.is_case_id(case_id):
         raise CaseNotFoundError(f"not a case ID: {case_id!r}")
-    case = session.scalar(
+    query = (
         select(Case)
         .where(Case.case_id == case_id)
         .options(
@@ -56,6 +62,7 @@ def load_case(session: Session, case_id: str) -> Case:
             selectinload(Case.reviews).selectinload(Review.reader),
         )
     )
+    case = session.scalar(query.with_for_update(of=Case) if for_update else query)
     if case is None:
         raise CaseNotFoundError(f"no case {case_id!r}")
     return case
@@ -116,6 +123,7 @@ def create_case(
                 created_at=now,
                 created_by=getattr(actor, "id", None),
                 modality=modality,
+                status="new",
             )
             session.add(case)
             session.flush()

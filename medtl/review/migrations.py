@@ -20,6 +20,8 @@ Versions:
    (idempotent resubmission).
 3. ``login_failures.client_hash``: sign-in back-off per client and account, so failures
    from one client cannot lock the account for others.
+4. ``cases.status`` (maintained with each AI result and review, filled from the existing
+   ones) and the worklist's indexes: status with creation time, model, reader.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from medtl.review.models import UTCDateTime
 
 logger = logging.getLogger(__name__)
 
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 VERSION_TABLE = "schema_version"
 
 
@@ -219,6 +221,39 @@ def _upgrade_to_3(conn: Connection) -> None:
     )
 
 
+# --- version 4 (frozen) ------------------------------------------------------------------
+def _latest(decision: str) -> str:
+    """SQL: the case has a reader whose latest review says ``decision``."""
+    return (
+        "EXISTS (SELECT 1 FROM reviews r WHERE r.case_pk = cases.id AND r.decision = "
+        f"'{decision}' AND r.id = (SELECT MAX(r2.id) FROM reviews r2 "
+        "WHERE r2.case_pk = r.case_pk AND r2.reader_pk = r.reader_pk))"
+    )
+
+
+_STATUS_V4 = (
+    "CASE WHEN NOT EXISTS (SELECT 1 FROM predictions p WHERE p.case_pk = cases.id) "
+    "THEN 'new' "
+    "WHEN NOT EXISTS (SELECT 1 FROM reviews r WHERE r.case_pk = cases.id) "
+    "THEN 'awaiting_review' "
+    f"WHEN {_latest('disagree')} THEN 'disagreed' "
+    f"WHEN {_latest('uncertain')} THEN 'uncertain' "
+    "ELSE 'agreed' END"
+)
+
+
+def _upgrade_to_4(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE cases ADD COLUMN status VARCHAR(16) NOT NULL DEFAULT 'new'")
+    conn.exec_driver_sql(f"UPDATE cases SET status = {_STATUS_V4}")
+    for sql in (
+        "CREATE INDEX ix_cases_status_created ON cases (status, created_at, id)",
+        "CREATE INDEX ix_predictions_model_case ON predictions (model_name, case_pk)",
+        "CREATE INDEX ix_reviews_reader_case ON reviews (reader_pk, case_pk)",
+        "CREATE INDEX ix_reviews_case_reader ON reviews (case_pk, reader_pk)",
+    ):
+        conn.exec_driver_sql(sql)
+
+
 @dataclass(frozen=True)
 class Step:
     """One upgrade step: brings the schema from ``version - 1`` to ``version``."""
@@ -236,6 +271,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(2, "login_failures table; reviews.submission_id (idempotent resubmission)", _upgrade_to_2),
     Step(3, "login_failures.client_hash (back-off per client and account)", _upgrade_to_3),
+    Step(4, "cases.status (stored, indexed) and worklist indexes", _upgrade_to_4),
 )
 
 

@@ -139,15 +139,21 @@ class UserSession(Base):
 
 
 class Case(Base):
-    """A de-identified case, known only by its pseudonymous ``case_id``."""
+    """A de-identified case, known only by its pseudonymous ``case_id``.
+
+    ``status`` is maintained with each AI result and review (see
+    :mod:`medtl.review.status`); the worklist filters, sorts and pages on it in SQL.
+    """
 
     __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_status_created", "status", "created_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="new")
 
     images: Mapped[list[Image]] = relationship(back_populates="case", order_by="Image.id")
     predictions: Mapped[list[Prediction]] = relationship(
@@ -177,6 +183,7 @@ class Prediction(Base):
     """An AI result for a case (probability of the positive label from a named model)."""
 
     __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_model_case", "model_name", "case_pk"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_pk: Mapped[int] = mapped_column(ForeignKey("cases.id"), nullable=False, index=True)
@@ -197,7 +204,11 @@ class Review(Base):
     """One reader's verdict on a case's AI result. A reader may revise: the latest counts."""
 
     __tablename__ = "reviews"
-    __table_args__ = (CheckConstraint(_in("decision", DECISIONS), name="ck_reviews_decision"),)
+    __table_args__ = (
+        CheckConstraint(_in("decision", DECISIONS), name="ck_reviews_decision"),
+        Index("ix_reviews_reader_case", "reader_pk", "case_pk"),
+        Index("ix_reviews_case_reader", "case_pk", "reader_pk"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_pk: Mapped[int] = mapped_column(ForeignKey("cases.id"), nullable=False, index=True)

@@ -21,6 +21,7 @@ from medtl.review.cases import load_case
 from medtl.review.errors import ReviewInputError
 from medtl.review.models import DECISIONS, Prediction, Review, User, add_audit
 from medtl.review.schemas import PredictionInfo, ReviewInfo
+from medtl.review.status import refresh_status
 from medtl.review.worklist import prediction_info, review_info
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,7 +90,7 @@ def record_prediction(
     result.check()
 
     def work(session: Session) -> PredictionInfo:
-        case = load_case(session, case_id)
+        case = load_case(session, case_id, for_update=True)
         if result.image_id is not None and result.image_id not in {i.id for i in case.images}:
             raise ReviewInputError(f"image {result.image_id} does not belong to case {case_id}")
         now = store.db.now()
@@ -105,8 +106,10 @@ def record_prediction(
             created_at=now,
             created_by=getattr(actor, "id", None),
         )
+        p.case = case  # appends to case.predictions for the status below
         session.add(p)
         session.flush()
+        refresh_status(case)
         details = {
             "model": result.model_name,
             "version": result.model_version,
@@ -130,7 +133,7 @@ def _resubmitted(session: Session, actor: UserInfo, submission_id: str) -> Revie
 def _insert_review(
     store: ReviewStore, session: Session, actor: UserInfo, case_id: str, form: ReviewInput
 ) -> ReviewInfo:
-    case = load_case(session, case_id)
+    case = load_case(session, case_id, for_update=True)
     if not case.predictions:
         raise ReviewInputError(f"case {case_id} has no AI result to review yet")
     pred = form.prediction_id if form.prediction_id is not None else case.predictions[-1].id
@@ -153,8 +156,10 @@ def _insert_review(
         submission_id=form.submission_id,
     )
     review.reader = reader
+    review.case = case  # appends to case.reviews for the status below
     session.add(review)
     session.flush()
+    refresh_status(case)
     details = {"decision": form.decision, "review_id": review.id, "prediction_id": pred}
     add_audit(session, now, "review", user=actor, case_id=case_id, details=details)
     return review_info(review, case_id)

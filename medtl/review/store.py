@@ -10,7 +10,7 @@ case), :mod:`~medtl.review.readings` (AI results and reviews), :mod:`~medtl.revi
 (status, worklist and audit queries) and :mod:`~medtl.review.export`. This class checks
 roles and is the one documented entry point.
 
-Case status is derived, never stored (see :mod:`medtl.review.worklist`).
+Case status is stored with each AI result and review (see :mod:`medtl.review.status`).
 
 Reviews are blinded between clinicians: until a clinician has submitted their own review of
 a case, they see no other verdict and nothing derived from one (status, readers); researchers
@@ -32,7 +32,7 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 
@@ -45,9 +45,9 @@ from medtl.review.db import Clock, Database, RetryPolicy
 from medtl.review.errors import CaseExistsError, CaseNotFoundError, ReviewInputError
 from medtl.review.migrations import check_version, upgrade
 from medtl.review.models import utcnow
+from medtl.review.oversight import Oversight
 from medtl.review.readings import MAX_COMMENT, PredictionInput, ReviewInput
 from medtl.review.schemas import (
-    AuditInfo,
     CaseDetail,
     CaseInfo,
     ImageInfo,
@@ -61,12 +61,11 @@ from medtl.review.worklist import (
     case_info,
     case_status,
     latest_decisions,
-    query_audit,
     query_worklist,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medtl.review.export import AgreementReport
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ __all__ = [
 ]
 
 
-class ReviewStore:
+class ReviewStore(Oversight):
     """Cases, AI results, reviews, worklist, audit and exports on one database.
 
     Args:
@@ -359,6 +358,7 @@ class ReviewStore:
         reader: str | None = None,
         not_reviewed_by: str | None = None,
         limit: int | None = None,
+        after: str | None = None,
     ) -> list[CaseInfo]:
         """Cases to work on, oldest first.
 
@@ -372,7 +372,10 @@ class ReviewStore:
             model: only cases with an AI result from this model name.
             reader: only cases this user name has reviewed.
             not_reviewed_by: only cases this user name has not reviewed (a reader's queue).
-            limit: at most this many cases.
+            limit: at most this many cases (a page).
+            after: the case ID of the previous page's last row: the page starts after it
+                (keyset pagination; filters and pages run in SQL, see
+                :mod:`medtl.review.worklist`).
 
         Returns:
             Case summaries sorted by creation time, then case number.
@@ -393,65 +396,7 @@ class ReviewStore:
                 reader=reader,
                 not_reviewed_by=not_reviewed_by,
                 limit=limit,
+                after=after,
                 viewer=actor,
             )
         )
-
-    def audit_log(
-        self,
-        actor: UserInfo | None,
-        *,
-        case_id: str | None = None,
-        action: str | None = None,
-        username: str | None = None,
-        since: datetime | None = None,
-    ) -> list[AuditInfo]:
-        """Audit events in time order (admins and the local operator only).
-
-        Args:
-            actor: an admin, or ``None`` for the local operator.
-            case_id: only events about this case pseudonym.
-            action: only this action (see :data:`medtl.review.models.AUDIT_ACTIONS`).
-            username: only events by this user.
-            since: only events at or after this UTC time.
-
-        Returns:
-            The matching events, oldest first.
-        """
-        require_role(actor, "admin")
-
-        return self.db.read(
-            lambda s: query_audit(s, case_id=case_id, action=action, username=username, since=since)
-        )
-
-    # --- exports and agreement (implemented in medtl.review.export) -------------------------
-    def export_reviews_csv(
-        self, actor: UserInfo | None, dest: Path | TextIO, *, include_comments: bool = True
-    ) -> int:
-        """Write every review as CSV (see :class:`~medtl.review.schemas.ReviewExportRow`).
-
-        Returns:
-            The number of rows written. Records an ``export`` audit event.
-        """
-        from medtl.review.export import export_reviews_csv
-
-        return export_reviews_csv(self, actor, dest, include_comments=include_comments)
-
-    def export_sr(
-        self, actor: UserInfo | None, case_id: str, dest: Path, *, prediction_id: int | None = None
-    ) -> Path:
-        """Write a case's AI result as a DICOM Structured Report (needs ``highdicom``)."""
-        from medtl.review.sr import export_sr
-
-        return export_sr(self, actor, case_id, dest, prediction_id=prediction_id)
-
-    def agreement(self, actor: UserInfo | None) -> AgreementReport:
-        """Reader agreement per case and across readers (admins only).
-
-        Returns:
-            Per-case agreement, pairwise Cohen's kappa and Fleiss' kappa.
-        """
-        require_role(actor, "admin")
-        from medtl.review.export import agreement_report
-
-        return agreement_report(self)

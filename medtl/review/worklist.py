@@ -1,16 +1,13 @@
-"""Case status, the worklist query and the audit query of the review store.
+"""Case summaries, the worklist query (filtered and paged in SQL) and the audit query.
 
-Case status (derived, never stored), from each reader's latest review:
+The worklist filters on the stored, indexed ``cases.status`` (see
+:mod:`medtl.review.status`), the creation time, the model and the readers in SQL, sorts by
+creation time then row ID, and pages with a keyset (``after``: the last case of the
+previous page), so a page costs the same with 1,000 or 100,000 cases. Images, the latest
+AI result and readers are then loaded for the rows of that page only.
 
-* ``new``: no AI result yet; ``awaiting_review``: AI result, no review;
-* ``agreed``: every reader agrees with the AI; ``disagreed``: at least one reader disagrees;
-* ``uncertain``: no one disagrees but at least one reader is uncertain.
-
-Blinded reading: a clinician who has not yet submitted their own review of a case sees
-neither other readers' verdicts nor anything derived from them (status, readers, agreement):
-:func:`case_info` reports such a case as ``new`` or ``awaiting_review`` ("awaiting your
-read") with no readers. Researchers, admins and the local operator (``None``) see it all.
-The default viewer, :data:`BLIND`, sees the least.
+Blinded reading (see :mod:`medtl.review.status`): for a clinician, the status that filters
+and shows is the blinded one until they have reviewed the case, and readers stay hidden.
 
 These functions run inside a session opened by :class:`~medtl.review.store.ReviewStore`,
 which checks roles and arguments first.
@@ -18,78 +15,45 @@ which checks roles and arguments first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Final
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select
+from sqlalchemy.orm import Session
 
-from medtl.review.auth import UserInfo
-from medtl.review.models import AuditEvent, Case, Prediction, Review, User
+from medtl.review.errors import ReviewInputError
+from medtl.review.models import AuditEvent, Case, Image, Prediction, Review, User
 from medtl.review.schemas import AuditInfo, CaseInfo, PredictionInfo, ReviewInfo
+from medtl.review.status import (
+    BLIND,
+    STATUSES,
+    UNBLINDED_ROLES,
+    Viewer,
+    blind_status,
+    blinded_for,
+    case_status,
+    latest_decisions,
+    sees_everything,
+)
 
-STATUSES: tuple[str, ...] = ("new", "awaiting_review", "agreed", "disagreed", "uncertain")
-#: Roles that see every reader's verdict and the agreement between readers.
-UNBLINDED_ROLES: tuple[str, ...] = ("researcher", "admin")
-
-
-class _Blind:
-    """An unnamed viewer who has reviewed nothing: sees the least (the safe default)."""
-
-    def __repr__(self) -> str:
-        return "BLIND"
-
-
-#: Default viewer of :func:`case_info` and ``ReviewStore.get_case``: fully blinded.
-BLIND: Final = _Blind()
-#: Who is looking: a user, ``None`` for the local operator (sees all), or :data:`BLIND`.
-Viewer = UserInfo | _Blind | None
-
-
-def sees_everything(viewer: Viewer) -> bool:
-    """True for the local operator (``None``), researchers and admins."""
-    if viewer is None:
-        return True
-    if isinstance(viewer, _Blind):
-        return False
-    return viewer.role in UNBLINDED_ROLES
-
-
-def blinded_for(viewer: Viewer, reader_ids: Iterable[int]) -> bool:
-    """True when ``viewer`` must not see the verdicts of a case read by ``reader_ids``."""
-    if sees_everything(viewer):
-        return False
-    return isinstance(viewer, _Blind) or viewer.id not in set(reader_ids)
-
-
-def blind_status(status: str) -> str:
-    """What a blinded viewer sees: ``new`` or ``awaiting_review``, never a verdict."""
-    return "new" if status == "new" else "awaiting_review"
-
-
-def latest_decisions(reviews: Iterable[Review]) -> dict[str, str]:
-    """Each reader's latest decision (by review id), keyed by user name."""
-    latest: dict[str, tuple[int, str]] = {}
-    for review in reviews:
-        name = review.reader.username
-        if name not in latest or review.id > latest[name][0]:
-            latest[name] = (review.id, review.decision)
-    return {name: decision for name, (_, decision) in sorted(latest.items())}
-
-
-def case_status(case: Case) -> str:
-    """Derive a case's status (see module docstring); needs predictions and reviews loaded."""
-    if not case.predictions:
-        return "new"
-    decisions = set(latest_decisions(case.reviews).values())
-    if not decisions:
-        return "awaiting_review"
-    if "disagree" in decisions:
-        return "disagreed"
-    if "uncertain" in decisions:
-        return "uncertain"
-    return "agreed"
+__all__ = [
+    "BLIND",
+    "STATUSES",
+    "UNBLINDED_ROLES",
+    "Viewer",
+    "blind_status",
+    "blinded_for",
+    "case_info",
+    "case_status",
+    "latest_decisions",
+    "prediction_info",
+    "query_audit",
+    "query_worklist",
+    "review_info",
+    "sees_everything",
+]
 
 
 def prediction_info(p: Prediction, case_id: str) -> PredictionInfo:
@@ -132,11 +96,11 @@ def case_info(case: Case, *, viewer: Viewer = BLIND) -> CaseInfo:
         viewer: who is looking (keyword-only; default :data:`BLIND`, the least privilege).
 
     Returns:
-        The summary; blinded (see module docstring) unless ``viewer`` sees everything or
-        has reviewed this case.
+        The summary; blinded (see :mod:`medtl.review.status`) unless ``viewer`` sees
+        everything or has reviewed this case.
     """
     latest = prediction_info(case.predictions[-1], case.case_id) if case.predictions else None
-    status = case_status(case)
+    status = case.status or case_status(case)
     if blinded_for(viewer, (r.reader_pk for r in case.reviews)):
         return CaseInfo(
             case.case_id,
@@ -159,6 +123,133 @@ def case_info(case: Case, *, viewer: Viewer = BLIND) -> CaseInfo:
     )
 
 
+def _reviewed_by(user_id: int) -> ColumnElement[bool]:
+    return exists().where(Review.case_pk == Case.id, Review.reader_pk == user_id)
+
+
+def _visible_status(viewer: Viewer) -> Any:
+    """SQL expression of the status ``viewer`` sees (see :func:`blind_status`)."""
+    blinded = case((Case.status == "new", literal("new")), else_=literal("awaiting_review"))
+    if sees_everything(viewer):
+        return Case.status
+    if viewer is BLIND:
+        return blinded
+    return case((_reviewed_by(viewer.id), Case.status), else_=blinded)
+
+
+def _user_id(session: Session, username: str) -> int | None:
+    return session.scalar(select(User.id).where(User.username == username.strip().lower()))
+
+
+def _filters(
+    session: Session,
+    wanted: set[str],
+    viewer: Viewer,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    model: str | None,
+    reader: str | None,
+    not_reviewed_by: str | None,
+) -> list[ColumnElement[bool]] | None:
+    """The WHERE clauses of a worklist query (``None``: nothing can match)."""
+    where: list[ColumnElement[bool]] = []
+    if set(STATUSES) - wanted:
+        where.append(_visible_status(viewer).in_(sorted(wanted)))
+    if since is not None:
+        where.append(Case.created_at >= since)
+    if until is not None:
+        where.append(Case.created_at < until)
+    if model is not None:
+        where.append(exists().where(Prediction.case_pk == Case.id, Prediction.model_name == model))
+    if reader is not None:
+        reader_id = _user_id(session, reader)
+        if reader_id is None:
+            return None
+        where.append(_reviewed_by(reader_id))
+        if not sees_everything(viewer):
+            # Who read a case is not the viewer's to know before they read it themselves.
+            if viewer is BLIND:
+                return None
+            where.append(_reviewed_by(viewer.id))
+    if not_reviewed_by is not None:
+        queue_id = _user_id(session, not_reviewed_by)
+        if queue_id is not None:
+            where.append(~_reviewed_by(queue_id))
+    return where
+
+
+def _after(session: Session, after: str) -> ColumnElement[bool]:
+    """Keyset condition: rows strictly after the case ``after`` in (created_at, id) order."""
+    row = session.execute(select(Case.created_at, Case.id).where(Case.case_id == after)).first()
+    if row is None:
+        raise ReviewInputError(f"after: no case {after!r}")
+    created, pk = row
+    return and_(Case.created_at >= created, or_(Case.created_at > created, Case.id > pk))
+
+
+def _page_details(session: Session, rows: Sequence[Any], viewer: Viewer) -> list[CaseInfo]:
+    """Build the summaries of one page, loading images, AI results and readers for it only."""
+    pks = [r.id for r in rows]
+    if not pks:
+        return []
+    n_images = dict(
+        session.execute(
+            select(Image.case_pk, func.count(Image.id))
+            .where(Image.case_pk.in_(pks))
+            .group_by(Image.case_pk)
+        ).all()
+    )
+    newest = (
+        select(func.max(Prediction.id))
+        .where(Prediction.case_pk.in_(pks))
+        .group_by(Prediction.case_pk)
+    )
+    latest = {
+        p.case_pk: p for p in session.scalars(select(Prediction).where(Prediction.id.in_(newest)))
+    }
+    readers: dict[int, dict[int, str]] = defaultdict(dict)
+    for case_pk, user_id, name in session.execute(
+        select(Review.case_pk, Review.reader_pk, User.username)
+        .join(User, User.id == Review.reader_pk)
+        .where(Review.case_pk.in_(pks))
+        .distinct()
+    ):
+        readers[case_pk][user_id] = name
+    out = []
+    for r in rows:
+        p = latest.get(r.id)
+        info = prediction_info(p, r.case_id) if p is not None else None
+        names = readers.get(r.id, {})
+        n = int(n_images.get(r.id, 0))
+        if blinded_for(viewer, names):
+            out.append(
+                CaseInfo(
+                    r.case_id,
+                    r.created_at,
+                    r.modality,
+                    blind_status(r.status),
+                    n,
+                    (),
+                    info,
+                    blinded=True,
+                )
+            )
+        else:
+            out.append(
+                CaseInfo(
+                    r.case_id,
+                    r.created_at,
+                    r.modality,
+                    r.status,
+                    n,
+                    tuple(sorted(names.values())),
+                    info,
+                )
+            )
+    return out
+
+
 def query_worklist(
     session: Session,
     wanted: set[str],
@@ -169,47 +260,37 @@ def query_worklist(
     reader: str | None = None,
     not_reviewed_by: str | None = None,
     limit: int | None = None,
+    after: str | None = None,
     viewer: Viewer = BLIND,
 ) -> list[CaseInfo]:
-    """Cases whose status, as ``viewer`` sees it, is in ``wanted``, oldest first.
+    """One page of cases whose status, as ``viewer`` sees it, is in ``wanted``, oldest first.
 
-    Date, model and reader filters run in SQL; the status is derived per case in Python
-    (it depends on each reader's latest review). A blinded viewer's rows are blinded (see
-    :func:`case_info`), their status filter matches the blinded status, and a ``reader``
-    filter matches only cases the viewer has reviewed too (who else read a case is not
-    theirs to know before they read it).
+    See ``ReviewStore.worklist`` for the filters. A blinded viewer's rows are blinded,
+    their status filter matches the blinded status, and a ``reader`` filter matches only
+    cases the viewer has reviewed too.
     """
+    where = _filters(
+        session,
+        wanted,
+        viewer,
+        since=since,
+        until=until,
+        model=model,
+        reader=reader,
+        not_reviewed_by=not_reviewed_by,
+    )
+    if where is None:
+        return []
+    if after is not None:
+        where.append(_after(session, after))
     query = (
-        select(Case)
-        .options(
-            selectinload(Case.images),
-            selectinload(Case.predictions),
-            selectinload(Case.reviews).selectinload(Review.reader),
-        )
+        select(Case.id, Case.case_id, Case.created_at, Case.modality, Case.status)
+        .where(*where)
         .order_by(Case.created_at, Case.id)
     )
-    if since is not None:
-        query = query.where(Case.created_at >= since)
-    if until is not None:
-        query = query.where(Case.created_at < until)
-    if model is not None:
-        query = query.where(Case.predictions.any(Prediction.model_name == model))
-    if reader is not None:
-        query = query.where(
-            Case.reviews.any(Review.reader.has(User.username == reader.strip().lower()))
-        )
-    if not_reviewed_by is not None:
-        query = query.where(
-            ~Case.reviews.any(Review.reader.has(User.username == not_reviewed_by.strip().lower()))
-        )
-    out = []
-    for case in session.scalars(query):
-        info = case_info(case, viewer=viewer)
-        if info.status in wanted and not (reader is not None and info.blinded):
-            out.append(info)
-            if limit is not None and len(out) >= limit:
-                break
-    return out
+    if limit is not None:
+        query = query.limit(limit)
+    return _page_details(session, session.execute(query).all(), viewer)
 
 
 def query_audit(

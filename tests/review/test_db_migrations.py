@@ -86,13 +86,81 @@ def _columns(conn: object) -> dict[str, set[tuple[str, bool]]]:
     }
 
 
+def _indexes(conn: object) -> dict[str, set[tuple[str, ...]]]:
+    insp = inspect(conn)
+    # A unique index (migrations) and a UNIQUE constraint (ORM) are the same thing here.
+    return {
+        t: {tuple(i["column_names"]) for i in insp.get_indexes(t)}
+        | {tuple(u["column_names"]) for u in insp.get_unique_constraints(t)}
+        for t in insp.get_table_names()
+        if t != "schema_version"
+    }
+
+
 def test_migrated_schema_matches_orm_models(store: ReviewStore, tmp_path: Path) -> None:
-    """The upgrade steps and the live models describe the same tables and columns."""
+    """The upgrade steps and the live models describe the same tables, columns, indexes."""
     reference = Database.open(f"sqlite:///{tmp_path / 'orm.sqlite'}")
     Base.metadata.create_all(reference.engine)
     with reference.engine.connect() as a, store.db.engine.connect() as b:
         assert _columns(a) == _columns(b)
+        assert _indexes(a) == _indexes(b)
+        worklist_indexes = _indexes(b)
     reference.dispose()
+    assert ("status", "created_at", "id") in worklist_indexes["cases"]
+    assert ("model_name", "case_pk") in worklist_indexes["predictions"]
+    assert {("reader_pk", "case_pk"), ("case_pk", "reader_pk")} <= worklist_indexes["reviews"]
+
+
+def test_upgrade_v3_to_v4_fills_the_status_column(db_url: str, clock: FakeClock) -> None:
+    """Existing cases get the status their AI results and reviews imply."""
+    db = Database.open(db_url, clock=clock)
+    assert upgrade(db, target=3) == 3
+    t = "'2025-01-02 00:00:00'"
+    rows = [
+        "INSERT INTO users (id, username, password_hash, role, active, created_at, updated_at)"
+        f" VALUES (1, 'ann', 'x', 'clinician', 1, {t}, {t}), (2, 'ben', 'x', 'admin', 1, {t}, {t})",
+    ]
+    # case number -> (has AI result, [(reader, decision), ...] in review order)
+    plan = {
+        1: (False, []),
+        2: (True, []),
+        3: (True, [(1, "agree"), (2, "agree")]),
+        4: (True, [(1, "disagree"), (1, "agree"), (2, "uncertain")]),  # ann changed her mind
+        5: (True, [(1, "agree"), (2, "disagree")]),
+        6: (True, [(2, "disagree"), (2, "agree")]),
+    }
+    review_id = 0
+    for n, (predicted, reviews) in plan.items():
+        rows.append(
+            f"INSERT INTO cases (id, case_id, created_at) VALUES ({n}, "
+            f"'CASE-000000000{n}', '2025-01-0{n} 00:00:00')"
+        )
+        if predicted:
+            rows.append(
+                "INSERT INTO predictions (id, case_pk, model_name, model_version, label,"
+                f" probability, created_at) VALUES ({n}, {n}, 'm', '1', 'x', 0.5, {t})"
+            )
+        for reader, decision in reviews:
+            review_id += 1
+            rows.append(
+                "INSERT INTO reviews (id, case_pk, prediction_pk, reader_pk, decision,"
+                f" created_at) VALUES ({review_id}, {n}, {n}, {reader}, '{decision}', {t})"
+            )
+    db.write(lambda s: [s.execute(text(sql)) for sql in rows])
+    db.dispose()
+    store = open_store(db_url, clock)
+    try:
+        got = [(c.case_id[-1], c.status) for c in store.worklist(None)]
+    finally:
+        store.close()
+    assert got == [
+        ("1", "new"),
+        ("2", "awaiting_review"),
+        ("3", "agreed"),
+        ("4", "uncertain"),
+        ("5", "disagreed"),
+        ("6", "agreed"),
+    ]
 
 
 def test_upgrade_v1_to_current_keeps_data(db_url: str, clock: FakeClock) -> None:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from medtl._cli import fail
+
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.pacs.settings import PacsSettings
     from medtl.review import ReviewStore
@@ -29,18 +31,13 @@ app = typer.Typer(
 )
 
 
-def _fail(message: object, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _settings() -> PacsSettings:
     from medtl.pacs.settings import PacsSettingsError, load_pacs_settings
 
     try:
         return load_pacs_settings()
     except PacsSettingsError as err:
-        raise _fail(err) from None
+        raise fail(err) from None
 
 
 def _store() -> ReviewStore:
@@ -58,7 +55,7 @@ def echo() -> None:
     try:
         settings.require_connection()
     except ValueError as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     results = run_echo(settings)
     for r in results:
         typer.echo(f"{r.path}: {'ok' if r.ok else 'FAILED'} - {r.detail}")
@@ -73,7 +70,7 @@ def _parse_date(value: str | None) -> date | None:
     try:
         return datetime.strptime(value.replace("-", ""), "%Y%m%d").date()
     except ValueError:
-        raise _fail(f"--since must be a date like 2025-11-03, not {value!r}") from None
+        raise fail(f"--since must be a date like 2025-11-03, not {value!r}") from None
 
 
 @app.command("find")
@@ -93,7 +90,7 @@ def find(
     try:
         hits = run_find(_settings(), query)
     except (PacsError, ValueError) as err:
-        raise _fail(err) from None
+        raise fail(err) from None
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], indent=2))
         return
@@ -133,7 +130,7 @@ def analyse(
 
             out = analyse_study(store, settings, study_uid, model)
         except (PacsError, ScanError, PackageError, ValueError) as err:
-            raise _fail(err) from None
+            raise fail(err) from None
     typer.echo(f"case {out.case_id}{'' if out.new_case else ' (existing)'}: {out.summary}")
 
 
@@ -154,7 +151,7 @@ def push(
     from medtl.review import CaseNotFoundError
 
     if (case_id is None) == (not retry_failed):
-        raise _fail("give a CASE_ID or --retry-failed")
+        raise fail("give a CASE_ID or --retry-failed")
     settings = _settings()
     with _store() as store:
         try:
@@ -164,7 +161,7 @@ def push(
                 else [push_case(store, settings, case_id, prediction_id=prediction_id)]
             )
         except (PushRefusedError, CaseNotFoundError, PacsError) as err:
-            raise _fail(err) from None
+            raise fail(err) from None
     for o in outcomes:
         note = " (UNVERIFIED)" if o.unverified else ""
         typer.echo(

@@ -11,7 +11,9 @@ PreprocessingSpec      (in configs, cards)    transfer.presets / data, inference
 BackboneConfig         (in summary, card)     models / models, reports
 RunSummary             summary.json           transfer.experiment / evaluation, reports
 Evaluation             evaluation.json        evaluation.run / reports, transfer, demo
-LearningCurves         learning_curves.json   transfer.learning_curves / reports
+LearningCurves         learning_curves.json   transfer.learning_curves / reports, demo
+SampleEfficiencyFile   sample_efficiency.json transfer.learning_curves
+Comparison             verdict.json           transfer.learning_curves / reports
 predictions.csv        predictions.csv        transfer.experiment / evaluation, reports
 PredictionDetails      review store column    app analysis / app case review
 ModelCard              model.json             reports.card, models.package / inference
@@ -45,6 +47,8 @@ _EXPORTS = {
     "SubgroupResult": "evaluation",
     "TestMetrics": "evaluation",
     "CurvePoint": "curves",
+    "Comparison": "curves",
+    "SampleEfficiencyFile": "curves",
     "LearningCurves": "curves",
     "PredictionRow": "predictions",
     "SplitPredictions": "predictions",
@@ -63,6 +67,7 @@ __all__ = [
     "AugmentationSpec",
     "BackboneConfig",
     "CardOperatingPoint",
+    "Comparison",
     "ConfidenceInterval",
     "CurvePoint",
     "DomainGuardFile",
@@ -78,6 +83,7 @@ __all__ = [
     "PredictionRow",
     "PreprocessingSpec",
     "RunSummary",
+    "SampleEfficiencyFile",
     "SplitPredictions",
     "SubgroupResult",
     "TestMetrics",
@@ -91,7 +97,12 @@ if TYPE_CHECKING:
     from medtl.artifacts.backbone import BackboneConfig, HeadConfig
     from medtl.artifacts.base import Artifact, ArtifactError, finite_or_none
     from medtl.artifacts.card import CardOperatingPoint, ModelCard, software_versions
-    from medtl.artifacts.curves import CurvePoint, LearningCurves
+    from medtl.artifacts.curves import (
+        Comparison,
+        CurvePoint,
+        LearningCurves,
+        SampleEfficiencyFile,
+    )
     from medtl.artifacts.details import PredictionDetails
     from medtl.artifacts.evaluation import (
         Evaluation,

@@ -1,4 +1,5 @@
-"""``learning_curves.json``: test metrics of each (strategy, label fraction, seed) run."""
+"""Learning-curve outputs: ``learning_curves.json`` (one point per run),
+``sample_efficiency.json`` (the summary table) and ``verdict.json`` (transfer vs scratch)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medtl.artifacts.base import Artifact
 
-__all__ = ["CurvePoint", "LearningCurves"]
+__all__ = [
+    "Comparison",
+    "CurveBand",
+    "CurvePoint",
+    "LearningCurves",
+    "SampleEfficiencyFile",
+    "SampleEfficiencyRow",
+]
 
 
 class CurvePoint(BaseModel):
@@ -43,3 +51,77 @@ class LearningCurves(Artifact):
         if isinstance(data, list):
             return {"points": data}
         return data
+
+
+class SampleEfficiencyRow(BaseModel):
+    """Per (strategy, fraction): mean and t-interval over seeds, against scratch."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+    strategy: str
+    fraction: float
+    n_seeds: int
+    transfer_mean: float | None = None
+    transfer_ci_low: float | None = None
+    transfer_ci_high: float | None = None
+    scratch_n_seeds: int | None = None
+    scratch_mean: float | None = None
+    scratch_ci_low: float | None = None
+    scratch_ci_high: float | None = None
+    delta: float | None = None
+    relative_to_full_scratch: float | None = None
+
+
+class CurveBand(BaseModel):
+    """One point of a summarised curve."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+    fraction: float
+    mean: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+
+
+class SampleEfficiencyFile(Artifact):
+    """``sample_efficiency.json``: :meth:`SampleEfficiency.to_dict` of the learning curves."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    FILE: ClassVar[str] = "sample_efficiency.json"
+
+    schema_version: int = 1
+    metric: str
+    rows: list[SampleEfficiencyRow] = Field(default_factory=list)
+    curves: dict[str, list[CurveBand]] = Field(default_factory=dict)
+    sentences: list[str] = Field(default_factory=list)
+
+
+class Comparison(Artifact):
+    """``verdict.json``: transfer against scratch on the same test images
+    (:func:`medtl.evaluation.compare.compare_runs`).
+
+    ``delong_p_value`` is ``None`` for multi-class runs (decided by the bootstrap alone).
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    FILE: ClassVar[str] = "verdict.json"
+
+    schema_version: int = 1
+    auroc_transfer: float | None
+    auroc_scratch: float | None
+    delta_auroc: float | None
+    delong_p_value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float = 0.95
+    alpha: float = 0.05
+    verdict: str
+    decided_by: str
+    n_images: int
+    n_patients: int
+    sentence: str = ""
+
+    @property
+    def is_negative(self) -> bool:
+        """Transfer significantly worse than scratch."""
+        return self.verdict == "negative transfer"

@@ -104,6 +104,24 @@ def _conspicuity_groups(
     return out
 
 
+def _attribute_groups(records: list[Any], y: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+    """(attribute, value, image indices) of recorded attributes with 2-12 values, where the
+    value's images hold both classes."""
+    keys = sorted(
+        {k for r in records for k in r.attributes if k not in ("seed", "virtual_patient")}
+    )
+    out = []
+    for key in keys:
+        values = {str(r.attributes.get(key)) for r in records if key in r.attributes}
+        if len(values) < 2 or len(values) > 12:
+            continue
+        for value in sorted(values):
+            idx = np.flatnonzero([str(r.attributes.get(key)) == value for r in records])
+            if np.unique(y[idx]).size == 2:
+                out.append((key, value, idx))
+    return out
+
+
 def subgroup_results(
     records: list[Any],
     y: np.ndarray,
@@ -168,26 +186,16 @@ def subgroup_results(
             row["sensitivity"] = {"estimate": hits / pos.size, "lower": lo, "upper": hi}
         rows.append(row)
     # Recorded attributes: per-value AUROC on all images of that value.
-    keys = sorted(
-        {k for r in records for k in r.attributes if k not in ("seed", "virtual_patient")}
-    )
-    for key in keys:
-        values = {str(r.attributes.get(key)) for r in records if key in r.attributes}
-        if len(values) < 2 or len(values) > 12:
-            continue
-        for value in sorted(values):
-            idx = np.flatnonzero([str(r.attributes.get(key)) == value for r in records])
-            if np.unique(y[idx]).size < 2:
-                continue
-            rows.append(
-                {
-                    "group": key,
-                    "name": value,
-                    "n_images": int(idx.size),
-                    "n_patients": int(np.unique(pid[idx]).size),
-                    "auroc": auroc_ci(idx),
-                }
-            )
+    for key, value, idx in _attribute_groups(records, y):
+        rows.append(
+            {
+                "group": key,
+                "name": value,
+                "n_images": int(idx.size),
+                "n_patients": int(np.unique(pid[idx]).size),
+                "auroc": auroc_ci(idx),
+            }
+        )
     return rows
 
 

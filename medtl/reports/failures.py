@@ -154,6 +154,50 @@ def render_case(
     return overlay_png(grey, heat, title), status
 
 
+def _failure_case(
+    run: RunFiles,
+    model: Any,
+    transform: Any,
+    kind: str,
+    index: int,
+    label: str,
+    prob: float,
+    threshold: float,
+    *,
+    figure_id: str,
+    saliency: bool,
+) -> tuple[FailureCase, str]:
+    """One failure case with its overlay (when the model and the image are there)."""
+    record = run.manifest.records[index]
+    image = None
+    status = "off"
+    path = run.dataset_dir / record.image
+    if model is not None and path.exists():
+        title = f"{kind}: p = {prob:.3f} (truth: {label})"
+        try:
+            png, status = render_case(model, transform, path, title, saliency=saliency)
+        except ScanError as err:  # an unreadable image must not sink the whole report
+            logger.warning("could not render failure case %d: %s", index, err)
+        else:
+            image = as_figure(
+                figure_id,
+                f"{kind.capitalize()}, patient {record.patient_id}: calibrated probability "
+                f"{prob:.3f} at threshold {threshold:.3f}" + _SALIENCY_NOTE[status],
+                png,
+            )
+    case = FailureCase(
+        kind=kind,  # type: ignore[arg-type]
+        index=index,
+        patient=record.patient_id,
+        label=label,
+        probability=prob,
+        threshold=threshold,
+        image=image,
+        saliency=status == "drawn",
+    )
+    return case, status
+
+
 def failure_section(run: RunFiles, *, k: int = 3, saliency: bool = True) -> FailureSection:
     """The failure-cases section of the report.
 
@@ -167,7 +211,7 @@ def failure_section(run: RunFiles, *, k: int = 3, saliency: bool = True) -> Fail
     """
     from medtl.data.preprocessing import build_preprocessing
 
-    evaluation, run_dir, manifest = run.evaluation, run.run_dir, run.manifest
+    evaluation, run_dir = run.evaluation, run.run_dir
     if not evaluation.binary:
         return FailureSection(applicable=False, note=NOT_APPLICABLE_MULTICLASS)
     youden = evaluation.operating_points_chosen.get("youden")
@@ -185,44 +229,23 @@ def failure_section(run: RunFiles, *, k: int = 3, saliency: bool = True) -> Fail
     has_model = (run_dir / "model.safetensors").is_file()
     model = load_run_model(run_dir, run.summary) if has_model else None
     cases: list[FailureCase] = []
-    drawn_any = False
     statuses: set[str] = set()
     for kind, pos in picks:
-        index = int(scores.index[pos])
-        record = manifest.records[index]
         label = names[int(labels[pos])] if int(labels[pos]) < len(names) else str(labels[pos])
-        title = f"{kind}: p = {probs[pos]:.3f} (truth: {label})"
-        image = None
-        status = "off"
-        path = run.dataset_dir / record.image
-        if model is not None and path.exists():
-            try:
-                png, status = render_case(model, transform, path, title, saliency=saliency)
-            except ScanError as err:  # an unreadable image must not sink the whole report
-                logger.warning("could not render failure case %d: %s", index, err)
-            else:
-                image = as_figure(
-                    f"failure-{len(cases)}",
-                    f"{kind.capitalize()}, patient {record.patient_id}: calibrated probability "
-                    f"{probs[pos]:.3f} at threshold {float(threshold):.3f}"
-                    + _SALIENCY_NOTE[status],
-                    png,
-                )
-        drew = status == "drawn"
-        drawn_any = drawn_any or drew
-        statuses.add(status)
-        cases.append(
-            FailureCase(
-                kind=kind,  # type: ignore[arg-type]
-                index=index,
-                patient=record.patient_id,
-                label=label,
-                probability=float(probs[pos]),
-                threshold=float(threshold),
-                image=image,
-                saliency=drew,
-            )
+        case, status = _failure_case(
+            run,
+            model,
+            transform,
+            kind,
+            int(scores.index[pos]),
+            label,
+            float(probs[pos]),
+            float(threshold),
+            figure_id=f"failure-{len(cases)}",
+            saliency=saliency,
         )
+        cases.append(case)
+        statuses.add(status)
     n_fp = int(np.sum((labels == 0) & (probs >= threshold)))
     n_fn = int(np.sum((labels == 1) & (probs < threshold)))
     note = (

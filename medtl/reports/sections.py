@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medtl.artifacts.curves import Comparison
 from medtl.reports.figures import as_figure, plot_training_curves, read_metrics_csv
 from medtl.reports.schema import (
     Headline,
@@ -154,7 +155,7 @@ def model_section(run: RunFiles) -> ModelSection:
 
 def transfer_section(
     run: RunFiles,
-    comparison: dict[str, Any] | None,
+    comparison: Comparison | dict[str, Any] | None,
     points: list[Any] | None,
     transferability: dict[str, Any] | None,
     baselines: list[dict[str, Any]] | None,
@@ -165,7 +166,8 @@ def transfer_section(
 
     Args:
         run: the loaded run.
-        comparison: ``compare_runs`` output (or ``None``).
+        comparison: ``compare_runs`` output or a :class:`~medtl.artifacts.Comparison`
+            (or ``None``).
         points: learning-curve points (or ``None``).
         transferability: ``{backbone: {score: value}}`` (or ``None``).
         baselines: extra baseline dicts (the dataset's histogram baseline is added).
@@ -179,10 +181,16 @@ def transfer_section(
     figures = []
     section: dict[str, Any] = {}
     if comparison:
-        section["comparison"] = _finite_json(json.loads(json.dumps(comparison, default=str)))
-        section["verdict"] = comparison.get("verdict")
-        section["verdict_sentence"] = comparison.get("sentence")
-        section["negative_transfer"] = comparison.get("verdict") == "negative transfer"
+        verdict = (
+            comparison
+            if isinstance(comparison, Comparison)
+            else Comparison.parse(comparison, "transfer comparison")
+        )
+        # Through JSON: NaN (e.g. no DeLong p-value) becomes null, as JSON has no NaN.
+        section["comparison"] = json.loads(verdict.model_dump_json(exclude={"schema_version"}))
+        section["verdict"] = verdict.verdict
+        section["verdict_sentence"] = verdict.sentence
+        section["negative_transfer"] = verdict.is_negative
         if scratch_scores is not None and run.binary:
             roc = _paired_roc(run.evaluation.test_scores, scratch_scores)
             if roc is not None:
@@ -192,34 +200,8 @@ def transfer_section(
     rows: list[LearningCurveRow] = []
     sentences: list[str] = []
     if points:
-        from medtl.evaluation.plots import plot_learning_curves
-        from medtl.evaluation.transfer_analysis import sample_efficiency_table
-
-        strategies = {p.strategy for p in points}
-        scratch = "scratch" if "scratch" in strategies else sorted(strategies)[0]
-        table = sample_efficiency_table(points, metric="auroc", scratch_strategy=scratch)
-        for r in table.rows:
-            rows.append(
-                LearningCurveRow(
-                    strategy=r["strategy"],
-                    fraction=r["fraction"],
-                    n_seeds=r["n_seeds"],
-                    mean=r["transfer_mean"],
-                    lower=r["transfer_ci_low"],
-                    upper=r["transfer_ci_high"],
-                    scratch_mean=r["scratch_mean"],
-                    delta=r["delta"],
-                )
-            )
-        sentences = list(table.sentences)
-        figures.append(
-            as_figure(
-                "learning-curves",
-                "Test AUROC against the fraction of training labels, per strategy (mean over "
-                "seeds, band: 95% t-interval); scratch dashed.",
-                plot_learning_curves(table, scratch_strategy=scratch),
-            )
-        )
+        rows, sentences, figure = _learning_curves(points)
+        figures.append(figure)
     else:
         notes.append("No learning-curve results were supplied (--learning-curves JSON).")
     scores: dict[str, dict[str, float | None]] = {}
@@ -228,6 +210,50 @@ def transfer_section(
             scores[str(backbone)] = {str(k): finite(v) for k, v in values.items()}
     if not scores:
         notes.append("No transferability scores were supplied.")
+    all_baselines = _baselines(run, baselines)
+    return TransferSection(
+        **section,
+        learning_curves=rows,
+        sample_efficiency=sentences,
+        transferability=scores,
+        baselines=all_baselines,
+        figures=figures,
+        notes=notes,
+    )
+
+
+def _learning_curves(points: list[Any]) -> tuple[list[LearningCurveRow], list[str], Any]:
+    """Sample-efficiency rows, sentences and the learning-curve figure."""
+    from medtl.evaluation.plots import plot_learning_curves
+    from medtl.evaluation.transfer_analysis import sample_efficiency_table
+
+    strategies = {p.strategy for p in points}
+    scratch = "scratch" if "scratch" in strategies else sorted(strategies)[0]
+    table = sample_efficiency_table(points, metric="auroc", scratch_strategy=scratch)
+    rows = [
+        LearningCurveRow(
+            strategy=r["strategy"],
+            fraction=r["fraction"],
+            n_seeds=r["n_seeds"],
+            mean=r["transfer_mean"],
+            lower=r["transfer_ci_low"],
+            upper=r["transfer_ci_high"],
+            scratch_mean=r["scratch_mean"],
+            delta=r["delta"],
+        )
+        for r in table.rows
+    ]
+    figure = as_figure(
+        "learning-curves",
+        "Test AUROC against the fraction of training labels, per strategy (mean over "
+        "seeds, band: 95% t-interval); scratch dashed.",
+        plot_learning_curves(table, scratch_strategy=scratch),
+    )
+    return rows, list(table.sentences), figure
+
+
+def _baselines(run: RunFiles, baselines: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Supplied baselines, the dataset's histogram baseline, and this network first."""
     all_baselines = list(baselines or [])
     hist = run.dataset_dir / "histogram_baseline.json"
     if hist.is_file():
@@ -256,15 +282,7 @@ def transfer_section(
                 "n_test": test.n_images,
             },
         )
-    return TransferSection(
-        **section,
-        learning_curves=rows,
-        sample_efficiency=sentences,
-        transferability=scores,
-        baselines=all_baselines,
-        figures=figures,
-        notes=notes,
-    )
+    return all_baselines
 
 
 def _paired_roc(transfer: TestScores, scratch: TestScores) -> Any:
@@ -294,17 +312,6 @@ def _paired_roc(transfer: TestScores, scratch: TestScores) -> Any:
         f"ROC curves of the transfer and scratch models on the same {len(pairs)} test images.",
         png,
     )
-
-
-def _finite_json(value: Any) -> Any:
-    """JSON-ready copy with NaN/inf floats as ``None`` (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_json(v) for v in value]
-    if isinstance(value, float):
-        return finite(value)
-    return value
 
 
 def _fmt_ci(ci: Any) -> str:

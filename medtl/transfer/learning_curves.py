@@ -10,20 +10,24 @@ Output folder layout::
       <strategy>_f<fraction>_s<seed>/     one run folder per point (resumable: finished
                                           runs with evaluation.json are reused)
       learning_curves.json                LearningCurves (medtl.artifacts): the points
-      sample_efficiency.json              per-fraction table and sentences
-      verdict.json                        transfer vs scratch at the largest fraction
+      sample_efficiency.json              SampleEfficiencyFile: per-fraction table, sentences
+      verdict.json                        Comparison: transfer vs scratch at the top fraction
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from medtl.artifacts.curves import CurvePoint, LearningCurves
+from medtl.artifacts.curves import (
+    Comparison,
+    CurvePoint,
+    LearningCurves,
+    SampleEfficiencyFile,
+)
 from medtl.artifacts.evaluation import Evaluation
 from medtl.artifacts.run import RunSummary
 from medtl.transfer.experiment import ExperimentConfig, run_experiment
@@ -80,7 +84,7 @@ def run_learning_curves(
     from tqdm.auto import tqdm
 
     from medtl.evaluation.compare import compare_runs
-    from medtl.evaluation.transfer_analysis import LearningCurvePoint, sample_efficiency_table
+    from medtl.evaluation.transfer_analysis import sample_efficiency_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +101,34 @@ def run_learning_curves(
             _run_point(config, out_dir, strategy, fraction, seed, n_resamples)
             bar.update(1)
     bar.close()
+    points, runs = _collect_points(out_dir, jobs)
+    efficiency = sample_efficiency_table(points).to_dict() if "scratch" in arms else None
+    if efficiency is not None:
+        SampleEfficiencyFile.parse(efficiency).write(out_dir / SampleEfficiencyFile.FILE)
+    verdict = None
+    transfer_arm = next((a for a in arms if a != "scratch"), None)
+    if transfer_arm is not None and "scratch" in arms:
+        top = max(fractions)
+        verdict = compare_runs(
+            point_dir(out_dir, transfer_arm, top, seeds[0]),
+            point_dir(out_dir, "scratch", top, seeds[0]),
+            n_resamples=n_resamples,
+        )
+        Comparison.parse(verdict).write(out_dir / Comparison.FILE)
+    return {
+        "points": [asdict(p) for p in points],
+        "sample_efficiency": efficiency,
+        "verdict": verdict,
+        "runs": runs,
+    }
+
+
+def _collect_points(
+    out_dir: Path, jobs: list[tuple[str, float, int]]
+) -> tuple[list[Any], dict[str, str]]:
+    """Read every finished point run; write ``learning_curves.json``."""
+    from medtl.evaluation.transfer_analysis import LearningCurvePoint
+
     points: list[LearningCurvePoint] = []
     runs: dict[str, str] = {}
     for strategy, fraction, seed in jobs:
@@ -118,27 +150,7 @@ def run_learning_curves(
     LearningCurves(points=[CurvePoint.model_validate(asdict(p)) for p in points]).write(
         out_dir / LearningCurves.FILE
     )
-    efficiency = sample_efficiency_table(points).to_dict() if "scratch" in arms else None
-    if efficiency is not None:
-        (out_dir / "sample_efficiency.json").write_text(
-            json.dumps(efficiency, indent=2, default=str), encoding="utf-8"
-        )
-    verdict = None
-    transfer_arm = next((a for a in arms if a != "scratch"), None)
-    if transfer_arm is not None and "scratch" in arms:
-        top = max(fractions)
-        verdict = compare_runs(
-            point_dir(out_dir, transfer_arm, top, seeds[0]),
-            point_dir(out_dir, "scratch", top, seeds[0]),
-            n_resamples=n_resamples,
-        )
-        (out_dir / "verdict.json").write_text(json.dumps(verdict, indent=2), encoding="utf-8")
-    return {
-        "points": [asdict(p) for p in points],
-        "sample_efficiency": efficiency,
-        "verdict": verdict,
-        "runs": runs,
-    }
+    return points, runs
 
 
 def point_config(

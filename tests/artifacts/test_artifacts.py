@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from medtl.artifacts import (
     ArtifactError,
     BackboneConfig,
+    Comparison,
     Evaluation,
     LearningCurves,
     ModelCard,
@@ -21,6 +22,7 @@ from medtl.artifacts import (
     PredictionRow,
     PreprocessingSpec,
     RunSummary,
+    SampleEfficiencyFile,
     read_predictions,
     write_predictions,
 )
@@ -66,6 +68,15 @@ def test_files_of_the_previous_release_load_and_upgrade() -> None:
     assert preds["test"].logits.shape == (8,) and preds["test"].label.dtype == np.int64
 
 
+def test_learning_curve_summaries_of_the_previous_release_load() -> None:
+    verdict = Comparison.read(FIXTURES / "verdict_v0.json")
+    assert verdict.verdict == "not assessable" and not verdict.is_negative
+    table = SampleEfficiencyFile.read(FIXTURES / "sample_efficiency_v0.json")
+    assert table.metric == "auroc"
+    assert table.to_json_dict()["rows"][0]["transfer_ci_low"] is None  # NaN in v0: null now
+    assert table.sentences
+
+
 def test_previous_card_with_empty_preprocessing_loads(tmp_path: Path) -> None:
     data = json.loads((FIXTURES / "model_card_v0.json").read_text())
     data["preprocessing"] = {}
@@ -82,6 +93,8 @@ def test_previous_card_with_empty_preprocessing_loads(tmp_path: Path) -> None:
         (Evaluation, "evaluation_v0.json"),
         (ModelCard, "model_card_v0.json"),
         (LearningCurves, "learning_curves_v0.json"),
+        (SampleEfficiencyFile, "sample_efficiency_v0.json"),
+        (Comparison, "verdict_v0.json"),
     ],
 )
 def test_round_trip_is_exact_and_versioned(cls, fixture: str, tmp_path: Path) -> None:
@@ -89,7 +102,7 @@ def test_round_trip_is_exact_and_versioned(cls, fixture: str, tmp_path: Path) ->
     path = obj.write(tmp_path / "out.json")
     written = json.loads(path.read_text())
     assert written["schema_version"] == cls.SCHEMA_VERSION
-    assert cls.read(path) == obj
+    assert cls.read(path).to_json_dict() == obj.to_json_dict()  # NaN: null on both sides
 
 
 def test_reader_names_file_and_field(tmp_path: Path) -> None:
@@ -97,7 +110,7 @@ def test_reader_names_file_and_field(tmp_path: Path) -> None:
     data["phases"][0]["epochs"] = "two"
     bad = tmp_path / "summary.json"
     bad.write_text(json.dumps(data))
-    with pytest.raises(ArtifactError, match="phases.0.epochs") as info:
+    with pytest.raises(ArtifactError, match=r"phases\.0\.epochs") as info:
         RunSummary.read(bad)
     assert str(bad) in str(info.value) and info.value.field == "phases.0.epochs"
 

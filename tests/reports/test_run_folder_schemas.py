@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import jsonschema
 import torch
 
-from medtl.schemas import FILES, SCHEMAS
-
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "data_schemas"
-
-
-def _validate(path: Path) -> str:
-    stem = FILES.get(path.name)
-    assert stem is not None, f"{path.name}: no schema in medtl.schemas.FILES"
-    assert stem in SCHEMAS
-    schema = json.loads((SCHEMA_DIR / f"{stem}.schema.json").read_text(encoding="utf-8"))
-    data = json.loads(path.read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator(schema).validate(data)
-    return stem
+from tests.artifacts.schema_check import SCHEMA_DIR, validate_json_file
 
 
 def test_every_json_file_of_a_run_folder_has_a_valid_schema(
@@ -38,7 +25,9 @@ def test_every_json_file_of_a_run_folder_has_a_valid_schema(
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("package", "report*"))
     write_report_json(report_data, run / "report.json")
     build_package(run, register=False, report=False)  # RUN/package, as `medtl package` does
-    found = {p.relative_to(run).as_posix(): _validate(p) for p in sorted(run.rglob("*.json"))}
+    found = {
+        p.relative_to(run).as_posix(): validate_json_file(p) for p in sorted(run.rglob("*.json"))
+    }
     assert found == {
         "summary.json": "run_summary",
         "evaluation.json": "evaluation",

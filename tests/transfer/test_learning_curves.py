@@ -5,6 +5,7 @@ from __future__ import annotations
 from medtl.artifacts import LearningCurves
 from medtl.transfer.experiment import ExperimentConfig
 from medtl.transfer.learning_curves import point_dir, run_learning_curves
+from tests.artifacts.schema_check import validate_json_file
 
 
 def test_learning_curves_points_summary_and_resume(tmp_path, square_dataset) -> None:
@@ -47,6 +48,15 @@ def test_learning_curves_points_summary_and_resume(tmp_path, square_dataset) -> 
     assert out["verdict"]["verdict"] == "not assessable"
     assert out["verdict"]["n_patients"] == 4
     assert (tmp_path / "lc" / "sample_efficiency.json").is_file()
+    # every JSON file of the folder (points' runs included) validates against its schema
+    stems = {validate_json_file(f) for f in (tmp_path / "lc").rglob("*.json")}
+    assert stems == {
+        "learning_curves",
+        "sample_efficiency",
+        "comparison",
+        "run_summary",
+        "evaluation",
+    }
     # A second call reuses the finished runs (no retraining: files untouched).
     marker = point_dir(tmp_path / "lc", "scratch", 1.0, 0) / "summary.json"
     before = marker.stat().st_mtime_ns

@@ -273,3 +273,39 @@ def test_push_while_pacs_down_is_recorded_and_retried(
         assert code == 0 and out.strip() == ""
     finally:
         server.stop()
+
+
+def test_push_refused_by_the_pacs_http_401_is_recorded_and_retried(
+    pacs_env, orthanc, packages, monkeypatch, tmp_path
+) -> None:
+    from pydicom.uid import generate_uid
+
+    cr = make_cr(generate_uid())
+    cr.StudyDate = "20200101"  # out of the other tests' --since window
+    orthanc.upload(cr)
+    code, out = medtl("pacs", "analyse", str(cr.StudyInstanceUID), "--model", str(packages["CR"]))
+    assert code == 0, out
+    case_id = case_of(out)
+    with cheap_store() as store:
+        reviewer(store, "uncertain", case_id)
+    wrong = tmp_path / "expired"
+    wrong.write_text("rotated-password")
+    monkeypatch.setenv("MEDTL_PACS_PASSWORD_FILE", str(wrong))
+    code, out = medtl("pacs", "push", case_id)
+    assert code == 1 and "HTTP 401" in out
+    (record,) = medtl_json("pacs", "status")
+    assert record["status"] == "failed" and "HTTP 401" in record["last_error"]
+    assert sr_in_study(orthanc, str(cr.StudyInstanceUID)) == []
+
+    monkeypatch.setenv("MEDTL_PACS_PASSWORD_FILE", pacs_env["MEDTL_PACS_PASSWORD_FILE"])
+    code, out = medtl("pacs", "push", "--retry-failed")
+    assert code == 0 and "done" in out
+    (sr,) = sr_in_study(orthanc, str(cr.StudyInstanceUID))
+    assert (
+        by_meaning(sr, "Clinician verdict on AI result").ConceptCodeSequence[0].CodeMeaning
+        == "uncertain"
+    )
+    assert (
+        by_meaning(sr, "AI result confirmed by clinician").ConceptCodeSequence[0].CodeValue
+        == "373067005"
+    )

@@ -82,3 +82,55 @@ def test_sealed_link_opens_only_with_the_site_key_and_its_case() -> None:
         unseal(sealed, "CASE-0123456789", b"x" * 32)
     with pytest.raises(PacsError):
         unseal(sealed, "CASE-9999999999", key)
+
+
+def test_bearer_token_from_file_is_sent(home, monkeypatch, tmp_path) -> None:
+    """A real HTTP server that answers QIDO-RS only with the right bearer token."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from medtl.pacs.client import echo
+
+    seen: list[str | None] = []
+
+    class Qido(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            ok = self.headers.get("Authorization") == "Bearer tok-123"
+            body = json.dumps([]).encode() if ok else b"{}"
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Qido)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+        token = tmp_path / "token"
+        token.write_text("tok-123\n")
+        monkeypatch.setenv("MEDTL_PACS_DICOMWEB_URL", url)
+        monkeypatch.setenv("MEDTL_PACS_TOKEN_FILE", str(token))
+        (web, dimse) = echo(load_pacs_settings())
+        assert web.ok and seen == ["Bearer tok-123"]
+        assert not dimse.ok and "not configured" in dimse.detail
+        token.write_text("stale")
+        (web, _) = echo(load_pacs_settings())
+        assert not web.ok and "HTTP 401" in web.detail
+    finally:
+        server.shutdown()
+
+
+def test_echo_without_any_pacs_is_an_error(home) -> None:
+    from typer.testing import CliRunner
+
+    from medtl.cli import app
+
+    result = CliRunner().invoke(app, ["pacs", "echo"])
+    assert result.exit_code == 2
+    assert "No PACS is configured" in result.stderr

@@ -41,6 +41,8 @@ from typing import Annotated
 
 import typer
 
+from medtl._cli import fail
+
 logger = logging.getLogger(__name__)
 
 ENV_APP_PATH = "MEDTL_APP_PATH"
@@ -263,8 +265,7 @@ def run_app(
     try:
         proc = launch_app(port=port, headless=not browser, address=address)
     except FileNotFoundError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(err) from None
     typer.echo(f"medtl app: http://{address}:{port} (Ctrl-C to stop)")
     try:
         raise typer.Exit(proc.wait())

@@ -135,25 +135,16 @@ def bench_trainer_vs_bare(args: argparse.Namespace, tmp: Path) -> list[dict[str,
 
 def write_cr(path: Path, pixels: np.ndarray) -> None:
     """Write an uncompressed 12-bit CR image with pydicom."""
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from medtl.io.testing import NO_PATIENT, image_dataset, write
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientID = "CR", "BENCH"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelSpacing = [0.5, 0.5]
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    ds = image_dataset(
+        pixels.astype(np.uint16),
+        modality="CR",
+        bits_stored=12,
+        pixel_spacing=(0.5, 0.5),
+        patient={**NO_PATIENT, "PatientID": "BENCH"},
+    )
+    write(ds, path)
 
 
 def decoder() -> tuple[Callable[[dict], dict], str]:

@@ -52,6 +52,17 @@ class PredictionInput:
         if self.details is not None:
             json.dumps(self.details)  # fail early on values the JSON column cannot hold
 
+    @classmethod
+    def of(cls, *args: Any, details: Any = None) -> PredictionInput:
+        """Build from the store's arguments; typed details become their validated JSON."""
+        if details is not None and not isinstance(details, dict):
+            from medtl.artifacts.details import PredictionDetails
+
+            if not isinstance(details, PredictionDetails):
+                raise ReviewInputError("details must be PredictionDetails or a dict")
+            details = details.to_json_dict()
+        return cls(*args, details=details)
+
 
 @dataclass(frozen=True)
 class ReviewInput:

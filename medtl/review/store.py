@@ -65,6 +65,8 @@ from medtl.review.worklist import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from medtl.artifacts.details import PredictionDetails
+
     pass
 
 logger = logging.getLogger(__name__)
@@ -280,7 +282,7 @@ class ReviewStore(Oversight):
         probability: float,
         threshold: float | None = None,
         image_id: int | None = None,
-        details: dict[str, Any] | None = None,
+        details: PredictionDetails | dict[str, Any] | None = None,
     ) -> PredictionInfo:
         """Save an AI result for a case (audit ``predict``).
 
@@ -293,14 +295,15 @@ class ReviewStore(Oversight):
             probability: calibrated probability in [0, 1].
             threshold: operating-point threshold used for ``label``.
             image_id: the image the model saw.
-            details: small JSON-able extras (no PHI), e.g. saliency peak.
+            details: a :class:`~medtl.artifacts.PredictionDetails` (stored as its validated
+                JSON), or a dict of small JSON-able extras (no PHI).
 
         Returns:
             The stored result.
         """
         require_role(actor, *READERS)
-        result = PredictionInput(
-            model_name, model_version, label, probability, threshold, image_id, details
+        result = PredictionInput.of(
+            model_name, model_version, label, probability, threshold, image_id, details=details
         )
         return readings.record_prediction(self, actor, case_id, result)
 

@@ -188,6 +188,10 @@ def _after(session: Session, after: str) -> ColumnElement[bool]:
     return and_(Case.created_at >= created, or_(Case.created_at > created, Case.id > pk))
 
 
+#: Rows whose details are loaded per query: SQLite allows 32,766 bound parameters.
+DETAIL_CHUNK = 500
+
+
 def _page_details(session: Session, rows: Sequence[Any], viewer: Viewer) -> list[CaseInfo]:
     """Build the summaries of one page, loading images, AI results and readers for it only."""
     pks = [r.id for r in rows]
@@ -290,7 +294,11 @@ def query_worklist(
     )
     if limit is not None:
         query = query.limit(limit)
-    return _page_details(session, session.execute(query).all(), viewer)
+    rows = session.execute(query).all()
+    out: list[CaseInfo] = []
+    for i in range(0, len(rows), DETAIL_CHUNK):  # an unlimited list comes in chunks
+        out += _page_details(session, rows[i : i + DETAIL_CHUNK], viewer)
+    return out
 
 
 def query_audit(

@@ -129,3 +129,50 @@ def test_rows_carry_page_details(store: ReviewStore, users: dict, clock: FakeClo
     assert row == store.get_case(case, viewer=None)
     assert (row.n_images, row.readers, row.status) == (2, ("alice", "bob"), "agreed")
     assert row.latest_prediction.probability == pytest.approx(0.7)
+
+
+def test_unpaged_list_is_loaded_in_chunks(
+    store: ReviewStore, users: dict, many_cases: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medtl.review import worklist
+
+    whole = store.worklist(users["root"])
+    monkeypatch.setattr(worklist, "DETAIL_CHUNK", 2)
+    assert store.worklist(users["root"]) == whole
+    assert [c.case_id for c in whole] == many_cases
+
+
+def test_typed_prediction_details_are_stored_as_validated_json(
+    store: ReviewStore, users: dict
+) -> None:
+    from medtl.artifacts import PredictionDetails
+
+    case = store.create_case(users["alice"], tiny_scan()).case_id
+    details = PredictionDetails(
+        domain="warn",
+        domain_reasons=["unusual spacing"],
+        calibrated=True,
+        labels=["no_nodule", "nodule"],
+    )
+    saved = store.record_prediction(
+        users["alice"],
+        case,
+        model_name="m",
+        model_version="1",
+        label="nodule",
+        probability=0.6,
+        details=details,
+    )
+    assert PredictionDetails.from_stored(saved.details) == details
+    (again,) = store.open_case(users["root"], case).predictions
+    assert PredictionDetails.from_stored(again.details) == details
+    with pytest.raises(ReviewInputError, match="details"):
+        store.record_prediction(
+            users["alice"],
+            case,
+            model_name="m",
+            model_version="1",
+            label="nodule",
+            probability=0.6,
+            details=["not", "a", "dict"],
+        )

@@ -261,3 +261,10 @@ def list_pushes(db: Database, status: str | None = None) -> list[PushRecord]:
     if status is not None:
         query = query.where(t.c.status == status)
     return db.read(lambda s: [_record(r) for r in s.execute(query)])
+
+
+def linked_cases(db: Database) -> list[str]:
+    """Case pseudonyms that came from the PACS (they have a sealed link), oldest first."""
+    ensure_tables(db)
+    t = links_table
+    return db.read(lambda s: list(s.scalars(select(t.c.case_id).order_by(t.c.created_at))))

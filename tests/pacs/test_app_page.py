@@ -1,0 +1,101 @@
+"""The app's PACS page (app/pages/pacs.py) through Streamlit's AppTest, against the real
+Orthanc: search, analyse, review, send to PACS; identifiers shown, never stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.pacs.conftest import PHI_ACCESSION, PHI_ID, PHI_NAME, cheap_store, make_cr
+from tests.pacs.test_pacs import assert_no_phi, by_meaning, sr_in_study
+
+PAGE = Path(__file__).resolve().parents[2] / "app" / "pages" / "pacs.py"
+PW = "Qv7-plover-Tandem-91x"
+
+
+@pytest.fixture
+def page_env(pacs_env, packages):
+    import streamlit as st
+
+    from medtl.models.package import register_package
+
+    register_package(packages["CR"])
+    with cheap_store() as store:
+        store.accounts.add_user("carol", PW, "clinician")
+        user = store.accounts.get_user("carol")
+    st.cache_resource.clear()
+    yield user
+    st.cache_resource.clear()
+
+
+def _page(user):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.session_state["medtl_user"] = user
+    return at.run()
+
+
+def test_search_analyse_review_and_send(page_env, home, orthanc) -> None:
+    from pydicom.uid import generate_uid
+
+    cr = make_cr(generate_uid())
+    cr.AccessionNumber = "ACC-PAGE-1"
+    cr.StudyDate = "20190101"
+    orthanc.upload(cr)
+    study = str(cr.StudyInstanceUID)
+
+    at = _page(page_env)
+    assert not at.exception
+    at.text_input(key="pacs_accession").input("ACC-PAGE-1")
+    at.button(key="FormSubmitter:pacs_search-Search").click().run()
+    table = at.dataframe[0].value
+    assert list(table["Patient ID"]) == [PHI_ID] and list(table["Patient"]) == [PHI_NAME]
+    assert at.selectbox(key="pacs_model").value == "pacs-cxr@1.2.0"
+    at.button(key="pacs_analyse").click().run()
+    assert not at.exception and not at.error
+    assert "Case CASE" in at.success[0].value
+    case_id = at.session_state["medtl_case_id"]
+
+    at.button(key="pacs_push").click().run()  # nobody reviewed it: refused
+    assert "no clinician has reviewed" in at.warning[0].value
+    with cheap_store() as store:
+        carol = store.accounts.sign_in("carol", PW).user
+        store.submit_review(carol, case_id, "agree")
+        actions = [(a.action, a.username) for a in store.audit_log(None, case_id=case_id)]
+    assert ("upload", "carol") in actions and ("predict", "carol") in actions
+
+    at.button(key="pacs_push").click().run()
+    assert "is in the study" in at.success[0].value
+    (sr,) = sr_in_study(orthanc, study)
+    assert sr.PatientID == PHI_ID
+    assert (
+        by_meaning(sr, "Clinician verdict on AI result").ConceptCodeSequence[0].CodeMeaning
+        == "agree"
+    )
+    assert_no_phi(
+        home,
+        [
+            PHI_NAME,
+            PHI_ID,
+            PHI_ACCESSION,
+            "ACC-PAGE-1",
+            study,
+            str(cr.SeriesInstanceUID),
+            str(cr.SOPInstanceUID),
+        ],
+    )
+
+
+def test_page_without_a_pacs_says_so(home, monkeypatch) -> None:
+    import streamlit as st
+
+    with cheap_store() as store:
+        store.accounts.add_user("carol", PW, "clinician")
+        user = store.accounts.get_user("carol")
+    st.cache_resource.clear()
+    at = _page(user)
+    assert not at.exception
+    assert "No PACS is configured" in at.info[0].value
+    st.cache_resource.clear()

@@ -4,7 +4,7 @@ Each :class:`DemoPlan` sets the image sizes, backbones, epochs, label fractions 
 bootstrap resamples of one demo size; :func:`pretrain_configs` and
 :func:`experiment_configs` turn a plan into the pretraining and transfer-experiment configs
 (plain dicts, validated by ``PretrainConfig`` and ``ExperimentConfig``) that
-:mod:`medtl.demo` writes to ``MEDTL_HOME/demo/<size>/configs/`` and runs.
+:mod:`medtl.demo.runner` writes to ``MEDTL_HOME/demo/<size>/configs/`` and runs.
 """
 
 from __future__ import annotations

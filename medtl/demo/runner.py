@@ -15,7 +15,7 @@ Stages (each is skipped when it finished before; ``--force STAGE`` redoes it):
 8. the app, with a demo clinician and admin account.
 
 State lives in ``MEDTL_HOME/demo/<size>/state.json``; everything else under ``MEDTL_HOME``.
-The sizes and the configs each stage runs are in :mod:`medtl.demo_plans`.
+The sizes and the configs each stage runs are in :mod:`medtl.demo.plans`.
 """
 
 from __future__ import annotations
@@ -31,17 +31,13 @@ from typing import Any
 
 import yaml
 
-from medtl.demo_plans import PLANS, DemoPlan, experiment_configs, pretrain_configs
+from medtl.demo.plans import PLANS, DemoPlan, experiment_configs, pretrain_configs
 
 __all__ = [
-    "PLANS",
     "STAGES",
-    "DemoPlan",
     "DemoState",
     "build_summary",
     "ensure_demo_accounts",
-    "experiment_configs",
-    "pretrain_configs",
     "run_demo",
     "transfer_arm",
 ]

@@ -21,6 +21,7 @@ from medtl.io.errors import CorruptScanError
 from medtl.io.limits import DecodeLimits, check_image_size
 
 _CHUNK = 64 * 1024
+_STEP = 1024 * 1024  # most bytes inflated per call, so the caps are checked often
 # Explicit VR little endian tags of the three pixel data elements (7FE0,0008/0009/0010).
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
 _PIXEL_TAG_VALUES = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -66,7 +67,7 @@ class _Inflater:
                 pending = self.data[self.pos : self.pos + _CHUNK]
                 self.pos += len(pending)
             searched = max(0, len(self.out) - 4)
-            self.out += self.stream.decompress(pending, limit - len(self.out))
+            self.out += self.stream.decompress(pending, min(_STEP, limit - len(self.out)))
             if until_pixels:
                 hit = _find_pixel_tag(self.out, searched if self.hit < 0 else self.hit)
                 self.hit = hit

@@ -113,6 +113,12 @@ def is_decoder_failure(exc: BaseException) -> bool:
     return _innermost_module(exc).split(".")[0] in DECODER_PACKAGES
 
 
+def phi_free_traceback(exc: BaseException) -> str:
+    """The code locations of ``exc``'s traceback (file, line, function, source line), without
+    the exception message or any local values."""
+    return "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__))).rstrip()
+
+
 def log_unexpected(logger: logging.Logger, exc: BaseException, during: str) -> None:
     """Log an unexpected exception (a bug) once, with its traceback but without its message.
 
@@ -128,13 +134,13 @@ def log_unexpected(logger: logging.Logger, exc: BaseException, during: str) -> N
         return
     with contextlib.suppress(AttributeError, TypeError):  # exceptions with __slots__
         setattr(exc, _LOGGED, True)
-    frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+    frames = phi_free_traceback(exc)
     logger.error(
         "internal error while %s: %s (a bug in medtl, not a damaged file; message withheld)\n"
         "Traceback (most recent call last):\n%s",
         during,
         type(exc).__qualname__,
-        frames.rstrip(),
+        frames,
     )
 
 
@@ -152,4 +158,5 @@ __all__ = [
     "UnsupportedImageError",
     "is_decoder_failure",
     "log_unexpected",
+    "phi_free_traceback",
 ]

@@ -59,7 +59,11 @@ def main() -> None:
     """Route to the pages of the signed-in user's role."""
     warn_if_listening_wide()
     st.set_page_config(
-        page_title="medtl · clinical AI review", page_icon=":material/radiology:", layout="wide"
+        # An emoji icon: Streamlit draws it as a data: SVG. A ":material/...:" page icon
+        # makes every browser fetch the favicon from a third-party font server.
+        page_title="medtl · clinical AI review",
+        page_icon="🩻",
+        layout="wide",
     )
     user = session.current_user()
     st.session_state["medtl_user"] = user

@@ -48,11 +48,24 @@ def one_line(value: object, max_chars: int = 2000) -> str:
     return text
 
 
+# Streamlit's GitHub-flavoured Markdown finds bare links ("www.x.y", "https://...",
+# "name@host.tld") in the *rendered* text, after backslash escapes are resolved, so
+# escaping cannot stop them. An invisible WORD JOINER (U+2060) inside each pattern can.
+_WORD_JOINER = "\u2060"
+_WWW = re.compile(r"(?i)(www)(\.)")
+
+
+def _break_autolinks(text: str) -> str:
+    text = _WWW.sub(lambda m: m.group(1) + _WORD_JOINER + m.group(2), text)
+    return text.replace("://", ":" + _WORD_JOINER + "//").replace("@", "@" + _WORD_JOINER)
+
+
 def md_escape(value: object, max_chars: int = 2000) -> str:
     """Text that Streamlit's Markdown renders literally, character for character.
 
-    Example: ``md_escape("![x](//evil.example/a)")`` is ``\\!\\[x\\]\\(//evil\\.example/a\\)``,
-    which shows as the original text and fetches nothing.
+    Example: ``md_escape("![x](y)")`` is ``\\!\\[x\\]\\(y\\)``, which shows as the
+    original text and fetches nothing. Bare links (``www.``, ``://``,
+    ``@``) also get an invisible word joiner that keeps them from being auto-linked.
 
     Args:
         value: outside text (header value, file name, comment, model card field...).
@@ -61,7 +74,7 @@ def md_escape(value: object, max_chars: int = 2000) -> str:
     Returns:
         The escaped single-line text, safe to put inside Markdown.
     """
-    text = one_line(value, max_chars)
+    text = _break_autolinks(one_line(value, max_chars))
     return "".join("\\" + ch if ch in _PUNCTUATION else ch for ch in text)
 
 

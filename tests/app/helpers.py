@@ -160,8 +160,9 @@ _ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
 def unescape(text: str) -> str:
-    """Markdown source with the backslash escapes of outside text resolved (what shows)."""
-    return _ESCAPED.sub(r"\1", text)
+    """Markdown source with the backslash escapes and invisible word joiners of outside
+    text resolved (what a reader sees)."""
+    return _ESCAPED.sub(r"\1", text).replace("\u2060", "")
 
 
 def page_text(at) -> str:

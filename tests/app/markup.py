@@ -18,7 +18,7 @@ _FORBIDDEN = {"image", "link_open", "html_inline", "html_block"}
 # Streamlit's own Markdown extras and GitHub's bare autolinks, when not backslash-escaped.
 _EXTRAS = re.compile(
     r":(?:red|blue|green|orange|violet|gray|grey|rainbow|primary)\[|:material/"
-    r"|(?<!\\)\$[^$]+(?<!\\)\$|www\.|(?i:javascript:)|(?i:https?:)"
+    r"|(?<!\\)\$[^$]+(?<!\\)\$|(?i:javascript:)"
 )
 _OWN_IMAGE = re.compile(
     r'<img class="medtl-inline-image" alt="[^"<>]*" '
@@ -61,10 +61,19 @@ def _walk(tokens):
             yield from _walk(token.children)
 
 
+# GitHub's literal autolinks are found in the text *after* escapes are resolved (remark-gfm
+# works on text nodes), so they are looked for there, with the same patterns.
+_GFM_AUTOLINK = re.compile(r"(?i)https?://|www\.|[-.\w+]+@[-\w]+(?:\.[-\w]+)+")
+
+
 def markdown_offences(source: str) -> list[str]:
     """The markup ``source`` would produce beyond text and emphasis."""
-    found = [t.type for t in _walk(_PARSER.parse(source)) if t.type in _FORBIDDEN]
+    tokens = list(_walk(_PARSER.parse(source)))
+    found = [t.type for t in tokens if t.type in _FORBIDDEN]
     found += [m.group(0) for m in _EXTRAS.finditer(source)]
+    for token in tokens:
+        if token.type == "text":
+            found += [m.group(0) for m in _GFM_AUTOLINK.finditer(token.content)]
     return found
 
 

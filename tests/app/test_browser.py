@@ -88,7 +88,7 @@ def test_sign_in_upload_result_review_in_chromium(server) -> None:
             expect(page.get_by_text("Estimated probability of nodule")).to_be_visible()
             expect(page.get_by_text("Analysis complete")).to_be_visible()
             expect(page.get_by_test_id("stMetricValue")).to_be_visible()
-            expect(page.get_by_test_id("stImage").locator("img")).to_be_visible()
+            expect(page.locator("img.medtl-inline-image")).to_be_visible()  # inline data: PNG
             page.set_viewport_size({"width": 1400, "height": 1300})
             page.wait_for_timeout(800)  # let the image and the resized layout paint
             page.screenshot(path=str(ARTIFACTS / "app_result.png"), full_page=True)

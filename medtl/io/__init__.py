@@ -29,6 +29,7 @@ from medtl.io.scan import Scan, Window
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.io.deid import deidentify, pseudonym, safe_meta, write_deidentified
     from medtl.io.display import WINDOW_PRESETS, apply_window, default_window, window_preset
+    from medtl.io.limits import DecodeLimits
     from medtl.io.load import load_scan
     from medtl.io.nifti import load_nifti
     from medtl.io.raster import load_raster
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _LAZY = {
     "load_scan": "medtl.io.load",
+    "DecodeLimits": "medtl.io.limits",
     "deidentify": "medtl.io.deid",
     "write_deidentified": "medtl.io.deid",
     "pseudonym": "medtl.io.deid",
@@ -59,6 +61,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 __all__ = [
     "WINDOW_PRESETS",
     "CorruptScanError",
+    "DecodeLimits",
     "Format",
     "ImageTooLargeError",
     "MissingDecoderError",

@@ -31,8 +31,14 @@ UNIFORM_REL_TOL = 0.01
 #: Gantry tilt (degrees) below which no warning is given.
 TILT_TOL_DEG = 0.05
 
-_LETTERS = {"L": (1, 0, 0), "R": (-1, 0, 0), "P": (0, 1, 0), "A": (0, -1, 0),
-            "H": (0, 0, 1), "F": (0, 0, -1)}
+_LETTERS = {
+    "L": (1, 0, 0),
+    "R": (-1, 0, 0),
+    "P": (0, 1, 0),
+    "A": (0, -1, 0),
+    "H": (0, 0, 1),
+    "F": (0, 0, -1),
+}
 
 
 @dataclass
@@ -95,8 +101,10 @@ def _spacing_pair(value: object) -> tuple[float, float] | None:
 
 def _group_item(ds: Dataset, index: int, seq_name: str) -> Dataset | None:
     """First item of ``seq_name`` in per-frame group ``index``, else in the shared group."""
-    for group_name, i in (("PerFrameFunctionalGroupsSequence", index),
-                          ("SharedFunctionalGroupsSequence", 0)):
+    for group_name, i in (
+        ("PerFrameFunctionalGroupsSequence", index),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
         groups = ds.get(group_name)
         if groups is not None and i < len(groups):
             seq = groups[i].get(seq_name)
@@ -113,11 +121,15 @@ def _classic_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | Non
     if imager is not None:
         magnification = _positive(ds.get("EstimatedRadiographicMagnificationFactor"))
         if magnification:
-            return ((imager[0] / magnification, imager[1] / magnification),
-                    "Pixel spacing is ImagerPixelSpacing corrected by the estimated "
-                    "radiographic magnification factor.")
-        return imager, ("Pixel spacing is ImagerPixelSpacing (at the detector, not corrected "
-                        "for geometric magnification).")
+            return (
+                (imager[0] / magnification, imager[1] / magnification),
+                "Pixel spacing is ImagerPixelSpacing corrected by the estimated "
+                "radiographic magnification factor.",
+            )
+        return imager, (
+            "Pixel spacing is ImagerPixelSpacing (at the detector, not corrected "
+            "for geometric magnification)."
+        )
     scanned = _spacing_pair(ds.get("NominalScannedPixelSpacing"))
     if scanned is not None:
         return scanned, "Pixel spacing is NominalScannedPixelSpacing (digitised film)."
@@ -148,15 +160,20 @@ def frame_geometries(ds: Dataset, n_frames: int) -> list[FrameGeometry]:
         slice_thickness=_positive(ds.get("SliceThickness")),
         spacing_between_slices=_positive(ds.get("SpacingBetweenSlices")),
     )
-    enhanced = ("PerFrameFunctionalGroupsSequence" in ds
-                or "SharedFunctionalGroupsSequence" in ds)
+    enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
     if not enhanced:
         if n_frames == 1:
             return [top]
-        rest = [FrameGeometry(orientation=top.orientation, pixel_spacing=top.pixel_spacing,
-                              spacing_note=note, slice_thickness=top.slice_thickness,
-                              spacing_between_slices=top.spacing_between_slices)
-                for _ in range(n_frames - 1)]
+        rest = [
+            FrameGeometry(
+                orientation=top.orientation,
+                pixel_spacing=top.pixel_spacing,
+                spacing_note=note,
+                slice_thickness=top.slice_thickness,
+                spacing_between_slices=top.spacing_between_slices,
+            )
+            for _ in range(n_frames - 1)
+        ]
         return [top, *rest]
     out = []
     for i in range(n_frames):
@@ -166,17 +183,22 @@ def frame_geometries(ds: Dataset, n_frames: int) -> list[FrameGeometry]:
         spacing = _spacing_pair(meas.get("PixelSpacing")) if meas is not None else None
         position = _floats(pos.get("ImagePositionPatient"), 3) if pos is not None else None
         orientation = _floats(ori.get("ImageOrientationPatient"), 6) if ori is not None else None
-        out.append(FrameGeometry(
-            position=position if position is not None else (top.position if i == 0 else None),
-            orientation=orientation if orientation is not None else top.orientation,
-            pixel_spacing=spacing or top.pixel_spacing,
-            spacing_note=None if spacing else note,
-            slice_thickness=(_positive(meas.get("SliceThickness")) if meas is not None
-                             else None) or top.slice_thickness,
-            spacing_between_slices=(_positive(meas.get("SpacingBetweenSlices"))
-                                    if meas is not None else None)
-            or top.spacing_between_slices,
-        ))
+        out.append(
+            FrameGeometry(
+                position=position if position is not None else (top.position if i == 0 else None),
+                orientation=orientation if orientation is not None else top.orientation,
+                pixel_spacing=spacing or top.pixel_spacing,
+                spacing_note=None if spacing else note,
+                slice_thickness=(
+                    _positive(meas.get("SliceThickness")) if meas is not None else None
+                )
+                or top.slice_thickness,
+                spacing_between_slices=(
+                    _positive(meas.get("SpacingBetweenSlices")) if meas is not None else None
+                )
+                or top.spacing_between_slices,
+            )
+        )
     return out
 
 
@@ -185,8 +207,7 @@ def _unit(vec: np.ndarray) -> np.ndarray:
     return vec / norm if norm > 0 else vec
 
 
-def _in_plane(geom: FrameGeometry, ds: Dataset | None) -> tuple[np.ndarray, np.ndarray,
-                                                                list[str]]:
+def _in_plane(geom: FrameGeometry, ds: Dataset | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Return (column-direction, row-direction) unit vectors (i.e. the directions of
     increasing row index and increasing column index) and warnings."""
     if geom.orientation is not None:
@@ -203,13 +224,20 @@ def _in_plane(geom: FrameGeometry, ds: Dataset | None) -> tuple[np.ndarray, np.n
         # the column (increasing row).
         if all(np.any(v) for v in vecs):
             return vecs[1], vecs[0], []
-    return (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]),
-            ["Patient orientation unknown (no ImageOrientationPatient or PatientOrientation): "
-             "the affine maps rows to x and columns to y."])
+    return (
+        np.array([1.0, 0.0, 0.0]),
+        np.array([0.0, 1.0, 0.0]),
+        [
+            "Patient orientation unknown (no ImageOrientationPatient or PatientOrientation): "
+            "the affine maps rows to x and columns to y."
+        ],
+    )
 
 
-def image_geometry(geom: FrameGeometry, ds: Dataset | None = None,
-                   ) -> tuple[tuple[float, float], np.ndarray, list[str]]:
+def image_geometry(
+    geom: FrameGeometry,
+    ds: Dataset | None = None,
+) -> tuple[tuple[float, float], np.ndarray, list[str]]:
     """Spacing, affine and warnings of a single 2D image.
 
     Args:
@@ -225,8 +253,9 @@ def image_geometry(geom: FrameGeometry, ds: Dataset | None = None,
     spacing = geom.pixel_spacing
     if spacing is None:
         spacing = (1.0, 1.0)
-        warnings.append("The image has no pixel spacing; 1 mm is assumed. Measurements in mm "
-                        "are not reliable.")
+        warnings.append(
+            "The image has no pixel spacing; 1 mm is assumed. Measurements in mm are not reliable."
+        )
     elif geom.spacing_note:
         warnings.append(geom.spacing_note)
     down, right, notes = _in_plane(geom, ds)
@@ -240,8 +269,10 @@ def image_geometry(geom: FrameGeometry, ds: Dataset | None = None,
     return (float(spacing[0]), float(spacing[1])), affine, warnings
 
 
-def stack_unpositioned(geoms: list[FrameGeometry], ds: Dataset | None = None,
-                       ) -> VolumeGeometry:
+def stack_unpositioned(
+    geoms: list[FrameGeometry],
+    ds: Dataset | None = None,
+) -> VolumeGeometry:
     """Geometry of frames stacked in stored order (a multi-frame image without positions).
 
     The slice spacing is SpacingBetweenSlices, else SliceThickness, else 1 mm, with a
@@ -250,24 +281,54 @@ def stack_unpositioned(geoms: list[FrameGeometry], ds: Dataset | None = None,
     first = geoms[0]
     (row_sp, col_sp), affine, warnings = image_geometry(first, ds)
     step = first.spacing_between_slices or first.slice_thickness
-    source = ("SpacingBetweenSlices" if first.spacing_between_slices
-              else "SliceThickness" if first.slice_thickness else None)
+    source = (
+        "SpacingBetweenSlices"
+        if first.spacing_between_slices
+        else "SliceThickness"
+        if first.slice_thickness
+        else None
+    )
     if step is None:
         step = 1.0
-        warnings.append(f"The {len(geoms)} frames have no per-frame positions and no slice "
-                        "spacing: stacked in stored order with 1 mm assumed between frames; "
-                        "3D measurements are not reliable.")
+        warnings.append(
+            f"The {len(geoms)} frames have no per-frame positions and no slice "
+            "spacing: stacked in stored order with 1 mm assumed between frames; "
+            "3D measurements are not reliable."
+        )
     else:
-        warnings.append(f"The {len(geoms)} frames have no per-frame positions: stacked in "
-                        f"stored order with {step:g} mm between frames (from {source}); the "
-                        "slice geometry is not verified.")
+        warnings.append(
+            f"The {len(geoms)} frames have no per-frame positions: stacked in "
+            f"stored order with {step:g} mm between frames (from {source}); the "
+            "slice geometry is not verified."
+        )
     vol_affine = np.eye(4)
     vol_affine[:3, 0] = _unit(affine[:3, 2]) * step
     vol_affine[:3, 1] = affine[:3, 0]
     vol_affine[:3, 2] = affine[:3, 1]
     vol_affine[:3, 3] = affine[:3, 3]
-    return VolumeGeometry(np.arange(len(geoms)), (float(step), row_sp, col_sp), vol_affine,
-                          warnings)
+    return VolumeGeometry(
+        np.arange(len(geoms)), (float(step), row_sp, col_sp), vol_affine, warnings
+    )
+
+
+def _gap_warnings(real: np.ndarray, median: float) -> list[str]:
+    """Warnings about missing slices and non-uniform spacing (``real``: sorted gaps in mm)."""
+    warnings = []
+    missing_at = np.nonzero(real > 1.5 * median)[0]
+    for idx in missing_at:
+        k = round(float(real[idx]) / median) - 1
+        warnings.append(
+            f"About {max(k, 1)} slice(s) appear to be missing after sorted slice {idx + 1} "
+            f"(gap {real[idx]:.3g} mm where the median spacing is {median:.3g} mm). Check the "
+            "export is complete; the volume is not resampled."
+        )
+    regular = np.delete(real, missing_at)
+    if regular.size and (regular.max() - regular.min()) > max(UNIFORM_REL_TOL * median, 1e-3):
+        warnings.append(
+            f"Slice spacing is not uniform ({regular.min():.4g} to {regular.max():.4g} mm; "
+            f"median {median:.4g} mm used). Resample before measuring in 3D."
+        )
+    return warnings
 
 
 def stack_positioned(geoms: list[FrameGeometry]) -> VolumeGeometry:
@@ -295,10 +356,14 @@ def stack_positioned(geoms: list[FrameGeometry]) -> VolumeGeometry:
     spacings = [g.pixel_spacing for g in geoms]
     if all(s is None for s in spacings):
         spacings = [(1.0, 1.0)] * len(geoms)
-        warnings.append("The series has no pixel spacing; 1 mm is assumed in-plane. "
-                        "Measurements in mm are not reliable.")
-    if any(s is None for s in spacings) or np.max(
-            np.abs(np.asarray(spacings, dtype=float) - np.asarray(spacings[0]))) > 1e-4:
+        warnings.append(
+            "The series has no pixel spacing; 1 mm is assumed in-plane. "
+            "Measurements in mm are not reliable."
+        )
+    if (
+        any(s is None for s in spacings)
+        or np.max(np.abs(np.asarray(spacings, dtype=float) - np.asarray(spacings[0]))) > 1e-4
+    ):
         raise SeriesError(
             "The slices of the series have different (or missing) pixel spacings, so they "
             "cannot be stacked without resampling. Export one reconstruction per series."
@@ -322,20 +387,7 @@ def stack_positioned(geoms: list[FrameGeometry]) -> VolumeGeometry:
             "several acquisitions in one series); they are kept in file order. Check the series."
         )
     median = float(np.median(real))
-    missing_at = np.nonzero(real > 1.5 * median)[0]
-    for idx in missing_at:
-        k = round(float(real[idx]) / median) - 1
-        warnings.append(
-            f"About {max(k, 1)} slice(s) appear to be missing after sorted slice {idx + 1} "
-            f"(gap {real[idx]:.3g} mm where the median spacing is {median:.3g} mm). Check the "
-            "export is complete; the volume is not resampled."
-        )
-    regular = np.delete(real, missing_at)
-    if regular.size and (regular.max() - regular.min()) > max(UNIFORM_REL_TOL * median, 1e-3):
-        warnings.append(
-            f"Slice spacing is not uniform ({regular.min():.4g} to {regular.max():.4g} mm; "
-            f"median {median:.4g} mm used). Resample before measuring in 3D."
-        )
+    warnings.extend(_gap_warnings(real, median))
     first, last = positions[order[0]], positions[order[-1]]
     offset = last - first
     along = float(offset @ normal)

@@ -29,6 +29,7 @@ show that one stuck upload does not delay another user's.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import multiprocessing
 import os
@@ -215,6 +216,7 @@ class DecoderPool:
         self._turns: deque[str] = deque()  # users with waiting uploads, round-robin
         self._active: Counter[str] = Counter()
         self._closed = False
+        self._uploads = itertools.count()
         self.peak_rss: dict[int, int] = {}  # worker pid -> peak resident bytes (last seen)
 
     # -- configuration resolved at first use (no work in __init__)
@@ -308,7 +310,8 @@ class DecoderPool:
         Args:
             source: upload bytes or a path.
             user: who uploads (a user id or session id); uploads of one user are queued
-                behind each other, not behind other users'.
+                behind each other, not behind other users'. Pass it: without one, each
+                upload counts as its own user.
             timeout: seconds the decode may take (default: the pool's).
             **kwargs: passed to ``load_scan`` (``series_uid``, ``modality``, ``limits``...).
 
@@ -322,7 +325,9 @@ class DecoderPool:
         """
         arg = source if isinstance(source, bytes) else os.fspath(source)
         seconds = self._timeout(timeout)
-        worker = self._acquire(user or "anonymous")
+        # Without a user id every upload is its own queue: fair between uploads, not users.
+        user = user or f"upload-{next(self._uploads)}"
+        worker = self._acquire(user)
         healthy = False
         try:
             scan = self._run(worker, arg, kwargs, seconds)
@@ -334,7 +339,7 @@ class DecoderPool:
         finally:
             if not healthy:
                 worker.kill()
-            self._release(worker, user or "anonymous", healthy)
+            self._release(worker, user, healthy)
 
     def _run(self, worker: _Worker, arg: bytes | str, kwargs: dict[str, Any], seconds: float,
              ) -> Scan:  # fmt: skip

@@ -22,6 +22,7 @@ from medtl.io.errors import (
     ScanError,
     ScanNotFoundError,
     UnsupportedFormatError,
+    log_unexpected,
 )
 from medtl.io.limits import DecodeLimits, resolve
 from medtl.io.scan import Scan
@@ -93,6 +94,9 @@ def load_scan(
         ) from exc
     except OSError as exc:
         raise CorruptScanError(f"The file could not be read ({type(exc).__name__}).") from exc
+    except Exception as exc:  # a bug in medtl: surface it, with a PHI-free traceback
+        log_unexpected(logger, exc, "loading a scan")
+        raise
 
 
 @contextlib.contextmanager

@@ -275,6 +275,32 @@ def _intent(header: Any) -> str:
         return "unknown"
 
 
+def _bad_orientation() -> CorruptScanError:
+    return CorruptScanError(
+        "The NIfTI header's orientation (qform/sform) is invalid. Fix the header (e.g. reset "
+        "the qform/sform) and export the file again."
+    )
+
+
+def _orientation(img: Any, warnings: list[str]) -> tuple[np.ndarray, int, int]:
+    """The RAS affine and the sform/qform codes, after sanity checks."""
+    header = img.header
+    try:
+        sform_code = int(header.get_sform(coded=True)[1] or 0)
+        qform_code = int(header.get_qform(coded=True)[1] or 0)
+        affine_ras = np.asarray(img.affine, dtype=np.float64)
+    except (ValueError, np.linalg.LinAlgError) as exc:  # e.g. a non-unit quaternion
+        raise _bad_orientation() from exc
+    if sform_code == 0 and qform_code == 0:
+        warnings.append(
+            "The NIfTI header has no orientation (qform and sform codes are 0); the voxel axes "
+            "were assumed to be RAS. Check left/right before using the orientation."
+        )
+    if not np.all(np.isfinite(affine_ras)) or abs(np.linalg.det(affine_ras[:3, :3])) < 1e-12:
+        raise _bad_orientation()
+    return affine_ras, sform_code, qform_code
+
+
 def load_nifti(
     source: str | os.PathLike[str] | bytes,
     *,
@@ -320,28 +346,12 @@ def load_nifti(
     warnings: list[str] = []
     shape = _target_shape(img, warnings)
     header = img.header
-    bad_orientation = CorruptScanError(
-        "The NIfTI header's orientation (qform/sform) is invalid. Fix the header (e.g. reset "
-        "the qform/sform) and export the file again."
-    )
-    try:
-        sform_code = int(header.get_sform(coded=True)[1] or 0)
-        qform_code = int(header.get_qform(coded=True)[1] or 0)
-        affine_ras = np.asarray(img.affine, dtype=np.float64)
-    except (ValueError, np.linalg.LinAlgError) as exc:  # e.g. a non-unit quaternion
-        raise bad_orientation from exc
-    if sform_code == 0 and qform_code == 0:
-        warnings.append(
-            "The NIfTI header has no orientation (qform and sform codes are 0); the voxel axes "
-            "were assumed to be RAS. Check left/right before using the orientation."
-        )
-    if not np.all(np.isfinite(affine_ras)) or abs(np.linalg.det(affine_ras[:3, :3])) < 1e-12:
-        raise bad_orientation
+    affine_ras, sform_code, qform_code = _orientation(img, warnings)
     voxels = _voxel_data(img, shape, max_voxels)
     try:
         array, affine = reorient_to_lps(voxels, affine_ras)
     except ValueError as exc:  # nibabel cannot match the axes to anatomical directions
-        raise bad_orientation from exc
+        raise _bad_orientation() from exc
     singletons = sum(1 for size in array.shape if size == 1)
     if singletons > 1:
         raise UnsupportedImageError(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pydicom.dataset import Dataset
 
     from medtl.pacs.settings import PacsSettings
+    from medtl.pacs.sr import SrContent
     from medtl.review import ReviewStore, UserInfo
     from medtl.review.schemas import CaseDetail, PredictionInfo
 
@@ -41,7 +42,7 @@ class PushOutcome:
     error: str | None = None
 
 
-def _content(detail: CaseDetail, pred: PredictionInfo):
+def _content(detail: CaseDetail, pred: PredictionInfo) -> SrContent:
     from medtl.pacs.sr import SrContent
 
     reviews = [r for r in detail.reviews if r.prediction_id == pred.id]
@@ -78,6 +79,29 @@ def _source_headers(
     return sources
 
 
+def _send(
+    store: ReviewStore,
+    settings: PacsSettings,
+    content: SrContent,
+    case_id: str,
+    prediction_id: int,
+    key: bytes,
+) -> None:
+    """Re-read the source headers, build the SR and store it (raises on any failure)."""
+    from medtl.io.deid import pseudonymous_uid
+    from medtl.pacs import client
+    from medtl.pacs.sr import build_sr
+
+    sources = _source_headers(store, settings, case_id, key)
+    sr = build_sr(
+        sources,
+        content,
+        sop_instance_uid=pseudonymous_uid(f"medtl-sr|{case_id}|{prediction_id}", key=key),
+        series_uid=pseudonymous_uid(f"medtl-sr-series|{case_id}", key=key),
+    )
+    client.store(settings, [sr])
+
+
 def push_case(
     store: ReviewStore,
     settings: PacsSettings,
@@ -105,11 +129,8 @@ def push_case(
         PushRefusedError: no clinician reviewed the result and ``push_unverified`` is off,
             or the case has no AI result.
     """
-    from medtl.io.deid import pseudonymous_uid
-    from medtl.pacs import client
     from medtl.pacs.ingest import site_key
     from medtl.pacs.records import mark_push
-    from medtl.pacs.sr import build_sr
     from medtl.review.models import add_audit
 
     key = site_key(key)
@@ -131,14 +152,7 @@ def push_case(
         )
     mark_push(store.db, case_id, pred.id, "pending", unverified=unverified)
     try:
-        sources = _source_headers(store, settings, case_id, key)
-        sr = build_sr(
-            sources,
-            content,
-            sop_instance_uid=pseudonymous_uid(f"medtl-sr|{case_id}|{pred.id}", key=key),
-            series_uid=pseudonymous_uid(f"medtl-sr-series|{case_id}", key=key),
-        )
-        client.store(settings, [sr])
+        _send(store, settings, content, case_id, pred.id, key)
     except Exception as err:  # any failure is recorded and shown, never lost
         reason = str(err) if isinstance(err, PacsError) else f"{type(err).__name__}: {err}"
         record = mark_push(
@@ -153,19 +167,15 @@ def push_case(
         logger.warning("pacs: push of case %s failed (attempt %d)", case_id, record.attempts)
         return PushOutcome(case_id, pred.id, "failed", record.attempts, unverified, reason)
     record = mark_push(store.db, case_id, pred.id, "done", attempted=True, unverified=unverified)
+    details = {
+        "format": "dicom-sr",
+        "destination": "pacs",
+        "prediction_id": pred.id,
+        "unverified": unverified,
+    }
     store.db.write(
         lambda s: add_audit(
-            s,
-            store.db.now(),
-            "export",
-            user=actor,
-            case_id=case_id,
-            details={
-                "format": "dicom-sr",
-                "destination": "pacs",
-                "prediction_id": pred.id,
-                "unverified": unverified,
-            },
+            s, store.db.now(), "export", user=actor, case_id=case_id, details=details
         ),
         what="export record",
     )

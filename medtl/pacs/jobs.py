@@ -141,6 +141,7 @@ class Worker:
         key: the site secret.
         lease_s: lease length; renewed every third of it while a job runs.
         poll_s: wait between polls of an empty queue.
+        max_backoff_s: longest wait before a failed job is tried again (2, 4, 8... s).
     """
 
     def __init__(
@@ -151,12 +152,14 @@ class Worker:
         key: bytes | None = None,
         lease_s: float = 120.0,
         poll_s: float = 1.0,
+        max_backoff_s: float = 300.0,
     ) -> None:
         self.store = store
         self.settings = settings
         self.key = key
         self.lease_s = lease_s
         self.poll_s = poll_s
+        self.max_backoff_s = max_backoff_s
         self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}"
 
     def _renew_until(self, queue: JobQueue, job_id: int, done: threading.Event) -> None:
@@ -180,7 +183,12 @@ class Worker:
             out = run_job(self.store, self.settings, job, site_key(self.key))
         except Exception as err:  # recorded on the job, shown by `medtl pacs jobs`
             reason = f"{type(err).__name__}: {err}"
-            queue.fail(job.id, self.worker_id, reason)
+            queue.fail(
+                job.id,
+                self.worker_id,
+                reason,
+                retry_after_s=min(self.max_backoff_s, 2.0**job.attempts),
+            )
             logger.warning("jobs: job %d failed on attempt %d", job.id, job.attempts)
             return JobDone(job.id, "failed", error=reason)
         finally:

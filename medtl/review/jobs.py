@@ -154,7 +154,11 @@ class JobQueue:
             query = (
                 select(t)
                 .where(
-                    or_(t.c.status == "queued", (t.c.status == "running") & (t.c.lease_until < now))
+                    or_(
+                        (t.c.status == "queued")
+                        & (t.c.lease_until.is_(None) | (t.c.lease_until <= now)),
+                        (t.c.status == "running") & (t.c.lease_until < now),
+                    )
                 )
                 .order_by(t.c.id)
                 .limit(1)
@@ -232,17 +236,35 @@ class JobQueue:
             },
         )
 
-    def fail(self, job_id: int, worker: str, error: str, *, retry: bool = True) -> bool:
-        """Record a failed attempt: queued again while attempts remain, else ``failed``."""
+    def fail(
+        self,
+        job_id: int,
+        worker: str,
+        error: str,
+        *,
+        retry: bool = True,
+        retry_after_s: float = 0.0,
+    ) -> bool:
+        """Record a failed attempt: queued again while attempts remain, else ``failed``.
+
+        Args:
+            job_id: the job.
+            worker: the worker holding it.
+            error: the reason (short, no PHI); shown by ``medtl pacs jobs``.
+            retry: queue it again if attempts remain.
+            retry_after_s: not claimed again before this many seconds (back-off; a queued
+                job's ``lease_until`` is its earliest next start).
+        """
         job = self.get(job_id)
         again = retry and job is not None and job.attempts < job.max_attempts
+        not_before = self.db.now() + timedelta(seconds=retry_after_s) if again else None
         return self._finish(
             job_id,
             worker,
             {
                 "status": "queued" if again else "failed",
                 "lease_owner": None,
-                "lease_until": None,
+                "lease_until": not_before if retry_after_s > 0 else None,
                 "last_error": error[:500],
             },
         )

@@ -61,8 +61,10 @@ def test_idempotent_enqueue_lease_expiry_and_attempts(url) -> None:
         other, _ = queue.enqueue("pacs-study", "JOB-2", "m@1", "x", max_attempts=2)
         held = queue.claim("w4", lease_s=60)
         assert held.id == other.id
-        assert queue.fail(other.id, "w4", "PacsError: down")
+        assert queue.fail(other.id, "w4", "PacsError: down", retry_after_s=30)
         assert queue.get(other.id).status == "queued"  # attempts remain
+        assert queue.claim("w4", lease_s=60) is None  # backing off
+        clock.now += timedelta(seconds=31)
         assert queue.claim("w4", lease_s=60).attempts == 2
         assert queue.renew(other.id, "w4", 60)
         assert queue.complete(other.id, "w4", "CASE-2")

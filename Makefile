@@ -11,7 +11,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_ARGS ?=
 
-.PHONY: venv install install-dev browser pacs-server demo test lint bench schemas clean
+.PHONY: venv install install-dev browser pacs-server proxy demo test lint bench schemas clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,10 +45,21 @@ pacs-server:
 	  fi; \
 	fi
 
+# The reverse-proxy test runs docs/deploy/nginx.conf with Debian's nginx as a plain process
+# (temp prefix and ports, stopped by PID); the distribution's service is not used.
+proxy:
+	@if [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx openssl >/dev/null; \
+	  else \
+	    echo "note: install Debian's nginx (sudo apt-get install nginx) to run the reverse-proxy test"; \
+	  fi; \
+	fi
+
 demo: install
 	$(VENV)/bin/medtl demo $(DEMO_ARGS)
 
-test: install-dev browser pacs-server
+test: install-dev browser pacs-server proxy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
 

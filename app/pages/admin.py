@@ -47,7 +47,7 @@ with users_tab:
             "Initial password",
             type="password",
             key="adm_new_pw",
-            help="At least 10 characters; ask the user to change it.",
+            help="At least 12 characters, not a common password; ask the user to change it.",
         )
         new_role = c3.selectbox("Role", ROLES, key="adm_new_role")
         add = st.form_submit_button("Add user")

@@ -133,7 +133,7 @@ with result_col, st.container(border=True):
                 + " ".join(md_escape(r) for r in extra.domain_reasons)
             )
         st.caption(
-            f"Model {md_escape(pred.model_name)}@{md_escape(pred.model_version)} · "
+            f"Model {md_escape(f'{pred.model_name}@{pred.model_version}')} · "
             f"{pred.created_at:%Y-%m-%d %H:%M} UTC"
         )
 

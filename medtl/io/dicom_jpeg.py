@@ -80,4 +80,59 @@ def check_jpeg_headers(
         raise bad
 
 
-__all__ = ["GDCM_ONLY", "check_jpeg_headers"]
+_JPEG_SOF = _SOF_MARKERS | {0xF7}  # JPEG (SOF0-15) and JPEG-LS (SOF55)
+
+
+def codestream_size(frame: bytes) -> tuple[int, int] | None:
+    """``(rows, columns)`` a JPEG, JPEG-LS or JPEG 2000 codestream declares, else ``None``.
+
+    Only the first marker segments are read (the size comes before any entropy-coded data).
+    """
+    head = bytes(frame[:65536])
+    if head[:4] == b"\xff\x4f\xff\x51" and len(head) >= 24:  # J2K: SOC then SIZ
+        xsiz, ysiz, xosiz, yosiz = (int.from_bytes(head[i : i + 4], "big") for i in (8, 12, 16, 20))
+        return ysiz - yosiz, xsiz - xosiz
+    if head[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 9 <= len(head) and head[pos] == 0xFF:
+        marker = head[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in _JPEG_SOF:
+            return (int.from_bytes(head[pos + 5 : pos + 7], "big"),
+                    int.from_bytes(head[pos + 7 : pos + 9], "big"))  # fmt: skip
+        if marker == 0xDA:
+            return None
+        pos += 2 + int.from_bytes(head[pos + 2 : pos + 4], "big")
+    return None
+
+
+def check_codestream_sizes(pixel_data: bytes, n_frames: int, rows: int, columns: int,
+                           where: str) -> None:  # fmt: skip
+    """Refuse compressed frames whose own header declares another size than the DICOM one.
+
+    Decoders allocate what the codestream declares, so a small DICOM header in front of a
+    huge JPEG 2000 or JPEG-LS codestream would bypass the size limits checked on the
+    DICOM header.
+
+    Raises:
+        CorruptScanError: a frame declares a different size.
+    """
+    from pydicom.encaps import generate_frames
+
+    for frame in generate_frames(pixel_data, number_of_frames=n_frames):
+        size = codestream_size(frame)
+        if size is None:
+            continue
+        height, width = size
+        if width != columns or height not in (0, rows):  # JPEG may defer the height (DNL)
+            raise CorruptScanError(
+                f"{where}: its compressed pixel data declare an image of {height} x {width} "
+                f"pixels, but the DICOM header says {rows} x {columns}. The file is damaged "
+                "or crafted; export it again."
+            )
+
+
+__all__ = ["GDCM_ONLY", "check_codestream_sizes", "check_jpeg_headers", "codestream_size"]

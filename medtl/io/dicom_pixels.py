@@ -34,7 +34,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from medtl.io.dicom import check_image, transfer_syntax
-from medtl.io.dicom_jpeg import GDCM_ONLY, check_jpeg_headers
+from medtl.io.dicom_jpeg import GDCM_ONLY, check_codestream_sizes, check_jpeg_headers
 from medtl.io.errors import (
     CorruptScanError,
     ImageTooLargeError,
@@ -363,6 +363,8 @@ def _decode(
         fast = _native_fast(ds, rows, cols, n_frames, samples, photometric)
         if fast is not None:
             return _finish_grey(ds, fast, photometric, out)
+    else:
+        check_codestream_sizes(ds.PixelData, n_frames, rows, cols, where)
     plugin = PREFERRED_PLUGINS.get(str(transfer_syntax(ds)), "")
     if decoder.is_native or plugin not in decoder.available_plugins:
         plugin = ""

@@ -5,14 +5,16 @@ DICOM or a ``.nii.gz`` whose header claims a 20000 x 20000 image. Every loader c
 declared size against :class:`DecodeLimits` *before* it inflates or allocates pixels, and
 reads compressed streams in chunks that stop at the cap.
 
-Defaults suit a clinical workstation (the largest routine CT, about 512 x 512 x 1500, is
-under the series cap). Change them per call (``load_scan(..., limits=...)``) or for a whole
-deployment with environment variables:
+Defaults suit a clinical workstation and fit one decoder worker's default 3 GiB memory
+limit (:mod:`medtl.io.isolated`): a series of up to 512 x 512 x 1024 voxels (1 GiB as
+float32), uploaded as a zip, decodes within it; raise both together for larger series.
+Change them per call (``load_scan(..., limits=...)``) or for a whole deployment with
+environment variables:
 
 =============================  =================================================
 ``MEDTL_MAX_FRAME_PIXELS``     pixels of one image or frame (default 100 000 000)
-``MEDTL_MAX_SERIES_VOXELS``    voxels of one series or volume (default 400 000 000)
-``MEDTL_MAX_UPLOAD_BYTES``     uncompressed bytes of a zip, folder or file (2 GiB)
+``MEDTL_MAX_SERIES_VOXELS``    voxels of one series or volume (default 268 435 456)
+``MEDTL_MAX_UPLOAD_BYTES``     uncompressed bytes of a zip, folder or file (1.25 GiB)
 ``MEDTL_MAX_UPLOAD_FILES``     files in a zip or folder (default 20 000)
 ``MEDTL_MAX_ZIP_RATIO``        uncompressed / compressed size of a zip (default 100)
 =============================  =================================================
@@ -71,8 +73,8 @@ class DecodeLimits:
     """
 
     max_frame_pixels: int = 100_000_000
-    max_series_voxels: int = 400_000_000
-    max_bytes: int = 2 * 1024**3
+    max_series_voxels: int = 512 * 512 * 1024
+    max_bytes: int = 1280 * 1024**2
     max_files: int = 20_000
     max_zip_ratio: float = 100.0
     ratio_grace_bytes: int = 64 * 1024**2

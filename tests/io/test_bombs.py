@@ -136,3 +136,20 @@ def test_nifti_gz_bomb_is_refused_from_its_header() -> None:
 
 def test_every_refusal_is_a_scan_error() -> None:
     assert issubclass(ImageTooLargeError, ScanError)
+
+
+def test_codestream_declaring_more_than_the_dicom_header_is_refused_before_decoding() -> None:
+    # A JPEG 2000 frame whose SIZ marker claims 50000 x 50000 (openjpeg would allocate
+    # about 5 GB for it) behind a DICOM header that declares 64 x 64.
+    from pydicom.encaps import encapsulate, generate_frames
+    from pydicom.uid import JPEG2000Lossless
+
+    ds = f.encode(f.ct_slice(np.zeros((64, 64), np.int16)), JPEG2000Lossless)
+    (frame,) = generate_frames(ds.PixelData, number_of_frames=1)
+    crafted = bytearray(frame)
+    assert crafted[:4] == b"\xff\x4f\xff\x51"  # SOC, SIZ
+    crafted[8:16] = (50000).to_bytes(4, "big") * 2  # Xsiz, Ysiz
+    ds.PixelData = encapsulate([bytes(crafted)])
+    with _PeakRSS() as rss, pytest.raises(CorruptScanError, match="50000 x 50000"):
+        load_scan(f.to_bytes(ds))
+    assert rss.growth < 100 * 1024**2, rss.growth

@@ -18,6 +18,7 @@ predictions.csv        predictions.csv        transfer.experiment / evaluation, 
 PredictionDetails      review store column    app analysis / app case review
 ModelCard              model.json             reports.card, models.package / inference
 DomainGuardFile        domain_guard.json      inference.domain (schema only)
+TransferabilityScores  transferability.json   transfer.scoring / reports
 =====================  =====================  ============================================
 
 This layer imports nothing of medtl but itself (layers: io, artifacts -> data, models ...).
@@ -56,6 +57,7 @@ _EXPORTS = {
     "write_predictions": "predictions",
     "PredictionDetails": "details",
     "DomainGuardFile": "guard",
+    "TransferabilityScores": "scores",
     "CardOperatingPoint": "card",
     "ModelCard": "card",
     "software_versions": "card",
@@ -87,6 +89,7 @@ __all__ = [
     "SplitPredictions",
     "SubgroupResult",
     "TestMetrics",
+    "TransferabilityScores",
     "finite_or_none",
     "read_predictions",
     "software_versions",
@@ -124,6 +127,7 @@ if TYPE_CHECKING:
         PreprocessingSpec,
     )
     from medtl.artifacts.run import PhaseSummary, RunSummary
+    from medtl.artifacts.scores import TransferabilityScores
     from medtl.artifacts.stats import ConfidenceInterval
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

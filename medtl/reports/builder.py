@@ -33,6 +33,7 @@ from medtl.artifacts.curves import CurvePoint, LearningCurves
 from medtl.artifacts.evaluation import Evaluation
 from medtl.artifacts.preprocessing import PreprocessingSpec
 from medtl.artifacts.run import RunSummary
+from medtl.artifacts.scores import TransferabilityScores
 from medtl.data.manifest import Manifest
 from medtl.reports.results import (
     calibration_section,
@@ -330,7 +331,8 @@ def build_report_data(
         against: a scratch run on the same test set (verdict via ``compare_runs``).
         comparison: a ready comparison dict (takes precedence over ``against``).
         learning_curves: learning-curve points or their JSON file (:func:`read_learning_curves`).
-        transferability: ``{backbone: {score: value}}`` or its JSON file.
+        transferability: ``medtl score --out`` output (:class:`~medtl.artifacts.scores.
+            TransferabilityScores`, or ``{backbone: {score: value}}``), or its JSON file.
         baselines: extra baseline results (``{"name", "metric", "value", ...}``).
         intended_use: purpose statement (default: research use on the run's task).
         failure_cases: cases of each kind (false positive / false negative) to show.
@@ -351,8 +353,11 @@ def build_report_data(
         comparison = compare_runs(run.run_dir, against)
         # compare_runs has evaluated the scratch run: its scores draw both ROC curves.
         scratch_scores = Evaluation.read(Path(against) / Evaluation.FILE).test_scores
+    scores = None
     if isinstance(transferability, (str, Path)):
-        transferability = json.loads(Path(transferability).read_text(encoding="utf-8"))
+        scores = TransferabilityScores.read(transferability)
+    elif transferability is not None:
+        scores = TransferabilityScores.parse(transferability, "transferability scores")
     points = read_learning_curves(learning_curves) if learning_curves is not None else None
     failures = failure_section(run, k=failure_cases, saliency=saliency)
     data = ReportData(
@@ -369,7 +374,7 @@ def build_report_data(
         calibration=calibration_section(run),
         subgroups=subgroup_section(run),
         transfer=transfer_section(
-            run, comparison, points, transferability, baselines, scratch_scores=scratch_scores
+            run, comparison, points, scores, baselines, scratch_scores=scratch_scores
         ),
         failures=failures,
     )

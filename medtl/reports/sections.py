@@ -23,6 +23,7 @@ from medtl.reports.schema import (
 if TYPE_CHECKING:
     from medtl.artifacts.evaluation import TestScores
     from medtl.artifacts.run import PhaseSummary
+    from medtl.artifacts.scores import TransferabilityScores
     from medtl.reports.builder import RunFiles
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def transfer_section(
     run: RunFiles,
     comparison: Comparison | dict[str, Any] | None,
     points: list[Any] | None,
-    transferability: dict[str, Any] | None,
+    transferability: TransferabilityScores | None,
     baselines: list[dict[str, Any]] | None,
     *,
     scratch_scores: TestScores | None = None,
@@ -169,7 +170,7 @@ def transfer_section(
         comparison: ``compare_runs`` output or a :class:`~medtl.artifacts.Comparison`
             (or ``None``).
         points: learning-curve points (or ``None``).
-        transferability: ``{backbone: {score: value}}`` (or ``None``).
+        transferability: backbone scores (or ``None``).
         baselines: extra baseline dicts (the dataset's histogram baseline is added).
         scratch_scores: the scratch run's :class:`~medtl.artifacts.evaluation.TestScores`
             (binary: both ROC curves are drawn on the common test images).
@@ -204,10 +205,10 @@ def transfer_section(
         figures.append(figure)
     else:
         notes.append("No learning-curve results were supplied (--learning-curves JSON).")
-    scores: dict[str, dict[str, float | None]] = {}
-    for backbone, values in (transferability or {}).items():
-        if isinstance(values, dict):
-            scores[str(backbone)] = {str(k): finite(v) for k, v in values.items()}
+    scores = {
+        backbone: {k: finite(v) for k, v in values.items()}
+        for backbone, values in (transferability.scores if transferability else {}).items()
+    }
     if not scores:
         notes.append("No transferability scores were supplied.")
     all_baselines = _baselines(run, baselines)

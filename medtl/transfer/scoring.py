@@ -8,7 +8,6 @@ When fine-tuned results exist, Kendall's tau says how well the ranking predicted
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from medtl.artifacts.scores import TransferabilityScores
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def score_backbones(
 
 
 def write_scores(result: dict[str, Any], path: str | Path) -> Path:
-    """Write a :func:`score_backbones` result as JSON."""
-    path = Path(path)
-    path.write_text(json.dumps(result, indent=2, default=float), encoding="utf-8")
-    return path
+    """Validate and write a :func:`score_backbones` result
+    (:class:`~medtl.artifacts.scores.TransferabilityScores`, what the report's
+    ``--transferability`` reads)."""
+    return TransferabilityScores.parse(result, str(path)).write(path)

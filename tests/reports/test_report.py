@@ -214,3 +214,20 @@ def test_comparison_without_a_p_value_stays_valid_json(report_data, tiny_run) ->
     jsonschema.validate(json.loads(data.model_dump_json()), report_schema())
     html = re.sub(r"data:image/png;base64,[^\"]+", "", render_html(data))
     assert "NaN" not in html and "n/a" in html and 'id="negative-transfer"' not in html
+
+
+def test_report_takes_the_scores_file_medtl_score_writes(tiny_run) -> None:
+    """`medtl score --out` writes {scores, ranking, kendall_tau}; the report shows the scores
+    (before, the keys "scores"/"ranking" were taken for backbone names)."""
+    from medtl.artifacts import TransferabilityScores
+    from medtl.reports.builder import load_run
+    from medtl.reports.sections import transfer_section
+
+    written = {
+        "scores": {"trained": {"logme": -0.2, "h_score": 1.5}, "random": {"logme": -0.9}},
+        "ranking": {"logme": ["trained", "random"]},
+        "kendall_tau": {},
+    }
+    scores = TransferabilityScores.parse(written)
+    section = transfer_section(load_run(tiny_run), None, None, scores, None)
+    assert section.transferability == written["scores"]

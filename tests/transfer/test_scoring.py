@@ -6,7 +6,7 @@ from medtl.transfer.scoring import Candidate, score_backbones
 from tests.transfer.conftest import square_config
 
 
-def test_trained_backbone_ranks_above_random(square_dataset, square_run) -> None:
+def test_trained_backbone_ranks_above_random(square_dataset, square_run, tmp_path) -> None:
     config = square_config(square_dataset, strategy="frozen_base")
     result = score_backbones(
         config,
@@ -21,3 +21,23 @@ def test_trained_backbone_ranks_above_random(square_dataset, square_run) -> None
     # estimator itself is checked on informative vs noise features in tests/evaluation.
     assert all(abs(s["h_score"]) < float("inf") for s in result["scores"].values())
     assert result["kendall_tau"]["logme"]["tau"] == 1.0
+    # `medtl score --out` writes what the report's --transferability reads (same schema)
+    from medtl.artifacts import TransferabilityScores
+    from medtl.transfer.scoring import write_scores
+    from tests.artifacts.schema_check import validate_json_file
+
+    path = write_scores(result, tmp_path / "transferability.json")
+    assert validate_json_file(path) == "transferability"
+    scores = TransferabilityScores.read(path)
+    assert scores.ranking["logme"][0] == "trained" and scores.kendall_tau["logme"].tau == 1.0
+
+
+def test_report_reads_scores_files_of_both_formats(tmp_path) -> None:
+    """The hand-written ``{backbone: {score: value}}`` of earlier releases still loads."""
+    import json
+
+    from medtl.artifacts import TransferabilityScores
+
+    (tmp_path / "old.json").write_text(json.dumps({"resnet18": {"logme": -0.5}}))
+    old = TransferabilityScores.read(tmp_path / "old.json")
+    assert old.scores == {"resnet18": {"logme": -0.5}} and old.ranking == {}

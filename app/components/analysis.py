@@ -123,7 +123,7 @@ def save_result(store: ReviewStore, user: UserInfo, scan: Scan, saved: SavedResu
         probability=float(result.probability or 0.0),
         threshold=decision.threshold if decision else None,
         image_id=image_id,
-        details=details.to_json_dict(),  # validated on the way into the store
+        details=details,  # the store keeps its validated JSON
     )
     saved.case_id, saved.prediction_id = case_id, pred.id
     return saved

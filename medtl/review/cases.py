@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from medtl.io.scan import Scan
@@ -133,7 +134,13 @@ def create_case(
             add_audit(session, now, "upload", user=actor, case_id=case_id, details=details)
 
         try:
-            store.db.write(work, what="upload")
+            try:
+                store.db.write(work, what="upload")
+            except IntegrityError as exc:
+                # The same ID committed concurrently (PostgreSQL; SQLite writers queue).
+                if not _is_case_id_clash(store, case_id):
+                    raise
+                raise CaseExistsError(case_id) from exc
         except CaseExistsError:
             casefiles.discard(store.cases_dir, stored)
             if source_key is not None:
@@ -144,6 +151,12 @@ def create_case(
             raise
         return case_id
     raise ReviewStoreError("could not allocate a unique case ID")  # pragma: no cover
+
+
+def _is_case_id_clash(store: ReviewStore, case_id: str) -> bool:
+    return store.db.read(
+        lambda s: s.scalar(select(Case.id).where(Case.case_id == case_id)) is not None
+    )
 
 
 def add_image(store: ReviewStore, actor: UserInfo | None, case_id: str, data: Scan | bytes) -> int:

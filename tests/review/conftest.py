@@ -1,8 +1,14 @@
-"""Fixtures of the review-store tests: a real SQLite file in tmp_path, a fake clock, users."""
+"""Fixtures of the review-store tests: a real database, a fake clock, users.
+
+Every test that takes ``db_url`` (or ``store``) runs twice: on a SQLite file in tmp_path
+and on a fresh database of a real PostgreSQL server (:mod:`tests.review.postgres`).
+Tests of SQLite-only behaviour carry ``@pytest.mark.sqlite_only``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +24,8 @@ from medtl.io.testing import to_bytes as to_bytes  # the tests import it from he
 from medtl.review.auth import UserInfo
 from medtl.review.db import RetryPolicy
 from medtl.review.store import ReviewStore
+
+from .postgres import PostgresServer, postgres_server_fixture
 
 PASSWORD = "correct horse battery staple"
 #: PHI-shaped strings the no-PHI tests look for.
@@ -63,9 +71,41 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "db" / "review.sqlite"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: SQLite-specific behaviour (files, locks); not run on PostgreSQL"
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    yield from postgres_server_fixture()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql" and request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("SQLite-specific behaviour")
+    return str(request.param)
+
+
 @pytest.fixture
-def db_url(db_path: Path) -> str:
-    return f"sqlite:///{db_path}"
+def new_db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[], str]:
+    """A factory of URLs of new, empty databases on the test's backend."""
+    names = itertools.count()
+
+    def make() -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path / 'db' / f'extra-{next(names)}.sqlite'}"
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        return server.new_database()
+
+    return make
+
+
+@pytest.fixture
+def db_url(backend: str, db_path: Path, new_db_url: Callable[[], str]) -> str:
+    return f"sqlite:///{db_path}" if backend == "sqlite" else new_db_url()
 
 
 def open_store(url: str, clock: FakeClock | None = None, **kwargs: object) -> ReviewStore:
@@ -89,8 +129,12 @@ def store(db_url: str, clock: FakeClock) -> Iterator[ReviewStore]:
 def users(store: ReviewStore) -> dict[str, UserInfo]:
     """An admin, two clinicians and a researcher."""
     out = {}
-    for name, role in (("root", "admin"), ("alice", "clinician"), ("bob", "clinician"),
-                       ("rita", "researcher")):
+    for name, role in (
+        ("root", "admin"),
+        ("alice", "clinician"),
+        ("bob", "clinician"),
+        ("rita", "researcher"),
+    ):
         out[name] = store.accounts.add_user(name, PASSWORD, role)
     return out
 
@@ -108,9 +152,7 @@ def tiny_scan(modality: str = "DX", seed: int = 0) -> Scan:
     )
 
 
-def dicom_dataset(
-    patient_name: str = PATIENT_NAME, patient_id: str = PATIENT_ID
-) -> Dataset:
+def dicom_dataset(patient_name: str = PATIENT_NAME, patient_id: str = PATIENT_ID) -> Dataset:
     """A small CT slice with PHI-shaped patient fields, written with pydicom."""
     return image_dataset(
         np.arange(64, dtype=np.int16).reshape(8, 8),
@@ -120,10 +162,16 @@ def dicom_dataset(
         position=(0.0, 0.0, 0.0),
         orientation=AXIAL,
         slice_thickness=2.5,
-        patient={**FAKE_PATIENT, "PatientName": patient_name, "PatientID": patient_id,
-                 "PatientBirthDate": BIRTH_DATE, "StudyDate": "20240115",
-                 "AccessionNumber": "ACC778899", "InstitutionName": "St Example Hospital",
-                 "ReferringPhysicianName": "House^Gregory"},
+        patient={
+            **FAKE_PATIENT,
+            "PatientName": patient_name,
+            "PatientID": patient_id,
+            "PatientBirthDate": BIRTH_DATE,
+            "StudyDate": "20240115",
+            "AccessionNumber": "ACC778899",
+            "InstitutionName": "St Example Hospital",
+            "ReferringPhysicianName": "House^Gregory",
+        },
         FrameOfReferenceUID=generate_uid(),
         StudyID="S1",
         Manufacturer="ACME",

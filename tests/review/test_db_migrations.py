@@ -40,6 +40,7 @@ def test_open_without_url_creates_db_in_medtl_home(_home: Path) -> None:
     assert (_home / "db" / "review.sqlite").is_file()
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_pragmas(store: ReviewStore) -> None:
     with store.db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -56,7 +57,7 @@ def test_foreign_keys_enforced(store: ReviewStore) -> None:
             )
         )
 
-    with pytest.raises(Exception, match="FOREIGN KEY"):
+    with pytest.raises(Exception, match=r"(?i)foreign key"):
         store.db.write(bad)
 
 
@@ -117,8 +118,9 @@ def test_upgrade_v3_to_v4_fills_the_status_column(db_url: str, clock: FakeClock)
     assert upgrade(db, target=3) == 3
     t = "'2025-01-02 00:00:00'"
     rows = [
-        "INSERT INTO users (id, username, password_hash, role, active, created_at, updated_at)"
-        f" VALUES (1, 'ann', 'x', 'clinician', 1, {t}, {t}), (2, 'ben', 'x', 'admin', 1, {t}, {t})",
+        # No explicit IDs: rows get 1, 2, ... from SQLite's rowid or PostgreSQL's sequence.
+        "INSERT INTO users (username, password_hash, role, active, created_at, updated_at)"
+        f" VALUES ('ann', 'x', 'clinician', TRUE, {t}, {t}), ('ben', 'x', 'admin', TRUE, {t}, {t})",
     ]
     # case number -> (has AI result, [(reader, decision), ...] in review order)
     plan = {
@@ -129,22 +131,21 @@ def test_upgrade_v3_to_v4_fills_the_status_column(db_url: str, clock: FakeClock)
         5: (True, [(1, "agree"), (2, "disagree")]),
         6: (True, [(2, "disagree"), (2, "agree")]),
     }
-    review_id = 0
     for n, (predicted, reviews) in plan.items():
         rows.append(
-            f"INSERT INTO cases (id, case_id, created_at) VALUES ({n}, "
+            f"INSERT INTO cases (case_id, created_at) VALUES ("
             f"'CASE-000000000{n}', '2025-01-0{n} 00:00:00')"
         )
         if predicted:
             rows.append(
-                "INSERT INTO predictions (id, case_pk, model_name, model_version, label,"
-                f" probability, created_at) VALUES ({n}, {n}, 'm', '1', 'x', 0.5, {t})"
+                "INSERT INTO predictions (case_pk, model_name, model_version, label,"
+                f" probability, created_at) VALUES ({n}, 'm', '1', 'x', 0.5, {t})"
             )
         for reader, decision in reviews:
-            review_id += 1
             rows.append(
-                "INSERT INTO reviews (id, case_pk, prediction_pk, reader_pk, decision,"
-                f" created_at) VALUES ({review_id}, {n}, {n}, {reader}, '{decision}', {t})"
+                "INSERT INTO reviews (case_pk, prediction_pk, reader_pk, decision, created_at)"
+                f" VALUES ({n}, (SELECT id FROM predictions WHERE case_pk = {n}), {reader},"
+                f" '{decision}', {t})"
             )
     db.write(lambda s: [s.execute(text(sql)) for sql in rows])
     db.dispose()
@@ -170,18 +171,18 @@ def test_upgrade_v1_to_current_keeps_data(db_url: str, clock: FakeClock) -> None
         tables = set(inspect(conn).get_table_names())
         review_cols = {c["name"] for c in inspect(conn).get_columns("reviews")}
     assert "login_failures" not in tables and "submission_id" not in review_cols
-    # A v1 database with a user, a case, an AI result and a review, written as v1 would.
+    # A v1 database with a user, a case, an AI result and a review, written as v1 would
+    # (no explicit IDs: PostgreSQL's sequences must stay in step with the rows).
     v1_rows = (
-        "INSERT INTO users (id, username, password_hash, role, active, created_at,"
-        " updated_at) VALUES (1, 'old', 'x', 'clinician', 1, '2025-01-01 00:00:00',"
+        "INSERT INTO users (username, password_hash, role, active, created_at,"
+        " updated_at) VALUES ('old', 'x', 'clinician', TRUE, '2025-01-01 00:00:00',"
         " '2025-01-01 00:00:00')",
-        "INSERT INTO cases (id, case_id, created_at) VALUES (1, 'CASE-00000000AA',"
+        "INSERT INTO cases (case_id, created_at) VALUES ('CASE-00000000AA', '2025-01-02 00:00:00')",
+        "INSERT INTO predictions (case_pk, model_name, model_version, label,"
+        " probability, created_at) VALUES (1, 'm', '1', 'nodule', 0.7,"
         " '2025-01-02 00:00:00')",
-        "INSERT INTO predictions (id, case_pk, model_name, model_version, label,"
-        " probability, created_at) VALUES (1, 1, 'm', '1', 'nodule', 0.7,"
-        " '2025-01-02 00:00:00')",
-        "INSERT INTO reviews (id, case_pk, prediction_pk, reader_pk, decision, created_at)"
-        " VALUES (1, 1, 1, 1, 'disagree', '2025-01-03 00:00:00')",
+        "INSERT INTO reviews (case_pk, prediction_pk, reader_pk, decision, created_at)"
+        " VALUES (1, 1, 1, 'disagree', '2025-01-03 00:00:00')",
     )
     db.write(lambda s: [s.execute(text(sql)) for sql in v1_rows])
     with pytest.raises(SchemaVersionError, match=f"version 1; this medtl needs {CURRENT_VERSION}"):

@@ -21,8 +21,7 @@ from medtl.review.store import ReviewStore
 
 from .conftest import BIRTH_DATE, PATIENT_ID, PATIENT_NAME, dicom_dataset, to_bytes
 
-PHI = [PATIENT_NAME, PATIENT_ID, BIRTH_DATE, "ACC778899", "St Example Hospital",
-       "House^Gregory"]
+PHI = [PATIENT_NAME, PATIENT_ID, BIRTH_DATE, "ACC778899", "St Example Hospital", "House^Gregory"]
 
 
 def _assert_clean(blob: bytes, where: str) -> None:
@@ -31,8 +30,15 @@ def _assert_clean(blob: bytes, where: str) -> None:
             assert encoded not in blob, f"{value!r} found in {where}"
 
 
-def test_no_phi_anywhere(store: ReviewStore, users: dict, db_path: Path, tmp_path: Path,
-                         _home: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.sqlite_only  # reads the database files; PostgreSQL keeps them elsewhere
+def test_no_phi_anywhere(
+    store: ReviewStore,
+    users: dict,
+    db_path: Path,
+    tmp_path: Path,
+    _home: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     original = dicom_dataset()
     assert str(original.PatientName) == "DOE^JANE"
     raw = to_bytes(original)
@@ -44,8 +50,9 @@ def test_no_phi_anywhere(store: ReviewStore, users: dict, db_path: Path, tmp_pat
     case1 = store.create_case(a, to_bytes(clean), source_key=str(clean.StudyInstanceUID))
     case2 = store.create_case(a, load_scan(raw))
     for case in (case1.case_id, case2.case_id):
-        store.record_prediction(a, case, model_name="ct-nodule", model_version="1",
-                                label="nodule", probability=0.7)
+        store.record_prediction(
+            a, case, model_name="ct-nodule", model_version="1", label="nodule", probability=0.7
+        )
         store.open_case(a, case)
         store.submit_review(a, case, "agree", x=3, y=4, comment="small solid nodule")
         store.submit_review(b, case, "uncertain")
@@ -79,8 +86,9 @@ def test_no_phi_anywhere(store: ReviewStore, users: dict, db_path: Path, tmp_pat
 
 def test_only_pseudonyms_identify_cases(store: ReviewStore, users: dict) -> None:
     clean = deidentify(dicom_dataset(), key=b"s" * 32)
-    case = store.create_case(users["alice"], to_bytes(clean),
-                             source_key=str(clean.StudyInstanceUID))
+    case = store.create_case(
+        users["alice"], to_bytes(clean), source_key=str(clean.StudyInstanceUID)
+    )
     with store.db.engine.connect() as conn:
         (case_id,) = conn.exec_driver_sql("SELECT case_id FROM cases").one()
         relpaths = [r[0] for r in conn.exec_driver_sql("SELECT relpath FROM images")]

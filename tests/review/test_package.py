@@ -16,6 +16,8 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_import_does_no_database_work() -> None:
-    code = ("import sys, medtl.review; "
-            "assert 'sqlalchemy' not in sys.modules and 'argon2' not in sys.modules")
+    code = (
+        "import sys, medtl.review; "
+        "assert 'sqlalchemy' not in sys.modules and 'argon2' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

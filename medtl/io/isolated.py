@@ -280,6 +280,9 @@ class DecoderPool:
                 raise ScanError("The image decoder is shutting down; try again in a moment.")
             self._active[user] += 1
             worker = self._idle.pop() if self._idle else self._spawn()
+            if not worker.process.is_alive():  # died while idle (e.g. killed from outside)
+                worker.kill()
+                worker = self._spawn()
             self._busy.add(worker)
             return worker
 

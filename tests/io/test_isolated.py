@@ -177,3 +177,16 @@ def test_bombs_are_refused_in_bounded_memory_while_another_user_is_served(
         assert isinstance(error, ImageTooLargeError) and message in str(error), error
         assert took < 4 * solo + 1.5, (took, solo)
     assert pool.peak_rss and max(pool.peak_rss.values()) < 2 * GIB, pool.peak_rss
+
+
+def test_a_worker_killed_while_idle_is_replaced_before_the_next_upload(
+    pool: DecoderPool,
+) -> None:
+    import os
+    import signal
+
+    pool.load(_png(), user="a")
+    for pid in pool.worker_pids():
+        os.kill(pid, signal.SIGKILL)  # e.g. the kernel's OOM killer
+    time.sleep(0.2)
+    assert pool.load(_png(), user="a").shape == (16, 16)

@@ -55,9 +55,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _LAZY = {
     **dict.fromkeys(
-        ("AccountError", "AccountLockedError", "Accounts", "AuthError", "AuthPolicy",
-         "InvalidCredentialsError", "PermissionDeniedError", "SessionExpiredError",
-         "SessionInfo", "UserInfo"),
+        (
+            "AccountError",
+            "AccountLockedError",
+            "Accounts",
+            "AuthError",
+            "AuthPolicy",
+            "InvalidCredentialsError",
+            "PermissionDeniedError",
+            "SessionExpiredError",
+            "SessionInfo",
+            "UserInfo",
+        ),
         "medtl.review.auth",
     ),
     **dict.fromkeys(
@@ -66,13 +75,27 @@ _LAZY = {
     **dict.fromkeys(("AgreementReport", "fleiss_kappa"), "medtl.review.export"),
     **dict.fromkeys(("CURRENT_VERSION", "SchemaVersionError"), "medtl.review.migrations"),
     **dict.fromkeys(
-        ("AuditInfo", "CaseDetail", "CaseInfo", "ImageInfo", "PredictionInfo",
-         "ReviewExportRow", "ReviewInfo", "review_export_schema"),
+        (
+            "AuditInfo",
+            "CaseDetail",
+            "CaseInfo",
+            "ImageInfo",
+            "PredictionInfo",
+            "ReviewExportRow",
+            "ReviewInfo",
+            "review_export_schema",
+        ),
         "medtl.review.schemas",
     ),
     **dict.fromkeys(
-        ("STATUSES", "CaseExistsError", "CaseNotFoundError", "PHIRiskError",
-         "ReviewInputError", "ReviewStore"),
+        (
+            "STATUSES",
+            "CaseExistsError",
+            "CaseNotFoundError",
+            "PHIRiskError",
+            "ReviewInputError",
+            "ReviewStore",
+        ),
         "medtl.review.store",
     ),
 }
@@ -114,4 +137,3 @@ __all__ = [
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
-

@@ -113,7 +113,7 @@ def save_package(
     if not card.preprocessing and model.config.preprocessing:
         update["preprocessing"] = model.config.preprocessing
     final = card.model_copy(update=update)
-    (out / CARD_FILE).write_text(final.model_dump_json(indent=2), encoding="utf-8")
+    final.write(out / CARD_FILE)  # validated on the way out
     report_path = out / REPORT_FILE
     if isinstance(report_html, Path):
         shutil.copyfile(report_html, report_path)

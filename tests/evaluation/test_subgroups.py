@@ -72,3 +72,33 @@ def test_subgroup_ci_follows_seed_and_n_resamples() -> None:
     assert a == b
     assert [r["auroc"] for r in a] != [r["auroc"] for r in c]
     assert all(r["auroc"]["n_resamples"] == 50 for r in d if "auroc" in r)
+
+
+def test_index_replicates_equal_weight_replicates_and_keep_multiclass_strata() -> None:
+    """resample_indices draws the very replicates of resample_weights (binary), and for
+    multi-class data keeps each class's patient count (stratified by patient label)."""
+    from medtl.evaluation.bootstrap import resample_indices, resample_weights
+
+    rng = np.random.default_rng(4)
+    pid = np.repeat(np.arange(30), rng.integers(1, 4, 30))
+    y = (pid % 3 == 0).astype(int)
+    weights = np.concatenate(list(resample_weights(y, patient_ids=pid, n_resamples=20, seed=2)))
+    for w, idx in zip(
+        weights, resample_indices(y, patient_ids=pid, n_resamples=20, seed=2), strict=True
+    ):
+        assert np.array_equal(np.bincount(idx, minlength=y.size), w)
+    labels = pid % 3  # three classes, one label per patient
+    first_image = np.unique(pid, return_index=True)[1]  # one image stands for its patient
+    for idx in resample_indices(labels, patient_ids=pid, n_resamples=10, seed=0):
+        copies = np.bincount(idx, minlength=y.size)[first_image]  # draws of each patient
+        per_class = np.bincount(labels[first_image], weights=copies)
+        assert per_class.tolist() == [10, 10, 10]
+
+
+def test_confidence_interval_artifact_matches_bootstrap_ci() -> None:
+    from medtl.artifacts import ConfidenceInterval
+
+    _, y, p, pid = _clustered(n_patients=6, per_patient=3)
+    ci = bootstrap_ci(y, p, patient_ids=pid, n_resamples=30)
+    assert set(ConfidenceInterval.model_fields) == set(ci.to_dict())
+    assert ConfidenceInterval.model_validate(ci.to_dict()).lower == ci.lower

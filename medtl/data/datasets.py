@@ -33,11 +33,27 @@ class LoadAndPreprocess:
     def __repr__(self) -> str:
         return f"LoadAndPreprocess({self.spec_json})"
 
+    def _geometry(self) -> Any:
+        """The spec when it reorients/resamples with the affine (the merlin preset), else None."""
+        if not hasattr(self, "_geometry_spec"):
+            from medtl.artifacts.preprocessing import PreprocessingSpec
+            from medtl.data.scan_input import needs_geometry
+
+            spec = PreprocessingSpec.model_validate_json(self.spec_json)
+            self._geometry_spec = spec if needs_geometry(spec) else None
+        return self._geometry_spec
+
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
         from medtl.io import load_scan
 
         scan = load_scan(item["image"])
-        image = self.preprocessing(scan.array[None].astype(np.float32))
+        array: Any = scan.array[None].astype(np.float32)
+        geometry = self._geometry()
+        if geometry is not None:
+            from medtl.data.scan_input import spatial_resample
+
+            array = spatial_resample(scan, geometry)
+        image = self.preprocessing(array)
         return {"image": image, "label": item["label"], "index": item["index"]}
 
 
@@ -172,8 +188,8 @@ def build_datasets(
     Returns:
         :class:`SplitDatasets`; ``indices`` maps each split to its manifest record indices.
     """
-    from medtl.training.data import cached_dataset
     from medtl.data.preprocessing import build_augmentation, build_preprocessing
+    from medtl.training.data import cached_dataset
 
     root = Path(dataset_dir)
     manifest = Manifest.load(root)

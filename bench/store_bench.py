@@ -152,6 +152,14 @@ def _fill(store: Any, n: int, seed: int = 0) -> dict[str, Any]:
                 session.execute(insert(model), rows[i : i + 5000])
 
     store.db.write(work, what="bench fill")
+    if store.db.engine.dialect.name == "postgresql":  # explicit IDs: move the sequences on
+        with store.db.engine.begin() as conn:
+            for table in ("users", "cases", "images", "predictions", "reviews"):
+                conn.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT MAX(id) FROM {table}))"
+                )
+            conn.exec_driver_sql("ANALYZE")
     if store.db.is_sqlite:
         with store.db.engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")

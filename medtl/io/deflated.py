@@ -3,9 +3,10 @@
 In this transfer syntax everything after the file meta is one deflate stream, header
 included, so a file of a few hundred kilobytes can declare (and hold) a 20000 x 20000 image
 of zeros. pydicom inflates the whole stream before returning anything. Here the stream is
-inflated in chunks: first only up to the pixel data element (at most
-``DecodeLimits.header_bytes``), the declared image size is checked against the limits, and
-only then is the rest inflated, never more than the header says the pixels need.
+inflated on demand: pydicom parses the header from a reader that inflates only the bytes it
+reads (at most ``DecodeLimits.header_bytes``) and stops at the pixel data element; the
+declared image size is checked against the limits, and only then is the rest inflated,
+never more than the header says the pixels need.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from medtl.io.limits import DecodeLimits, check_image_size
 
 _CHUNK = 64 * 1024
 _STEP = 1024 * 1024  # most bytes inflated per call, so the caps are checked often
-# Explicit VR little endian tags of the three pixel data elements (7FE0,0008/0009/0010).
-_PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
+# The three pixel data elements (7FE0,0008/0009/0010).
 _PIXEL_TAG_VALUES = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 # Elements allowed after the pixel data (e.g. Data Set Trailing Padding), in bytes.
 _TRAILER_BYTES = 1024 * 1024
@@ -45,43 +45,80 @@ def _file_meta(data: bytes) -> tuple[bytes | None, Dataset, int]:
 
 
 class _Inflater:
-    """Inflate a raw deflate stream in chunks, never past ``limit`` output bytes."""
+    """Inflate a raw deflate stream in steps, never past the output size asked for."""
 
     def __init__(self, data: bytes, start: int) -> None:
         self.data = data
         self.pos = start
         self.stream = zlib.decompressobj(-zlib.MAX_WBITS)
         self.out = bytearray()
-        self.hit = -1
 
     @property
     def finished(self) -> bool:
         return self.stream.eof or (self.pos >= len(self.data) and not self.stream.unconsumed_tail)
 
-    def fill(self, limit: int, *, until_pixels: bool = False) -> None:
-        """Inflate until ``limit`` bytes are out or the stream ends; with ``until_pixels``,
-        stop shortly after the first pixel data tag (its element header included)."""
+    def fill(self, limit: int) -> None:
+        """Inflate until ``limit`` bytes are out or the stream ends."""
         while len(self.out) < limit and not self.finished:
             pending = self.stream.unconsumed_tail
             if not pending:
                 pending = self.data[self.pos : self.pos + _CHUNK]
                 self.pos += len(pending)
-            searched = max(0, len(self.out) - 4)
             self.out += self.stream.decompress(pending, min(_STEP, limit - len(self.out)))
-            if until_pixels:
-                hit = _find_pixel_tag(self.out, searched if self.hit < 0 else self.hit)
-                self.hit = hit
-                if hit >= 0 and len(self.out) >= hit + 16:
-                    return
 
 
-def _find_pixel_tag(buf: bytearray, start: int = 0) -> int:
-    hits = [i for i in (buf.find(tag, start) for tag in _PIXEL_TAGS) if i >= 0]
-    return min(hits) if hits else -1
+class _HeaderTooLarge(Exception):
+    pass
 
 
-def _at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
-    return int(tag) in _PIXEL_TAG_VALUES
+class _InflatingReader:
+    """A read-only file over the inflated stream that inflates only what is read, at most
+    ``limit`` bytes: pydicom parses the header from it element by element, so nothing past
+    the pixel data element's header is inflated (no guessing where the header ends)."""
+
+    def __init__(self, inflater: _Inflater, limit: int) -> None:
+        self.inflater = inflater
+        self.limit = limit
+        self.position = 0
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            raise io.UnsupportedOperation("seek from the end of a deflate stream")
+        self.position = offset if whence == io.SEEK_SET else self.position + offset
+        return self.position
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self.limit if size is None or size < 0 else self.position + size
+        if end > self.limit:
+            raise _HeaderTooLarge
+        self.inflater.fill(end)
+        chunk = bytes(self.inflater.out[self.position : end])
+        self.position += len(chunk)
+        return chunk
+
+
+def _read_header(inflater: _Inflater, budget: int) -> tuple[Dataset, int | None]:
+    """The dataset up to the pixel data, and the pixel element's offset (None: no pixels)."""
+    reached: list[bool] = []
+
+    def at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
+        if int(tag) in _PIXEL_TAG_VALUES:
+            reached.append(True)
+            return True
+        return False
+
+    reader = _InflatingReader(inflater, budget)
+    try:
+        header = read_dataset(reader, False, True, stop_when=at_pixel_data)  # type: ignore[arg-type]
+    except _HeaderTooLarge as exc:
+        raise CorruptScanError(
+            f"The compressed DICOM header is larger than {budget // 1024**2} MiB or damaged; "
+            "it was not read further. Re-export the image uncompressed."
+        ) from exc
+    return header, (reader.tell() if reached else None)
 
 
 def _int(ds: Dataset, keyword: str, default: int) -> int:
@@ -114,20 +151,11 @@ def read_deflated(data: bytes, *, stop_before_pixels: bool, limits: DecodeLimits
     """
     preamble, meta, start = _file_meta(data)
     inflater = _Inflater(data, start)
-    inflater.fill(limits.header_bytes, until_pixels=True)
-    head = bytes(inflater.out)
-    cut = _find_pixel_tag(inflater.out)
-    if cut < 0 and not inflater.finished:
-        raise CorruptScanError(
-            "The compressed DICOM header is larger than "
-            f"{limits.header_bytes // 1024**2} MiB or damaged; it was not read further. "
-            "Re-export the image uncompressed."
-        )
-    header = read_dataset(io.BytesIO(head), False, True, stop_when=_at_pixel_data)
+    header, cut = _read_header(inflater, limits.header_bytes)
     rows, cols = _int(header, "Rows", 0), _int(header, "Columns", 0)
     frames, samples = _int(header, "NumberOfFrames", 1), _int(header, "SamplesPerPixel", 1)
     check_image_size(rows, cols, max(frames, 1), max(samples, 1), limits, "The file")
-    if stop_before_pixels or cut < 0:
+    if stop_before_pixels or cut is None:
         dataset = header
     else:
         bits = _int(header, "BitsAllocated", 16)

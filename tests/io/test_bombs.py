@@ -153,3 +153,19 @@ def test_codestream_declaring_more_than_the_dicom_header_is_refused_before_decod
     with _PeakRSS() as rss, pytest.raises(CorruptScanError, match="50000 x 50000"):
         load_scan(f.to_bytes(ds))
     assert rss.growth < 100 * 1024**2, rss.growth
+
+
+def test_deflated_header_with_pixel_tag_bytes_inside_a_value_still_loads() -> None:
+    # Bytes that look like the Pixel Data element inside an earlier value must not end the
+    # header read (here the real one comes 3 MiB later).
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = f.ct_slice(np.arange(64 * 64, dtype=np.int16).reshape(64, 64))
+    ds.add_new(0x00091010, "LO", "MEDTL")  # private creator
+    ds.add_new(0x00091011, "OB", b"\xe0\x7f\x10\x00OB\x00\x00" * 4)
+    ds.add_new(0x00091012, "OB", bytes(3 * 1024**2))  # a large header after the look-alike
+    data = f.to_bytes(f.encode(ds, DeflatedExplicitVRLittleEndian))
+    scan = load_scan(data)
+    want = pydicom.dcmread(io.BytesIO(data)).pixel_array.astype(np.float32) - 1024
+    assert scan.shape == (64, 64) and np.array_equal(scan.array, want)

@@ -19,6 +19,7 @@ its voxels in (a DICOM series, a NIfTI in RAS or LPS).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,13 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["needs_geometry", "scan_to_input", "spatial_resample"]
+__all__ = [
+    "input_grid_affine",
+    "needs_geometry",
+    "scan_to_input",
+    "spatial_resample",
+    "to_scan_grid",
+]
 
 #: LPS (DICOM patient) <-> RAS (NIfTI/MONAI world): negate x and y
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -37,16 +44,17 @@ def needs_geometry(spec: Any) -> bool:
     return bool(getattr(spec, "orientation", None) or getattr(spec, "target_spacing", None))
 
 
-def spatial_resample(scan: Any, spec: Any) -> torch.Tensor:
+def spatial_resample(scan: Any, spec: Any, *, with_affine: bool = False) -> Any:
     """Reorient and resample a volume as the spec says, in modality units.
 
     Args:
         scan: a 3D :class:`medtl.io.Scan` (``array`` ``(slices, rows, columns)``, LPS affine).
         spec: a ``PreprocessingSpec`` with ``orientation`` and/or ``target_spacing``.
+        with_affine: also return the RAS affine of the resampled grid.
 
     Returns:
-        ``(1, *grid)`` float32 tensor; with ``orientation="RAS"`` the grid axes are the RAS
-        world axes (X, Y, Z), whatever the order the file stored its voxels in.
+        ``(1, *grid)`` float32 tensor (and its 4x4 RAS affine); with ``orientation="RAS"`` the
+        grid axes are the RAS world axes (X, Y, Z), whatever order the file stored its voxels in.
 
     Raises:
         ValueError: the scan is not a volume.
@@ -64,7 +72,56 @@ def spatial_resample(scan: Any, spec: Any) -> torch.Tensor:
         x = Orientation(axcodes=spec.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))(x)
     if spec.target_spacing:
         x = Spacing(pixdim=tuple(float(s) for s in spec.target_spacing), mode="bilinear")(x)
-    return x.as_tensor().float()
+    out = x.as_tensor().float()
+    if with_affine:
+        return out, np.asarray(x.affine, dtype=np.float64)
+    return out
+
+
+def input_grid_affine(grid_affine: np.ndarray, grid: Sequence[int], spec: Any) -> np.ndarray:
+    """RAS affine of the network input after ``fit="pad_crop"`` of a resampled grid.
+
+    MONAI's ``SpatialPad`` (symmetric) puts ``(size - n) // 2`` voxels in front and
+    ``CenterSpatialCrop`` starts at ``n // 2 - size // 2``; either way input voxel ``i`` is
+    resampled voxel ``i - pad + start``.
+
+    Args:
+        grid_affine: affine of the resampled grid (from :func:`spatial_resample`).
+        grid: its shape.
+        spec: the spec (``fit`` must be ``pad_crop``).
+
+    Returns:
+        The 4x4 RAS affine of the input grid.
+    """
+    if spec.fit != "pad_crop":
+        raise ValueError("only pad_crop inputs keep a voxel-for-voxel affine")
+    shift = np.eye(4)
+    for axis, (n, size) in enumerate(zip(grid, spec.spatial_size, strict=True)):
+        padded = max(n, size)
+        shift[axis, 3] = -(max(size - n, 0) // 2) + (padded // 2 - size // 2)
+    return grid_affine @ shift
+
+
+def to_scan_grid(volume: np.ndarray, affine: np.ndarray, scan: Any) -> np.ndarray:
+    """Resample a map on a RAS grid (e.g. a heat map on the network input) onto the scan grid.
+
+    Args:
+        volume: ``(X, Y, Z)`` map.
+        affine: its RAS affine (:func:`input_grid_affine`).
+        scan: the scan whose ``(slices, rows, columns)`` grid to land on.
+
+    Returns:
+        float32 array of ``scan.shape`` (0 outside the input's field of view).
+    """
+    from monai.data import MetaTensor
+    from monai.transforms import SpatialResample
+
+    img = MetaTensor(torch.as_tensor(volume, dtype=torch.float32)[None], affine=affine)
+    dst = torch.as_tensor(LPS_TO_RAS @ np.asarray(scan.affine, dtype=np.float64))
+    out = SpatialResample(mode="bilinear", padding_mode="zeros")(
+        img, dst_affine=dst, spatial_size=tuple(int(s) for s in scan.shape)
+    )
+    return np.asarray(out.as_tensor()[0], dtype=np.float32)
 
 
 def scan_to_input(scan: Any, spec: Any) -> torch.Tensor:

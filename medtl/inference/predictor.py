@@ -215,30 +215,16 @@ class Predictor:
         return expit(z) if z.ndim == 1 else softmax(z, axis=1)
 
     def embed(self, scan: Any, layer: str = "layer4") -> Any:
-        """The whole scan's pooled embedding (see :mod:`medtl.inference.embed`).
+        """The whole scan's pooled embedding: :func:`medtl.inference.embed.embed_scan`.
 
-        Args:
-            scan: a :class:`medtl.io.Scan`, or a path / bytes for :func:`medtl.io.load_scan`.
-            layer: stage to pool (``layer4``; ``layer2``/``layer3`` for ``i3resnet152``).
-
-        Returns:
-            An :class:`~medtl.inference.embed.EmbeddingResult`.
-
-        Raises:
-            medtl.io.ScanError: unreadable input.
-            medtl.inference.embed.ScanRefusedError: outside the package's domain.
+        Raises ``medtl.io.ScanError`` (unreadable) or ``ScanRefusedError`` (out of domain).
         """
         from medtl.inference.embed import embed_scan
 
         return embed_scan(
-            self.model,
-            self.spec,
-            scan,
-            guard=self.guard,
-            layer=layer,
-            package=self.card.ref,
-            device=self.device,
-        )
+            self.model, self.spec, scan, guard=self.guard, layer=layer,
+            package=self.card.ref, device=self.device,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ predict
 
@@ -289,7 +275,11 @@ class Predictor:
             timings.total = _ms(t_total)
             result.timings_ms = timings
             return result
-        if self.spatial_dims == 3:
+        if self.spatial_dims == 3 and _has_geometry(self.spec):
+            from medtl.inference.whole_scan import predict_whole_scan
+
+            predict_whole_scan(self, scan, result, timings, saliency)
+        elif self.spatial_dims == 3:
             self._predict_volume(scan, result, timings, saliency)
         else:
             self._predict_image(scan, result, timings, saliency)
@@ -477,6 +467,13 @@ class Predictor:
             if target is None:
                 result.heatmap_info.target_class = "top class of each window"
             timings.saliency = clock["saliency"] + _ms(t0)
+
+
+def _has_geometry(spec: Any) -> bool:
+    """Whether the spec reorients/resamples (the merlin preset): then one whole-scan pass."""
+    from medtl.data.scan_input import needs_geometry
+
+    return needs_geometry(spec)
 
 
 def _refuse_invalid(result: PredictionResult) -> None:

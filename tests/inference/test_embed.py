@@ -207,3 +207,28 @@ def test_cli_embed_writes_npy_and_exit_codes(root_logging, package, series, tmp_
         app, ["embed", str(package), str(series), "--layer", "layer9", "--out", str(out)]
     )
     assert bad_layer.exit_code == 2 and "layer9" in bad_layer.output
+
+
+def test_training_and_predict_replay_the_same_preprocessing(package, series, tmp_path):
+    """Training's loader, predict and embed all feed the network the same tensor."""
+    from medtl.data.datasets import LoadAndPreprocess
+    from medtl.data.preprocessing import build_preprocessing
+
+    spec = tiny_spec()
+    scan = load_scan(series)
+    expected = scan_to_input(scan, spec)
+    loader = LoadAndPreprocess(build_preprocessing(spec), spec.model_dump_json())
+    item = loader({"image": str(series), "label": 1, "index": 0})
+    torch.testing.assert_close(torch.as_tensor(item["image"]), expected)
+    predictor = Predictor.from_package(package)
+    with torch.no_grad():
+        logit = float(predictor.model(expected[None])[0, 0])
+    result = predictor.predict(scan)
+    assert not result.refused
+    assert result.logits == pytest.approx([logit], rel=1e-5)
+    assert result.heatmap is not None and result.heatmap.shape == scan.shape
+    assert float(result.heatmap.max()) == pytest.approx(1.0)
+    lps = load_scan(_nifti(scan, tmp_path / "lps.nii.gz", ("L", "P", "S")), modality="CT")
+    again = predictor.predict(lps)
+    assert again.logits == pytest.approx(result.logits, rel=1e-4)
+    np.testing.assert_allclose(again.heatmap, result.heatmap, atol=1e-4)

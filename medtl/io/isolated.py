@@ -13,8 +13,8 @@ clinicians, so :class:`DecoderPool` runs :func:`medtl.io.load_scan` in worker pr
   ``3G``): an allocation past it fails inside that worker (reported as
   :class:`~medtl.io.errors.ImageTooLargeError`) or kills it, never the server;
 * **fair queueing**: each user (the ``user`` the app passes) holds at most ``per_user``
-  workers at a time (default 1) and waiting users are served round-robin, so one user's
-  queue of uploads, or one hung upload, cannot delay another user's.
+  workers at a time (default 1), and a free worker goes to the waiting user served least
+  recently, so one user's queue of uploads, or one hung upload, cannot delay another's.
 
 Scan errors raised in a worker reach the caller unchanged; any other exception there is a
 bug: its PHI-free traceback is logged here and :class:`DecoderBugError` is raised.
@@ -213,8 +213,10 @@ class DecoderPool:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._waiting: dict[str, deque[object]] = {}
-        self._turns: deque[str] = deque()  # users with waiting uploads, round-robin
+        self._turns: list[str] = []  # users with waiting uploads, by arrival
         self._active: Counter[str] = Counter()
+        self._last_served: dict[str, int] = {}
+        self._serial = itertools.count()
         self._closed = False
         self._uploads = itertools.count()
         self.peak_rss: dict[int, int] = {}  # worker pid -> peak resident bytes (last seen)
@@ -251,10 +253,13 @@ class DecoderPool:
 
     # -- scheduling
     def _next_ticket(self) -> object | None:
-        for user in self._turns:
-            if self._active[user] < self.per_user and self._waiting.get(user):
-                return self._waiting[user][0]
-        return None
+        """The oldest upload of the waiting user served least recently (never served first;
+        ties go to the user who has waited longest) among users under ``per_user``."""
+        eligible = [u for u in self._turns if self._active[u] < self.per_user]
+        if not eligible:
+            return None
+        user = min(eligible, key=lambda u: self._last_served.get(u, -1))
+        return self._waiting[user][0]
 
     def _acquire(self, user: str) -> _Worker:
         ticket = object()
@@ -272,13 +277,11 @@ class DecoderPool:
                 if not self._waiting[user]:
                     del self._waiting[user]
                     self._turns.remove(user)
-                elif user in self._turns:  # served: go to the back of the round
-                    self._turns.remove(user)
-                    self._turns.append(user)
                 self._cond.notify_all()
             if self._closed:
                 raise ScanError("The image decoder is shutting down; try again in a moment.")
             self._active[user] += 1
+            self._last_served[user] = next(self._serial)
             worker = self._idle.pop() if self._idle else self._spawn()
             if not worker.process.is_alive():  # died while idle (e.g. killed from outside)
                 worker.kill()
@@ -291,6 +294,8 @@ class DecoderPool:
             self._active[user] -= 1
             if not self._active[user]:
                 del self._active[user]
+                if user not in self._waiting:  # idle users are forgotten
+                    self._last_served.pop(user, None)
             self._busy.discard(worker)
             if healthy and not self._closed:
                 self._idle.append(worker)

@@ -190,3 +190,23 @@ def test_a_worker_killed_while_idle_is_replaced_before_the_next_upload(
         os.kill(pid, signal.SIGKILL)  # e.g. the kernel's OOM killer
     time.sleep(0.2)
     assert pool.load(_png(), user="a").shape == (16, 16)
+
+
+def test_a_free_worker_goes_to_the_user_served_least_recently() -> None:
+    pool = DecoderPool(1, timeout=60, test_hooks=True).start()
+    done: list[str] = []
+    try:
+        pool.load(_png(), user="warm")
+        hung, _ = _in_thread(lambda: pool.load(b"MEDTL-TEST-HANG", user="a", timeout=3))
+        time.sleep(0.3)
+        threads = []
+        for name, user in (("a2", "a"), ("a3", "a"), ("b1", "b")):  # A queues first
+            thread, _ = _in_thread(lambda u=user, n=name: (pool.load(_png(), user=u),
+                                                           done.append(n)))  # fmt: skip
+            threads.append(thread)
+            time.sleep(0.2)
+        for thread in (hung, *threads):
+            thread.join(60)
+    finally:
+        pool.shutdown()
+    assert done == ["b1", "a2", "a3"], done

@@ -141,6 +141,36 @@ def _user_id(session: Session, username: str) -> int | None:
     return session.scalar(select(User.id).where(User.username == username.strip().lower()))
 
 
+def _reader_filters(
+    session: Session, viewer: Viewer, reader: str | None, not_reviewed_by: str | None
+) -> list[ColumnElement[bool]] | None:
+    """Clauses of the ``reader`` and ``not_reviewed_by`` filters (``None``: no match).
+
+    Who read a case is not a clinician's to know before they have read it themselves, so
+    for a blinded viewer a filter naming another reader matches only cases the viewer has
+    reviewed.
+    """
+    where: list[ColumnElement[bool]] = []
+    named: set[int] = set()
+    if reader is not None:
+        reader_id = _user_id(session, reader)
+        if reader_id is None:
+            return None
+        where.append(_reviewed_by(reader_id))
+        named.add(reader_id)
+    if not_reviewed_by is not None:
+        queue_id = _user_id(session, not_reviewed_by)
+        if queue_id is not None:
+            where.append(~_reviewed_by(queue_id))
+            named.add(queue_id)
+    if named and not sees_everything(viewer):
+        if viewer is BLIND:
+            return None
+        if named - {viewer.id}:
+            where.append(_reviewed_by(viewer.id))
+    return where
+
+
 def _filters(
     session: Session,
     wanted: set[str],
@@ -162,20 +192,10 @@ def _filters(
         where.append(Case.created_at < until)
     if model is not None:
         where.append(exists().where(Prediction.case_pk == Case.id, Prediction.model_name == model))
-    if reader is not None:
-        reader_id = _user_id(session, reader)
-        if reader_id is None:
-            return None
-        where.append(_reviewed_by(reader_id))
-        if not sees_everything(viewer):
-            # Who read a case is not the viewer's to know before they read it themselves.
-            if viewer is BLIND:
-                return None
-            where.append(_reviewed_by(viewer.id))
-    if not_reviewed_by is not None:
-        queue_id = _user_id(session, not_reviewed_by)
-        if queue_id is not None:
-            where.append(~_reviewed_by(queue_id))
+    readers = _reader_filters(session, viewer, reader, not_reviewed_by)
+    if readers is None:
+        return None
+    where += readers
     return where
 
 

@@ -334,6 +334,12 @@ def test_second_clinician_reads_blinded_until_own_review(store: ReviewStore, use
     assert store.worklist(bob, status="disagreed") == []
     assert store.worklist(bob, reader="alice") == []
     assert [c.case_id for c in store.worklist(bob, status="awaiting_review")] == [case]
+    # A second case Alice has not read: "not reviewed by Alice" would single it out.
+    unread = store.create_case(alice, tiny_scan()).case_id
+    _predict(store, alice, unread)
+    assert [c.case_id for c in store.worklist(root, not_reviewed_by="alice")] == [unread]
+    assert store.worklist(bob, not_reviewed_by="alice") == []
+    assert [c.case_id for c in store.worklist(bob, not_reviewed_by="bob")] == [case, unread]
     # Admins and researchers see the agreement; so does Alice, who has read it.
     for viewer in (root, rita, alice):
         assert seen_by(viewer) == [("disagreed", ("alice",), False)] * 3

@@ -49,49 +49,56 @@ N_READERS = 8
 PASSWORD = "bench passphrase for readers"
 
 
-def _fill(store: Any, n: int, seed: int = 0) -> dict[str, Any]:
-    """Insert ``n`` cases with results and reads in bulk; return the users and case IDs."""
+def _users() -> list[dict[str, Any]]:
     from argon2 import PasswordHasher
-    from sqlalchemy import insert
 
-    from medtl.review.models import Case, Image, Prediction, Review, User
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    pw = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    names = [("admin", "admin")] + [(f"reader{i}", "clinician") for i in range(N_READERS)]
+    return [
+        dict(
+            id=i + 1,
+            username=name,
+            password_hash=pw,
+            role=role,
+            active=True,
+            created_at=t0,
+            updated_at=t0,
+        )
+        for i, (name, role) in enumerate(names)
+    ]
+
+
+def _reads(rng: random.Random, k: int, at: datetime, first_id: int) -> list[dict[str, Any]]:
+    """One to three readers' reviews of case ``k`` (a few revised), with IDs from ``first_id``."""
+    rows = []
+    for reader in rng.sample(range(2, N_READERS + 2), rng.randint(1, 3)):
+        for _ in range(1 + (rng.random() < 0.1)):
+            rows.append(
+                dict(
+                    id=first_id + len(rows),
+                    case_pk=k,
+                    prediction_pk=k,
+                    reader_pk=reader,
+                    created_at=at + timedelta(minutes=5),
+                    decision=rng.choice(("agree", "agree", "disagree", "uncertain")),
+                )
+            )
+    return rows
+
+
+def _rows(n: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Rows of ``n`` cases, their images, AI results and reviews, with consistent status."""
     from medtl.review.status import status_of
 
     rng = random.Random(seed)
-    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    pw = hasher.hash(PASSWORD)
-    users = [
-        dict(
-            id=1,
-            username="admin",
-            password_hash=pw,
-            role="admin",
-            active=True,
-            created_at=t0,
-            updated_at=t0,
-        )
-    ]
-    users += [
-        dict(
-            id=i + 2,
-            username=f"reader{i}",
-            password_hash=pw,
-            role="clinician",
-            active=True,
-            created_at=t0,
-            updated_at=t0,
-        )
-        for i in range(N_READERS)
-    ]
-    cases, images, preds, reviews = [], [], [], []
-    review_id = 0
+    out: dict[str, list[dict[str, Any]]] = {"cases": [], "images": [], "preds": [], "reviews": []}
     for k in range(1, n + 1):
         at = t0 + timedelta(seconds=30 * k)
-        predicted = rng.random() < 0.8
-        latest: dict[int, str] = {}
-        if predicted:
-            preds.append(
+        reads = []
+        if rng.random() < 0.8:
+            out["preds"].append(
                 dict(
                     id=k,
                     case_pk=k,
@@ -103,31 +110,20 @@ def _fill(store: Any, n: int, seed: int = 0) -> dict[str, Any]:
                 )
             )
             if rng.random() < 0.5:
-                for reader in rng.sample(range(2, N_READERS + 2), rng.randint(1, 3)):
-                    for _ in range(1 + (rng.random() < 0.1)):  # a few revised reads
-                        review_id += 1
-                        decision = rng.choice(("agree", "agree", "disagree", "uncertain"))
-                        latest[reader] = decision
-                        reviews.append(
-                            dict(
-                                id=review_id,
-                                case_pk=k,
-                                prediction_pk=k,
-                                reader_pk=reader,
-                                decision=decision,
-                                created_at=at + timedelta(minutes=5),
-                            )
-                        )
-        cases.append(
+                reads = _reads(rng, k, at, len(out["reviews"]) + 1)
+                out["reviews"] += reads
+        latest = {r["reader_pk"]: r["decision"] for r in reads}  # later reads win
+        has_pred = bool(out["preds"]) and out["preds"][-1]["case_pk"] == k
+        out["cases"].append(
             dict(
                 id=k,
                 case_id=f"CASE-{k:010X}",
                 created_at=at,
                 modality="CR",
-                status=status_of(predicted, latest.values()),
+                status=status_of(has_pred, latest.values()),
             )
         )
-        images.append(
+        out["images"].append(
             dict(
                 id=k,
                 case_pk=k,
@@ -139,35 +135,42 @@ def _fill(store: Any, n: int, seed: int = 0) -> dict[str, Any]:
                 created_at=at,
             )
         )
+    return out
+
+
+def _fill(store: Any, n: int, seed: int = 0) -> dict[str, Any]:
+    """Insert ``n`` cases with results and reads in bulk; return the case IDs."""
+    from sqlalchemy import insert
+
+    from medtl.review.models import Case, Image, Prediction, Review, User
+
+    rows = _rows(n, seed)
+    tables = (
+        (User, _users()),
+        (Case, rows["cases"]),
+        (Image, rows["images"]),
+        (Prediction, rows["preds"]),
+        (Review, rows["reviews"]),
+    )
 
     def work(session: Any) -> None:
-        for model, rows in (
-            (User, users),
-            (Case, cases),
-            (Image, images),
-            (Prediction, preds),
-            (Review, reviews),
-        ):
-            for i in range(0, len(rows), 5000):
-                session.execute(insert(model), rows[i : i + 5000])
+        for model, batch in tables:
+            for i in range(0, len(batch), 5000):
+                session.execute(insert(model), batch[i : i + 5000])
 
     store.db.write(work, what="bench fill")
-    if store.db.engine.dialect.name == "postgresql":  # explicit IDs: move the sequences on
-        with store.db.engine.begin() as conn:
+    with store.db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # explicit IDs: move the sequences on
             for table in ("users", "cases", "images", "predictions", "reviews"):
                 conn.exec_driver_sql(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                     f"(SELECT MAX(id) FROM {table}))"
                 )
-            conn.exec_driver_sql("ANALYZE")
-    if store.db.is_sqlite:
-        with store.db.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-    predicted = [f"CASE-{p['case_pk']:010X}" for p in preds]
+        conn.exec_driver_sql("ANALYZE")
     return {
-        "case_ids": [c["case_id"] for c in cases],
-        "predicted": predicted,
-        "reviews": len(reviews),
+        "case_ids": [c["case_id"] for c in rows["cases"]],
+        "predicted": [f"CASE-{p['case_pk']:010X}" for p in rows["preds"]],
+        "reviews": len(rows["reviews"]),
     }
 
 

@@ -36,33 +36,26 @@ _PIXEL_TAGS = {"7FE00010", "7FE00008", "7FE00009"}
 
 def client(settings: PacsSettings) -> DICOMwebClient:
     """A DICOMweb client with basic or bearer authentication from the settings."""
-    import requests
     from dicomweb_client.api import DICOMwebClient
 
     if not settings.dicomweb_url:
         raise PacsError("DICOMweb is not configured (MEDTL_PACS_DICOMWEB_URL)")
+    import requests
+
     session = requests.Session()
     if settings.token is not None:
         session.headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
     elif settings.username:
         password = settings.password.get_secret_value() if settings.password else ""
         session.auth = (settings.username, password)
-    web = DICOMwebClient(url=settings.dicomweb_url.rstrip("/"), session=session)
-    _set_timeout(web, settings.timeout_s)
+    web = DICOMwebClient(
+        url=settings.dicomweb_url.rstrip("/"), session=session, timeout=settings.timeout_s
+    )
+    # dicomweb-client would retry every failed request (timeouts included) 5 times with
+    # back-off, turning a 30 s timeout into minutes; medtl retries at its own level
+    # (failed pushes, queued jobs) and reports each failure at once.
+    web.set_http_retry_params(retry=False)
     return web
-
-
-def _set_timeout(web: Any, timeout_s: float) -> None:
-    # dicomweb-client has no timeout argument; requests takes one per call, so wrap the
-    # session's request method (a hung PACS must not hang medtl).
-    session = web._session
-    original = session.request
-
-    def request(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", timeout_s)
-        return original(method, url, **kwargs)
-
-    session.request = request
 
 
 def explain(err: BaseException) -> str:

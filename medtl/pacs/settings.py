@@ -25,7 +25,8 @@ Environment: ``MEDTL_PACS_DICOMWEB_URL``, ``MEDTL_PACS_USERNAME``,
 ``MEDTL_PACS_PASSWORD_FILE`` (or ``MEDTL_PACS_PASSWORD``), ``MEDTL_PACS_TOKEN_FILE`` (or
 ``MEDTL_PACS_TOKEN``), ``MEDTL_PACS_AE_TITLE``, ``MEDTL_PACS_HOST``, ``MEDTL_PACS_PORT``,
 ``MEDTL_AE_TITLE``, ``MEDTL_LISTEN_PORT``, ``MEDTL_PACS_PUSH_UNVERIFIED``,
-``MEDTL_PACS_QUIET_SECONDS``, ``MEDTL_PACS_DEFAULT_MODEL``.
+``MEDTL_PACS_QUIET_SECONDS``, ``MEDTL_PACS_DEFAULT_MODEL``, ``MEDTL_PACS_TIMEOUT`` (seconds per
+request or association, default 30).
 
 Secrets come from files or the environment only: a ``password`` or ``token`` written into
 ``app.toml`` is ignored with a warning, and nothing here is ever stored in the database.
@@ -63,6 +64,7 @@ ENV_VARS: dict[str, str] = {
     "push_unverified": "MEDTL_PACS_PUSH_UNVERIFIED",
     "quiet_seconds": "MEDTL_PACS_QUIET_SECONDS",
     "default_model": "MEDTL_PACS_DEFAULT_MODEL",
+    "timeout_s": "MEDTL_PACS_TIMEOUT",
 }
 _SECRET_ENV = {"password": "MEDTL_PACS_PASSWORD", "token": "MEDTL_PACS_TOKEN"}
 

@@ -134,3 +134,26 @@ def test_echo_without_any_pacs_is_an_error(home) -> None:
     result = CliRunner().invoke(app, ["pacs", "echo"])
     assert result.exit_code == 2
     assert "No PACS is configured" in result.stderr
+
+
+def test_a_pacs_that_never_answers_times_out(home, monkeypatch) -> None:
+    """A listening socket that never replies: both paths give up after the timeout."""
+    import socket
+    import time
+
+    from medtl.pacs.client import echo
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        monkeypatch.setenv("MEDTL_PACS_DICOMWEB_URL", f"http://127.0.0.1:{port}/dicom-web")
+        monkeypatch.setenv("MEDTL_PACS_AE_TITLE", "PACS")
+        monkeypatch.setenv("MEDTL_PACS_HOST", "127.0.0.1")
+        monkeypatch.setenv("MEDTL_PACS_PORT", str(port))
+        monkeypatch.setenv("MEDTL_PACS_TIMEOUT", "1")
+        started = time.monotonic()
+        web, dimse = echo(load_pacs_settings())
+        assert time.monotonic() - started < 15
+    assert not web.ok and "timed out" in web.detail
+    assert not dimse.ok and "failed" in dimse.detail

@@ -11,7 +11,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_ARGS ?=
 
-.PHONY: venv install install-dev browser pacs-server proxy demo test lint bench schemas clean
+.PHONY: venv install install-dev browser pacs-server postgres-server proxy demo test lint bench schemas clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ install: $(PY)
 	$(PIP_INSTALL) -e ".[app,report]"
 
 install-dev: $(PY)
-	$(PIP_INSTALL) -e ".[app,report,pacs,dev]"
+	$(PIP_INSTALL) -e ".[app,report,pacs,postgres,dev]"
 
 # The browser test drives Debian's Chromium (Playwright's own browser download is not used).
 browser:
@@ -45,6 +45,17 @@ pacs-server:
 	  fi; \
 	fi
 
+# The review-store tests also run on a PostgreSQL server they start from Debian's binaries
+# (initdb/pg_ctl as the postgres user in a temp folder); under CI they fail if it is missing.
+postgres-server:
+	@if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	  else \
+	    echo "note: install Debian's postgresql (sudo apt-get install postgresql) to run the PostgreSQL half of the review-store tests"; \
+	  fi; \
+	fi
+
 # The reverse-proxy test runs docs/deploy/nginx.conf with Debian's nginx as a plain process
 # (temp prefix and ports, stopped by PID); the distribution's service is not used.
 proxy:
@@ -59,7 +70,7 @@ proxy:
 demo: install
 	$(VENV)/bin/medtl demo $(DEMO_ARGS)
 
-test: install-dev browser pacs-server proxy
+test: install-dev browser pacs-server postgres-server proxy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
 

@@ -141,3 +141,54 @@ def test_wrong_called_ae_title_is_rejected_and_storage_failure_is_reported(home,
         finally:
             listener.stop()
         assert listener.outcomes == [] and store.worklist(None) == []
+
+
+@pytest.mark.skipif(STORESCU is None, reason="dcmtk's storescu is installed by make test")
+def test_medtl_pacs_listen_command_routes_by_app_toml(home, packages, tmp_path) -> None:
+    """The command as a process: routes from app.toml, AE title and port from the
+    environment, a CR series from storescu, one case, then exit after --max-series 1."""
+    import os
+    import socket
+    import sys
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "app.toml").write_text(
+        f'[pacs]\nquiet_seconds = 0.5\n\n[[pacs.routes]]\nmodality = "CR"\n'
+        f'body_part = "CHEST"\nmodel = "{packages["CR"]}"\n'
+    )
+    port = free_port()
+    env = {**os.environ, "MEDTL_LISTEN_PORT": str(port), "MEDTL_AE_TITLE": "SITEAI"}
+    cr = make_cr(generate_uid())
+    sent = write(cr, tmp_path / "cr.dcm")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medtl.cli", "pacs", "listen", "--max-series", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        _wait(listening, timeout=120)
+        done = subprocess.run(
+            [STORESCU, "-aet", SCU_AET, "-aec", "SITEAI", "127.0.0.1", str(port), str(sent)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.startswith("case CASE-"), out
+    for secret in (PHI_NAME, PHI_ID, str(cr.StudyInstanceUID)):
+        assert secret not in out + err
+    with cheap_store() as store:
+        (case,) = store.worklist(None)
+        assert case.modality == "CR"

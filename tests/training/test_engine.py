@@ -116,7 +116,9 @@ def test_monitor_must_exist(tmp_path: Path) -> None:
 
 def _final_weights(tmp_path: Path, name: str, **kw) -> dict[str, torch.Tensor]:
     model = _mlp(3)
-    cfg = _cfg(max_epochs=2, optimizer="sgd", lr=0.1, momentum=0.0, **kw)
+    # amp="none": compared to 1e-6, which bf16 autocast (amp="auto" on CPUs with native
+    # bf16) cannot promise
+    cfg = _cfg(max_epochs=2, optimizer="sgd", lr=0.1, momentum=0.0, amp="none", **kw)
     Trainer(model, nn.CrossEntropyLoss(), cfg).fit(_problem(32), run_dir=tmp_path / name)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -232,7 +234,7 @@ def test_predict_keeps_order_and_handles_dict_samples(tmp_path: Path) -> None:
             return {"image": torch.full((4,), float(i)), "label": i}
 
     model = nn.Linear(4, 1)
-    trainer = Trainer(model, nn.MSELoss(), _cfg(val_batch_size=3))
+    trainer = Trainer(model, nn.MSELoss(), _cfg(val_batch_size=3, amp="none"))  # fp32 reference
     logits, targets = trainer.predict(Dicts())
     assert targets.tolist() == list(range(10))
     expected = model(torch.arange(10.0).unsqueeze(1).repeat(1, 4)).detach()

@@ -25,7 +25,7 @@ import pytest
 
 from medtl.app_launcher import free_port, wait_until_ready
 
-from .helpers import APP_MAIN
+from .helpers import APP_MAIN, PASSWORD, cheap_hasher
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SHIPPED = APP_MAIN.parents[1] / "docs" / "deploy" / "nginx.conf"
@@ -122,8 +122,14 @@ def proxied_app(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("nginx is missing (make proxy: apt-get install nginx)")
     if not shutil.which("openssl"):
         pytest.skip("openssl is missing")
+    from medtl.review import ReviewStore
+
     tmp = tmp_path_factory.mktemp("nginx")
     home = tmp / "home"
+    (home / "db").mkdir(parents=True)
+    url = f"sqlite:///{home / 'db' / 'review.sqlite'}"
+    with ReviewStore.open(url, hasher=cheap_hasher()) as store:
+        store.accounts.add_user("alice", PASSWORD, "clinician")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
     env["MEDTL_HOME"] = str(home)
     app_port, tls, plain = free_port(), free_port(), free_port()
@@ -275,3 +281,41 @@ def test_an_upload_above_the_limit_is_refused_by_the_proxy(proxied_app) -> None:
     )
     assert response.status == 413
     assert re.search(r"413", response.read().decode("utf-8", "replace"))
+
+
+@pytest.mark.browser
+def test_the_app_works_in_chromium_through_the_proxy(proxied_app) -> None:
+    """The proxy's CSP and headers do not break the app: sign in over TLS and WebSocket."""
+    from .test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.is_file():
+        pytest.skip("/usr/bin/chromium is missing (make browser)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    violations: list[str] = []
+    args = [
+        *CHROMIUM_ARGS,
+        "--ignore-certificate-errors",  # the test's self-signed certificate
+        f"--host-resolver-rules=MAP {NAME} 127.0.0.1",
+    ]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.on(
+                "console",
+                lambda m: (
+                    violations.append(m.text) if "Content Security Policy" in m.text else None
+                ),
+            )
+            page.goto(f"https://{NAME}:{proxied_app['tls']}/")
+            page.get_by_role("textbox", name="User name").fill("alice")
+            page.get_by_role("textbox", name="Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            sync_api.expect(page.get_by_role("heading", name="Upload and analyse")).to_be_visible(
+                timeout=60_000
+            )
+        finally:
+            browser.close()
+    csp = [v for v in violations if "Content Security Policy" in v]
+    assert csp == []

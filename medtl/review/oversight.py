@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from medtl.review.auth import UserInfo, require_role
 from medtl.review.db import Database
 from medtl.review.schemas import AuditInfo
-from medtl.review.worklist import query_audit
+from medtl.review.worklist import UNBLINDED_ROLES, query_audit
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.review.export import AgreementReport
@@ -85,12 +85,15 @@ class Oversight:
         return export_sr(self, actor, case_id, dest, prediction_id=prediction_id)
 
     def agreement(self: ReviewStore, actor: UserInfo | None) -> AgreementReport:
-        """Reader agreement per case and across readers (admins only).
+        """Reader agreement per case and across readers (admins and researchers).
+
+        Clinicians are refused: agreement is derived from other readers' verdicts, which
+        blinded reading keeps from them.
 
         Returns:
             Per-case agreement, pairwise Cohen's kappa and Fleiss' kappa.
         """
-        require_role(actor, "admin")
+        require_role(actor, *UNBLINDED_ROLES)
         from medtl.review.export import agreement_report
 
         return agreement_report(self)

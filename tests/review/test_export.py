@@ -174,6 +174,7 @@ def test_agreement_report(store: ReviewStore, users: dict) -> None:
     # Alice changes her mind on case 1: only her latest review counts.
     store.submit_review(users["alice"], ids[1], "disagree")
     report = store.agreement(users["root"])
+    assert store.agreement(users["rita"]) == report  # researchers see agreement too
     by_case = {c.case_id: c for c in report.cases}
     assert by_case[ids[0]].unanimous and by_case[ids[0]].pairwise_agreement == 1.0
     assert by_case[ids[1]].decisions == {"alice": "disagree", "bob": "disagree"}

@@ -294,7 +294,7 @@ def test_permissions(store: ReviewStore, users: dict) -> None:
     with pytest.raises(PermissionDeniedError):
         store.audit_log(users["alice"])
     with pytest.raises(PermissionDeniedError):
-        store.agreement(users["rita"])
+        store.agreement(users["alice"])  # derived from other readers' verdicts
     disabled = store.accounts.set_active("bob", False)
     with pytest.raises(PermissionDeniedError):
         store.worklist(disabled)

@@ -62,21 +62,39 @@ def _ae(settings: PacsSettings) -> Any:
     return ae
 
 
+def _why_not_established(settings: PacsSettings, assoc: Any) -> str:
+    """Why an association failed, as precisely as the network allows."""
+    import socket
+
+    hint = f"is medtl's AE title {settings.local_ae_title!r} registered in the PACS?"
+    if assoc.is_rejected:
+        return f"DIMSE association rejected by {settings.ae_title}: {hint}"
+    where = f"{settings.host}:{settings.port}"
+    # pynetdicom reports a refused connection, a timeout and a peer that closes the
+    # socket right after its A-ASSOCIATE-RJ (a race under load) all as "aborted": probe
+    # the port to tell them apart.
+    try:
+        with socket.create_connection(
+            (settings.host, int(settings.port)), timeout=min(settings.timeout_s, 5.0)
+        ):
+            pass
+    except ConnectionRefusedError:
+        return f"DIMSE connection to {where} refused: is the PACS running, is the port right?"
+    except OSError:
+        return f"DIMSE connection to {where} timed out or the host is unreachable"
+    return (
+        f"DIMSE association to {where} rejected or aborted by the PACS ({settings.ae_title})"
+        f": {hint}"
+    )
+
+
 @contextmanager
 def _association(settings: PacsSettings, ae: Any, **kwargs: Any) -> Iterator[Any]:
     if not settings.has_dimse:
         raise PacsError("DIMSE is not configured (MEDTL_PACS_AE_TITLE, _HOST and _PORT)")
     assoc = ae.associate(settings.host, int(settings.port), ae_title=settings.ae_title, **kwargs)
     if not assoc.is_established:
-        if assoc.is_rejected:
-            raise PacsError(
-                f"DIMSE association rejected by {settings.ae_title}: is medtl's AE title "
-                f"{settings.local_ae_title!r} registered in the PACS?"
-            )
-        raise PacsError(
-            f"DIMSE association to {settings.host}:{settings.port} failed (connection "
-            "refused, timed out or aborted)"
-        )
+        raise PacsError(_why_not_established(settings, assoc))
     try:
         yield assoc
     finally:

@@ -186,11 +186,14 @@ def record_analysis(
     key: bytes,
     *,
     reuse: bool = False,
+    model_ref: str | None = None,
 ) -> AnalysisOutcome:
     """Create (or reuse) the case of ``scan``, record ``result`` and seal the study link.
 
     With ``reuse`` (a retried job), an existing case whose latest result comes from the
-    same model version keeps it instead of getting a second one.
+    same model version keeps it instead of getting a second one. ``model_ref`` (the package
+    name, name@version or folder the caller used) is kept to run the model again for the
+    heat-map image of a push.
     """
     from medtl.pacs.records import save_link
     from medtl.review import CaseExistsError
@@ -217,7 +220,7 @@ def record_analysis(
         probability=float(result.probability or 0.0),
         threshold=decision.threshold if decision else None,
         image_id=image_id,
-        details=_details(result),
+        details={**_details(result), "model_ref": model_ref or result.package},
     )
     logger.info("pacs: case %s analysed with %s", case_id, result.package)
     return AnalysisOutcome(case_id, pred.id, result.package, result.summary_line(), new)
@@ -240,7 +243,9 @@ def analyse_batch(
     predictor = get_predictor(model)
     scan = load_scan(batch.folder)
     result = predictor.predict(scan)
-    return record_analysis(store, actor, scan, result, batch.link, key, reuse=reuse)
+    return record_analysis(
+        store, actor, scan, result, batch.link, key, reuse=reuse, model_ref=model
+    )
 
 
 def analyse_study(

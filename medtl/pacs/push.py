@@ -84,22 +84,36 @@ def _send(
     settings: PacsSettings,
     content: SrContent,
     case_id: str,
-    prediction_id: int,
+    pred: PredictionInfo,
     key: bytes,
 ) -> None:
-    """Re-read the source headers, build the SR and store it (raises on any failure)."""
+    """Re-read the source headers, build the SR (and the heat-map image) and store them."""
     from medtl.io.deid import pseudonymous_uid
     from medtl.pacs import client
     from medtl.pacs.sr import build_sr
 
     sources = _source_headers(store, settings, case_id, key)
-    sr = build_sr(
-        sources,
-        content,
-        sop_instance_uid=pseudonymous_uid(f"medtl-sr|{case_id}|{prediction_id}", key=key),
-        series_uid=pseudonymous_uid(f"medtl-sr-series|{case_id}", key=key),
-    )
-    client.store(settings, [sr])
+    objects = [
+        build_sr(
+            sources,
+            content,
+            sop_instance_uid=pseudonymous_uid(f"medtl-sr|{case_id}|{pred.id}", key=key),
+            series_uid=pseudonymous_uid(f"medtl-sr-series|{case_id}", key=key),
+        )
+    ]
+    if settings.push_heatmap:
+        from medtl.pacs.heatmap_sc import build_sc, heatmap_image
+
+        objects.append(
+            build_sc(
+                sources[0],
+                heatmap_image(store, case_id, pred),
+                model=f"{pred.model_name}@{pred.model_version}",
+                sop_instance_uid=pseudonymous_uid(f"medtl-sc|{case_id}|{pred.id}", key=key),
+                series_uid=pseudonymous_uid(f"medtl-sc-series|{case_id}", key=key),
+            )
+        )
+    client.store(settings, objects)
 
 
 def push_case(
@@ -152,7 +166,7 @@ def push_case(
         )
     mark_push(store.db, case_id, pred.id, "pending", unverified=unverified)
     try:
-        _send(store, settings, content, case_id, pred.id, key)
+        _send(store, settings, content, case_id, pred, key)
     except Exception as err:  # any failure is recorded and shown, never lost
         reason = str(err) if isinstance(err, PacsError) else f"{type(err).__name__}: {err}"
         record = mark_push(

@@ -13,6 +13,7 @@
     local_ae_title = "MEDTL"     # medtl's own AE title (C-FIND/C-GET/C-STORE and the listener)
     listen_port = 11112
     push_unverified = false      # send SRs of results no clinician has reviewed (marked so)
+    push_heatmap = false         # also send the heat map as a Secondary Capture (not for diagnosis)
     quiet_seconds = 10           # listener: a series is complete after this long without news
     default_model = "cxr-nodule" # listener: model for series no route matches (optional)
 
@@ -26,7 +27,7 @@ Environment: ``MEDTL_PACS_DICOMWEB_URL``, ``MEDTL_PACS_USERNAME``,
 ``MEDTL_PACS_TOKEN``), ``MEDTL_PACS_AE_TITLE``, ``MEDTL_PACS_HOST``, ``MEDTL_PACS_PORT``,
 ``MEDTL_AE_TITLE``, ``MEDTL_LISTEN_PORT``, ``MEDTL_PACS_PUSH_UNVERIFIED``,
 ``MEDTL_PACS_QUIET_SECONDS``, ``MEDTL_PACS_DEFAULT_MODEL``, ``MEDTL_PACS_TIMEOUT`` (seconds per
-request or association, default 30).
+request or association, default 30), ``MEDTL_PACS_PUSH_HEATMAP``.
 
 Secrets come from files or the environment only: a ``password`` or ``token`` written into
 ``app.toml`` is ignored with a warning, and nothing here is ever stored in the database.
@@ -65,6 +66,7 @@ ENV_VARS: dict[str, str] = {
     "quiet_seconds": "MEDTL_PACS_QUIET_SECONDS",
     "default_model": "MEDTL_PACS_DEFAULT_MODEL",
     "timeout_s": "MEDTL_PACS_TIMEOUT",
+    "push_heatmap": "MEDTL_PACS_PUSH_HEATMAP",
 }
 _SECRET_ENV = {"password": "MEDTL_PACS_PASSWORD", "token": "MEDTL_PACS_TOKEN"}
 
@@ -103,6 +105,8 @@ class PacsSettings(BaseModel):
         local_ae_title: medtl's AE title.
         listen_port: the C-STORE listener's port.
         push_unverified: allow SRs of results without a clinician's review.
+        push_heatmap: also send the heat map as a Secondary Capture marked not for
+            diagnosis (for viewers that cannot show an SR).
         quiet_seconds: the listener closes a series after this long without a new instance.
         routes: listener rules, first match wins.
         default_model: listener model when no rule matches (``None``: such series are kept
@@ -122,6 +126,7 @@ class PacsSettings(BaseModel):
     local_ae_title: str = "MEDTL"
     listen_port: int = Field(default=11112, ge=1, le=65535)
     push_unverified: bool = False
+    push_heatmap: bool = False
     quiet_seconds: float = Field(default=10.0, gt=0)
     routes: list[Route] = Field(default_factory=list)
     default_model: str | None = None
@@ -205,8 +210,9 @@ def load_pacs_settings(home: Path | None = None) -> PacsSettings:
         raw = os.environ.get(env)
         if raw not in (None, ""):
             values[key] = raw
-    if isinstance(values.get("push_unverified"), str):
-        values["push_unverified"] = values["push_unverified"].strip().lower() in _TRUE
+    for flag in ("push_unverified", "push_heatmap"):
+        if isinstance(values.get(flag), str):
+            values[flag] = values[flag].strip().lower() in _TRUE
     for secret, env in _SECRET_ENV.items():
         file_value = values.pop(f"{secret}_file", None)
         if os.environ.get(env):

@@ -131,7 +131,9 @@ def _measurements(content: SrContent) -> list:
     return out
 
 
-def _complete(header: Dataset) -> Dataset:
+def complete_header(header: Dataset) -> Dataset:
+    """A copy of ``header`` with every patient/study attribute highdicom reads (empty when
+    the PACS did not return it)."""
     out = copy.deepcopy(header)
     for keyword in _STUDY_KEYWORDS:
         if keyword not in out:
@@ -160,7 +162,7 @@ def build_sr(
 
     if not sources:
         raise ValueError("an SR needs at least one source instance")
-    evidence = [_complete(sources[0]), *sources[1:]]
+    evidence = [complete_header(sources[0]), *sources[1:]]
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 import requests
@@ -82,6 +83,21 @@ def sr_in_study(orthanc: OrthancServer, study_uid: str) -> list[pydicom.Dataset]
     return out
 
 
+def heatmap_in_study(orthanc: OrthancServer, study_uid: str) -> list[pydicom.Dataset]:
+    """The heat-map Secondary Captures of a study (series number 991), over DICOMweb."""
+    from dicomweb_client.api import DICOMwebClient
+
+    session = requests.Session()
+    session.auth = (USER, PASSWORD)
+    web = DICOMwebClient(url=orthanc.dicomweb_url, session=session)
+    out = []
+    for item in web.search_for_series(study_instance_uid=study_uid):
+        series = pydicom.Dataset.from_json(item)
+        if int(series.get("SeriesNumber", 0) or 0) == 991:
+            out.extend(web.retrieve_series(study_uid, series.SeriesInstanceUID))
+    return out
+
+
 def content_items(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
     out = []
     for item in ds.get("ContentSequence", []):
@@ -126,6 +142,7 @@ def test_echo_says_which_path_fails_and_why(pacs_env, monkeypatch, tmp_path) -> 
     code, out = medtl("pacs", "echo")
     assert code == 1, out
     assert "dicomweb: ok" in out and "dimse: FAILED" in out and "rejected" in out, out
+    assert "'INTRUDER' registered in the PACS" in out, out
 
 
 def test_find_over_dicomweb_and_dimse(pacs_env, studies, monkeypatch, caplog) -> None:
@@ -212,9 +229,18 @@ def test_dimse_only_analyse_and_unverified_push(
     assert code == 0, out
     case_id = case_of(out)
     monkeypatch.setenv("MEDTL_PACS_PUSH_UNVERIFIED", "true")
+    monkeypatch.setenv("MEDTL_PACS_PUSH_HEATMAP", "true")
     code, out = medtl("pacs", "push", case_id)
     assert code == 0, out
     assert "UNVERIFIED" in out
+
+    (sc,) = heatmap_in_study(orthanc, studies.ct_study)  # peak slice of the volume
+    assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and sc.PatientID == PHI_ID
+    assert "NOT FOR DIAGNOSIS" in sc.SeriesDescription and sc.BurnedInAnnotation == "YES"
+    rgb = sc.pixel_array
+    assert rgb.shape == (32, 32, 3) and rgb.dtype == np.uint8
+    colour = np.ptp(rgb.astype(int), axis=-1) > 10  # not grey: the map is blended in
+    assert colour[16:].any()  # below the burned-in warning (rows 0-13)
 
     (sr,) = sr_in_study(orthanc, studies.ct_study)
     assert sr.VerificationFlag == "UNVERIFIED" and "UNVERIFIED" in sr.SeriesDescription
@@ -298,8 +324,11 @@ def test_push_refused_by_the_pacs_http_401_is_recorded_and_retried(
     assert sr_in_study(orthanc, str(cr.StudyInstanceUID)) == []
 
     monkeypatch.setenv("MEDTL_PACS_PASSWORD_FILE", pacs_env["MEDTL_PACS_PASSWORD_FILE"])
+    monkeypatch.setenv("MEDTL_PACS_PUSH_HEATMAP", "1")
     code, out = medtl("pacs", "push", "--retry-failed")
     assert code == 0 and "done" in out
+    (sc,) = heatmap_in_study(orthanc, str(cr.StudyInstanceUID))  # STOW-RS of SR + SC
+    assert sc.pixel_array.shape == (64, 64, 3) and "NOT FOR DIAGNOSIS" in sc.ImageComments
     (sr,) = sr_in_study(orthanc, str(cr.StudyInstanceUID))
     assert (
         by_meaning(sr, "Clinician verdict on AI result").ConceptCodeSequence[0].CodeMeaning

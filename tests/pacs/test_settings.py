@@ -156,4 +156,13 @@ def test_a_pacs_that_never_answers_times_out(home, monkeypatch) -> None:
         web, dimse = echo(load_pacs_settings())
         assert time.monotonic() - started < 15
     assert not web.ok and "timed out" in web.detail
-    assert not dimse.ok and "failed" in dimse.detail
+    assert not dimse.ok and "DIMSE" in dimse.detail
+
+
+def test_dimse_to_a_closed_port_says_connection_refused(home) -> None:
+    from medtl.pacs.dimse import echo
+    from medtl.pacs.settings import PacsSettings
+    from tests.pacs.conftest import free_port
+
+    result = echo(PacsSettings(ae_title="PACS", host="127.0.0.1", port=free_port()))
+    assert not result.ok and "refused" in result.detail

@@ -171,7 +171,13 @@ def learning_curves(
     fractions: Annotated[
         str, typer.Option(help="Comma-separated label fractions in (0, 1].")
     ] = "0.05,0.1,0.25,0.5,1",
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds per point.")] = "0",
+    seeds: Annotated[
+        str,
+        typer.Option(help="Seeds per point up to 25% of labels: a count N or a comma list."),
+    ] = "3",
+    top_seeds: Annotated[
+        int | None, typer.Option(help="Seeds per point above 25% of labels (default: as many).")
+    ] = None,
     workers: Annotated[
         int, typer.Option(help="Points trained at once (CPU: 2 on 2 cores; GPU: 1).")
     ] = 1,
@@ -187,12 +193,22 @@ def learning_curves(
         cfg = load_config(config)
         fracs = [float(f) for f in fractions.split(",") if f.strip()]
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except (OSError, ValidationError, ValueError) as exc:
+        seed_arg: int | list[int] = seed_list if "," in seeds else seed_list[0]
+    except (OSError, ValidationError, ValueError, IndexError) as exc:
         raise fail(f"invalid config or option: {exc}") from None
-    if not fracs or any(not 0 < f <= 1 for f in fracs) or not seed_list:
-        raise fail("--fractions must be numbers in (0, 1] and --seeds at least one integer")
+    bad_seeds = seed_arg < 1 if isinstance(seed_arg, int) else len(set(seed_arg)) < len(seed_arg)
+    if not fracs or any(not 0 < f <= 1 for f in fracs) or bad_seeds:
+        raise fail("--fractions must be numbers in (0, 1] and --seeds a count >= 1 or a list")
+    if top_seeds is not None and top_seeds < 1:
+        raise fail("--top-seeds must be at least 1")
     result = run_learning_curves(
-        cfg, out, fractions=fracs, seeds=seed_list, n_resamples=resamples, workers=workers
+        cfg,
+        out,
+        fractions=fracs,
+        seeds=seed_arg,
+        top_seeds=top_seeds,
+        n_resamples=resamples,
+        workers=workers,
     )
     for point in result["points"]:
         typer.echo(

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,9 +17,11 @@ __all__ = [
     "Comparison",
     "CurveBand",
     "CurvePoint",
+    "CurveSummary",
     "LearningCurves",
     "SampleEfficiencyFile",
     "SampleEfficiencyRow",
+    "summarise_points",
 ]
 
 
@@ -34,27 +40,113 @@ class CurvePoint(BaseModel):
     extra: dict[str, float | None] = Field(default_factory=dict)
 
 
+class CurveSummary(BaseModel):
+    """One (strategy, fraction) cell over its training seeds: mean and spread of the test
+    metric (``sd`` is the sample standard deviation, ``None`` with one seed)."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+    strategy: str
+    fraction: float
+    metric: str = "auroc"
+    n_seeds: int
+    seeds: list[int] = Field(default_factory=list)
+    mean: float | None = None
+    sd: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+def _finite(values: Iterable[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def summarise_points(points: Iterable[CurvePoint], metric: str = "auroc") -> list[CurveSummary]:
+    """Mean, SD and min-max over seeds per (strategy, fraction), sorted by both.
+
+    Args:
+        points: learning-curve points (one per run).
+        metric: ``auroc``, ``auprc`` or a key of ``extra``.
+
+    Returns:
+        One :class:`CurveSummary` per (strategy, fraction); undefined values are skipped.
+    """
+    cells: dict[tuple[str, float], list[CurvePoint]] = defaultdict(list)
+    for p in points:
+        cells[(p.strategy, float(p.fraction))].append(p)
+    out = []
+    for (strategy, fraction), members in sorted(cells.items()):
+        raw = [
+            getattr(p, metric) if metric in ("auroc", "auprc") else p.extra.get(metric)
+            for p in members
+        ]
+        vals = _finite(raw)
+        out.append(
+            CurveSummary(
+                strategy=strategy,
+                fraction=fraction,
+                metric=metric,
+                n_seeds=len(members),
+                seeds=sorted(p.seed for p in members),
+                mean=statistics.fmean(vals) if vals else None,
+                sd=statistics.stdev(vals) if len(vals) > 1 else None,
+                min=min(vals) if vals else None,
+                max=max(vals) if vals else None,
+            )
+        )
+    return out
+
+
 class LearningCurves(Artifact):
     """``learning_curves.json`` (written by :func:`medtl.transfer.run_learning_curves`).
 
+    ``points`` holds one entry per run (strategy, fraction, training seed); ``summary`` the
+    mean and spread over seeds per (strategy, fraction), for tables and the demo summary.
+
     Version 0 (earlier releases) was a bare JSON list of points; it is read as ``points``.
+    Version 1 had no ``summary``: it is computed from the points on reading.
     """
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
     FILE: ClassVar[str] = "learning_curves.json"
 
-    schema_version: int = 1
+    schema_version: int = 2
     points: list[CurvePoint] = Field(default_factory=list)
+    summary: list[CurveSummary] = Field(default_factory=list)
 
     @classmethod
     def upgrade(cls, data: Any, version: int) -> dict[str, Any]:
         if isinstance(data, list):
-            return {"points": data}
+            data = {"points": data}
+        if isinstance(data, dict) and "summary" not in data:
+            try:
+                points = [CurvePoint.model_validate(p) for p in data.get("points") or []]
+            except ValueError:
+                return data  # validation below names the bad point
+            data = {**data, "summary": [s.model_dump() for s in summarise_points(points)]}
         return data
+
+    @classmethod
+    def from_points(cls, points: Iterable[CurvePoint]) -> Self:
+        """The artifact of these points, with their per-cell summary."""
+        pts = list(points)
+        return cls(points=pts, summary=summarise_points(pts))
+
+    def cell(self, strategy: str, fraction: float) -> CurveSummary | None:
+        """The summary of one (strategy, fraction) cell (``None`` when absent)."""
+        return next(
+            (
+                s
+                for s in self.summary
+                if s.strategy == strategy and math.isclose(s.fraction, fraction)
+            ),
+            None,
+        )
 
 
 class SampleEfficiencyRow(BaseModel):
-    """Per (strategy, fraction): mean and t-interval over seeds, against scratch."""
+    """Per (strategy, fraction): mean, t-interval and spread (SD, min-max) over seeds,
+    against scratch."""
 
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
 
@@ -70,6 +162,12 @@ class SampleEfficiencyRow(BaseModel):
     scratch_ci_high: float | None = None
     delta: float | None = None
     relative_to_full_scratch: float | None = None
+    transfer_sd: float | None = None
+    transfer_min: float | None = None
+    transfer_max: float | None = None
+    scratch_sd: float | None = None
+    scratch_min: float | None = None
+    scratch_max: float | None = None
 
 
 class CurveBand(BaseModel):
@@ -84,12 +182,15 @@ class CurveBand(BaseModel):
 
 
 class SampleEfficiencyFile(Artifact):
-    """``sample_efficiency.json``: :meth:`SampleEfficiency.to_dict` of the learning curves."""
+    """``sample_efficiency.json``: :meth:`SampleEfficiency.to_dict` of the learning curves.
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    Version 2 added the spread over seeds to the rows (absent, hence ``None``, in version 1).
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2
     FILE: ClassVar[str] = "sample_efficiency.json"
 
-    schema_version: int = 1
+    schema_version: int = 2
     metric: str
     rows: list[SampleEfficiencyRow] = Field(default_factory=list)
     curves: dict[str, list[CurveBand]] = Field(default_factory=dict)
@@ -100,13 +201,19 @@ class Comparison(Artifact):
     """``verdict.json``: transfer against scratch on the same test images
     (:func:`medtl.evaluation.compare.compare_runs`).
 
-    ``delong_p_value`` is ``None`` for multi-class runs (decided by the bootstrap alone).
+    ``delong_p_value`` is ``None`` for multi-class runs and for several training seeds per
+    arm (decided by the bootstrap alone). With several seeds per arm, ``auroc_transfer`` and
+    ``auroc_scratch`` are means over the seeds, ``per_seed_*`` the seeds' own values,
+    ``sd_*`` their sample standard deviations, and ``method`` says how the verdict was
+    decided (the report's methods text).
+
+    Version 1 (one training seed per arm) is read with ``n_seeds_* = 1``.
     """
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
     FILE: ClassVar[str] = "verdict.json"
 
-    schema_version: int = 1
+    schema_version: int = 2
     auroc_transfer: float | None
     auroc_scratch: float | None
     delta_auroc: float | None
@@ -120,6 +227,15 @@ class Comparison(Artifact):
     n_images: int
     n_patients: int
     sentence: str = ""
+    n_seeds_transfer: int = 1
+    n_seeds_scratch: int = 1
+    seeds_transfer: list[int] = Field(default_factory=list)
+    seeds_scratch: list[int] = Field(default_factory=list)
+    per_seed_transfer: list[float | None] = Field(default_factory=list)
+    per_seed_scratch: list[float | None] = Field(default_factory=list)
+    sd_transfer: float | None = None
+    sd_scratch: float | None = None
+    method: str = ""
 
     @property
     def is_negative(self) -> bool:

@@ -12,6 +12,7 @@ from medtl.artifacts.stats import ConfidenceInterval
 __all__ = [
     "CalibrationMeasure",
     "CalibrationResult",
+    "CalibrationSplit",
     "Evaluation",
     "OperatingPointResult",
     "ReliabilityCurveData",
@@ -74,7 +75,13 @@ class TestMetrics(BaseModel):
 
 
 class CalibrationMeasure(BaseModel):
-    """One row of the calibration table (before and after calibration)."""
+    """One row of the calibration table (before and after calibration).
+
+    The CIs are patient-level bootstrap intervals on the test split; ``change_ci`` is the
+    interval of ``after - before`` computed on the same patient resamples (paired).
+    ``finding`` is the sentence a report shows (e.g. "Calibration did not measurably change
+    ECE ..." when ``change_ci`` covers 0). Files written before version 2 have no CIs.
+    """
 
     model_config = _CONFIG
 
@@ -82,6 +89,21 @@ class CalibrationMeasure(BaseModel):
     before: float | None = None
     after: float | None = None
     change: float | None = None
+    before_ci: ConfidenceInterval | None = None
+    after_ci: ConfidenceInterval | None = None
+    change_ci: ConfidenceInterval | None = None
+    finding: str | None = None
+
+
+class CalibrationSplit(BaseModel):
+    """Size of the split the calibrator was fitted on."""
+
+    model_config = _CONFIG
+
+    split: str
+    n_images: int
+    n_patients: int
+    class_counts: dict[int, int] = Field(default_factory=dict)
 
 
 class ReliabilityCurveData(BaseModel):
@@ -143,7 +165,14 @@ class Evaluation(Artifact):
         evaluated_on: split the metrics are measured on.
         n_resamples: bootstrap replicates of every CI.
         seed: bootstrap seed.
-        calibration_method: ``temperature``, ``platt``, ``isotonic`` or ``none``.
+        calibration_method: ``temperature``, ``platt``, ``isotonic`` or ``none`` (what was
+            applied: ``none`` when the calibration split was too small for the requested
+            method, see ``calibration_warning``).
+        calibration_requested: the method the experiment asked for (``None`` before
+            version 2).
+        calibration_split: size of the calibration split (``None`` before version 2).
+        calibration_warning: why the requested calibration was not applied (``None`` when
+            it was).
         calibrator: the fitted calibrator's ``to_dict()`` (``None`` when uncalibrated).
         calibration: measures and reliability curves.
         operating_points_chosen: thresholds chosen on the calibration split (binary).
@@ -152,10 +181,10 @@ class Evaluation(Artifact):
         test_scores: per-image calibrated test probabilities.
     """
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
     FILE: ClassVar[str] = "evaluation.json"
 
-    schema_version: int = 1
+    schema_version: int = 2
     run: str
     strategy: str
     binary: bool
@@ -165,6 +194,9 @@ class Evaluation(Artifact):
     n_resamples: int
     seed: int | None = None
     calibration_method: str
+    calibration_requested: str | None = None
+    calibration_split: CalibrationSplit | None = None
+    calibration_warning: str | None = None
     calibrator: dict[str, Any] | None = None
     calibration: CalibrationResult
     operating_points_chosen: dict[str, OperatingPointResult] = Field(default_factory=dict)

@@ -1,7 +1,9 @@
-"""Transfer vs scratch on the same test set: the negative-transfer verdict for two runs."""
+"""Transfer vs scratch on the same test set: the negative-transfer verdict for two runs
+(:func:`compare_runs`) or for several training seeds per arm (:func:`compare_seed_runs`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,4 +120,92 @@ def compare_runs(
         return out
     return multiclass_difference(
         labels, pa, pb, pid, n_resamples=n_resamples, alpha=alpha, seed=seed
+    )
+
+
+#: Methods text of a verdict from one training seed per arm.
+SINGLE_SEED_METHOD = (
+    "One training seed per arm: the verdict compares these two trained models on the same "
+    "test images, by the paired patient-level stratified bootstrap of the AUROC difference "
+    "(DeLong's test when every patient has one image). It does not include training-seed "
+    "variance: another seed of either arm may give another difference."
+)
+
+
+def compare_seed_runs(
+    transfer_runs: Sequence[str | Path],
+    scratch_runs: Sequence[str | Path],
+    *,
+    seeds_transfer: Sequence[int] | None = None,
+    seeds_scratch: Sequence[int] | None = None,
+    alpha: float = 0.05,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Transfer vs scratch over training seeds (the learning curves' verdict).
+
+    With one run per arm this is :func:`compare_runs` (plus the seed fields); with more, the
+    seed-and-patient bootstrap of :func:`medtl.evaluation.seed_verdict.seed_patient_verdict`
+    on the test images common to every run.
+
+    Args:
+        transfer_runs: evaluated run folders of the transfer arm, one per training seed.
+        scratch_runs: the same for scratch.
+        seeds_transfer: the training seeds of ``transfer_runs`` (for the record).
+        seeds_scratch: the training seeds of ``scratch_runs``.
+        alpha: significance level.
+        n_resamples: bootstrap replicates.
+        seed: bootstrap seed.
+
+    Returns:
+        The fields of :class:`~medtl.artifacts.Comparison`.
+
+    Raises:
+        ValueError: no run in an arm, or the runs share no test images.
+    """
+    from medtl.evaluation.seed_verdict import seed_patient_verdict
+
+    if not transfer_runs or not scratch_runs:
+        raise ValueError("each arm needs at least one run")
+    st = list(seeds_transfer) if seeds_transfer is not None else list(range(len(transfer_runs)))
+    ss = list(seeds_scratch) if seeds_scratch is not None else list(range(len(scratch_runs)))
+    if len(transfer_runs) == 1 and len(scratch_runs) == 1:
+        out = compare_runs(
+            transfer_runs[0], scratch_runs[0], alpha=alpha, n_resamples=n_resamples, seed=seed
+        )
+        return {
+            **out,
+            "n_seeds_transfer": 1,
+            "n_seeds_scratch": 1,
+            "seeds_transfer": st,
+            "seeds_scratch": ss,
+            "per_seed_transfer": [out["auroc_transfer"]],
+            "per_seed_scratch": [out["auroc_scratch"]],
+            "method": SINGLE_SEED_METHOD,
+        }
+    scores = [_scores(Path(r)) for r in (*transfer_runs, *scratch_runs)]
+    common = set.intersection(*({int(i) for i in s.index} for s in scores))
+    if not common:
+        raise ValueError("the runs share no test images; compare runs of one dataset")
+    order = sorted(common)
+    first = scores[0]
+    pos = {int(i): k for k, i in enumerate(first.index)}
+    keep = np.array([pos[i] for i in order])
+    labels = np.asarray(first.label)[keep]
+    pid = np.asarray(first.patient_id)[keep]
+    probs = []
+    for s in scores:
+        where = {int(i): k for k, i in enumerate(s.index)}
+        probs.append(np.asarray(s.prob, dtype=float)[[where[i] for i in order]])
+    n = len(transfer_runs)
+    return seed_patient_verdict(
+        labels,
+        probs[:n],
+        probs[n:],
+        pid,
+        seeds_transfer=st,
+        seeds_scratch=ss,
+        alpha=alpha,
+        n_resamples=n_resamples,
+        seed=seed,
     )

@@ -8,8 +8,12 @@ Reads ``predictions.csv``, ``summary.json`` and ``experiment.yaml`` written by
 * test metrics with patient-level stratified bootstrap CIs (binary: AUROC, AUPRC and the
   operating points chosen on the calibration split; multi-class: macro one-vs-rest AUROC and
   accuracy);
-* calibration before/after on test (ECE, adaptive ECE, MCE, Brier, NLL) and reliability
-  curves;
+* calibration before/after on test (ECE, adaptive ECE, MCE, Brier, NLL), each with a
+  patient-level bootstrap CI, the paired CI of the change and a finding sentence
+  (:mod:`medtl.evaluation.calibration_evidence`), and reliability curves; the calibration
+  split's size; a calibration split too small for the method
+  (:data:`~medtl.evaluation.calibration_evidence.CALIBRATION_MINIMUMS`) is not fitted: the
+  run falls back to no calibration and says so (log warning and ``calibration_warning``);
 * subgroups (binary): nodule size and conspicuity bins and recorded attributes, with the
   same patient-level bootstrap (same ``n_resamples`` and ``seed``) as the headline metrics.
 """
@@ -199,16 +203,39 @@ def subgroup_results(
     return rows
 
 
-def _calibrate(method: str, binary: bool, cal: SplitPredictions) -> tuple[str, Any]:
-    """The calibrator fitted on the calibration split (``None`` for ``method="none"``)."""
+def _calibrate(method: str, binary: bool, cal: SplitPredictions) -> tuple[str, Any, str | None]:
+    """The calibrator fitted on the calibration split, or ``None`` with the reason.
+
+    Returns:
+        ``(method applied, calibrator or None, warning or None)``: a split too small for the
+        method (:data:`~medtl.evaluation.calibration_evidence.CALIBRATION_MINIMUMS`) gives
+        ``("none", None, why)`` rather than a calibrator fitted on noise.
+    """
     from medtl.evaluation.calibration import make_calibrator
+    from medtl.evaluation.calibration_evidence import calibration_split_problem
 
     if method == "none":
-        return method, None
+        return method, None, None
     if not binary and method != "temperature":
         logger.info("multi-class: using temperature scaling instead of %s", method)
         method = "temperature"
-    return method, make_calibrator(method).fit(cal.logits, cal.label)
+    n_classes = 2 if binary else int(cal.logits.shape[1])
+    problem = calibration_split_problem(method, cal.label, cal.patient_id, n_classes)
+    if problem is not None:
+        warning = f"Not calibrated: {problem}; probabilities are the model's own (uncalibrated)."
+        logger.warning("%s", warning)
+        return "none", None, warning
+    return method, make_calibrator(method).fit(cal.logits, cal.label), None
+
+
+def _split_size(name: str, split: SplitPredictions) -> dict[str, Any]:
+    counts = zip(*np.unique(split.label, return_counts=True), strict=True)
+    return {
+        "split": name,
+        "n_images": int(split.label.size),
+        "n_patients": int(np.unique(split.patient_id).size),
+        "class_counts": {int(k): int(v) for k, v in counts},
+    }
 
 
 def _binary_results(
@@ -272,7 +299,8 @@ def evaluate_run(
     import yaml
 
     from medtl.data.manifest import Manifest
-    from medtl.evaluation.calibration import calibration_table, reliability_curve
+    from medtl.evaluation.calibration import reliability_curve
+    from medtl.evaluation.calibration_evidence import calibration_table_ci
 
     run_dir = Path(run_dir)
     experiment = yaml.safe_load((run_dir / "experiment.yaml").read_text(encoding="utf-8"))
@@ -283,9 +311,8 @@ def evaluate_run(
     cal_split = "calibration" if "calibration" in preds else "val"
     cal, test = preds[cal_split], preds["test"]
     binary = cal.logits.ndim == 1
-    method, calibrator = _calibrate(
-        method or experiment.get("calibration", "temperature"), binary, cal
-    )
+    requested = method or experiment.get("calibration", "temperature")
+    method, calibrator, warning = _calibrate(requested, binary, cal)
     raw = _sigmoid(test.logits) if binary else _softmax(test.logits)
     calibrated = calibrator.transform(test.logits) if calibrator is not None else raw
     y = test.label
@@ -299,9 +326,21 @@ def evaluate_run(
         "n_resamples": n_resamples,
         "seed": seed,
         "calibration_method": method,
+        "calibration_requested": requested,
+        "calibration_split": _split_size(cal_split, cal),
+        "calibration_warning": warning,
         "calibrator": calibrator.to_dict() if calibrator is not None else None,
         "calibration": {
-            "table": calibration_table(raw, calibrated, y, n_bins=n_bins),
+            "table": calibration_table_ci(
+                raw,
+                calibrated,
+                y,
+                test.patient_id,
+                n_bins=n_bins,
+                n_resamples=n_resamples,
+                seed=seed,
+                calibrated=calibrator is not None,
+            ),
             "reliability_before": _curve(reliability_curve(raw, y, n_bins=n_bins)),
             "reliability_after": _curve(reliability_curve(calibrated, y, n_bins=n_bins)),
         },

@@ -38,6 +38,7 @@ __all__ = [
     "TransferVerdict",
     "mean_ci",
     "sample_efficiency_table",
+    "spread",
     "transfer_verdict",
 ]
 
@@ -107,6 +108,23 @@ def mean_ci(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, 
     return (m, m - half, m + half)
 
 
+def spread(values: ArrayLike) -> tuple[float, float, float]:
+    """Sample SD (NaN with fewer than two values), minimum and maximum over seeds.
+
+    Args:
+        values: one value per seed; NaNs are ignored.
+
+    Returns:
+        ``(sd, min, max)``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return (math.nan, math.nan, math.nan)
+    sd = float(v.std(ddof=1)) if v.size > 1 else math.nan
+    return (sd, float(v.min()), float(v.max()))
+
+
 def _pct(fraction: float) -> str:
     return f"{100 * fraction:.4g}%"
 
@@ -120,8 +138,10 @@ class SampleEfficiency:
         rows: one dict per (transfer strategy, fraction) with ``strategy``, ``fraction``,
             ``n_seeds``, ``transfer_mean``, ``transfer_ci_low``, ``transfer_ci_high``,
             ``scratch_n_seeds``, ``scratch_mean``, ``scratch_ci_low``, ``scratch_ci_high``,
-            ``delta`` (transfer - scratch at the same fraction) and ``relative_to_full_scratch``
-            (transfer mean / scratch mean at the largest scratch fraction).
+            ``delta`` (transfer - scratch at the same fraction), ``relative_to_full_scratch``
+            (transfer mean / scratch mean at the largest scratch fraction), and the spread
+            over seeds: ``transfer_sd``, ``transfer_min``, ``transfer_max``, ``scratch_sd``,
+            ``scratch_min``, ``scratch_max``.
         curves: ``strategy -> [(fraction, mean, lower, upper), ...]`` sorted by fraction, for
             every strategy including scratch (what the learning-curve plot draws).
         sentences: plain-language findings for a report.
@@ -188,6 +208,8 @@ def sample_efficiency_table(
         for f, m, lo, hi in curve:
             sm, slo, shi, sn = scratch.get(f, nan4)
             rel = m / full_mean if full_mean and not math.isnan(full_mean) else math.nan
+            t_sd, t_min, t_max = spread(groups[strategy][f])
+            s_sd, s_min, s_max = spread(groups[scratch_strategy].get(f, []))
             rows.append(
                 {
                     "strategy": strategy,
@@ -202,6 +224,12 @@ def sample_efficiency_table(
                     "scratch_ci_high": shi,
                     "delta": m - sm,
                     "relative_to_full_scratch": rel,
+                    "transfer_sd": t_sd,
+                    "transfer_min": t_min,
+                    "transfer_max": t_max,
+                    "scratch_sd": s_sd,
+                    "scratch_min": s_min,
+                    "scratch_max": s_max,
                 }
             )
             if not math.isnan(rel) and f < full_f:

@@ -2,7 +2,14 @@
 
 Each point is a full run (train on a patient-grouped subset of the training labels,
 calibrate, evaluate on the **same** test split), so the curves answer "how many labels does
-transfer save?" and the 100% pair gives the transfer-vs-scratch verdict.
+transfer save?" and the top-fraction runs give the transfer-vs-scratch verdict.
+
+**Seeds.** Every point is trained with several seeds (subset draw and initialisation):
+:func:`seed_schedule` gives ``seeds`` (default 3) at the small fractions, where training
+randomness is the largest, and ``top_seeds`` at fractions above 25 % (default: as many). The
+curves report the mean and spread (SD, min-max) over seeds per arm and fraction, and the
+verdict at the top fraction is the seed-and-patient bootstrap of
+:func:`medtl.evaluation.compare.compare_seed_runs` over all top-fraction seeds of both arms.
 
 Output folder layout::
 
@@ -36,6 +43,51 @@ from medtl.transfer.strategies import StrategyName
 logger = logging.getLogger(__name__)
 
 DEFAULT_FRACTIONS = (0.05, 0.10, 0.25, 0.50, 1.00)
+#: seeds per point at fractions up to :data:`SMALL_FRACTION` (the default of ``seeds``)
+DEFAULT_SEEDS = 3
+#: fractions up to this get ``seeds``; larger ones ``top_seeds``
+SMALL_FRACTION = 0.25
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"at least one seed per point, got {seeds}")
+        return list(range(seeds))
+    out = [int(s) for s in seeds]
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"seeds must be distinct integers, at least one: {seeds!r}")
+    return out
+
+
+def seed_schedule(
+    fractions: Sequence[float],
+    seeds: int | Sequence[int] = DEFAULT_SEEDS,
+    top_seeds: int | None = None,
+) -> dict[float, list[int]]:
+    """The training seeds of each label fraction.
+
+    Args:
+        fractions: label fractions in (0, 1].
+        seeds: seeds at fractions up to :data:`SMALL_FRACTION`: a count ``n`` (seeds
+            ``0 .. n-1``) or the seeds themselves.
+        top_seeds: how many seeds at fractions above :data:`SMALL_FRACTION` (the verdict's
+            fraction among them); ``None``: as many as ``seeds``. The first of ``seeds`` are
+            used, continued with the next integers when ``top_seeds`` asks for more.
+
+    Returns:
+        ``{fraction: [seed, ...]}``.
+
+    Example:
+        >>> seed_schedule((0.1, 1.0), 3, top_seeds=2)
+        {0.1: [0, 1, 2], 1.0: [0, 1]}
+    """
+    small = _seed_list(seeds)
+    n_top = len(small) if top_seeds is None else int(top_seeds)
+    if n_top < 1:
+        raise ValueError(f"top_seeds must be at least 1, got {top_seeds}")
+    top = small[:n_top] + [max(small) + 1 + k for k in range(max(0, n_top - len(small)))]
+    return {float(f): list(small if f <= SMALL_FRACTION else top) for f in sorted(fractions)}
 
 
 def point_dir(out_dir: Path, strategy: str, fraction: float, seed: int) -> Path:
@@ -56,7 +108,8 @@ def run_learning_curves(
     out_dir: str | Path,
     *,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    seeds: Sequence[int] = (0,),
+    seeds: int | Sequence[int] = DEFAULT_SEEDS,
+    top_seeds: int | None = None,
     strategies: Sequence[str] | None = None,
     n_resamples: int = 1000,
     progress: bool = True,
@@ -68,7 +121,9 @@ def run_learning_curves(
         config: the transfer experiment (its strategy is the transfer arm).
         out_dir: where point runs and summaries go.
         fractions: label fractions in (0, 1].
-        seeds: seeds per point (subset draw and initialisation).
+        seeds: seeds per point up to 25 % of labels (subset draw and initialisation): a
+            count or the seeds (see :func:`seed_schedule`).
+        top_seeds: seeds per point above 25 % of labels (``None``: as many as ``seeds``).
         strategies: arms to run; default ``[config.strategy.name, "scratch"]``.
         n_resamples: bootstrap resamples in each evaluation.
         progress: show a progress bar.
@@ -78,18 +133,20 @@ def run_learning_curves(
             point is seeded on its own); GPU jobs should keep 1.
 
     Returns:
-        ``{"points": [...], "sample_efficiency": {...}, "verdict": {...} | None,
-        "runs": {name: path}}``.
+        ``{"points": [...], "summary": [...], "sample_efficiency": {...},
+        "verdict": {...} | None, "runs": {name: path}}`` (``summary``: mean and spread over
+        seeds per strategy and fraction, :class:`~medtl.artifacts.CurveSummary` dicts).
     """
     from tqdm.auto import tqdm
 
-    from medtl.evaluation.compare import compare_runs
+    from medtl.evaluation.compare import compare_seed_runs
     from medtl.evaluation.transfer_analysis import sample_efficiency_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arms = list(strategies) if strategies else [str(config.strategy.name), "scratch"]
-    jobs = [(s, f, seed) for f in sorted(fractions) for s in arms for seed in seeds]
+    schedule = seed_schedule(fractions, seeds, top_seeds)
+    jobs = [(s, f, seed) for f, fs in schedule.items() for s in arms for seed in fs]
     todo = [job for job in jobs if not _finished(point_dir(out_dir, *job))]
     bar = tqdm(total=len(jobs), desc="learning curves", unit="run", disable=not progress)
     bar.update(len(jobs) - len(todo))
@@ -108,15 +165,19 @@ def run_learning_curves(
     verdict = None
     transfer_arm = next((a for a in arms if a != "scratch"), None)
     if transfer_arm is not None and "scratch" in arms:
-        top = max(fractions)
-        verdict = compare_runs(
-            point_dir(out_dir, transfer_arm, top, seeds[0]),
-            point_dir(out_dir, "scratch", top, seeds[0]),
+        top_seed_list = schedule[max(schedule)]
+        verdict = compare_seed_runs(
+            [point_dir(out_dir, transfer_arm, max(schedule), s) for s in top_seed_list],
+            [point_dir(out_dir, "scratch", max(schedule), s) for s in top_seed_list],
+            seeds_transfer=top_seed_list,
+            seeds_scratch=top_seed_list,
             n_resamples=n_resamples,
         )
         Comparison.parse(verdict).write(out_dir / Comparison.FILE)
+    summary = LearningCurves.read(out_dir / LearningCurves.FILE).summary
     return {
         "points": [asdict(p) for p in points],
+        "summary": [c.model_dump() for c in summary],
         "sample_efficiency": efficiency,
         "verdict": verdict,
         "runs": runs,
@@ -147,7 +208,7 @@ def _collect_points(
             )
         )
         runs[run.name] = str(run)
-    LearningCurves(points=[CurvePoint.model_validate(asdict(p)) for p in points]).write(
+    LearningCurves.from_points(CurvePoint.model_validate(asdict(p)) for p in points).write(
         out_dir / LearningCurves.FILE
     )
     return points, runs

@@ -2,13 +2,19 @@
 
 Each item says whether this report covers it (``reported``, with the section that does), or
 whether the run cannot know (``unknown``: e.g. ethics approval, how readers labelled the
-data), or whether nothing was done (``not reported``: e.g. external validation). Unknown
+data), or whether nothing was done (``not reported``: e.g. external testing). Unknown
 items are listed, never hidden, so a reviewer sees the gaps a study protocol must fill.
+Only the items a run can speak to are listed, not the whole of either checklist.
 
-References: Tejani et al., *Checklist for Artificial Intelligence in Medical Imaging (CLAIM):
-2024 Update*, Radiology: AI 2024; Collins et al., *TRIPOD+AI statement*, BMJ 2024. Item
-numbers are given for orientation (check them against the published checklists); wording
-is abridged.
+Item numbers and topics follow the published lists:
+
+* CLAIM 2024: Tejani et al., *Checklist for Artificial Intelligence in Medical Imaging
+  (CLAIM): 2024 Update*, Radiology: Artificial Intelligence 2024;6(4):e240300 (44 items).
+  Topics are the item titles of the official checklist form (RSNA's CLAIM companion site,
+  github.com/RSNA/CLAIM, ``docs/checklist.md``).
+* TRIPOD+AI: Collins et al., *TRIPOD+AI statement*, BMJ 2024;385:e078378 (27 items, with
+  sub-items such as 12e or 18f). Topics are the checklist's wording, shortened where it is
+  long (the removed part is an example list or a qualifier, never a requirement).
 """
 
 from __future__ import annotations
@@ -102,206 +108,289 @@ def _operating_points(d: ReportData) -> Result:
     return ("not applicable", "operating-points", d.operating_points.note)
 
 
-def _comparison(d: ReportData) -> Result:
+def _performance_estimates(d: ReportData) -> Result:
+    detail = "AUROC/AUPRC with CIs; ECE, Brier, NLL before/after."
     if d.transfer.verdict:
-        return _reported("transfer", d.transfer.verdict_sentence or d.transfer.verdict)
-    return _not_reported("No scratch baseline was compared.", "transfer")
+        detail += " Transfer vs scratch: " + (d.transfer.verdict_sentence or d.transfer.verdict)
+    return _reported("metrics", detail)
 
 
-def _hardware(d: ReportData) -> Result:
-    return _unknown(d.model.hardware)
+def _software(d: ReportData) -> Result:
+    libs = ", ".join(f"{k} {v}" for k, v in d.model.versions.items())
+    hardware = f" Hardware: {d.model.hardware}." if d.model.hardware else ""
+    return _reported("model-card", f"{libs}.{hardware}")
 
+
+def _eligibility(d: ReportData) -> Result:
+    if d.data.simulated:
+        return ("not applicable", "data", "Simulated participants.")
+    return _unknown("Inclusion and exclusion criteria are not recorded in the run.")
+
+
+def _acquisition(d: ReportData) -> Result:
+    if d.data.simulated:
+        return _reported("data", "Simulated images: " + (d.data.generator or "see data section"))
+    return _unknown("Scanner, protocol and acquisition parameters are not recorded in the run.")
+
+
+def _data_sharing(d: ReportData) -> Result:
+    if d.data.simulated and d.data.sources:
+        return _reported("data", "Rebuilt from public sources: " + ", ".join(d.data.sources))
+    return _unknown("Availability of the study data is not recorded (only its hash).")
+
+
+def _code_sharing(d: ReportData) -> Result:
+    if d.model.config_hash and d.model.data_hash:
+        version = d.model.versions.get("medtl", "")
+        return _reported(
+            "model-card", f"medtl {version}; config and data hashes recorded with the model."
+        )
+    return _unknown("Config or data hash missing.")
+
+
+def _performance_measures(d: ReportData) -> Result:
+    measures = "AUROC/AUPRC with CIs; calibration (ECE, Brier, NLL, reliability plot)."
+    if d.transfer.verdict:
+        return _reported("metrics", f"{measures} Compared with a scratch baseline.")
+    return _reported("metrics", measures)
+
+
+_CLAIM = "CLAIM"
+_TRIPOD = "TRIPOD+AI"
 
 CHECKLIST_ITEMS: list[tuple[str, str, str, _Check]] = [
-    # CLAIM 2024
-    ("CLAIM", "4", "Study objectives and intended use", lambda d: _reported("intended-use")),
+    # CLAIM 2024 (numbers and titles of the official checklist form)
     (
-        "CLAIM",
+        _CLAIM,
+        "3",
+        "Scientific and/or clinical background, including the intended use and role of the "
+        "AI approach",
+        lambda d: _reported("intended-use"),
+    ),
+    (
+        _CLAIM,
         "7",
         "Data sources",
         lambda d: _reported("data", d.data.generator or ", ".join(d.data.sources)),
     ),
+    (_CLAIM, "8", "Inclusion and exclusion criteria", _eligibility),
     (
-        "CLAIM",
-        "8",
-        "Eligibility (inclusion/exclusion) criteria",
-        lambda d: _unknown("Inclusion and exclusion criteria are not recorded in the run."),
-    ),
-    (
-        "CLAIM",
+        _CLAIM,
         "9",
         "Data pre-processing",
         lambda d: _reported("model-card", "Preprocessing recorded with the model."),
     ),
     (
-        "CLAIM",
-        "12",
-        "De-identification",
+        _CLAIM,
+        "11",
+        "De-identification methods",
         lambda d: _reported(
             "data", "Pseudonymous patient identifiers only; headers de-identified on ingest."
         ),
     ),
-    ("CLAIM", "14", "Definition of ground truth (reference standard)", _ground_truth),
-    ("CLAIM", "16", "Annotators: number, qualifications, instructions", _annotators),
-    ("CLAIM", "17", "Inter- and intra-rater variability", _annotators),
     (
-        "CLAIM",
+        _CLAIM,
+        "12",
+        "How missing data were handled",
+        lambda d: _unknown("Unreadable or missing images are not tracked by the run."),
+    ),
+    (_CLAIM, "13", "Image acquisition protocol", _acquisition),
+    (_CLAIM, "14", "Definition of method(s) used to obtain reference standard", _ground_truth),
+    (_CLAIM, "16", "Source of reference standard annotations", _annotators),
+    (
+        _CLAIM,
         "18",
-        "Data partitions: sizes and assignment",
+        "Measures of inter- and intra-rater variability of features described by the annotators",
+        _annotators,
+    ),
+    (
+        _CLAIM,
+        "19",
+        "How data were assigned to partitions",
         lambda d: _reported("data", d.data.split_method),
     ),
     (
-        "CLAIM",
-        "19",
-        "Level of partition (patient-level, no overlap)",
+        _CLAIM,
+        "20",
+        "Level at which partitions are disjoint",
         lambda d: _reported("data", "Patient-level splits."),
     ),
     (
-        "CLAIM",
-        "20",
-        "Model description (architecture, inputs, outputs)",
+        _CLAIM,
+        "21",
+        "Intended sample size",
+        lambda d: _not_reported("No sample-size calculation was made; CIs show the precision."),
+    ),
+    (
+        _CLAIM,
+        "22",
+        "Detailed description of model",
         lambda d: _reported("model-card", d.model.backbone),
     ),
+    (_CLAIM, "23", "Software libraries, frameworks, and packages", _software),
+    (_CLAIM, "24", "Initialization of model parameters", _initialisation),
+    (_CLAIM, "25", "Details of training approach", lambda d: _reported("model-card")),
     (
-        "CLAIM",
-        "21",
-        "Software libraries and versions",
-        lambda d: _reported(
-            "model-card", ", ".join(f"{k} {v}" for k, v in d.model.versions.items())
-        ),
-    ),
-    ("CLAIM", "22", "Initialisation of parameters (transfer source)", _initialisation),
-    ("CLAIM", "23", "Training details and hyperparameters", lambda d: _reported("model-card")),
-    (
-        "CLAIM",
-        "24",
-        "Model selection method",
+        _CLAIM,
+        "26",
+        "Method of selecting the final model",
         lambda d: _reported("model-card", "Best epoch on the validation split's monitored metric."),
     ),
-    ("CLAIM", "28", "Performance metrics", lambda d: _reported("metrics")),
+    (_CLAIM, "28", "Metrics of model performance", lambda d: _reported("metrics")),
     (
-        "CLAIM",
+        _CLAIM,
         "29",
-        "Statistical measures of uncertainty (CIs, tests)",
+        "Statistical measures of significance and uncertainty",
         lambda d: _reported("metrics", d.metrics.ci_method),
     ),
-    ("CLAIM", "30", "Robustness or sensitivity analysis (subgroups)", _subgroup_check),
-    ("CLAIM", "31", "Explainability methods (saliency)", _explainability),
+    (_CLAIM, "30", "Robustness or sensitivity analysis", _subgroup_check),
+    (_CLAIM, "31", "Methods for explainability or interpretability", _explainability),
     (
-        "CLAIM",
+        _CLAIM,
         "32",
-        "External validation",
-        lambda d: _not_reported("Single dataset: internal (held-out patients) validation only."),
+        "Evaluation on internal data",
+        lambda d: _reported("metrics", "Held-out test split of patients never used in training."),
     ),
-    ("CLAIM", "34", "Demographic and clinical characteristics per partition", _demographics),
-    ("CLAIM", "37", "Failure analysis of incorrectly classified cases", _failure_analysis),
     (
-        "CLAIM",
-        "38",
+        _CLAIM,
+        "33",
+        "Testing on external data",
+        lambda d: _not_reported("Single dataset: internal (held-out patients) testing only."),
+    ),
+    (
+        _CLAIM,
+        "34",
+        "Clinical trial registration",
+        lambda d: _unknown("No registration is recorded."),
+    ),
+    (
+        _CLAIM,
+        "36",
+        "Demographic and clinical characteristics of cases in each partition",
+        _demographics,
+    ),
+    (_CLAIM, "39", "Failure analysis of incorrect results", _failure_analysis),
+    (
+        _CLAIM,
+        "40",
         "Study limitations",
         lambda d: _reported("intended-use", "; ".join(d.intended_use.limitations)),
     ),
     (
-        "CLAIM",
-        "40",
-        "Registration and study protocol",
-        lambda d: _unknown("No registration or protocol is recorded."),
+        _CLAIM,
+        "42",
+        "Provide a reference to the full study protocol or to additional technical details",
+        lambda d: _unknown("No study protocol is recorded."),
     ),
-    ("CLAIM", "42", "Funding", lambda d: _unknown("Funding is not recorded.")),
-    # TRIPOD+AI
     (
-        "TRIPOD+AI",
-        "5",
-        "Source of data and study dates",
+        _CLAIM,
+        "43",
+        "Statement about the availability of software, trained model, and/or data",
+        _code_sharing,
+    ),
+    (
+        _CLAIM,
+        "44",
+        "Sources of funding and other support; role of funders",
+        lambda d: _unknown("Funding is not recorded."),
+    ),
+    # TRIPOD+AI (BMJ 2024)
+    (
+        _TRIPOD,
+        "5a",
+        "Sources of data, rationale for using them, and their representativeness",
+        lambda d: _reported("data", d.data.description[:200]),
+    ),
+    (
+        _TRIPOD,
+        "5b",
+        "Dates of the collected participant data (start and end of accrual)",
         lambda d: _not_reported("Collection dates are not recorded.", "data"),
     ),
+    (_TRIPOD, "6b", "Eligibility criteria for study participants", _eligibility),
     (
-        "TRIPOD+AI",
-        "6",
-        "Participants: setting, eligibility, treatments",
-        lambda d: (
-            ("not applicable", "data", "Simulated participants.")
-            if d.data.simulated
-            else _unknown("Setting and eligibility of participants are not recorded.")
-        ),
-    ),
-    ("TRIPOD+AI", "7", "Data preparation and quality checks", lambda d: _reported("model-card")),
-    (
-        "TRIPOD+AI",
-        "8",
-        "Outcome definition and how it was assessed",
-        lambda d: _reported("data", d.data.label_provenance[:200]),
-    ),
-    (
-        "TRIPOD+AI",
-        "10",
-        "Sample size justification",
-        lambda d: _not_reported("No sample-size calculation was made; CIs show the precision."),
-    ),
-    (
-        "TRIPOD+AI",
-        "11",
-        "Handling of missing data",
-        lambda d: _unknown("Unreadable or missing images are not tracked by the run."),
-    ),
-    (
-        "TRIPOD+AI",
-        "12c",
-        "Model type, building steps, hyperparameter tuning",
+        _TRIPOD,
+        "7",
+        "Data pre-processing and quality checking",
         lambda d: _reported("model-card"),
     ),
     (
-        "TRIPOD+AI",
+        _TRIPOD,
+        "8a",
+        "Definition of the outcome being predicted, how and when assessed",
+        lambda d: _reported("data", d.data.label_provenance[:200]),
+    ),
+    (
+        _TRIPOD,
+        "10",
+        "How the study size was arrived at, and that it was sufficient",
+        lambda d: _not_reported("No sample-size calculation was made; CIs show the precision."),
+    ),
+    (
+        _TRIPOD,
+        "11",
+        "How missing data were handled",
+        lambda d: _unknown("Unreadable or missing images are not tracked by the run."),
+    ),
+    (
+        _TRIPOD,
+        "12c",
+        "Type of model, rationale, model building steps, hyperparameter tuning, and method "
+        "for internal validation",
+        lambda d: _reported("model-card"),
+    ),
+    (
+        _TRIPOD,
         "12e",
-        "Calibration method",
+        "Measures and plots used to evaluate model performance and to compare models",
+        _performance_measures,
+    ),
+    (
+        _TRIPOD,
+        "12f",
+        "Model updating (eg, recalibration) arising from the model evaluation",
         lambda d: _reported(
             "calibration", f"{d.calibration.method} on {d.calibration.calibrated_on}"
         ),
     ),
     (
-        "TRIPOD+AI",
+        _TRIPOD,
         "13",
-        "Class imbalance handling",
+        "Class imbalance methods, and any subsequent recalibration",
         lambda d: _unknown("Prevalence is reported; no re-weighting or resampling is recorded."),
     ),
-    ("TRIPOD+AI", "14", "Fairness: performance across groups", _demographics),
-    ("TRIPOD+AI", "15", "Model output and thresholds", _operating_points),
+    (_TRIPOD, "14", "Approaches used to address model fairness", _demographics),
     (
-        "TRIPOD+AI",
+        _TRIPOD,
+        "15",
+        "Model output, and how any classification thresholds were identified",
+        _operating_points,
+    ),
+    (
+        _TRIPOD,
         "16",
-        "Differences between development and evaluation data",
+        "Differences between the development and evaluation data",
         lambda d: _reported("data", "Same source, disjoint patients."),
     ),
-    ("TRIPOD+AI", "17", "Ethics approval", lambda d: _unknown("Not recorded in the run.")),
     (
-        "TRIPOD+AI",
+        _TRIPOD,
+        "17",
+        "Ethical approval and informed consent (or waiver)",
+        lambda d: _unknown("Not recorded in the run."),
+    ),
+    (_TRIPOD, "18e", "Availability of the study data", _data_sharing),
+    (_TRIPOD, "18f", "Availability of the analytical code", _code_sharing),
+    (
+        _TRIPOD,
         "19",
         "Patient and public involvement",
         lambda d: _not_reported("No patient or public involvement is recorded."),
     ),
     (
-        "TRIPOD+AI",
+        _TRIPOD,
         "23a",
-        "Discrimination and calibration with CIs",
-        lambda d: _reported("metrics", "AUROC/AUPRC with CIs; ECE, Brier, NLL before/after."),
-    ),
-    ("TRIPOD+AI", "23b", "Comparison with a baseline (transfer vs scratch)", _comparison),
-    ("TRIPOD+AI", "18", "Computing hardware used for training", _hardware),
-    (
-        "TRIPOD+AI",
-        "27",
-        "Usability in the intended clinical setting",
-        lambda d: _not_reported("No reader or workflow study."),
-    ),
-    (
-        "TRIPOD+AI",
-        "18e",
-        "Code and data availability",
-        lambda d: (
-            _reported("model-card", "Config and data hashes recorded.")
-            if d.model.config_hash and d.model.data_hash
-            else _unknown("Config or data hash missing.")
-        ),
+        "Model performance estimates with confidence intervals, including key subgroups",
+        _performance_estimates,
     ),
 ]
 

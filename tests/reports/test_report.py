@@ -129,10 +129,11 @@ def test_checklist_flags_unknown_items_without_hiding_them(report_data, report_h
     items = report_data.checklist
     assert len(items) == len(CHECKLIST_ITEMS)
     by_topic = {i.topic: i for i in items}
-    assert by_topic["Ethics approval"].status == "unknown"
-    assert by_topic["External validation"].status == "not reported"
-    assert by_topic["Performance metrics"].status == "reported"
-    assert by_topic["Definition of ground truth (reference standard)"].status == "reported"
+    assert by_topic["Ethical approval and informed consent (or waiver)"].status == "unknown"
+    assert by_topic["Testing on external data"].status == "not reported"
+    assert by_topic["Metrics of model performance"].status == "reported"
+    reference = "Definition of method(s) used to obtain reference standard"
+    assert by_topic[reference].status == "reported"
     unknown = sum(i.status == "unknown" for i in items)
     assert unknown >= 5
     assert report_html.count('class="badge unknown"') == unknown
@@ -140,8 +141,8 @@ def test_checklist_flags_unknown_items_without_hiding_them(report_data, report_h
     real = report_data.model_copy(deep=True)
     real.data.simulated = False
     status = {i.topic: i.status for i in fill_checklist(real)}
-    assert status["Definition of ground truth (reference standard)"] == "unknown"
-    assert status["Annotators: number, qualifications, instructions"] == "unknown"
+    assert status[reference] == "unknown"
+    assert status["Source of reference standard annotations"] == "unknown"
 
 
 def test_negative_transfer_shows_a_red_flag(report_data, report_html) -> None:

@@ -28,6 +28,9 @@ def embed(
     layer: Annotated[
         str, typer.Option("--layer", help="Stage to pool: layer4 (default), layer3, layer2.")
     ] = "layer4",
+    modality: Annotated[
+        str | None, typer.Option("--modality", help="Modality of a NIfTI file (e.g. CT, MR).")
+    ] = None,
 ) -> None:
     """Whole-scan embedding after the package's preprocessing (e.g. astra-ct: 2048 values)."""
     import numpy as np
@@ -42,7 +45,7 @@ def embed(
     except (PackageError, ValueError) as err:
         raise fail(str(err)) from None
     try:
-        loaded = load_scan(scan)
+        loaded = load_scan(scan, modality=modality)
     except ScanError as err:
         raise fail(str(err)) from None
     try:
@@ -51,6 +54,8 @@ def embed(
         raise fail(f"refused: {err}", code=EXIT_REFUSED) from None
     except ValueError as err:
         raise fail(str(err)) from None
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, result.vector.astype(np.float32))
     typer.echo(

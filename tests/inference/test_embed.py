@@ -199,6 +199,11 @@ def test_cli_embed_writes_npy_and_exit_codes(root_logging, package, series, tmp_
     assert refused.exit_code == 1
     lines = [line for line in refused.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: refused:")
+    mr = _nifti(load_scan(series), tmp_path / "mr.nii.gz", ("R", "A", "S"))
+    as_mr = runner.invoke(
+        app, ["embed", str(package), str(mr), "--modality", "MR", "--out", str(out)]
+    )
+    assert as_mr.exit_code == 1 and "MR" in as_mr.output
     junk = tmp_path / "junk.nii"
     junk.write_bytes(b"not an image at all" * 10)
     broken = runner.invoke(app, ["embed", str(package), str(junk), "--out", str(out)])

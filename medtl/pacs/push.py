@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medtl.pacs.types import PacsError
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from medtl.pacs.settings import PacsSettings
     from medtl.pacs.sr import SrContent
     from medtl.review import ReviewStore, UserInfo
-    from medtl.review.schemas import CaseDetail, PredictionInfo
+    from medtl.review.schemas import PredictionInfo
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,34 @@ class PushOutcome:
     error: str | None = None
 
 
-def _content(detail: CaseDetail, pred: PredictionInfo) -> SrContent:
+def _latest_review(store: ReviewStore, case_id: str, prediction_id: int) -> tuple[str, str] | None:
+    """``(decision, reader)`` of the latest review of an AI result, by any reader.
+
+    Read here rather than through :meth:`ReviewStore.open_case`, whose blinding hides other
+    clinicians' reviews: the PACS gets the verdict whoever sends it.
+    """
+    from sqlalchemy import select
+
+    from medtl.review.models import Case, Review, User
+
+    def read(session: Any) -> Any:
+        return session.execute(
+            select(Review.decision, User.username)
+            .join(Case, Review.case_pk == Case.id)
+            .join(User, Review.reader_pk == User.id)
+            .where(Case.case_id == case_id, Review.prediction_pk == prediction_id)
+            .order_by(Review.created_at.desc(), Review.id.desc())
+            .limit(1)
+        ).first()
+
+    row = store.db.read(read)
+    return (str(row[0]), str(row[1])) if row is not None else None
+
+
+def _content(store: ReviewStore, case_id: str, pred: PredictionInfo) -> SrContent:
     from medtl.pacs.sr import SrContent
 
-    reviews = [r for r in detail.reviews if r.prediction_id == pred.id]
-    latest = max(reviews, key=lambda r: (r.created_at, r.id)) if reviews else None
+    latest = _latest_review(store, case_id, pred.id)
     details = pred.details or {}
     return SrContent(
         model_name=pred.model_name,
@@ -56,9 +79,9 @@ def _content(detail: CaseDetail, pred: PredictionInfo) -> SrContent:
         threshold=pred.threshold,
         operating_point=details.get("operating_point"),
         positive=details.get("positive"),
-        verdict=latest.decision if latest else None,
-        reviewer=latest.reader if latest else None,
-        case_id=detail.case.case_id,
+        verdict=latest[0] if latest else None,
+        reviewer=latest[1] if latest else None,
+        case_id=case_id,
     )
 
 
@@ -145,9 +168,11 @@ def push_case(
     """
     from medtl.pacs.ingest import site_key
     from medtl.pacs.records import mark_push
+    from medtl.review.auth import require_role
     from medtl.review.models import add_audit
 
     key = site_key(key)
+    require_role(actor, "clinician", "admin")
     detail = store.open_case(actor, case_id)
     preds = detail.predictions
     pred = (
@@ -157,7 +182,7 @@ def push_case(
     )
     if pred is None:
         raise PushRefusedError(f"case {case_id} has no AI result to send")
-    content = _content(detail, pred)
+    content = _content(store, case_id, pred)
     unverified = content.verdict is None
     if unverified and not settings.push_unverified:
         raise PushRefusedError(

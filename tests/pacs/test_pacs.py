@@ -338,3 +338,39 @@ def test_push_refused_by_the_pacs_http_401_is_recorded_and_retried(
         by_meaning(sr, "AI result confirmed by clinician").ConceptCodeSequence[0].CodeValue
         == "373067005"
     )
+
+
+def test_any_clinician_may_send_a_case_another_clinician_reviewed(
+    pacs_env, orthanc, packages
+) -> None:
+    """Reviews are blinded between clinicians in the app, but the SR carries the verdict of
+    the case's reviewer whoever sends it; a researcher may not send."""
+    from pydicom.uid import generate_uid
+
+    from medtl.pacs.push import push_case
+    from medtl.pacs.settings import load_pacs_settings
+    from medtl.review import PermissionDeniedError
+
+    cr = make_cr(generate_uid())
+    cr.StudyDate = "20200102"
+    orthanc.upload(cr)
+    code, out = medtl("pacs", "analyse", str(cr.StudyInstanceUID), "--model", str(packages["CR"]))
+    assert code == 0, out
+    case_id = case_of(out)
+    with cheap_store() as store:
+        reviewer(store, "disagree", case_id)
+        store.accounts.add_user("dr_no", "Qv7-plover-Tandem-91x", "clinician")
+        store.accounts.add_user("res", "Qv7-plover-Tandem-91x", "researcher")
+        other = store.accounts.get_user("dr_no")
+        with pytest.raises(PermissionDeniedError):
+            push_case(store, load_pacs_settings(), case_id, actor=store.accounts.get_user("res"))
+        outcome = push_case(store, load_pacs_settings(), case_id, actor=other)
+        assert outcome.status == "done" and not outcome.unverified
+        exports = [a for a in store.audit_log(None, case_id=case_id) if a.action == "export"]
+    assert [a.username for a in exports] == ["dr_no"]
+    (sr,) = sr_in_study(orthanc, str(cr.StudyInstanceUID))
+    assert (
+        by_meaning(sr, "Clinician verdict on AI result").ConceptCodeSequence[0].CodeMeaning
+        == "disagree"
+    )
+    assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "dr_who"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from app.components import session
+from app.components.safe_text import md_escape
 
 st.title("medtl · clinical AI review")
 st.caption("Sign in to upload scans, see AI results and record your reviews.")
 
 notice = session.pop_notice()
 if notice:
-    st.info(notice)
+    st.info(md_escape(notice))
 
 with st.form("sign_in_form"):
     username = st.text_input("User name", key="sign_in_username", autocomplete="username")

@@ -173,10 +173,10 @@ def test_hostile_markup_and_media_in_chromium(hostile_server) -> None:
 
             page.get_by_role("link", name="Models and reports").click()
             expect(page.get_by_text(f"<form action=//{EVIL_HOST}/f>")).to_be_visible()  # text
+            frame_el = page.locator("iframe.medtl-report-frame")
+            expect(frame_el).to_be_visible()  # drawn after the card: the card is complete
             shown = page.locator("body").inner_text().replace("\u2060", "")
             assert HOSTILE["intended_use"] in shown and HOSTILE["comment"] in shown
-            frame_el = page.locator("iframe.medtl-report-frame")
-            expect(frame_el).to_be_visible()
             assert frame_el.get_attribute("sandbox") == ""
             frame = frame_el.content_frame
             expect(frame.locator("#phish-go")).to_be_attached()

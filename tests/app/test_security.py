@@ -245,3 +245,27 @@ def test_single_slice_plane_does_not_crash(app_home) -> None:
     assert not [s for s in at.slider if s.key == "upload_viewer_slice_coronal"]
     at.radio(key="upload_viewer_view").set_value("sagittal").run()
     assert at.slider(key="upload_viewer_slice_sagittal").max == 64
+
+
+def test_the_app_warns_when_it_listens_beyond_this_machine(app_home, caplog) -> None:
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    try:
+        config.set_option("server.address", "0.0.0.0")
+        with caplog.at_level(logging.WARNING, logger="app.main"):
+            new_app().run()
+        config.set_option("server.address", "127.0.0.1")
+        st_cache_clear()
+        with caplog.at_level(logging.WARNING, logger="app.main"):
+            new_app().run()
+    finally:
+        config.set_option("server.address", before)
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "app.main"]
+    assert "listens on 0.0.0.0" in warning and "docs/deploy/nginx.conf" in warning
+
+
+def st_cache_clear() -> None:
+    import streamlit as st
+
+    st.cache_resource.clear()

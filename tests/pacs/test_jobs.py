@@ -105,3 +105,63 @@ def test_listener_queues_series_for_the_worker(home, packages) -> None:
         (case,) = store.worklist(None)
         assert store.load_image(store.open_case(None, case.case_id).images[0]).shape[0] == 12
     assert not list((home / "spool").rglob("*.dcm"))
+
+
+def test_series_sent_while_a_worker_runs_appears_once(home, packages, tmp_path) -> None:
+    """storescu sends a 40-slice CT to the listener (queueing) while `medtl worker` runs in
+    another process: the case appears on the worklist once."""
+    import shutil
+
+    from medtl.pacs.listener import Listener
+    from tests.io.dicom_factory import write
+    from tests.pacs.conftest import SCU_AET
+
+    storescu = shutil.which("storescu")
+    assert storescu, "storescu (dcmtk) is needed: make test installs it"
+    series = make_ct(generate_uid())
+    files = [str(write(ds, tmp_path / f"{i:03d}.dcm")) for i, ds in enumerate(series)]
+    settings = _settings(packages)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "medtl.cli", "worker", "--poll-seconds", "0.2"],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with cheap_store() as store:
+            listener = Listener(store, settings, host="127.0.0.1", queue=True)
+            listener.start()
+            try:
+                sent = subprocess.run(
+                    [
+                        storescu,
+                        "-aet",
+                        SCU_AET,
+                        "-aec",
+                        "MEDTL",
+                        "127.0.0.1",
+                        str(settings.listen_port),
+                        *files,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                assert sent.returncode == 0, sent.stderr
+                _wait(lambda: listener.handled >= 1)
+            finally:
+                listener.stop()
+            queue = JobQueue(store.db)
+            _wait(lambda: queue.pending() == 0, timeout=180)
+            time.sleep(1.0)
+            (job,) = queue.list_jobs()
+            assert job.status == "done" and job.attempts == 1
+            (case,) = store.worklist(None)
+            assert case.case_id == job.case_id
+            assert len(store.open_case(None, case.case_id).predictions) == 1
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()

@@ -90,6 +90,10 @@ class Listener:
         self._spool = Path(tempfile.mkdtemp(prefix="listen-", dir=home_subdir("spool")))
         ae = AE(ae_title=self.settings.local_ae_title)
         ae.require_called_aet = True
+        if self.settings.allowed_calling_aets:
+            ae.require_calling_aet = list(self.settings.allowed_calling_aets)
+        else:
+            logger.warning("pacs listener: any AE title may send (set allowed_calling_aets)")
         ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = self.settings.timeout_s
         ae.supported_contexts = StoragePresentationContexts
         ae.add_supported_context(Verification)

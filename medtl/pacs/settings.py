@@ -12,6 +12,7 @@
     port = 104
     local_ae_title = "MEDTL"     # medtl's own AE title (C-FIND/C-GET/C-STORE and the listener)
     listen_port = 11112
+    allowed_calling_aets = ["PACS", "CT01"]   # who may send to the listener (default: anyone)
     push_unverified = false      # send SRs of results no clinician has reviewed (marked so)
     push_heatmap = false         # also send the heat map as a Secondary Capture (not for diagnosis)
     quiet_seconds = 10           # listener: a series is complete after this long without news
@@ -27,7 +28,8 @@ Environment: ``MEDTL_PACS_DICOMWEB_URL``, ``MEDTL_PACS_USERNAME``,
 ``MEDTL_PACS_TOKEN``), ``MEDTL_PACS_AE_TITLE``, ``MEDTL_PACS_HOST``, ``MEDTL_PACS_PORT``,
 ``MEDTL_AE_TITLE``, ``MEDTL_LISTEN_PORT``, ``MEDTL_PACS_PUSH_UNVERIFIED``,
 ``MEDTL_PACS_QUIET_SECONDS``, ``MEDTL_PACS_DEFAULT_MODEL``, ``MEDTL_PACS_TIMEOUT`` (seconds per
-request or association, default 30), ``MEDTL_PACS_PUSH_HEATMAP``.
+request or association, default 30), ``MEDTL_PACS_PUSH_HEATMAP``,
+``MEDTL_LISTEN_ALLOWED_AETS`` (comma-separated).
 
 Secrets come from files or the environment only: a ``password`` or ``token`` written into
 ``app.toml`` is ignored with a warning, and nothing here is ever stored in the database.
@@ -67,6 +69,7 @@ ENV_VARS: dict[str, str] = {
     "default_model": "MEDTL_PACS_DEFAULT_MODEL",
     "timeout_s": "MEDTL_PACS_TIMEOUT",
     "push_heatmap": "MEDTL_PACS_PUSH_HEATMAP",
+    "allowed_calling_aets": "MEDTL_LISTEN_ALLOWED_AETS",
 }
 _SECRET_ENV = {"password": "MEDTL_PACS_PASSWORD", "token": "MEDTL_PACS_TOKEN"}
 
@@ -104,6 +107,8 @@ class PacsSettings(BaseModel):
         port: the archive's DIMSE port.
         local_ae_title: medtl's AE title.
         listen_port: the C-STORE listener's port.
+        allowed_calling_aets: AE titles that may send to the listener (DIMSE has no
+            passwords); empty: any caller, which the listener warns about.
         push_unverified: allow SRs of results without a clinician's review.
         push_heatmap: also send the heat map as a Secondary Capture marked not for
             diagnosis (for viewers that cannot show an SR).
@@ -125,6 +130,7 @@ class PacsSettings(BaseModel):
     port: int | None = Field(default=None, ge=1, le=65535)
     local_ae_title: str = "MEDTL"
     listen_port: int = Field(default=11112, ge=1, le=65535)
+    allowed_calling_aets: list[str] = Field(default_factory=list)
     push_unverified: bool = False
     push_heatmap: bool = False
     quiet_seconds: float = Field(default=10.0, gt=0)
@@ -210,6 +216,10 @@ def load_pacs_settings(home: Path | None = None) -> PacsSettings:
         raw = os.environ.get(env)
         if raw not in (None, ""):
             values[key] = raw
+    if isinstance(values.get("allowed_calling_aets"), str):
+        values["allowed_calling_aets"] = [
+            a.strip() for a in values["allowed_calling_aets"].split(",") if a.strip()
+        ]
     for flag in ("push_unverified", "push_heatmap"):
         if isinstance(values.get(flag), str):
             values[flag] = values[flag].strip().lower() in _TRUE

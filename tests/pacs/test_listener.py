@@ -121,7 +121,7 @@ def test_wrong_called_ae_title_is_rejected_and_storage_failure_is_reported(home,
 
     from medtl.pacs.listener import Listener
 
-    settings = _settings(packages)
+    settings = _settings(packages, allowed_calling_aets=[SCU_AET])
     with cheap_store() as store:
         listener = Listener(store, settings, host="127.0.0.1")
         listener.start()
@@ -129,6 +129,10 @@ def test_wrong_called_ae_title_is_rejected_and_storage_failure_is_reported(home,
             ae = AE(ae_title=SCU_AET)
             ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2")
             assoc = ae.associate("127.0.0.1", settings.listen_port, ae_title="NOTMEDTL")
+            assert assoc.is_rejected
+            stranger = AE(ae_title="STRANGER")  # not in allowed_calling_aets
+            stranger.add_requested_context("1.2.840.10008.5.1.4.1.1.2")
+            assoc = stranger.associate("127.0.0.1", settings.listen_port, ae_title="MEDTL")
             assert assoc.is_rejected
             # the spool folder becomes unusable (a file where the folder was): out of resources
             spool = listener._spool

@@ -180,7 +180,7 @@ if detail.reviews:
         width="stretch",
     )
 
-if user.role == "admin" and len(case.readers) >= 2:
+if user.role in ("admin", "researcher") and len(case.readers) >= 2:  # never for clinicians
     agreement = store.agreement(user)
     mine = next((a for a in agreement.cases if a.case_id == case_id), None)
     if mine is not None and mine.pairwise_agreement is not None:

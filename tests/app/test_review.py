@@ -141,6 +141,9 @@ def test_several_readers_blinded_and_agreement_for_admins(app_home) -> None:
     ]
     assert "Reader agreement on this case: 0% of reader pairs agree" in page_text(admin)
     assert "status: **disagreed**" in page_text(admin)
+    researcher = open_case(sign_in(new_app().run(), "rita"), case_id)
+    assert "Reader agreement on this case: 0% of reader pairs agree" in page_text(researcher)
+    assert "Reader agreement" not in page_text(bob)  # clinicians: never
 
 
 def test_researcher_reads_but_cannot_review(app_home) -> None:
@@ -175,3 +178,23 @@ def test_case_review_heat_map_on_request(app_home) -> None:
     assert key == (case_id, pred_id)
     assert heat.shape == scan.shape
     np.testing.assert_allclose(heat, np.asarray(expected), atol=1e-5)
+
+
+def test_blinded_second_reader_sees_no_verdict_status_or_count(app_home) -> None:
+    """Issue 15 finding 4: bob, who has not read the case, learns nothing of alice's verdict."""
+    case_id = seed_case()
+    alice = open_case(sign_in(new_app().run(), "alice"), case_id)
+    submit(fill_review(alice, case_id, "disagree", "artefact"), case_id)
+    bob = sign_in(new_app().run(), "bob")
+    bob.switch_page("pages/worklist.py").run()
+    bob.multiselect(key="wl_status").set_value(["disagreed"]).run()
+    assert "No cases match these filters." in page_text(bob)  # the filter leaks nothing
+    bob.multiselect(key="wl_status").set_value(["awaiting_review"]).run()
+    [row] = bob.dataframe[0].value.to_dict("records")
+    assert (row["Case"], row["Status"], row["Readers"]) == (case_id, "Awaiting review", "")
+    open_case(bob, case_id)
+    text = page_text(bob)
+    assert "status: **awaiting your review**" in text
+    assert "disagree" not in text.lower().replace("disagree with the ai", "")
+    submit(fill_review(bob, case_id, "agree", "fine"), case_id)
+    assert "status: **disagreed**" in page_text(bob)  # after his own review: the case status

@@ -100,7 +100,8 @@ def add_instance(
             ds.get("Modality"),
             ds.get("BodyPartExamined"),
         )
-    batch.link.sop_instance_uids.append(str(ds.SOPInstanceUID))
+    if str(ds.SOPInstanceUID) not in batch.link.sop_instance_uids:  # a re-sent instance
+        batch.link.sop_instance_uids.append(str(ds.SOPInstanceUID))
     batch.sop_class_uids.add(str(ds.SOPClassUID))
     clean = deidentify(ds, key=key, in_place=True)
     if getattr(clean, "file_meta", None) is None:

@@ -102,7 +102,7 @@ def hostile_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, timeout=90, proc=proc)
-        yield url, case_id
+        yield url, case_id, tmp_path
     finally:
         proc.terminate()
         try:
@@ -146,7 +146,7 @@ def _no_injected_elements(page) -> None:
 def test_hostile_markup_and_media_in_chromium(hostile_server) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    url, case_id = hostile_server
+    url, case_id, tmp = hostile_server
     requests: list[str] = []
     expect.set_options(timeout=60_000)
     with sync_playwright() as pw:
@@ -161,6 +161,18 @@ def test_hostile_markup_and_media_in_chromium(hostile_server) -> None:
             page.get_by_role("textbox", name="Password").fill(PASSWORD)
             page.get_by_role("button", name="Sign in").click()
             expect(page.get_by_role("heading", name="Upload and analyse")).to_be_visible()
+
+            # Upload a DICOM whose headers carry the payloads, under a hostile file name,
+            # and analyse it with the hostile package (its labels are payloads too).
+            upload = Path(tmp) / "![](x) <img src=y>.dcm"
+            upload.write_bytes(hostile_dicom_bytes(seed=23))
+            page.locator("input[type=file]").set_input_files(str(upload))
+            expect(page.get_by_text("DICOM · 64 x 64")).to_be_visible()
+            page.get_by_role("button", name="Analyse").click()
+            expect(
+                page.get_by_text("Analysis complete").or_(page.get_by_text("Not analysed"))
+            ).to_be_visible()
+            _no_injected_elements(page)
 
             page.get_by_role("link", name="Case review").click()
             expect(page.get_by_text(f"Case {case_id}")).to_be_visible()

@@ -1,8 +1,9 @@
 """DIMSE path to the PACS (C-ECHO, C-FIND, C-GET, C-STORE) through ``pynetdicom``.
 
-C-GET is used to retrieve (the archive sends the instances back over the same
-association, so no inbound port has to be opened for it); C-MOVE needs the archive to know
-medtl's listener, which ``medtl pacs listen`` provides for studies pushed to it.
+C-GET retrieves by default (the archive sends the instances back over the same association,
+so no inbound port has to be opened); ``retrieve = "move"`` uses C-MOVE to medtl's own AE
+title instead, for archives that do not offer C-GET (they must know medtl's AE title, host
+and ``listen_port``).
 """
 
 from __future__ import annotations
@@ -214,7 +215,58 @@ def series_headers(settings: PacsSettings, study_uid: str, series_uid: str) -> l
 
 
 def iter_study(settings: PacsSettings, study_uid: str) -> Iterator[Dataset]:
-    """Retrieve a study with C-GET; yields the received instances (with PHI).
+    """Retrieve a study with C-GET, or C-MOVE when ``settings.retrieve`` is ``move``;
+    yields the received instances (with PHI)."""
+    if settings.retrieve == "move":
+        yield from _move_study(settings, study_uid)
+    else:
+        yield from _get_study(settings, study_uid)
+
+
+def _move_study(settings: PacsSettings, study_uid: str) -> Iterator[Dataset]:
+    """C-MOVE the study to medtl's own AE title: a storage SCP on ``listen_port`` receives
+    it for the duration of the move (the PACS must know medtl's AE title, host and port)."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Model
+
+    received: list[Dataset] = []
+
+    def on_store(event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        received.append(ds)
+        return 0x0000
+
+    scp = _ae(settings)
+    for uid in IMAGE_STORAGE:
+        scp.add_supported_context(uid)
+    scp.require_called_aet = True
+    server = scp.start_server(
+        ("", settings.listen_port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    try:
+        ae = _ae(settings)
+        ae.add_requested_context(Model)
+        ident = Dataset()
+        ident.QueryRetrieveLevel = "STUDY"
+        ident.StudyInstanceUID = study_uid
+        with _association(settings, ae) as assoc:
+            for status, _ in assoc.send_c_move(ident, settings.local_ae_title, Model):
+                if status is None:
+                    raise PacsError("C-MOVE got no answer (association aborted or timed out)")
+                code = int(status.Status)
+                if code not in (0x0000, 0xFF00, 0xB000):
+                    raise PacsError(f"C-MOVE failed: {_status_text(status)}")
+    finally:
+        server.shutdown()
+    if not received:
+        raise PacsError("C-MOVE delivered no images for this study")
+    yield from received
+
+
+def _get_study(settings: PacsSettings, study_uid: str) -> Iterator[Dataset]:
+    """Retrieve a study with C-GET (the instances come back on the same association).
 
     Only the image storage classes of :data:`IMAGE_STORAGE` are requested; other objects
     in the study (SR, presentation states) are not needed for analysis.

@@ -12,6 +12,7 @@
     port = 104
     local_ae_title = "MEDTL"     # medtl's own AE title (C-FIND/C-GET/C-STORE and the listener)
     listen_port = 11112
+    retrieve = "get"             # DIMSE retrieval: "get" (C-GET) or "move" (C-MOVE to us)
     allowed_calling_aets = ["PACS", "CT01"]   # who may send to the listener (default: anyone)
     push_unverified = false      # send SRs of results no clinician has reviewed (marked so)
     push_heatmap = false         # also send the heat map as a Secondary Capture (not for diagnosis)
@@ -29,7 +30,7 @@ Environment: ``MEDTL_PACS_DICOMWEB_URL``, ``MEDTL_PACS_USERNAME``,
 ``MEDTL_AE_TITLE``, ``MEDTL_LISTEN_PORT``, ``MEDTL_PACS_PUSH_UNVERIFIED``,
 ``MEDTL_PACS_QUIET_SECONDS``, ``MEDTL_PACS_DEFAULT_MODEL``, ``MEDTL_PACS_TIMEOUT`` (seconds per
 request or association, default 30), ``MEDTL_PACS_PUSH_HEATMAP``,
-``MEDTL_LISTEN_ALLOWED_AETS`` (comma-separated).
+``MEDTL_LISTEN_ALLOWED_AETS`` (comma-separated), ``MEDTL_PACS_RETRIEVE``.
 
 Secrets come from files or the environment only: a ``password`` or ``token`` written into
 ``app.toml`` is ignored with a warning, and nothing here is ever stored in the database.
@@ -41,7 +42,7 @@ import logging
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -70,6 +71,7 @@ ENV_VARS: dict[str, str] = {
     "timeout_s": "MEDTL_PACS_TIMEOUT",
     "push_heatmap": "MEDTL_PACS_PUSH_HEATMAP",
     "allowed_calling_aets": "MEDTL_LISTEN_ALLOWED_AETS",
+    "retrieve": "MEDTL_PACS_RETRIEVE",
 }
 _SECRET_ENV = {"password": "MEDTL_PACS_PASSWORD", "token": "MEDTL_PACS_TOKEN"}
 
@@ -109,6 +111,8 @@ class PacsSettings(BaseModel):
         listen_port: the C-STORE listener's port.
         allowed_calling_aets: AE titles that may send to the listener (DIMSE has no
             passwords); empty: any caller, which the listener warns about.
+        retrieve: DIMSE retrieval by ``get`` (C-GET) or ``move`` (C-MOVE to medtl's AE
+            title, received on ``listen_port``).
         push_unverified: allow SRs of results without a clinician's review.
         push_heatmap: also send the heat map as a Secondary Capture marked not for
             diagnosis (for viewers that cannot show an SR).
@@ -131,6 +135,7 @@ class PacsSettings(BaseModel):
     local_ae_title: str = "MEDTL"
     listen_port: int = Field(default=11112, ge=1, le=65535)
     allowed_calling_aets: list[str] = Field(default_factory=list)
+    retrieve: Literal["get", "move"] = "get"
     push_unverified: bool = False
     push_heatmap: bool = False
     quiet_seconds: float = Field(default=10.0, gt=0)

@@ -374,3 +374,20 @@ def test_any_clinician_may_send_a_case_another_clinician_reviewed(
         == "disagree"
     )
     assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "dr_who"
+
+
+def test_dimse_retrieval_by_c_move(pacs_env, home, orthanc, studies, packages, monkeypatch) -> None:
+    """C-MOVE to medtl's AE title (registered in Orthanc's DicomModalities with its port)."""
+    monkeypatch.delenv("MEDTL_PACS_DICOMWEB_URL")
+    monkeypatch.setenv("MEDTL_PACS_RETRIEVE", "move")
+    monkeypatch.setenv("MEDTL_LISTEN_PORT", str(orthanc.medtl_port))
+    code, out = medtl("pacs", "analyse", studies.ct_study, "--model", str(packages["CT"]))
+    assert code == 0, out
+    with cheap_store() as store:
+        detail = store.open_case(None, case_of(out))
+        assert store.load_image(detail.images[0]).shape[0] == 40
+    assert_no_phi(home, [PHI_NAME, PHI_ID, PHI_ACCESSION, *studies.all_uids()])
+
+    monkeypatch.setenv("MEDTL_AE_TITLE", "UNKNOWN")  # not in DicomModalities: refused
+    code, out = medtl("pacs", "analyse", studies.ct_study, "--model", str(packages["CT"]))
+    assert code == 2 and "DIMSE" in out, out

@@ -100,4 +100,6 @@ def main() -> None:
         nav.run()
 
 
-main()
+# A failure before a page runs (e.g. the database cannot be opened) is reported the same way.
+with errors.guard("opening the app"):
+    main()

@@ -269,3 +269,18 @@ def st_cache_clear() -> None:
     import streamlit as st
 
     st.cache_resource.clear()
+
+
+def test_a_store_that_cannot_open_is_an_internal_error(
+    app_home, monkeypatch, expect_internal_error
+) -> None:
+    (app_home / "blocker").write_text("a file where the database folder should be")
+    monkeypatch.setenv("MEDTL_DATABASE_URL", f"sqlite:///{app_home}/blocker/db/x.sqlite")
+    st_cache_clear()
+    at = new_app().run()
+    assert not at.exception  # no traceback box, no server path in the page
+    [message] = errors(at)
+    assert re.fullmatch(
+        r"Internal error while opening the app, reference ID E-[A-Z0-9]{8}\..*", message
+    )
+    assert str(app_home) not in message

@@ -30,7 +30,7 @@ def test_learning_curves_points_summary_and_resume(tmp_path, square_dataset) -> 
         }
     )
     out = run_learning_curves(
-        config, tmp_path / "lc", fractions=(0.5, 1.0), n_resamples=100, progress=False
+        config, tmp_path / "lc", fractions=(0.5, 1.0), seeds=1, n_resamples=100, progress=False
     )
     curves = LearningCurves.read(tmp_path / "lc" / "learning_curves.json")
     assert curves.schema_version == LearningCurves.SCHEMA_VERSION
@@ -61,7 +61,7 @@ def test_learning_curves_points_summary_and_resume(tmp_path, square_dataset) -> 
     marker = point_dir(tmp_path / "lc", "scratch", 1.0, 0) / "summary.json"
     before = marker.stat().st_mtime_ns
     run_learning_curves(
-        config, tmp_path / "lc", fractions=(0.5, 1.0), n_resamples=100, progress=False
+        config, tmp_path / "lc", fractions=(0.5, 1.0), seeds=1, n_resamples=100, progress=False
     )
     assert marker.stat().st_mtime_ns == before
 
@@ -77,13 +77,23 @@ def test_parallel_points_match_serial_points(tmp_path, square_dataset) -> None:
             "training": {"batch_size": 16, "amp": "none", "progress": "never"},
         }
     )
-    serial = run_learning_curves(
-        config, tmp_path / "serial", fractions=(1.0,), n_resamples=50, progress=False
-    )
+    import torch
+
+    # Each worker process runs with cpu_count // workers intra-op threads (1 here); the serial
+    # run uses one thread too, so float reductions are summed in the same order.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = run_learning_curves(
+            config, tmp_path / "serial", fractions=(1.0,), seeds=1, n_resamples=50, progress=False
+        )
+    finally:
+        torch.set_num_threads(threads)
     parallel = run_learning_curves(
         config,
         tmp_path / "parallel",
         fractions=(1.0,),
+        seeds=1,
         n_resamples=50,
         progress=False,
         workers=2,
@@ -112,11 +122,27 @@ def test_cli_learning_curves(tmp_path, square_dataset) -> None:
     path.write_text(yaml.safe_dump(config))
     runner = CliRunner()
     out = tmp_path / "curves"
-    args = ["learning-curves", str(path), "--out", str(out), "--fractions", "1"]
-    result = runner.invoke(app, [*args, "--resamples", "50"])
+    args = ["learning-curves", str(path), "--out", str(out), "--fractions", "0.25,1"]
+    result = runner.invoke(app, [*args, "--resamples", "50", "--seeds", "2", "--top-seeds", "1"])
     assert result.exit_code == 0, result.output
     assert "frozen_base" in result.output and "scratch" in result.output
     assert "Not assessable" in result.output  # 4 test patients: no verdict
-    assert (out / "learning_curves.json").is_file()
+    # 2 seeds at 25 % of labels, 1 at 100 %, per arm
+    seeds = {
+        (p.strategy, p.fraction): []
+        for p in LearningCurves.read(out / "learning_curves.json").points
+    }
+    for p in LearningCurves.read(out / "learning_curves.json").points:
+        seeds[(p.strategy, p.fraction)].append(p.seed)
+    assert seeds == {
+        ("frozen_base", 0.25): [0, 1],
+        ("scratch", 0.25): [0, 1],
+        ("frozen_base", 1.0): [0],
+        ("scratch", 1.0): [0],
+    }
+    cell = LearningCurves.read(out / "learning_curves.json").cell("scratch", 0.25)
+    assert cell is not None and cell.n_seeds == 2 and cell.min <= cell.mean <= cell.max
     bad = runner.invoke(app, ["learning-curves", str(path), "--out", str(out), "--fractions", "2"])
     assert bad.exit_code == 2 and "fractions" in bad.output
+    no_seed = runner.invoke(app, [*args, "--seeds", "0"])
+    assert no_seed.exit_code == 2 and "seeds" in no_seed.output

@@ -37,12 +37,10 @@ DECISIONS = {
 def _heat_map(scan, pred):
     """The AI heat map of the stored image, recomputed on request with the same model.
 
-    Only the open case's maps are kept in the session: closing a case (opening another)
-    frees its arrays.
+    Only the open case's maps are kept in the session (see below: closing a case frees
+    its arrays).
     """
     heats = st.session_state.setdefault("medtl_case_heat", {})
-    for old in [k for k in heats if k[0] != pred.case_id]:
-        del heats[old]
     key = (pred.case_id, pred.id)
     if key not in heats:
         if not st.toggle("Show the AI heat map (re-runs the model)", key=f"cr_heat_{pred.id}"):
@@ -97,8 +95,12 @@ if case_id not in details:
     except ReviewStoreError as err:
         st.error(session.human_error(err))
         st.stop()
-for closed in [k for k in details if k != case_id]:  # closing a case frees what it held
+# Closing a case (opening another) frees what it held: its details and heat-map arrays.
+for closed in [k for k in details if k != case_id]:
     del details[closed]
+heat_maps = st.session_state.setdefault("medtl_case_heat", {})
+for closed in [k for k in heat_maps if k[0] != case_id]:
+    del heat_maps[closed]
 detail = details[case_id]
 # Blinded reading: the store blinds the summary for a clinician who has not reviewed this
 # case (no verdict-derived status, no readers) until their own review is saved.

@@ -198,3 +198,15 @@ def test_blinded_second_reader_sees_no_verdict_status_or_count(app_home) -> None
     assert "disagree" not in text.lower().replace("disagree with the ai", "")
     submit(fill_review(bob, case_id, "agree", "fine"), case_id)
     assert "status: **disagreed**" in page_text(bob)  # after his own review: the case status
+
+
+def test_closing_a_case_frees_its_arrays(app_home) -> None:
+    first, second = seed_case(seed=14, probability=0.5), seed_case(seed=15, probability=0.5)
+    at = open_case(sign_in(new_app().run(), "alice"), first)
+    [toggle] = [t for t in at.toggle if t.key.startswith("cr_heat_")]
+    toggle.set_value(True).run()
+    assert [k[0] for k in at.session_state["medtl_case_heat"]] == [first]
+    at.selectbox(key="cr_case").set_value(second).run()  # open the other case
+    assert not at.exception
+    assert list(at.session_state["medtl_case_details"]) == [second]
+    assert all(k[0] != first for k in at.session_state["medtl_case_heat"])

@@ -406,6 +406,7 @@ def _register_subapps() -> None:
     """Add the command groups owned by subpackages (they import heavy modules lazily)."""
     from medtl.app_launcher import app as launcher_app
     from medtl.data.cli import app as data_app
+    from medtl.inference.bundle_cli import app as bundle_app
     from medtl.inference.cli import app as inference_app
     from medtl.inference.embed_cli import app as embed_app
     from medtl.models.cli import app as models_app
@@ -415,6 +416,7 @@ def _register_subapps() -> None:
     from medtl.review.cli import app as review_app
 
     app.add_typer(data_app, name="data")
+    models_app.add_typer(bundle_app)  # `medtl models export` (needs the inference layer)
     app.add_typer(models_app, name="models")
     app.add_typer(pacs_app, name="pacs")
     app.add_typer(worker_app)

@@ -111,7 +111,7 @@ def _inference_config(card: Any, output_kind: str) -> dict[str, Any]:
     pre = card.preprocessing
     spec = pre.model_dump(mode="json") if hasattr(pre, "model_dump") else dict(pre or {})
     return {
-        "imports": ["$import torch", "$from medtl.models.bundle_export import run_inference"],
+        "imports": ["$import torch", "$from medtl.inference.bundle_export import run_inference"],
         "bundle_root": ".",
         "device": "$torch.device('cpu')",
         "architecture": _jsonable(arch),
@@ -127,7 +127,7 @@ def _inference_config(card: Any, output_kind: str) -> dict[str, Any]:
             "weights_only=True))"
         ),
         "preprocessing": {
-            "_target_": "medtl.models.bundle_export.ScanPreprocessing",
+            "_target_": "medtl.inference.bundle_export.ScanPreprocessing",
             "spec": "@preprocessing_spec",
         },
         "input_file": "",

@@ -11,13 +11,9 @@ the calibrator, the operating points and the domain guard. ``predict(scan)`` ret
 3. Grad-CAM on the feature map of that same pass, resized onto the scan grid;
 4. domain guard, feature distance.
 
-**Volumes** (3D packages) are read with MONAI's ``sliding_window_inference``: the recorded
-intensity preprocessing is applied to the whole volume on its own grid (optionally resampled
-to ``volume_spacing_mm``), then windows of the training input size are classified one by
-one. Each window's Grad-CAM is blended into a volume heat map, its calibrated probabilities
-are recorded as a region, and the volume result aggregates them: **binary**: the most
-suspicious window (max probability) decides; **multi-class**: the mean of window
-probabilities. A volume no larger than one window is one window, identical to the 2D path.
+**Volumes** (3D packages) are read with MONAI's ``sliding_window_inference``
+(:mod:`medtl.inference.windows`), or, when the preprocessing reorients and resamples (the
+``merlin`` preset), in one whole-scan pass (:mod:`medtl.inference.whole_scan`).
 
 Example:
     >>> predictor = Predictor.from_package("cxr-nodule")  # doctest: +SKIP
@@ -37,27 +33,16 @@ import numpy as np
 import torch
 
 from medtl.inference.domain import DomainGuard, default_expectations, load_domain_guard
-from medtl.inference.result import (
-    Decision,
-    HeatmapInfo,
-    PredictionResult,
-    ScanInfo,
-    Timings,
-    region_map,
-    top_regions,
-)
-from medtl.inference.saliency import gradcam, heatmap_on_grid, normalize_map, upsample_map
+from medtl.inference.outputs import elapsed_ms as _ms
+from medtl.inference.outputs import heat_info, refuse_invalid
+from medtl.inference.result import Decision, PredictionResult, ScanInfo, Timings
+from medtl.inference.saliency import gradcam, heatmap_on_grid
 
 __all__ = ["Predictor"]
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_POINT = "youden"
-_TOP_REGIONS = 5
-
-
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
 
 
 class Predictor:
@@ -280,7 +265,9 @@ class Predictor:
 
             predict_whole_scan(self, scan, result, timings, saliency)
         elif self.spatial_dims == 3:
-            self._predict_volume(scan, result, timings, saliency)
+            from medtl.inference.windows import predict_volume
+
+            predict_volume(self, scan, result, timings, saliency)
         else:
             self._predict_image(scan, result, timings, saliency)
         if result.probabilities is not None:
@@ -314,7 +301,7 @@ class Predictor:
             cam = gradcam(self.model, x, class_idx=target, features=feats)
             image_shape = _image_array(scan, 2).shape
             result.heatmap, peak = heatmap_on_grid(cam.cam, image_shape)
-            result.heatmap_info = _heat_info(result, self.labels, target, peak)
+            result.heatmap_info = heat_info(result, self.labels, target, peak)
             timings.saliency = _ms(t0)
 
     def _probabilities(
@@ -322,7 +309,7 @@ class Predictor:
     ) -> None:
         """Fill logits and calibrated probabilities from ``(1, k)`` logits."""
         if not np.isfinite(logits).all():
-            _refuse_invalid(result)
+            refuse_invalid(result)
             return
         t0 = time.perf_counter()
         if self.num_outputs == 1:
@@ -356,118 +343,6 @@ class Predictor:
             goal=point.goal,
         )
 
-    # ------------------------------------------------------------------ volumes
-
-    def _volume_input(self, scan: Any) -> tuple[torch.Tensor, tuple[int, ...]]:
-        """Intensity-preprocessed ``(1, C, *grid)`` volume and its grid shape."""
-        from medtl.data.preprocessing import build_preprocessing
-
-        array = np.asarray(scan.array, dtype=np.float32)
-        grid = tuple(int(s) for s in array.shape)
-        if self.volume_spacing_mm is not None:
-            grid = tuple(
-                max(1, round(n * s / t))
-                for n, s, t in zip(array.shape, scan.spacing, self.volume_spacing_mm, strict=True)
-            )
-        # Same recorded transform, with the output size set to the volume's own grid: the
-        # intensity step is exactly training's, the resize is identity (or the resampling).
-        spec = self.spec.model_copy(update={"spatial_size": list(grid)})
-        x = self._channels(build_preprocessing(spec)(array[None]))
-        return x[None], grid
-
-    def _predict_volume(
-        self, scan: Any, result: PredictionResult, timings: Timings, saliency: bool
-    ) -> None:
-        from monai.inferers import sliding_window_inference
-
-        t0 = time.perf_counter()
-        x, grid = self._volume_input(scan)
-        timings.preprocess = _ms(t0)
-        roi = tuple(int(s) for s in self.spec.spatial_size)
-        pad_front = [max(r - g, 0) // 2 for r, g in zip(roi, grid, strict=True)]
-        windows: list[dict[str, Any]] = []
-        clock = {"forward": 0.0, "saliency": 0.0}
-
-        def run_windows(win: torch.Tensor, slices: list[Any]) -> torch.Tensor:
-            t = time.perf_counter()
-            with torch.no_grad():
-                feats = self.model.forward_features(win)
-                logits = self.model.forward_head(feats)
-            clock["forward"] += _ms(t)
-            for i, sl in enumerate(slices):
-                # MONAI pads volumes smaller than a window: window corners back to the grid
-                box = [(s.start - p, s.stop - p) for s, p in zip(sl[2:], pad_front, strict=True)]
-                windows.append(
-                    {
-                        "start": [max(a, 0) for a, _ in box],
-                        "stop": [min(b, g) for (_, b), g in zip(box, grid, strict=True)],
-                        "logits": logits[i].detach().cpu().double().numpy(),
-                        "pooled": self.model.head.pool(feats[i : i + 1])[0]
-                        .detach()
-                        .cpu()
-                        .double()
-                        .numpy(),
-                    }
-                )
-            if not saliency:
-                return torch.zeros((win.shape[0], 1, *win.shape[2:]), device=win.device)
-            t = time.perf_counter()
-            target = 0 if self.num_outputs == 1 else None
-            cam = gradcam(self.model, win, class_idx=target, features=feats).cam
-            out = upsample_map(cam, win.shape[2:])
-            clock["saliency"] += _ms(t)
-            return out
-
-        heat = sliding_window_inference(
-            x,
-            roi_size=roi,
-            sw_batch_size=self.sw_batch_size,
-            predictor=run_windows,
-            overlap=self.overlap,
-            mode="gaussian",
-            with_coord=True,
-        )
-        timings.forward = clock["forward"]
-        logits = np.stack([w["logits"] for w in windows])
-        if not np.isfinite(logits).all():
-            _refuse_invalid(result)
-            return
-        t0 = time.perf_counter()
-        binary = self.num_outputs == 1
-        if binary:
-            p = self.calibrate(logits[:, 0])
-            probs = np.stack([1.0 - p, p], axis=1)
-            best = int(np.argmax(p))
-            volume_probs = probs[best]
-        else:
-            probs = self.calibrate(logits)
-            volume_probs = probs.mean(axis=0)
-        timings.calibration = _ms(t0)
-        self._fill(result, volume_probs, logits.mean(axis=0))
-        result.n_windows = len(windows)
-        result.regions = top_regions(
-            windows, probs, self.labels, grid, scan.shape, binary, _TOP_REGIONS
-        )
-        result.region_map = region_map(windows, probs, grid, roi, binary)
-        if len(windows) > 1 and self.num_outputs == 1:
-            result.warnings.append(
-                f"The volume was read as {len(windows)} overlapping windows; the operating "
-                "point's sensitivity and specificity were measured on single windows."
-            )
-        t0 = time.perf_counter()
-        pooled = np.stack([w["pooled"] for w in windows])
-        result.domain = result.domain.merge(self.guard.check_features(pooled, reduce="median"))
-        timings.domain += _ms(t0)
-        if saliency:
-            t0 = time.perf_counter()
-            cam_vol = upsample_map(heat[:, :1].float(), tuple(scan.shape))
-            result.heatmap = normalize_map(cam_vol[0, 0], inplace=True)
-            target = 0 if self.num_outputs == 1 else None
-            result.heatmap_info = _heat_info(result, self.labels, target)
-            if target is None:
-                result.heatmap_info.target_class = "top class of each window"
-            timings.saliency = clock["saliency"] + _ms(t0)
-
 
 def _has_geometry(spec: Any) -> bool:
     """Whether the spec reorients/resamples (the merlin preset): then one whole-scan pass."""
@@ -476,36 +351,8 @@ def _has_geometry(spec: Any) -> bool:
     return needs_geometry(spec)
 
 
-def _refuse_invalid(result: PredictionResult) -> None:
-    result.domain.add(
-        "values",
-        "refuse",
-        "The image contains invalid pixel values (not numbers), so the model cannot read it.",
-    )
-
-
 def _image_array(scan: Any, spatial_dims: int) -> np.ndarray:
     array = np.asarray(scan.array, dtype=np.float32)
     if spatial_dims == 2 and array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     return array
-
-
-def _heat_info(
-    result: PredictionResult,
-    labels: list[str],
-    target: int | None,
-    peak: list[int] | str | None = "search",
-) -> HeatmapInfo:
-    heat = result.heatmap
-    assert heat is not None
-    if peak == "search":
-        flat = not heat.size or float(heat.max()) <= 0
-        peak = (
-            None if flat else [int(i) for i in np.unravel_index(int(np.argmax(heat)), heat.shape)]
-        )
-    if target is None:
-        name = result.top_class
-    else:
-        name = labels[1] if result.kind == "binary" else labels[target]
-    return HeatmapInfo(method="gradcam", target_class=name, shape=list(heat.shape), peak_index=peak)

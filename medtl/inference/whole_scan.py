@@ -52,7 +52,7 @@ def predict_whole_scan(
         saliency: compute the Grad-CAM heat map.
     """
     from medtl.data.scan_input import to_scan_grid
-    from medtl.inference.predictor import _heat_info
+    from medtl.inference.outputs import heat_info
     from medtl.inference.saliency import gradcam, normalize_map, upsample_map
 
     model = predictor.model
@@ -79,5 +79,5 @@ def predict_whole_scan(
     cam = gradcam(model, x, class_idx=target, features=feats).cam
     on_input = upsample_map(cam.float(), x.shape[2:])[0, 0].cpu().numpy()
     result.heatmap = normalize_map(to_scan_grid(on_input, affine, scan), inplace=True)
-    result.heatmap_info = _heat_info(result, predictor.labels, target)
+    result.heatmap_info = heat_info(result, predictor.labels, target)
     timings.saliency = _ms(t0)

@@ -23,7 +23,8 @@ app = typer.Typer(
 )
 
 
-app.add_typer(foundation_app)  # fetch, export
+# fetch; `export` needs the inference layer: medtl.inference.bundle_cli, added by medtl.cli
+app.add_typer(foundation_app)
 
 
 @app.command("backbones")

@@ -1,7 +1,8 @@
-"""``medtl models fetch`` and ``medtl models export``: published encoders in, bundles out.
+"""``medtl models fetch``: published encoders in.
 
-Added to ``medtl models`` by :mod:`medtl.models.cli`. Errors a user can fix print one line
-and exit 2.
+Added to ``medtl models`` by :mod:`medtl.models.cli`. ``medtl models export`` (MONAI
+bundles out) needs the inference layer and lives in :mod:`medtl.inference.bundle_cli`.
+Errors a user can fix print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -39,23 +40,3 @@ def fetch(
         typer.echo(f"{result.ref}: already registered, checksum verified ({result.path})")
     else:
         typer.echo(f"{result.ref}: registered ({result.path}); {result.load_report}")
-
-
-@app.command("export")
-def export(
-    package: Annotated[str, typer.Argument(help="Package folder, name or name@version.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
-    format: Annotated[str, typer.Option("--format", help="Export format.")] = "monai-bundle",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out.")] = False,
-) -> None:
-    """Export a model package as a MONAI bundle (configs + weights) for MONAI's own tools."""
-    from medtl.models.bundle_export import BundleExportError, export_monai_bundle
-    from medtl.models.package import PackageError
-
-    if format != "monai-bundle":
-        raise fail(f"unknown export format {format!r}; available: monai-bundle")
-    try:
-        folder = export_monai_bundle(package, out, overwrite=overwrite)
-    except (PackageError, BundleExportError, FileExistsError) as err:
-        raise fail(str(err)) from None
-    typer.echo(f"bundle: {folder}")

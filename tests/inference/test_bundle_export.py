@@ -12,11 +12,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from medtl.inference.bundle_export import export_monai_bundle
 from medtl.inference.predictor import Predictor
 from medtl.io import load_scan
 from medtl.io.testing import SOP_CLASS, image_dataset, write
 from medtl.models import ModelCard, create_backbone, import_weights, save_package
-from medtl.models.bundle_export import export_monai_bundle
 from medtl.models.foundation import merlin_preprocessing
 from medtl.transfer.presets import default_preprocessing
 from tests.io.dicom_factory import ct_series, write_series

@@ -46,8 +46,10 @@ if loaded is None or loaded[0] != uploaded.file_id:
 
     try:
         with st.spinner("Reading and de-identifying the scan…"):
-            # Decoded in a worker process: a crashing decoder cannot take the server down.
-            scan = load_scan_isolated(uploaded.getvalue())
+            # Decoded in a worker process of the shared pool: a crashing decoder cannot take
+            # the server down, and uploads are queued per user, so one clinician's large
+            # or hostile upload does not hold up another's.
+            scan = load_scan_isolated(uploaded.getvalue(), user=user.username)
     except ScanError as err:  # the scan's problem: its message, as plain text
         errors.show_scan_problem(err)
         st.stop()

@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from medtl.artifacts.base import ArtifactError
-from medtl.artifacts.curves import CurvePoint, LearningCurves
+from medtl.artifacts.curves import Comparison, CurvePoint, LearningCurves
 from medtl.artifacts.evaluation import Evaluation
 from medtl.artifacts.preprocessing import PreprocessingSpec
 from medtl.artifacts.run import RunSummary
@@ -315,7 +315,7 @@ def build_report_data(
     run_dir: str | Path | RunFiles,
     *,
     against: str | Path | None = None,
-    comparison: dict[str, Any] | None = None,
+    comparison: dict[str, Any] | str | Path | None = None,
     learning_curves: str | Path | list[Any] | None = None,
     transferability: str | Path | dict[str, Any] | None = None,
     baselines: list[dict[str, Any]] | None = None,
@@ -329,7 +329,9 @@ def build_report_data(
     Args:
         run_dir: the (transfer) run folder, or an already loaded :class:`RunFiles`.
         against: a scratch run on the same test set (verdict via ``compare_runs``).
-        comparison: a ready comparison dict (takes precedence over ``against``).
+        comparison: a ready comparison (dict, or a ``verdict.json`` file such as the
+            learning curves' seed-aware verdict); takes precedence over ``against``, whose
+            scores then only draw the paired ROC curves.
         learning_curves: learning-curve points or their JSON file (:func:`read_learning_curves`).
         transferability: ``medtl score --out`` output (:class:`~medtl.artifacts.scores.
             TransferabilityScores`, or ``{backbone: {score: value}}``), or its JSON file.
@@ -347,11 +349,14 @@ def build_report_data(
 
     run = run_dir if isinstance(run_dir, RunFiles) else load_run(run_dir)
     scratch_scores = None
+    if isinstance(comparison, (str, Path)):
+        comparison = Comparison.read(comparison).to_json_dict()
     if comparison is None and against is not None:
         from medtl.evaluation.compare import compare_runs
 
         comparison = compare_runs(run.run_dir, against)
-        # compare_runs has evaluated the scratch run: its scores draw both ROC curves.
+    if against is not None and (Path(against) / Evaluation.FILE).is_file():
+        # the scratch run's scores draw both ROC curves
         scratch_scores = Evaluation.read(Path(against) / Evaluation.FILE).test_scores
     scores = None
     if isinstance(transferability, (str, Path)):

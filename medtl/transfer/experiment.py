@@ -58,6 +58,7 @@ __all__ = [
     "load_config",
     "manifest_hash",
     "read_predictions",
+    "resolve_paths",
     "run_experiment",
     "write_predictions",
 ]
@@ -70,6 +71,11 @@ class DataConfig(BaseModel):
 
     dataset: Path = Field(description="Dataset folder holding manifest.json.")
     modality: ModalityFamily = "generic"
+    preset: Literal["merlin"] | None = Field(
+        None,
+        description="A named preprocessing preset (merlin: RAS, 1.5 x 1.5 x 3 mm, HU "
+        "-1000..1000, pad + centre crop to spatial_size, given in X, Y, Z order).",
+    )
     spatial_size: list[int] = Field(default_factory=lambda: [224, 224])
     intensity: dict[str, Any] | None = Field(
         None, description="Override of the modality's intensity preset (kind/lower/upper)."
@@ -126,7 +132,13 @@ class ExperimentConfig(BaseModel):
 
     def preprocessing(self) -> PreprocessingSpec:
         """The deterministic preprocessing of this experiment."""
-        spec = default_preprocessing(self.data.modality, self.data.spatial_size)
+        if self.data.preset is not None:
+            from medtl.models.foundation import PREPROCESSING_PRESETS
+
+            preset = PREPROCESSING_PRESETS[self.data.preset]()
+            spec = preset.model_copy(update={"spatial_size": list(self.data.spatial_size)})
+        else:
+            spec = default_preprocessing(self.data.modality, self.data.spatial_size)
         if self.data.intensity:
             spec = spec.model_copy(
                 update={"intensity": spec.intensity.model_copy(update=self.data.intensity)}
@@ -156,8 +168,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if overrides:
         raw = _merge(raw, overrides)
-    config = ExperimentConfig.model_validate(raw)
-    base = path.resolve().parent
+    return resolve_paths(ExperimentConfig.model_validate(raw), path.resolve().parent)
+
+
+def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """Resolve the dataset and weights paths (``$MEDTL_HOME``, ``~``, relative to ``base``)."""
     data = config.data
     if not data.dataset.is_absolute():
         data = data.model_copy(update={"dataset": _expand(data.dataset, base)})

@@ -145,3 +145,26 @@ def test_merlin_weights_into_another_backbone_are_refused(merlin_file):
     model = create_backbone("resnet50", spatial_dims=3)
     with pytest.raises(WeightImportError, match=r"Merlin I3ResNet.*create an i3resnet152"):
         import_weights(model, merlin_file)
+
+
+def test_last_stage_layer3_is_the_truncated_encoder_of_the_same_file(merlin_file):
+    full = create_backbone("i3resnet152", spatial_dims=3, options={"width": 4})
+    cut = create_backbone(
+        "i3resnet152", spatial_dims=3, options={"width": 4, "last_stage": "layer3"}
+    )
+    import_weights(full, merlin_file)
+    report = import_weights(cut, merlin_file)
+    assert report.loaded_fraction == 1.0
+    assert any(k.startswith("layer4.") for k in report.unexpected)
+    assert cut.feature_dim == 64 and full.feature_dim == 128
+    assert len(cut.blocks()) == 4 and not hasattr(cut.encoder, "layer4")
+    full.eval()
+    cut.eval()
+    x = torch.rand(2, 1, 32, 32, 8)
+    with torch.no_grad():
+        expected = full.forward_stages(x, ("layer3",))["layer3"]
+        torch.testing.assert_close(cut.forward_features(x), expected)
+    with pytest.raises(ValueError, match="layer4"):
+        cut.forward_stages(x, ("layer4",))
+    with pytest.raises(ValueError, match="last_stage"):
+        create_backbone("i3resnet152", spatial_dims=3, options={"last_stage": "layer2"})

@@ -1,0 +1,384 @@
+"""Several arms on one task along one learning curve (``configs/ct_foundation.yaml``).
+
+A plain learning curve (:mod:`medtl.transfer.learning_curves`) compares one transfer
+strategy of one backbone with scratch. A foundation-model study compares several starting
+points on the same data, split and seeds: here each **arm** is one of
+
+* ``experiment``: a full :class:`~medtl.transfer.experiment.ExperimentConfig` (the shared
+  ``base`` with the arm's ``model`` / ``strategy`` / ``data`` / ``training`` merged over it),
+  trained per point by :func:`~medtl.transfer.experiment.run_experiment` (staged astra-ct,
+  an MRI-pretrained 3D network, 3D scratch);
+* ``features``: a frozen encoder cut at ``layer`` (``layer3`` / ``layer4``, the i3resnet
+  ``last_stage`` option); the pooled features of **every** record are extracted once per arm
+  and cached (``out_dir/features/<arm>-<key>.safetensors``, keyed by the weights, the
+  preprocessing and the manifest), and each point fits a logistic head (scikit-learn, L2) on
+  its training subset: the same head as the ``feature_extraction`` strategy's ``logistic``;
+* ``histogram``: logistic regression on each patch's HU histogram
+  (:func:`medtl.data.histogram_baseline.histogram_features`): how far density alone gets.
+
+Every point is a run folder (``experiment.yaml``, ``summary.json``, ``predictions.csv``) that
+:func:`medtl.evaluation.run.evaluate_run` calibrates and evaluates on the same test split, with
+the same patient-grouped label subsets (:func:`medtl.data.datasets.subsample_patients`, nested
+across fractions) and the same seeds. The summary has the learning curves of every arm
+(``learning_curves.json``, arm names as strategies), the sample-efficiency table against the
+``baseline`` arm, and one seed-and-patient verdict per arm against it (``verdicts.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from medtl.transfer.experiment import ExperimentConfig, resolve_paths
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ArmSpec", "ArmsConfig", "arm_config", "load_arms_config", "run_arms"]
+
+
+class ArmSpec(BaseModel):
+    """One arm: what it changes over the shared base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["experiment", "features", "histogram"] = "experiment"
+    layer: Literal["layer3", "layer4"] | None = Field(
+        None, description="features: the i3resnet stage whose pooled output is the feature."
+    )
+    description: str = ""
+    model: dict[str, Any] = Field(default_factory=dict)
+    strategy: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
+class ArmsConfig(BaseModel):
+    """The multi-arm study (the YAML file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    base: dict[str, Any] = Field(description="ExperimentConfig fields shared by every arm.")
+    arms: dict[str, ArmSpec]
+    baseline: str = Field("scratch", description="The arm every other is compared against.")
+    fractions: list[float] = Field(default_factory=lambda: [0.05, 0.10, 0.25, 1.0])
+    seeds: int = Field(3, ge=1, description="Seeds per point up to 25 % of labels.")
+    top_seeds: int | None = Field(None, description="Seeds per point above 25 % of labels.")
+    base_dir: Path | None = Field(
+        None, description="Folder relative paths resolve against (the YAML's, when loaded)."
+    )
+
+
+def load_arms_config(path: str | Path) -> ArmsConfig:
+    """Read and validate a multi-arm YAML (every arm's config is validated too)."""
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw.setdefault("base_dir", str(path.resolve().parent))
+    config = ArmsConfig.model_validate(raw)
+    if config.baseline not in config.arms:
+        raise ValueError(f"baseline arm {config.baseline!r} is not among the arms")
+    for arm in config.arms:
+        arm_config(config, arm)
+    return config
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def arm_config(config: ArmsConfig, arm: str) -> ExperimentConfig:
+    """The experiment config of one arm (paths resolved against the YAML's folder)."""
+    spec = config.arms[arm]
+    raw = _merge(config.base, {"name": f"{config.name}-{arm}"})
+    for key in ("model", "strategy", "data", "training"):
+        raw = _merge(raw, {key: getattr(spec, key)})
+    if spec.kind == "features":
+        layer = spec.layer or "layer4"
+        raw = _merge(raw, {"model": {"options": {"last_stage": layer}}})
+        raw = _merge(raw, {"strategy": {"name": "feature_extraction", "feature_head": "logistic"}})
+    if spec.description:
+        raw["description"] = spec.description
+    experiment = ExperimentConfig.model_validate(raw)
+    return resolve_paths(experiment, Path(config.base_dir or "."))
+
+
+# ------------------------------------------------------------------------------ points
+def _finished(run: Path) -> bool:
+    return (run / "evaluation.json").is_file() and (run / "summary.json").is_file()
+
+
+def _train_subset(manifest: Any, train: list[int], fraction: float, seed: int) -> list[int]:
+    from medtl.data.datasets import subsample_patients
+
+    kept = subsample_patients([(i, manifest.records[i]) for i in train], fraction, seed)
+    return [i for i, _ in kept]
+
+
+def _write_point(
+    run: Path,
+    cfg: ExperimentConfig,
+    manifest: Any,
+    splits: dict[str, list[int]],
+    logits: dict[int, np.ndarray],
+    info: dict[str, Any],
+) -> None:
+    """A run folder for a point trained outside the Trainer (features, histogram)."""
+    from medtl.artifacts.predictions import PREDICTION_SPLITS, PredictionRow, write_predictions
+    from medtl.artifacts.run import RunSummary
+    from medtl.transfer.experiment import manifest_hash
+
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "experiment.yaml").write_text(
+        yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )
+    rows = []
+    for split in PREDICTION_SPLITS:
+        for i in splits.get(split, []):
+            r = manifest.records[i]
+            values = tuple(float(v) for v in np.atleast_1d(logits[i]))
+            rows.append(PredictionRow(split, int(i), r.patient_id, int(r.label), values))
+    num_outputs = len(rows[0].logits)
+    write_predictions(run / "predictions.csv", rows, num_outputs)
+    train = info["train"]
+    RunSummary(
+        name=cfg.name,
+        strategy=info["strategy"],
+        num_outputs=num_outputs,
+        label_names=list(manifest.label_names),
+        label_fraction=cfg.data.label_fraction,
+        train_images=len(train),
+        train_patients=len({manifest.records[i].patient_id for i in train}),
+        data_seconds=info.get("data_seconds", 0.0),
+        train_seconds=info["seconds"],
+        total_seconds=info["seconds"] + info.get("data_seconds", 0.0),
+        config_hash=cfg.config_hash(),
+        data_hash=manifest_hash(Path(cfg.data.dataset)),
+    ).write(run / RunSummary.FILE)
+
+
+def _logistic_logits(x_train, y_train, x_all: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Fit an L2 logistic head (standardised inputs) and return every record's logits."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000))
+    clf.fit(x_train, y_train)
+    keys = list(x_all)
+    scores = clf.decision_function(np.stack([x_all[k] for k in keys]))
+    if len(clf.classes_) != len(np.unique(y_train)) or scores.ndim not in (1, 2):
+        raise ValueError("logistic head: unexpected class layout")
+    return {k: np.atleast_1d(scores[j]) for j, k in enumerate(keys)}
+
+
+def _all_splits(manifest: Any) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, r in enumerate(manifest.records):
+        out.setdefault(r.split, []).append(i)
+    return out
+
+
+def _feature_key(cfg: ExperimentConfig, model: Any) -> str:
+    from medtl.transfer.experiment import manifest_hash
+
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        if not key.startswith("head."):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(cfg.preprocessing().model_dump_json().encode())
+    digest.update(manifest_hash(Path(cfg.data.dataset)).encode())
+    return digest.hexdigest()[:16]
+
+
+def arm_features(cfg: ExperimentConfig, cache_dir: Path, arm: str) -> dict[int, np.ndarray]:
+    """Pooled features of every manifest record for a ``features`` arm (cached on disk).
+
+    Returns:
+        ``{record index: (D,) float32}``.
+    """
+    from safetensors.numpy import load_file, save_file
+
+    from medtl.data.datasets import build_datasets
+    from medtl.data.manifest import Manifest
+    from medtl.transfer.experiment import build_model
+    from medtl.transfer.strategies import extract_features
+
+    manifest = Manifest.load(cfg.data.dataset)
+    n_classes = max(manifest.num_classes, len(manifest.label_names))
+    model = build_model(cfg, 1 if n_classes <= 2 else n_classes, list(manifest.label_names))
+    path = cache_dir / f"{arm}-{_feature_key(cfg, model)}.safetensors"
+    if path.is_file():
+        data = load_file(str(path))
+        return {int(i): f for i, f in zip(data["index"], data["features"], strict=True)}
+    t0 = time.perf_counter()
+    datasets = build_datasets(cfg.data.dataset, cfg.preprocessing(), cfg.augmentation(),
+                              cache="none", label_fraction=1.0, seed=0)  # fmt: skip
+    index, feats = [], []
+    for split in ("train", "val", "calibration", "test"):
+        ds = datasets.train_plain if split == "train" else getattr(datasets, split)
+        if ds is None:
+            continue
+        f, _ = extract_features(model, ds, batch_size=8)
+        index += datasets.indices[split]
+        feats.append(f.numpy())
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"index": np.asarray(index, np.int64), "features": np.concatenate(feats)}, str(tmp))
+    tmp.replace(path)
+    logger.info("%s: features of %d records in %.0f s", arm, len(index), time.perf_counter() - t0)
+    return {int(i): f for i, f in zip(index, np.concatenate(feats), strict=True)}
+
+
+def _features_point(cfg, manifest, features, run: Path, fraction: float, seed: int) -> None:
+    splits = _all_splits(manifest)
+    train = _train_subset(manifest, splits["train"], fraction, seed)
+    t0 = time.perf_counter()
+    y = np.array([manifest.records[i].label for i in train])
+    others = {i: features[i] for s in ("val", "calibration", "test") for i in splits.get(s, [])}
+    logits = _logistic_logits(np.stack([features[i] for i in train]), y, others)
+    info = {"train": train, "strategy": "feature_extraction", "seconds": time.perf_counter() - t0}
+    _write_point(run, cfg, manifest, splits, logits, info)
+
+
+def _histogram_point(cfg, manifest, run: Path, fraction: float, seed: int) -> None:
+    from medtl.data.histogram_baseline import CT_BINS, histogram_features
+    from medtl.data.patches import read_patch
+
+    root = Path(cfg.data.dataset)
+    splits = _all_splits(manifest)
+    train = _train_subset(manifest, splits["train"], fraction, seed)
+    t0 = time.perf_counter()
+    wanted = train + [i for s in ("val", "calibration", "test") for i in splits.get(s, [])]
+    arrays = [read_patch(root / manifest.records[i].image)[0] for i in wanted]
+    hist = histogram_features(arrays, CT_BINS)
+    rows = dict(zip(wanted, hist, strict=True))
+    y = np.array([manifest.records[i].label for i in train])
+    others = {i: rows[i] for i in wanted[len(train) :]}
+    logits = _logistic_logits(np.stack([rows[i] for i in train]), y, others)
+    info = {"train": train, "strategy": "histogram", "seconds": time.perf_counter() - t0}
+    _write_point(run, cfg, manifest, splits, logits, info)
+
+
+# ------------------------------------------------------------------------------ study
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _run_arm(config: ArmsConfig, arm: str, out_dir: Path, schedule, n_resamples: int) -> None:
+    from medtl.data.manifest import Manifest
+    from medtl.evaluation.run import evaluate_run
+    from medtl.transfer.experiment import run_experiment
+    from medtl.transfer.learning_curves import point_config, point_dir
+
+    cfg = arm_config(config, arm)
+    kind = config.arms[arm].kind
+    todo = [(f, s) for f, seeds in schedule.items() for s in seeds
+            if not _finished(point_dir(out_dir, arm, f, s))]  # fmt: skip
+    if not todo:
+        return
+    manifest = Manifest.load(cfg.data.dataset)
+    features = arm_features(cfg, out_dir / "features", arm) if kind == "features" else None
+    for fraction, seed in todo:
+        run = point_dir(out_dir, arm, fraction, seed)
+        point = point_config(cfg, str(cfg.strategy.name), fraction, seed)
+        logger.info("arm %s: %.0f %% of labels, seed %d", arm, 100 * fraction, seed)
+        if kind == "experiment":
+            run_experiment(point, run)
+        elif kind == "features":
+            _features_point(point, manifest, features, run, fraction, seed)
+        else:
+            _histogram_point(point, manifest, run, fraction, seed)
+        evaluate_run(run, n_resamples=n_resamples, seed=seed)
+
+
+def run_arms(
+    config: ArmsConfig,
+    out_dir: str | Path,
+    *,
+    arms: list[str] | None = None,
+    fractions: list[float] | None = None,
+    seeds: int | None = None,
+    top_seeds: int | None = None,
+    n_resamples: int = 1000,
+) -> dict[str, Any]:
+    """Run every arm at every (fraction, seed) point, then the curves and verdicts.
+
+    Args:
+        config: the study.
+        out_dir: where point runs (``<arm>_f<fraction>_s<seed>``) and summaries go.
+        arms: a subset of arms to run (the baseline is always run).
+        fractions / seeds / top_seeds: override the config's schedule.
+        n_resamples: bootstrap resamples per evaluation and verdict.
+
+    Returns:
+        ``{"points": [...], "sample_efficiency": {...}, "verdicts": {arm: {...}}}``.
+    """
+    from dataclasses import asdict
+
+    from medtl.artifacts.curves import CurvePoint, LearningCurves
+    from medtl.artifacts.evaluation import Evaluation
+    from medtl.artifacts.run import RunSummary
+    from medtl.evaluation.compare import compare_seed_runs
+    from medtl.evaluation.transfer_analysis import LearningCurvePoint, sample_efficiency_table
+    from medtl.transfer.learning_curves import point_dir, seed_schedule
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(arms or config.arms)
+    if config.baseline not in names:
+        names.append(config.baseline)
+    schedule = seed_schedule(
+        fractions or config.fractions, seeds or config.seeds, top_seeds or config.top_seeds
+    )
+    for arm in names:
+        _run_arm(config, arm, out_dir, schedule, n_resamples)
+    points = []
+    for arm in names:
+        for fraction, arm_seeds in schedule.items():
+            for seed in arm_seeds:
+                run = point_dir(out_dir, arm, fraction, seed)
+                test = Evaluation.read(run / Evaluation.FILE).test
+                summary = RunSummary.read(run / RunSummary.FILE)
+                points.append(LearningCurvePoint(
+                    strategy=arm, fraction=float(fraction), seed=int(seed),
+                    auroc=_nan(test.auroc.estimate),
+                    auprc=test.auprc.estimate if test.auprc is not None else None,
+                    n_train=summary.train_images,
+                    extra={"train_seconds": summary.train_seconds},
+                ))  # fmt: skip
+    LearningCurves.from_points(CurvePoint.model_validate(asdict(p)) for p in points).write(
+        out_dir / LearningCurves.FILE
+    )
+    efficiency = sample_efficiency_table(points, scratch_strategy=config.baseline).to_dict()
+    top = max(schedule)
+    verdicts = {
+        arm: compare_seed_runs(
+            [point_dir(out_dir, arm, top, s) for s in schedule[top]],
+            [point_dir(out_dir, config.baseline, top, s) for s in schedule[top]],
+            seeds_transfer=schedule[top],
+            seeds_scratch=schedule[top],
+            n_resamples=n_resamples,
+        )
+        for arm in names
+        if arm != config.baseline
+    }
+    out = {"points": [asdict(p) for p in points], "sample_efficiency": efficiency,
+           "verdicts": verdicts}  # fmt: skip
+    (out_dir / "arms.json").write_text(json.dumps(out, indent=2, default=str), "utf-8")
+    return out

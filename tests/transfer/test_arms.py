@@ -1,0 +1,134 @@
+"""Multi-arm learning curves (the ct_foundation study) on a tiny real-NIfTI 3D dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from medtl.data.manifest import Manifest, ManifestRecord
+from medtl.transfer.arms import arm_config, load_arms_config, run_arms
+from tests.models.merlin_layout import merlin_file_bytes, merlin_state
+
+SHAPE = (16, 16, 4)  # X, Y, Z at 1.5 x 1.5 x 3 mm, RAS
+
+
+def _write_dataset(root: Path, n_patients: int = 30) -> Path:
+    """Positives hold a dense cube (HU +400) in soft tissue; splits by patient."""
+    rng = np.random.default_rng(0)
+    affine = np.diag([1.5, 1.5, 3.0, 1.0])
+    splits = ["train"] * 14 + ["val"] * 4 + ["calibration"] * 4 + ["test"] * 8
+    records = []
+    for p in range(n_patients):
+        for k in range(4):
+            label = (p + k) % 2
+            img = rng.normal(40.0, 30.0, SHAPE)
+            if label:
+                x0, y0 = rng.integers(2, 9, 2)
+                img[x0 : x0 + 5, y0 : y0 + 5, 1:3] += 400.0
+            rel = f"images/p{p:02d}_{k}.nii.gz"
+            (root / "images").mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(np.round(img).astype(np.int16), affine), str(root / rel))
+            records.append(ManifestRecord(image=rel, label=label, patient_id=f"P{p:02d}",
+                                          split=splits[p], modality="CT", task="cube"))  # fmt: skip
+    Manifest(name="cubes", task="cube", label_names=["absent", "present"], simulated=True,
+             description="synthetic 3D cubes for tests", records=records).save(root)  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("arms")
+    _write_dataset(root / "data")
+    (root / "enc.pt").write_bytes(merlin_file_bytes(merlin_state(width=4, seed=3)))
+    training = {"batch_size": 16, "amp": "none", "progress": "never", "monitor": "auroc",
+                "mode": "max", "num_workers": 0}  # fmt: skip
+    config = {
+        "name": "cubes",
+        "baseline": "scratch",
+        "fractions": [0.5, 1.0],
+        "seeds": 1,
+        "base": {
+            "data": {
+                "dataset": "data",
+                "modality": "ct",
+                "preset": "merlin",
+                "spatial_size": list(SHAPE),
+                "cache": "memory",
+            },
+            "training": training,
+        },
+        "arms": {
+            "enc_layer3": {
+                "kind": "features",
+                "layer": "layer3",
+                "model": {"backbone": "i3resnet152", "weights": "enc.pt", "options": {"width": 4}},
+            },
+            "scratch": {
+                "model": {"backbone": "smallcnn"},
+                "strategy": {
+                    "name": "scratch",
+                    "head_epochs": 1,
+                    "finetune_epochs": 1,
+                    "head_lr": 0.01,
+                },
+            },
+            "hu_histogram": {"kind": "histogram"},
+        },
+    }
+    (root / "study.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return root
+
+
+def test_arm_configs_merge_the_base(study):
+    config = load_arms_config(study / "study.yaml")
+    enc = arm_config(config, "enc_layer3")
+    assert enc.model.options == {"width": 4, "last_stage": "layer3"}
+    assert enc.strategy.name == "feature_extraction" and enc.strategy.feature_head == "logistic"
+    assert enc.data.dataset == study / "data" and enc.model.weights == study / "enc.pt"
+    spec = enc.preprocessing()
+    assert spec.orientation == "RAS" and spec.target_spacing == [1.5, 1.5, 3.0]
+    assert spec.spatial_size == list(SHAPE) and spec.fit == "pad_crop"
+    with pytest.raises(ValueError, match="baseline"):
+        bad = yaml.safe_load((study / "study.yaml").read_text()) | {"baseline": "nope"}
+        (study / "bad.yaml").write_text(yaml.safe_dump(bad))
+        load_arms_config(study / "bad.yaml")
+
+
+def test_every_arm_gets_points_curves_and_a_verdict_against_the_baseline(study):
+    import torch
+
+    torch.set_num_threads(1)
+    config = load_arms_config(study / "study.yaml")
+    out = study / "runs"
+    result = run_arms(config, out, n_resamples=100)
+    names = {p["strategy"] for p in result["points"]}
+    assert names == {"enc_layer3", "scratch", "hu_histogram"}
+    assert set(result["verdicts"]) == {"enc_layer3", "hu_histogram"}
+    curves = json.loads((out / "learning_curves.json").read_text())
+    assert {p["strategy"] for p in curves["points"]} == names
+    # the histogram sees the dense cube: near-perfect test AUROC
+    hist = [p for p in result["points"] if p["strategy"] == "hu_histogram" and p["fraction"] == 1]
+    assert hist[0]["auroc"] > 0.9
+    # smaller label fraction -> fewer training images, nested patients
+    n = {(p["strategy"], p["fraction"]): p["n_train"] for p in result["points"]}
+    assert n[("enc_layer3", 0.5)] < n[("enc_layer3", 1.0)] == 14 * 4
+    # features were extracted once for every record (1024/16 = 64 channels at width 4)
+    from safetensors.numpy import load_file
+
+    (cache,) = (out / "features").glob("enc_layer3-*.safetensors")
+    feats = load_file(str(cache))
+    assert feats["features"].shape == (120, 64)
+    assert sorted(feats["index"].tolist()) == list(range(120))
+    stamp = cache.stat().st_mtime_ns
+    # a second study reuses finished points and the cache
+    (out / "enc_layer3_f0.5_s0" / "evaluation.json").unlink()
+    again = run_arms(config, out, n_resamples=100)
+    assert cache.stat().st_mtime_ns == stamp
+    first = {(p["strategy"], p["fraction"]): p["auroc"] for p in result["points"]}
+    second = {(p["strategy"], p["fraction"]): p["auroc"] for p in again["points"]}
+    assert second == pytest.approx(first)

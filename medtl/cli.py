@@ -361,45 +361,10 @@ def demo(
 
 
 def print_summary(summary: dict) -> None:
-    """Print the demo summary table."""
-    from rich.console import Console
-    from rich.table import Table
+    """Print the demo summary table (:func:`medtl.demo.summary.print_summary`)."""
+    from medtl.demo.summary import print_summary as print_demo_summary
 
-    table = Table(title=f"medtl demo ({summary.get('size')}): test AUROC, all training labels")
-    for column in (
-        "experiment",
-        "transfer (95% CI)",
-        "scratch (95% CI)",
-        "verdict",
-        "fewest labels: transfer / scratch",
-        "ECE before -> after",
-        "time",
-    ):
-        table.add_column(column, overflow="fold")
-
-    def auc(d: dict) -> str:
-        return f"{d['estimate']:.3f}\n({d['lower']:.3f}-{d['upper']:.3f})"
-
-    for row in summary.get("rows", []):
-        few = row.get("fewest_labels")
-        fewest = (
-            f"{few['transfer_auroc']:.3f} / {few['scratch_auroc']:.3f}\n"
-            f"({few['fraction']:.0%}, n={few['n_train']})"
-            if few
-            else "-"
-        )
-        table.add_row(
-            row["experiment"],
-            auc(row["transfer_auroc"]),
-            auc(row["scratch_auroc"]),
-            str(row["verdict"]),
-            fewest,
-            f"{row['ece_before']:.3f} -> {row['ece_after']:.3f}",
-            f"{(row['seconds'] or 0) / 60:.1f} min",
-        )
-    console = Console(width=max(110, Console().width))
-    console.print(table)
-    console.print(f"total time: {summary.get('total_seconds', 0) / 60:.1f} min")
+    print_demo_summary(summary)
 
 
 def _register_subapps() -> None:

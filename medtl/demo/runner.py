@@ -10,8 +10,8 @@ Stages (each is skipped when it finished before; ``--force STAGE`` redoes it):
 5. ``mri_to_ct`` and ``cxr_nodule``: the default transfer strategy and the scratch baseline at
    learning-curve label fractions, each run calibrated and evaluated on test;
 6. ``reports``: validation reports (HTML + PDF) and registered model packages;
-7. ``summary``: the table (AUROC with CI for transfer and scratch, verdict, ECE before and
-   after calibration, time taken);
+7. ``summary``: the table (:mod:`medtl.demo.summary`: each arm's AUROC over training seeds,
+   the seed-aware verdict, ECE before and after calibration with CIs, time taken);
 8. the app, with a demo clinician and admin account.
 
 State lives in ``MEDTL_HOME/demo/<size>/state.json``; everything else under ``MEDTL_HOME``.
@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from medtl.demo.plans import PLANS, DemoPlan, experiment_configs, pretrain_configs
+from medtl.demo.summary import build_summary
 
 __all__ = [
     "STAGES",
@@ -211,6 +212,8 @@ class _DemoRun:
             ExperimentConfig.model_validate(cfg_dict),
             self.root / "runs" / name,
             fractions=plan.cxr_fractions if name == "cxr_nodule" else plan.fractions,
+            seeds=plan.seeds,
+            top_seeds=plan.top_seeds,
             n_resamples=plan.n_resamples,
             progress=self.progress,
             workers=plan.workers,
@@ -235,6 +238,7 @@ class _DemoRun:
             files = write_report(
                 transfer,
                 against=point_dir(folder, "scratch", top, 0),
+                comparison=folder / "verdict.json",  # over all seeds, not seed 0 alone
                 learning_curves=folder / "learning_curves.json",
                 pdf=True,
             )
@@ -252,58 +256,6 @@ def transfer_arm(state: DemoState, name: str) -> str:
     if len(arms) != 1:
         raise ValueError(f"stage {name}: expected one transfer arm, found {sorted(arms)}")
     return arms.pop()
-
-
-def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any]:
-    """Per experiment: AUROC with CI (transfer, scratch), verdict, ECE before/after, time,
-    and both arms' test AUROC at the smallest label fraction of the learning curve."""
-    from medtl.artifacts import LearningCurves
-    from medtl.transfer.learning_curves import point_dir
-
-    rows = []
-    top = max(plan.fractions)
-    for name in ("mri_to_ct", "cxr_nodule"):
-        folder = Path(state.done[name]["folder"])
-        arm = transfer_arm(state, name)
-        ev = {}
-        for key, strategy in (("transfer", arm), ("scratch", "scratch")):
-            ev[key] = json.loads(
-                (point_dir(folder, strategy, top, 0) / "evaluation.json").read_text("utf-8")
-            )
-        table = ev["transfer"]["calibration"]["table"]
-        ece = next(r for r in table if r["measure"].startswith("ECE"))
-        verdict = state.done[name].get("verdict") or {}
-        points = LearningCurves.read(folder / LearningCurves.FILE).points
-        curve = [p.model_dump() for p in points]
-        fewest = min(p["fraction"] for p in curve)
-        at_fewest = {p["strategy"]: p for p in curve if p["fraction"] == fewest and p["seed"] == 0}
-        rows.append(
-            {
-                "experiment": name,
-                "strategy": arm,
-                "transfer_auroc": ev["transfer"]["test"]["auroc"],
-                "scratch_auroc": ev["scratch"]["test"]["auroc"],
-                "fewest_labels": {
-                    "fraction": fewest,
-                    "n_train": at_fewest[arm]["n_train"],
-                    "transfer_auroc": at_fewest[arm]["auroc"],
-                    "scratch_auroc": at_fewest["scratch"]["auroc"],
-                },
-                "verdict": verdict.get("verdict"),
-                "verdict_sentence": verdict.get("sentence"),
-                "ece_before": ece["before"],
-                "ece_after": ece["after"],
-                "seconds": state.done[name].get("seconds"),
-            }
-        )
-    out = {
-        "size": plan.size,
-        "rows": rows,
-        "stage_seconds": {k: v.get("seconds") for k, v in state.done.items()},
-        "total_seconds": sum(v.get("seconds") or 0 for v in state.done.values()),
-    }
-    (root / "summary.json").write_text(json.dumps(out, indent=2, default=str), encoding="utf-8")
-    return out
 
 
 def ensure_demo_accounts(size: str) -> dict[str, str]:

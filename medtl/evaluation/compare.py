@@ -38,16 +38,14 @@ def multiclass_difference(
 ) -> dict[str, Any]:
     """Paired patient-level stratified bootstrap of the macro-AUROC difference A - B
     (multi-class)."""
-    from medtl.evaluation.bootstrap import resample_indices, summarise_replicates
+    from medtl.evaluation.bootstrap import macro_auroc_replicates, summarise_replicates
     from medtl.evaluation.metrics import macro_auroc
 
     patients = np.unique(patient_ids)
-    reps = [
-        macro_auroc(labels[idx], probs_a[idx]) - macro_auroc(labels[idx], probs_b[idx])
-        for idx in resample_indices(
-            labels, patient_ids=patient_ids, n_resamples=n_resamples, seed=seed
-        )
-    ]
+    # both arms on the same replicates (same data and seed): a paired difference
+    reps = macro_auroc_replicates(
+        labels, probs_a, patient_ids, n_resamples, seed
+    ) - macro_auroc_replicates(labels, probs_b, patient_ids, n_resamples, seed)
     a, b = macro_auroc(labels, probs_a), macro_auroc(labels, probs_b)
     ci = summarise_replicates(a - b, reps, confidence=1 - alpha, n_resamples=n_resamples)
     lo, hi = ci.lower, ci.upper

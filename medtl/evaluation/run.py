@@ -59,16 +59,22 @@ def multiclass_bootstrap(
     Returns:
         ``{"auroc": ..., "accuracy": ...}``, each a :meth:`BootstrapCI.to_dict`.
     """
-    from medtl.evaluation.bootstrap import resample_indices, summarise_replicates
+    from medtl.evaluation.bootstrap import (
+        macro_auroc_replicates,
+        resample_indices,
+        summarise_replicates,
+    )
     from medtl.evaluation.metrics import macro_auroc
 
     pred = probs.argmax(1)
-    aucs, accs = [], []
-    for idx in resample_indices(
-        labels, patient_ids=patient_ids, n_resamples=n_resamples, seed=seed
-    ):
-        aucs.append(macro_auroc(labels[idx], probs[idx]))
-        accs.append(float(np.mean(pred[idx] == labels[idx])))
+    # vectorised over replicates; the same replicates as the accuracy loop (same seed)
+    aucs = macro_auroc_replicates(labels, probs, patient_ids, n_resamples, seed)
+    accs = [
+        float(np.mean(pred[idx] == labels[idx]))
+        for idx in resample_indices(
+            labels, patient_ids=patient_ids, n_resamples=n_resamples, seed=seed
+        )
+    ]
     kw = {"confidence": confidence, "n_resamples": n_resamples}
     return {
         "auroc": summarise_replicates(macro_auroc(labels, probs), aucs, **kw).to_dict(),

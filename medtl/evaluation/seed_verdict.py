@@ -30,8 +30,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from medtl.evaluation.bootstrap import _weighted_auroc, summarise_replicates
-from medtl.evaluation.resampling import resample_indices, resample_weights
+from medtl.evaluation.bootstrap import (
+    _weighted_auroc,
+    macro_auroc_replicates,
+    summarise_replicates,
+)
+from medtl.evaluation.resampling import resample_weights
 from medtl.evaluation.transfer_analysis import (
     MIN_PATIENTS_FOR_VERDICT,
     NEGATIVE_TRANSFER,
@@ -78,12 +82,9 @@ def _per_seed_replicates(
         ]
         return est, np.concatenate(blocks, axis=1)
     est = np.array([macro_auroc(labels, p) for p in probs])
-    reps = np.empty((len(probs), n_resamples))
-    for b, idx in enumerate(
-        resample_indices(labels, patient_ids=patient_ids, n_resamples=n_resamples, seed=seed)
-    ):
-        for s, p in enumerate(probs):
-            reps[s, b] = macro_auroc(labels[idx], p[idx])
+    reps = np.stack(
+        [macro_auroc_replicates(labels, p, patient_ids, n_resamples, seed) for p in probs]
+    )
     return est, reps
 
 

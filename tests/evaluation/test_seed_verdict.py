@@ -144,6 +144,16 @@ def test_seed_bootstrap_pairs_patients_and_matches_patient_bootstrap_for_one_see
     probs = [p / p.sum(1, keepdims=True) for p in probs]
     out = seed_patient_verdict(labels, probs, probs[::-1], pids, n_resamples=100)
     assert "macro AUROC" in out["sentence"] and out["n_seeds_scratch"] == 2
+    # the vectorised macro AUROC replicates are scikit-learn's macro AUROC on each resample
+    from medtl.evaluation.bootstrap import macro_auroc_replicates, resample_indices
+    from medtl.evaluation.metrics import macro_auroc
+
+    fast = macro_auroc_replicates(labels, probs[0], pids, 40, 5)
+    slow = [
+        macro_auroc(labels[i], probs[0][i])
+        for i in resample_indices(labels, patient_ids=pids, n_resamples=40, seed=5)
+    ]
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
 
 
 def test_seed_schedule_gives_more_seeds_to_small_fractions() -> None:

@@ -83,7 +83,11 @@ def _metrics(run: RunFiles) -> dict[str, Any]:
     if not run.binary:
         out["class_counts"] = test.class_counts
     out["calibration"] = {
-        row.measure: {"before": finite(row.before), "after": finite(row.after)}
+        row.measure: {
+            "before": finite(row.before),
+            "after": finite(row.after),
+            **({"change": _ci(row.change_ci)} if row.change_ci is not None else {}),
+        }
         for row in ev.calibration.table
     }
     return out
@@ -119,6 +123,19 @@ def _training(run: RunFiles) -> dict[str, Any]:
         "calibration": {
             "method": run.evaluation.calibration_method,
             "fitted_on": run.evaluation.calibrated_on,
+            **(
+                {
+                    "split_images": split.n_images,
+                    "split_patients": split.n_patients,
+                }
+                if (split := run.evaluation.calibration_split) is not None
+                else {}
+            ),
+            **(
+                {"warning": run.evaluation.calibration_warning}
+                if run.evaluation.calibration_warning
+                else {}
+            ),
         },
         "dataset": run.manifest.name,
         "simulated_data": run.manifest.simulated,
@@ -160,6 +177,8 @@ def build_card(
         limitations.append(
             "Thresholds were chosen on the calibration split; re-check them locally before use."
         )
+    if run.evaluation.calibration_warning:
+        limitations.append(run.evaluation.calibration_warning)
     purpose = intended_use or (
         f"Research use: {task or 'classification'} on {run.manifest.modality} images, for "
         "researchers and reviewers. Not a medical device; not for clinical decisions."

@@ -78,3 +78,14 @@ def test_no_calibration_requested_is_not_a_warning(tiny_run, tmp_path) -> None:
     ev = Evaluation.read(run / Evaluation.FILE)
     assert ev.calibration_warning is None and ev.calibration_method == "none"
     assert ev.calibration_requested == "none"
+
+
+def test_model_card_carries_the_calibration_split_and_fallback(tiny_run) -> None:
+    from medtl.reports.card import build_card
+
+    card = build_card(tiny_run)
+    calibration = card.training["calibration"]
+    assert (calibration["split_images"], calibration["split_patients"]) == (12, 6)
+    assert calibration["method"] == "none" and "at least 30" in calibration["warning"]
+    assert any("Not calibrated" in line for line in card.limitations)
+    assert card.calibration is None

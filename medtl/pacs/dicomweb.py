@@ -38,8 +38,11 @@ def client(settings: PacsSettings) -> DICOMwebClient:
     """A DICOMweb client with basic or bearer authentication from the settings."""
     from dicomweb_client.api import DICOMwebClient
 
+    from medtl.pacs.logs import quiet_client_logs
+
     if not settings.dicomweb_url:
         raise PacsError("DICOMweb is not configured (MEDTL_PACS_DICOMWEB_URL)")
+    quiet_client_logs()
     import requests
 
     session = requests.Session()

@@ -45,12 +45,10 @@ _STATUS = {
 
 
 def quiet_pynetdicom() -> None:
-    """Keep PHI out of the logs: pynetdicom's INFO and DEBUG records dump whole identifiers
-    and responses (patient names, IDs, UIDs), so its loggers are raised to WARNING unless
-    someone set a level on purpose (its child loggers inherit it)."""
-    pnd = logging.getLogger("pynetdicom")
-    if pnd.level == logging.NOTSET:
-        pnd.setLevel(logging.WARNING)
+    """Keep PHI out of the logs (see :mod:`medtl.pacs.logs`)."""
+    from medtl.pacs.logs import quiet_client_logs
+
+    quiet_client_logs()
 
 
 def _ae(settings: PacsSettings) -> Any:

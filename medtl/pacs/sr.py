@@ -160,6 +160,9 @@ def build_sr(
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
+    from medtl.pacs.logs import quiet_client_logs
+
+    quiet_client_logs()
     if not sources:
         raise ValueError("an SR needs at least one source instance")
     evidence = [complete_header(sources[0]), *sources[1:]]

@@ -25,13 +25,20 @@ from tests.pacs.conftest import (
     make_cr,
 )
 
-runner = CliRunner()
+# wide enough that rich never wraps a log line: a wrapped UID would escape the PHI checks
+runner = CliRunner(env={"COLUMNS": "2000"})
+
+
+#: everything the commands printed (debug logs included) since the test cleared it
+TRANSCRIPT: list[str] = []
 
 
 def medtl(*args: str) -> tuple[int, str]:
-    """Run ``medtl ARGS``: the exit code and stdout followed by stderr."""
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout + (result.stderr or "")
+    """Run ``medtl -v ARGS`` (debug logs on): the exit code and stdout then stderr."""
+    result = runner.invoke(app, ["-v", *args])
+    out = result.stdout + (result.stderr or "")
+    TRANSCRIPT.append(out)
+    return result.exit_code, out
 
 
 def case_of(out: str) -> str:
@@ -63,7 +70,8 @@ def assert_no_phi(home: Path, secrets: list[str]) -> None:
 def assert_no_phi_in(text: str, studies) -> None:
     """Command output and logs of analyse/push/listen name no patient and no original UID."""
     for secret in [PHI_NAME, PHI_ID, PHI_ACCESSION, *studies.all_uids()]:
-        assert secret not in text
+        leaks = [line for line in text.splitlines() if secret in line]
+        assert not leaks, f"{secret!r} printed: {leaks[0][:300]!r}"
 
 
 def sr_in_study(orthanc: OrthancServer, study_uid: str) -> list[pydicom.Dataset]:
@@ -145,7 +153,7 @@ def test_echo_says_which_path_fails_and_why(pacs_env, monkeypatch, tmp_path) -> 
     assert "'INTRUDER' registered in the PACS" in out, out
 
 
-def test_find_over_dicomweb_and_dimse(pacs_env, studies, monkeypatch, caplog) -> None:
+def test_find_over_dicomweb_and_dimse(pacs_env, studies, monkeypatch) -> None:
     hits = medtl_json("pacs", "find", "--patient-id", PHI_ID, "--modality", "CT")
     assert [h["study_uid"] for h in hits] == [studies.ct_study]
     assert hits[0]["patient_name"] == PHI_NAME and hits[0]["n_instances"] == 40
@@ -153,17 +161,24 @@ def test_find_over_dicomweb_and_dimse(pacs_env, studies, monkeypatch, caplog) ->
     hits = medtl_json("pacs", "find", "--since", "2025-01-01")
     assert [h["study_uid"] for h in hits] == [studies.cr_study]
 
+    # identifiers go to stdout for the operator, never into the (debug) logs on stderr
+    web = runner.invoke(app, ["-v", "pacs", "find", "--patient-id", PHI_ID])
     monkeypatch.delenv("MEDTL_PACS_DICOMWEB_URL")  # DIMSE only: C-FIND
-    code, out = medtl("pacs", "find", "--accession", PHI_ACCESSION)
-    assert code == 0, out
-    assert studies.cr_study in out and studies.ct_study in out and PHI_ID in out
-    assert PHI_ID not in caplog.text and studies.cr_study not in caplog.text
+    dimse = runner.invoke(app, ["-v", "pacs", "find", "--accession", PHI_ACCESSION])
+    for result in (web, dimse):
+        assert result.exit_code == 0, result.stderr
+        assert studies.cr_study in result.stdout and studies.ct_study in result.stdout
+        assert PHI_ID in result.stdout and re.search(r"pacs find: \d+ studies", result.stderr)
+        for secret in (PHI_ID, PHI_NAME, PHI_ACCESSION, studies.cr_study, studies.ct_study):
+            assert secret not in result.stderr, result.stderr
 
 
 # --- analyse, review, push ------------------------------------------------------------------
-def test_analyse_review_push_cycle(pacs_env, home, orthanc, studies, packages, caplog) -> None:
+def test_analyse_review_push_cycle(pacs_env, home, orthanc, studies, packages) -> None:
     from medtl.pacs.ingest import site_key
     from medtl.pacs.records import load_link
+
+    TRANSCRIPT.clear()
 
     code, out = medtl("pacs", "analyse", studies.cr_study, "--model", str(packages["CR"]))
     assert code == 0, out
@@ -217,13 +232,15 @@ def test_analyse_review_push_cycle(pacs_env, home, orthanc, studies, packages, c
 
     code, out = medtl("pacs", "status")
     assert f"{case_id} result" in out and "done" in out
-    assert_no_phi_in(caplog.text, studies)
+    assert "DEBUG" in "".join(TRANSCRIPT)  # the debug logs were on
+    assert_no_phi_in("".join(TRANSCRIPT), studies)
     assert_no_phi(home, [PHI_NAME, PHI_ID, PHI_ACCESSION, *studies.all_uids()])
 
 
 def test_dimse_only_analyse_and_unverified_push(
-    pacs_env, home, orthanc, studies, packages, monkeypatch, caplog
+    pacs_env, home, orthanc, studies, packages, monkeypatch
 ) -> None:
+    TRANSCRIPT.clear()
     monkeypatch.delenv("MEDTL_PACS_DICOMWEB_URL")  # C-GET in, C-STORE out
     code, out = medtl("pacs", "analyse", studies.ct_study, "--model", str(packages["CT"]))
     assert code == 0, out
@@ -255,7 +272,7 @@ def test_dimse_only_analyse_and_unverified_push(
         for r in se.ReferencedSOPSequence
     }
     assert refs == set(studies.ct_instances)
-    assert_no_phi_in(caplog.text, studies)
+    assert_no_phi_in("".join(TRANSCRIPT), studies)
     assert_no_phi(home, [PHI_NAME, PHI_ID, PHI_ACCESSION, *studies.all_uids()])
 
 

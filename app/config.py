@@ -10,6 +10,7 @@
     db_busy_timeout_ms = 5000    # SQLite lock wait per try
     db_retries = 6               # tries of a write on a locked database
     oidc = false                 # show "Sign in with your organisation" (needs [auth] secrets)
+    trusted_proxies = ["127.0.0.1", "::1"]   # reverse proxies whose X-Forwarded-For counts
 
 Single sign-on (OIDC) uses Streamlit's ``st.login``: set ``oidc = true`` here *and* put an
 ``[auth]`` section in Streamlit's secrets (``~/.streamlit/secrets.toml`` of the account that
@@ -28,7 +29,13 @@ e-mail local part must match an active local medtl account (whose role applies).
 
 Environment variables override the file: ``MEDTL_APP_MAX_UPLOAD_MB``,
 ``MEDTL_DATABASE_URL``, ``MEDTL_APP_SESSION_MINUTES``, ``MEDTL_APP_IDLE_MINUTES``,
-``MEDTL_APP_DB_BUSY_TIMEOUT_MS``, ``MEDTL_APP_DB_RETRIES``, ``MEDTL_APP_OIDC``.
+``MEDTL_APP_DB_BUSY_TIMEOUT_MS``, ``MEDTL_APP_DB_RETRIES``, ``MEDTL_APP_OIDC``,
+``MEDTL_APP_TRUSTED_PROXIES`` (comma-separated addresses or networks).
+
+Sign-in throttling works per client address (:mod:`app.components.client`). Behind the
+reverse proxy of ``docs/deploy/nginx.conf`` every connection comes from the proxy, so name
+it in ``trusted_proxies``: then the address the proxy puts in ``X-Forwarded-For`` (or
+``X-Real-IP``) is used. Without it those headers are ignored (any browser can send them).
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ class AppSettings:
         db_retries: tries of a write on a locked database before "busy" is shown.
         oidc: offer single sign-on through ``st.login`` (only shown when ``[auth]``
             secrets are configured as well).
+        trusted_proxies: addresses or networks (``10.0.0.0/8``) of reverse proxies whose
+            ``X-Forwarded-For`` / ``X-Real-IP`` headers name the real client.
     """
 
     max_upload_mb: float = 512.0
@@ -70,6 +79,7 @@ class AppSettings:
     db_busy_timeout_ms: int = 5000
     db_retries: int = 6
     oidc: bool = False
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def max_upload_bytes(self) -> int:
@@ -85,7 +95,19 @@ _ENV = {
     "db_busy_timeout_ms": ("MEDTL_APP_DB_BUSY_TIMEOUT_MS", int),
     "db_retries": ("MEDTL_APP_DB_RETRIES", int),
     "oidc": ("MEDTL_APP_OIDC", lambda v: str(v).strip().lower() in ("1", "true", "yes", "on")),
+    "trusted_proxies": ("MEDTL_APP_TRUSTED_PROXIES", lambda v: _addresses(v)),
 }
+
+
+def _addresses(value: Any) -> tuple[str, ...]:
+    """A list of addresses/networks from a comma-separated string or a TOML list."""
+    import ipaddress
+
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = tuple(str(i).strip() for i in items if str(i).strip())
+    for item in out:
+        ipaddress.ip_network(item, strict=False)  # ValueError: logged, default kept
+    return out
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -88,6 +88,26 @@ with users_tab:
             st.rerun()
     if target == admin.username:
         c3.caption("You cannot disable your own account.")
+    # Sign-in back-off is per client; an admin clears every client's failures at once.
+    failures = store.accounts.failures(target)
+    c4, _ = st.columns([2, 4])
+    if c4.button(
+        "Unlock sign-in",
+        key="adm_unlock",
+        disabled=failures == 0,
+        help="Clear the failed sign-ins of this account (from every browser).",
+    ):
+        try:
+            cleared = store.accounts.unlock(target, actor=admin)
+        except (AccountError, ReviewStoreError) as err:
+            st.error(session.human_error(err))
+        else:
+            st.session_state["medtl_admin_flash"] = (
+                f"{md_escape(target)} is unlocked ({cleared} failed sign-in(s) cleared)."
+            )
+            st.rerun()
+    window_min = int(store.accounts.policy.failure_window.total_seconds() // 60)
+    c4.caption(f"{failures} failed sign-in(s) in the last {window_min} min.")
 
 with audit_tab:
     c1, c2, c3, c4 = st.columns(4)

@@ -22,11 +22,13 @@ with st.form("sign_in_form"):
     submitted = st.form_submit_button("Sign in", type="primary")
 
 if submitted:
+    from app.components.client import client_key
     from medtl.review import AuthError, ReviewStoreError, StoreBusyError
 
     store = session.get_store()
     try:
-        signed = store.accounts.sign_in(username, password)
+        # Failures make only this client (address) back off: see app/components/client.py.
+        signed = store.accounts.sign_in(username, password, client=client_key())
     except StoreBusyError:
         st.error("The database is busy; please try again in a moment.")
     except AuthError as err:

@@ -96,3 +96,28 @@ def test_csv_export_is_built_on_request_and_served_once(app_home) -> None:
 def test_non_admin_cannot_reach_admin_page(app_home) -> None:
     at = sign_in(new_app().run(), "alice")
     assert "Admin" not in [info["page_name"] for info in at._registered_pages.values()]
+
+
+def test_unlock_clears_every_clients_failures_and_is_audited(app_home) -> None:
+    locked = new_app().run()
+    for _ in range(5):
+        sign_in(locked, "alice", "not the password")
+    sign_in(locked, "alice")  # the right password: this client is backing off now
+    assert errors(locked)[0].startswith("Too many failed sign-ins")
+
+    at = _admin_page()
+    at.selectbox(key="adm_target").set_value("bob").run()
+    assert at.button(key="adm_unlock").disabled  # nothing to clear for bob
+    at.selectbox(key="adm_target").set_value("alice").run()
+    assert "5 failed sign-in(s) in the last 60 min." in page_text(at)
+    at.button(key="adm_unlock").click().run()
+    assert "alice is unlocked (5 failed sign-in(s) cleared)." in page_text(at)
+    assert at.button(key="adm_unlock").disabled
+    with ReviewStore.open() as store:
+        [event] = store.audit_log(None, action="user_unlock")
+        assert store.accounts.failures("alice") == 0
+    assert event.username == "adam" and event.details["target"] == "alice"
+
+    sign_in(locked, "alice")  # the same browser gets in at once
+    assert not errors(locked)
+    assert [t.value for t in locked.title] == ["Upload and analyse"]

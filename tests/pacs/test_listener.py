@@ -64,6 +64,9 @@ def _send(port: int, datasets, *, called: str = "MEDTL") -> list[int]:
 
 @pytest.mark.skipif(STORESCU is None, reason="dcmtk's storescu is installed by make test")
 def test_ct_series_from_storescu_becomes_one_case(home, packages, tmp_path, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # every record of every logger, pynetdicom's included
     from medtl.pacs.listener import Listener
 
     if STORESCU is None:  # pragma: no cover - make test installs dcmtk
@@ -112,6 +115,7 @@ def test_ct_series_from_storescu_becomes_one_case(home, packages, tmp_path, capl
         assert detail.predictions[0].model_name == "pacs-ct"
     for secret in [PHI_NAME, PHI_ID, *uids]:
         assert secret not in caplog.text
+    assert "pacs listener" in caplog.text  # the capture worked
     assert not list((home / "spool").rglob("*.dcm"))
     assert_no_phi(home, [PHI_NAME, PHI_ID, PHI_ACCESSION, *uids])
 

@@ -82,6 +82,9 @@ def build_demo(
         typer.Option(help="CXR nodule difficulty preset: easy, demo, standard, hard."),
     ] = "demo",
     workers: Annotated[int, typer.Option(help="Processes rendering radiographs.")] = 1,
+    ct_labels: Annotated[
+        str, typer.Option(help="CT label set: anatomy (lung lobes) or density (first set).")
+    ] = "anatomy",
 ) -> None:
     """Build the demo datasets: MRI source, CT target (+ histogram baseline), CXR nodules."""
     from medtl.data.fetch import SourceFetchError
@@ -99,6 +102,10 @@ def build_demo(
 
     if difficulty not in PRESETS:
         raise fail(f"unknown difficulty {difficulty!r}; use {', '.join(PRESETS)}")
+    from medtl.data.ct_target import CT_LABEL_SETS
+
+    if ct_labels not in CT_LABEL_SETS:
+        raise fail(f"unknown CT label set {ct_labels!r}; use {', '.join(CT_LABEL_SETS)}")
     dims = list(ndim or [2, 3])
     if any(d not in (2, 3) for d in dims):
         raise fail("--ndim must be 2 or 3")
@@ -119,7 +126,7 @@ def build_demo(
 
             for d in dims:
                 folder = root / f"ct_structure_{d}d"
-                m = build_ct_target(folder, size, seed, ndim=d)
+                m = build_ct_target(folder, size, seed, ndim=d, label_set=ct_labels)
                 summary[m.name] = len(m.records)
                 result = histogram_baseline(m, folder)
                 summary[f"{m.name}_histogram_baseline"] = {

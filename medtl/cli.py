@@ -282,36 +282,44 @@ def evaluate(
 
 @app.command()
 def score(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML naming the target dataset.")],
+    config: Annotated[
+        Path, typer.Argument(help="Experiment or study YAML (configs/ct_foundation.yaml).")
+    ],
     candidate: Annotated[
         list[str],
         typer.Option(
             "--candidate",
             "-c",
-            help="NAME=PATH of a package/checkpoint (repeat); NAME= for random.",
+            help="[NAME=]SPEC (repeat): a package/checkpoint path or registered name, "
+            "optionally :layer3/:layer4 (astra-ct:layer3); random or random:BACKBONE.",
         ),
     ],
     finetuned: Annotated[
         Path | None,
         typer.Option(
-            "--finetuned", help="JSON {name: fine-tuned test AUROC} to check the ranking."
+            "--finetuned",
+            help="JSON {name: test AUROC}, or a learning_curves.json (arms as names), "
+            "to check the ranking with Kendall's tau.",
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the scores as JSON.")] = None,
     max_samples: Annotated[int, typer.Option(help="Training images used.")] = 512,
 ) -> None:
     """Rank candidate backbones by transferability (LogME, H-score, LEEP, NCE) before tuning."""
-    from medtl.transfer.experiment import load_config
-    from medtl.transfer.scoring import Candidate, score_backbones, write_scores
+    from medtl.transfer.scoring import (
+        achieved_metric,
+        parse_candidate,
+        score_backbones,
+        target_config,
+        write_scores,
+    )
 
-    cands = []
-    for item in candidate:
-        name, sep, path = item.partition("=")
-        if not sep or not name:
-            raise fail(f"--candidate must be NAME=PATH, got {item!r}")
-        cands.append(Candidate(name=name, weights=Path(path) if path else None))
-    ft = json.loads(finetuned.read_text(encoding="utf-8")) if finetuned else None
-    result = score_backbones(load_config(config), cands, max_samples=max_samples, finetuned=ft)
+    try:
+        cands = [parse_candidate(item) for item in candidate]
+    except ValueError as err:
+        raise fail(str(err)) from None
+    ft = achieved_metric(finetuned) if finetuned else None
+    result = score_backbones(target_config(config), cands, max_samples=max_samples, finetuned=ft)
     for metric, order in result["ranking"].items():
         typer.echo(f"{metric}: " + " > ".join(order))
     for metric, tau in result["kendall_tau"].items():

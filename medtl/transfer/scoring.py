@@ -4,6 +4,15 @@ One forward pass of each candidate over (a sample of) the target training data g
 features and, when the candidate is a package with a source classifier, source-class
 probabilities. From them: LogME and H-score (features), LEEP and NCE (source classifier).
 When fine-tuned results exist, Kendall's tau says how well the ranking predicted them.
+
+Candidates (:func:`parse_candidate`, what ``medtl score --candidate`` takes): a package
+folder, a registered package (``astra-ct``), a checkpoint, each optionally cut at a named
+stage (``astra-ct:layer3``: the pooled output of ``layer3`` of the encoder), or a randomly
+initialised network (``random`` for the config's backbone, ``random:resnet10`` for another).
+Encoders without a source classifier (astra-ct) and random networks get LogME and H-score
+only; LEEP and NCE rank the candidates that have one. The achieved test AUROC to check the
+ranking against can be a ``{name: AUROC}`` file or a study's ``learning_curves.json`` (the
+mean over seeds at its largest label fraction, candidates named as the arms).
 """
 
 from __future__ import annotations
@@ -21,34 +30,85 @@ from medtl.artifacts.scores import TransferabilityScores
 logger = logging.getLogger(__name__)
 
 
+#: stages a candidate may be cut at
+LAYERS = ("layer1", "layer2", "layer3", "layer4")
+
+
 @dataclass
 class Candidate:
-    """A backbone to score: a model/backbone package, or a checkpoint for ``backbone``."""
+    """A backbone to score: a model/backbone package, or a checkpoint for ``backbone``.
+
+    Attributes:
+        name: how the candidate is reported (and matched to fine-tuned results).
+        weights: package folder, registered package name or checkpoint; ``None``: random.
+        backbone: backbone of a checkpoint or a random network (default: the config's).
+        layer: pool this named stage instead of the last (``i3resnet152``).
+    """
 
     name: str
     weights: Path | None
     backbone: str | None = None
+    layer: str | None = None
+
+
+def parse_candidate(text: str) -> Candidate:
+    """``[NAME=]SPEC`` -> :class:`Candidate`.
+
+    ``SPEC`` is ``PATH_OR_PACKAGE[:LAYER]``, ``random[:BACKBONE]``, or empty (random, the
+    config's backbone). Without ``NAME=`` the name is the spec itself.
+
+    Example:
+        >>> parse_candidate("a4=astra-ct:layer4").layer
+        'layer4'
+        >>> parse_candidate("random:resnet10").backbone
+        'resnet10'
+    """
+    name, sep, spec = text.partition("=")
+    if not sep:
+        name, spec = text, text
+    if not name:
+        raise ValueError(f"candidate {text!r} has no name")
+    head, colon, tail = spec.rpartition(":")
+    if spec == "" or spec == "random":
+        return Candidate(name=name, weights=None)
+    if colon and head == "random":
+        return Candidate(name=name, weights=None, backbone=tail)
+    if colon and tail in LAYERS:
+        return Candidate(name=name, weights=Path(head), layer=tail)
+    return Candidate(name=name, weights=Path(spec))
+
+
+def _resolve_weights(weights: Path | None) -> Path | None:
+    """A path as given, or a registered package's folder when no such path exists."""
+    if weights is None or Path(weights).exists():
+        return weights
+    from medtl.models.package import resolve_package
+
+    return resolve_package(str(weights))
 
 
 def _load_candidate(candidate: Candidate, config) -> tuple[torch.nn.Module, bool]:
     """Return ``(model, has_source_head)``."""
     from medtl.models.package import CARD_FILE, load_package
 
-    weights = candidate.weights
+    weights = _resolve_weights(candidate.weights)
     if weights is not None and Path(weights).is_dir() and (Path(weights) / CARD_FILE).is_file():
         model, card = load_package(weights)
+        # an encoder-only package (astra-ct: no labels, one placeholder output) has none
         return model, bool(card.labels) or model.config.num_outputs > 1
     from medtl.transfer.experiment import build_model
 
-    cfg = config
-    if candidate.backbone or weights is not None:
-        model_cfg = config.model.model_copy(
-            update={
-                "backbone": candidate.backbone or config.model.backbone,
-                "weights": weights,
-            }
-        )
-        cfg = config.model_copy(update={"model": model_cfg})
+    # weights None is a random network, even when the config names starting weights; the
+    # config's backbone options belong to its backbone only
+    other = candidate.backbone not in (None, config.model.backbone)
+    model_cfg = config.model.model_copy(
+        update={
+            "backbone": candidate.backbone or config.model.backbone,
+            "weights": weights,
+            **({"options": {}} if other else {}),
+        }
+    )
+    cfg = config.model_copy(update={"model": model_cfg})
     strategy = cfg.strategy.model_copy(update={"name": "frozen_base"})
     model = build_model(cfg.model_copy(update={"strategy": strategy}), 1, [])
     return model, False
@@ -86,10 +146,10 @@ def score_backbones(
     scores: dict[str, dict[str, float]] = {}
     for candidate in candidates:
         model, has_source_head = _load_candidate(candidate, config)
-        feats, labels = extract_features(model, train)
+        feats, labels = extract_features(model, train, layer=candidate.layer)
         x, y = feats.numpy().astype(np.float64), labels.numpy().astype(int)
         row = {"logme": float(logme(x, y)), "h_score": float(h_score(x, y))}
-        if has_source_head:
+        if has_source_head and candidate.layer is None:
             model.eval()
             with torch.no_grad():
                 logits = model.forward_head(feats).float()
@@ -102,19 +162,70 @@ def score_backbones(
             row["nce"] = float(nce(probs.argmax(1), y))
         scores[candidate.name] = row
         logger.info("%s: %s", candidate.name, row)
+    # each score ranks the candidates that have it (LEEP/NCE: those with a source head)
     ranking = {
-        metric: [n for n, _ in sorted(scores.items(), key=lambda kv: -kv[1][metric])]
+        metric: [n for n, s in sorted(scores.items(), key=lambda kv: -kv[1][metric]) if metric in s]
         for metric in ("logme", "h_score", "leep", "nce")
-        if all(metric in s for s in scores.values())
+        if any(metric in s for s in scores.values())
     }
     taus: dict[str, Any] = {}
     if finetuned:
-        names = [n for n in scores if n in finetuned]
-        if len(names) >= 2:
-            for metric in ranking:
+        for metric, ranked in ranking.items():
+            names = [n for n in ranked if n in finetuned]
+            if len(names) >= 2:
                 tau = kendall_tau([scores[n][metric] for n in names], [finetuned[n] for n in names])
                 taus[metric] = asdict(tau)
     return {"scores": scores, "ranking": ranking, "kendall_tau": taus}
+
+
+def target_config(path: str | Path) -> Any:
+    """The experiment config whose data and preprocessing the candidates are scored on.
+
+    Args:
+        path: an experiment YAML, or a multi-arm study YAML (``arms:``; its baseline arm's
+            config: same data and preprocessing as every arm).
+
+    Returns:
+        An :class:`~medtl.transfer.experiment.ExperimentConfig`.
+    """
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if isinstance(raw, dict) and "arms" in raw:
+        from medtl.transfer.arms import arm_config, load_arms_config
+
+        study = load_arms_config(path)
+        return arm_config(study, study.baseline)
+    from medtl.transfer.experiment import load_config
+
+    return load_config(path)
+
+
+def achieved_metric(path: str | Path, fraction: float | None = None) -> dict[str, float]:
+    """Fine-tuned results to check a ranking against.
+
+    Args:
+        path: a ``{name: test AUROC}`` JSON file, or a ``learning_curves.json`` (the arms'
+            or strategies' mean test AUROC over seeds at ``fraction``).
+        fraction: the label fraction (default: the largest in the file).
+
+    Returns:
+        ``{name: test AUROC}``.
+    """
+    import json
+
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not (isinstance(raw, dict) and "points" in raw):
+        return {str(k): float(v) for k, v in raw.items()}
+    from medtl.artifacts.curves import LearningCurves
+
+    points = LearningCurves.read(path).points
+    top = max(p.fraction for p in points) if fraction is None else float(fraction)
+    by_arm: dict[str, list[float]] = {}
+    for p in points:
+        if abs(p.fraction - top) < 1e-9 and p.auroc is not None and np.isfinite(p.auroc):
+            by_arm.setdefault(p.strategy, []).append(float(p.auroc))
+    return {arm: float(np.mean(v)) for arm, v in by_arm.items()}
 
 
 def write_scores(result: dict[str, Any], path: str | Path) -> Path:

@@ -247,11 +247,43 @@ def _dataset_key(model: nn.Module, dataset: Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
+def pooled_stage(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+    """Pooled features of ``x``: the head's pooling, or the global mean of a named stage.
+
+    Args:
+        model: a backbone; ``layer`` needs ``forward_stages`` (``i3resnet152``) unless it
+            names the model's last stage.
+        x: the input batch.
+        layer: stage name (``layer3``, ``layer4``); ``None``: :meth:`pool_features`.
+
+    Returns:
+        ``(B, D)`` features.
+    """
+    if layer is None or layer == getattr(model, "last_stage", None):
+        return model.pool_features(x)
+    if not hasattr(model, "forward_stages"):
+        raise ValueError(f"{model.config.name} has no named stages; cannot pool {layer!r}")
+    fmap = model.forward_stages(x, (layer,))[layer]
+    return fmap.flatten(2).mean(dim=2)
+
+
 @torch.inference_mode()
 def extract_features(
-    model: nn.Module, dataset: Dataset, *, batch_size: int = 32, device: str | None = None
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 32,
+    device: str | None = None,
+    layer: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features and labels of every sample, in dataset order (frozen base, eval mode).
+
+    Args:
+        model: the backbone.
+        dataset: samples ``(image, label)`` or dicts.
+        batch_size: samples per forward pass.
+        device: torch device (default: the best available).
+        layer: a named stage to pool instead of the last (:func:`pooled_stage`).
 
     Returns:
         ``(features (N, D) float32, labels (N,))``.
@@ -270,7 +302,7 @@ def extract_features(
         else:
             x, y = batch[0], batch[1]
         with autocast(dev, amp):
-            f = model.pool_features(torch.as_tensor(x).to(dev))
+            f = pooled_stage(model, torch.as_tensor(x).to(dev), layer)
         feats.append(f.float().cpu())
         labels.append(torch.as_tensor(y).reshape(-1))
     model.train(was_training)

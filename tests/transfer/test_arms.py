@@ -132,3 +132,71 @@ def test_every_arm_gets_points_curves_and_a_verdict_against_the_baseline(study):
     first = {(p["strategy"], p["fraction"]): p["auroc"] for p in result["points"]}
     second = {(p["strategy"], p["fraction"]): p["auroc"] for p in again["points"]}
     assert second == pytest.approx(first)
+
+
+def test_score_candidates_cut_at_a_layer_random_and_tau_against_curves(study, tmp_path):
+    import torch
+
+    from medtl.artifacts.curves import CurvePoint, LearningCurves
+    from medtl.transfer.scoring import achieved_metric, parse_candidate, score_backbones
+
+    torch.set_num_threads(1)
+    config = load_arms_config(study / "study.yaml")
+    base = arm_config(config, "enc_layer3")
+    full = base.model_copy(
+        update={"model": base.model.model_copy(update={"options": {"width": 4}})}
+    )
+    assert parse_candidate("a=astra-ct:layer3").layer == "layer3"
+    assert parse_candidate("astra-ct:layer4").name == "astra-ct:layer4"
+    assert parse_candidate("r=random:smallcnn").backbone == "smallcnn"
+    assert parse_candidate("r=").weights is None
+    weights = str(study / "enc.pt")
+    cands = [
+        parse_candidate(f"enc_layer3={weights}:layer3"),
+        parse_candidate(f"enc_layer4={weights}:layer4"),
+        parse_candidate("scratch=random:smallcnn"),
+    ]
+    LearningCurves.from_points(
+        CurvePoint(strategy=s, fraction=f, seed=seed, auroc=a)
+        for s, f, seed, a in [
+            ("enc_layer3", 1.0, 0, 0.9), ("enc_layer3", 1.0, 1, 0.8),
+            ("enc_layer4", 1.0, 0, 0.7), ("scratch", 1.0, 0, 0.6), ("scratch", 0.5, 0, 0.1),
+        ]
+    ).write(tmp_path / "learning_curves.json")  # fmt: skip
+    achieved = achieved_metric(tmp_path / "learning_curves.json")
+    assert achieved == pytest.approx({"enc_layer3": 0.85, "enc_layer4": 0.7, "scratch": 0.6})
+    result = score_backbones(full, cands, max_samples=40, finetuned=achieved)
+    assert set(result["scores"]) == {"enc_layer3", "enc_layer4", "scratch"}
+    assert set(result["ranking"]) == {"logme", "h_score"}  # no source classifier here
+    assert result["kendall_tau"]["logme"]["n"] == 3
+    # layer3 is pooled from the stage, not the model's last one: other features
+    assert result["scores"]["enc_layer3"]["logme"] != result["scores"]["enc_layer4"]["logme"]
+
+
+def test_medtl_score_on_a_study_yaml_with_a_package_cut_at_layers(study, tmp_path):
+    from typer.testing import CliRunner
+
+    from medtl.artifacts import TransferabilityScores
+    from medtl.cli import app
+    from medtl.models import ModelCard, create_backbone, import_weights, save_package
+    from medtl.models.foundation import merlin_preprocessing
+
+    model = create_backbone("i3resnet152", spatial_dims=3, options={"width": 4})
+    import_weights(model, study / "enc.pt")
+    spec = merlin_preprocessing().model_copy(update={"spatial_size": list(SHAPE)})
+    package = save_package(
+        model, ModelCard(name="tiny-enc", preprocessing=spec.model_dump()), tmp_path / "pkg"
+    )
+    (tmp_path / "auroc.json").write_text(json.dumps({"enc3": 0.9, "enc4": 0.8, "rand": 0.5}))
+    args = ["score", str(study / "study.yaml"), "-c", f"enc3={package}:layer3",
+            "-c", f"enc4={package}:layer4", "-c", "rand=random",
+            "--finetuned", str(tmp_path / "auroc.json"), "--out", str(tmp_path / "t.json"),
+            "--max-samples", "40"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "logme:" in result.output and "Kendall tau (logme" in result.output
+    scores = TransferabilityScores.read(tmp_path / "t.json")
+    assert set(scores.scores) == {"enc3", "enc4", "rand"}
+    assert scores.kendall_tau["logme"].n == 3
+    bad = CliRunner().invoke(app, ["score", str(study / "study.yaml"), "-c", "=x"])
+    assert bad.exit_code == 2 and "no name" in bad.output

@@ -206,19 +206,34 @@ def render_plane(
     return _to_display(rgb, float(np.clip(aspect, 0.1, 10.0)))
 
 
+def window_presets(scan: Scan) -> list[str]:
+    """The window presets offered for ``scan``: the CT (Hounsfield unit) presets for CT only.
+
+    Radiographs, MR and photographs are in arbitrary units, where a HU window means
+    nothing; they get the file's own or an automatic window.
+    """
+    from medtl.io import WINDOW_PRESETS
+
+    if str(scan.modality or "").upper() == "CT":
+        return [_DEFAULT, *WINDOW_PRESETS]
+    return [_DEFAULT]
+
+
 def _window_controls(scan: Scan, array: np.ndarray, key: str) -> Window:
     from medtl.io import WINDOW_PRESETS, Window
 
     lo, hi = value_range(array)
     base = base_window(scan)
-    presets = [_DEFAULT, *WINDOW_PRESETS]
-    preset = st.selectbox(
-        "Window preset",
-        presets,
-        key=f"{key}_preset",
-        format_func=lambda p: "Auto (file)" if p == _DEFAULT else p.title(),
-        help="Lung, mediastinum, bone and brain are CT windows in Hounsfield units.",
-    )
+    presets = window_presets(scan)
+    preset = _DEFAULT
+    if len(presets) > 1:
+        preset = st.selectbox(
+            "Window preset",
+            presets,
+            key=f"{key}_preset",
+            format_func=lambda p: "Auto (file)" if p == _DEFAULT else p.title(),
+            help="Lung, mediastinum, bone and brain are CT windows in Hounsfield units.",
+        )
     window = base if preset == _DEFAULT else WINDOW_PRESETS[preset]
     span = max(hi - lo, 1e-3)
     c_min, c_max = min(lo, window.center) - span, max(hi, window.center) + span

@@ -38,6 +38,7 @@ loaded = st.session_state.get("medtl_scan")
 if loaded is None or loaded[0] != uploaded.file_id:
     st.session_state.pop("medtl_scan", None)
     st.session_state.pop("medtl_analysis", None)
+    st.session_state.pop("model_choice", None)  # a new scan: suggest the model that fits it
     message = analysis.too_large(int(uploaded.size), cfg.max_upload_bytes)
     if message:  # checked before the content is read
         st.error(message)
@@ -89,9 +90,18 @@ if not packages:
         "(`medtl models register`). You can still view the scan."
     )
 else:
+    from app.components import model_choice
+
     refs = [p.ref for p in packages]
-    choice = st.selectbox("Model", refs, index=len(refs) - 1, key="model_choice")
+    # The default fits the scan: a radiograph never opens with a CT model preselected.
+    suggested = model_choice.default_index(scan, packages)
+    choice = st.selectbox("Model", refs, index=suggested, key="model_choice")
     package = packages[refs.index(choice)]
+    if model_choice.refused(scan, package):
+        st.caption(
+            f"This {md_escape(scan.modality)} scan does not suit {md_escape(package.ref)} "
+            "(modality or dimensions): the model will decline it."
+        )
     if st.button("Analyse", type="primary", key="analyse"):
         from medtl.review import ReviewStoreError, StoreBusyError
 

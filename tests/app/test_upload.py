@@ -89,7 +89,7 @@ def test_dicom_upload_shows_the_calibrated_result_and_saves_the_case(clinician) 
 
 
 def test_viewer_controls_change_the_picture(clinician) -> None:
-    at = upload(clinician, dicom_bytes(seed=2))
+    at = upload(clinician, dicom_bytes(seed=2, modality="CT"))
     assert not at.get("image")  # no st.image: nothing goes to the /media/ store
     [first] = inline_images(at)
     at.selectbox(key="upload_viewer_preset").set_value("bone").run()

@@ -269,8 +269,11 @@ def evaluate(
         f"(95% CI {auroc['lower']:.3f}-{auroc['upper']:.3f}); calibration: "
         f"{result['calibration_method']}"
     )
+    if result.get("calibration_warning"):
+        typer.echo(f"  warning: {result['calibration_warning']}")
     for row in result["calibration"]["table"]:
-        typer.echo(f"  {row['measure']}: {row['before']:.4f} -> {row['after']:.4f}")
+        pair = f"{row['before']:.4f} -> {row['after']:.4f}"
+        typer.echo(f"  {row['measure']}: {row.get('finding') or pair}")
     if against is not None:
         from medtl.evaluation.compare import compare_runs
 

@@ -154,3 +154,16 @@ def test_large_enough_split_is_calibrated_and_reports_size_and_cis(tmp_path) -> 
     assert ece.change_ci is not None and ece.change_ci.n_resamples == 200
     assert ece.change == pytest.approx(ece.after - ece.before)
     assert ece.finding and "ECE" in ece.finding
+
+
+def test_cli_evaluate_prints_the_fallback_and_the_findings(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from medtl.cli import app
+
+    run = _run(tmp_path, n_cal_patients=4)
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+    assert "calibration: none" in result.output
+    assert "warning: Not calibrated: the calibration split has 8 images" in result.output
+    assert "No calibration was applied: ECE" in result.output

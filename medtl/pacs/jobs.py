@@ -133,7 +133,8 @@ class JobDone:
 
 
 class Worker:
-    """Pulls jobs from the queue and runs them, renewing its lease while it works.
+    """Pulls jobs from the queue and runs them, renewing its lease while it works; while
+    idle it retries failed SR pushes whose back-off has passed.
 
     Args:
         store: the review store.
@@ -205,9 +206,22 @@ class Worker:
         while max_jobs is None or len(results) < max_jobs:
             job = queue.claim(self.worker_id, self.lease_s)
             if job is None:
+                self.retry_pushes()
                 if until_empty and queue.pending() == 0:
                     break
                 time.sleep(self.poll_s)
                 continue
             results.append(self.run_one(job))
         return results
+
+    def retry_pushes(self) -> int:
+        """While idle: retry the failed SR pushes that are due (see
+        :func:`medtl.pacs.push.retry_failed`); returns how many succeeded."""
+        from medtl.pacs.push import retry_failed
+
+        try:
+            outcomes = retry_failed(self.store, self.settings, key=self.key, due_only=True)
+        except Exception:  # a broken push must not stop the worker
+            logger.exception("jobs: retrying failed pushes failed")
+            return 0
+        return sum(o.status == "done" for o in outcomes)

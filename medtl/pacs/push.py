@@ -222,14 +222,33 @@ def push_case(
     return PushOutcome(case_id, pred.id, "done", record.attempts, unverified)
 
 
+#: automatic retries (``medtl worker``) stop after this many attempts; a person can still
+#: retry with ``medtl pacs push --retry-failed``.
+MAX_AUTO_ATTEMPTS = 8
+
+
+def push_backoff_s(attempts: int) -> float:
+    """Seconds to wait after ``attempts`` failed attempts before retrying (2, 4, 8... 300)."""
+    return float(min(300, 2**attempts))
+
+
 def retry_failed(
     store: ReviewStore,
     settings: PacsSettings,
     *,
     actor: UserInfo | None = None,
     key: bytes | None = None,
+    due_only: bool = False,
 ) -> list[PushOutcome]:
-    """Try every failed or pending push again (oldest first).
+    """Try failed or pending pushes again (oldest first).
+
+    Args:
+        store: the review store.
+        settings: the PACS settings.
+        actor: the user retrying (``None``: the local operator or a worker).
+        key: the site secret.
+        due_only: only pushes whose back-off (:func:`push_backoff_s`) has passed and that
+            have fewer than :data:`MAX_AUTO_ATTEMPTS` attempts (what workers retry).
 
     Returns:
         One outcome per retried push.
@@ -237,8 +256,14 @@ def retry_failed(
     from medtl.pacs.records import list_pushes
 
     out = []
+    now = store.db.now()
     for record in list_pushes(store.db):
         if record.status == "done":
+            continue
+        if due_only and (
+            record.attempts >= MAX_AUTO_ATTEMPTS
+            or (now - record.updated_at).total_seconds() < push_backoff_s(record.attempts)
+        ):
             continue
         try:
             out.append(

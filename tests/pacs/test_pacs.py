@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -306,14 +307,25 @@ def test_push_while_pacs_down_is_recorded_and_retried(
         assert "DICOMweb" in record["last_error"]
 
         server.start()
-        code, out = medtl("pacs", "push", "--retry-failed")
-        assert code == 0, out
-        assert "done" in out and "attempt 2" in out
+        # a worker retries it on its own once the back-off (2 s after 1 attempt) has passed
+        from medtl.pacs.jobs import Worker
+        from medtl.pacs.settings import load_pacs_settings
+        from medtl.review import ReviewStore
+
+        now = [datetime.fromisoformat(record["updated_at"])]  # the failed attempt's time
+        with ReviewStore.open(clock=lambda: now[0]) as store:
+            worker = Worker(store, load_pacs_settings())
+            assert worker.retry_pushes() == 0  # not due yet
+            assert medtl_json("pacs", "status")[0]["attempts"] == 1
+            now[0] += timedelta(seconds=3)
+            assert worker.retry_pushes() == 1
+        (record,) = medtl_json("pacs", "status")
+        assert record["status"] == "done" and record["attempts"] == 2
         (sr,) = sr_in_study(server, str(cr.StudyInstanceUID))
         verdict = by_meaning(sr, "Clinician verdict on AI result")
         assert verdict.ConceptCodeSequence[0].CodeMeaning == "disagree"
         code, out = medtl("pacs", "push", "--retry-failed")  # nothing left to retry
-        assert code == 0 and out.strip() == ""
+        assert code == 0 and " result " not in out
     finally:
         server.stop()
 

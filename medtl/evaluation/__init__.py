@@ -8,7 +8,11 @@ Submodules (import them directly for the full API):
 - ``delong``: DeLong's test for correlated AUROCs (Sun & Xu fast algorithm);
 - ``calibration``: temperature/Platt/isotonic calibrators, ECE, MCE, Brier, NLL;
 - ``transferability``: LogME, H-score, LEEP, NCE, backbone ranking;
+- ``calibration_evidence``: calibration split minimums, calibration measures with
+  patient-level CIs and the paired CI of their change;
 - ``transfer_analysis``: learning curves and the transfer-vs-scratch verdict;
+- ``seed_verdict``, ``compare``: the verdict over training seeds and test patients
+  (hierarchical bootstrap), and over run folders;
 - ``plots``: PNG figures (matplotlib, no pyplot).
 
 The function ``operating_points`` is not re-exported here because the package attribute
@@ -48,6 +52,12 @@ _EXPORTS = {
     "negative_log_likelihood": "calibration",
     "reliability_curve": "calibration",
     "calibration_table": "calibration",
+    "CALIBRATION_MINIMUMS": "calibration_evidence",
+    "calibration_split_problem": "calibration_evidence",
+    "calibration_table_ci": "calibration_evidence",
+    "seed_patient_verdict": "seed_verdict",
+    "compare_runs": "compare",
+    "compare_seed_runs": "compare",
     "logme": "transferability",
     "h_score": "transferability",
     "leep": "transferability",
@@ -61,6 +71,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "CALIBRATION_MINIMUMS",
     "BootstrapCI",
     "DeLongResult",
     "IsotonicCalibrator",
@@ -76,8 +87,12 @@ __all__ = [
     "bootstrap_difference",
     "bootstrap_threshold_metrics",
     "brier_score",
+    "calibration_split_problem",
     "calibration_table",
+    "calibration_table_ci",
     "calibrator_from_dict",
+    "compare_runs",
+    "compare_seed_runs",
     "delong_test",
     "expected_calibration_error",
     "h_score",
@@ -92,6 +107,7 @@ __all__ = [
     "rank_backbones",
     "reliability_curve",
     "sample_efficiency_table",
+    "seed_patient_verdict",
     "threshold_metrics",
     "transfer_verdict",
     "wilson_interval",
@@ -117,6 +133,12 @@ if TYPE_CHECKING:
         negative_log_likelihood,
         reliability_curve,
     )
+    from medtl.evaluation.calibration_evidence import (
+        CALIBRATION_MINIMUMS,
+        calibration_split_problem,
+        calibration_table_ci,
+    )
+    from medtl.evaluation.compare import compare_runs, compare_seed_runs
     from medtl.evaluation.delong import DeLongResult, delong_test
     from medtl.evaluation.metrics import (
         ThresholdMetrics,
@@ -127,6 +149,7 @@ if TYPE_CHECKING:
         wilson_interval,
     )
     from medtl.evaluation.operating_points import OperatingPoint
+    from medtl.evaluation.seed_verdict import seed_patient_verdict
     from medtl.evaluation.transfer_analysis import (
         LearningCurvePoint,
         TransferVerdict,

@@ -8,7 +8,7 @@ import uuid
 
 import streamlit as st
 
-from app.components import analysis, errors, session
+from app.components import analysis, errors, paging, session
 from app.components.safe_text import md_escape
 from app.components.viewer import render_viewer
 
@@ -69,7 +69,10 @@ def _picked_case() -> None:
     st.session_state["medtl_case_id"] = st.session_state["cr_case"]
 
 
-recent = [c.case_id for c in store.worklist(user)]
+# The dropdown lists one page of cases (paged in SQL, oldest first) plus the open case,
+# so paging never changes which case is open.
+page_cases, page_no, more = paging.page_of_cases(store, user, key="cr")
+recent = [c.case_id for c in page_cases]
 current = st.session_state.get("medtl_case_id")
 if current and current not in recent:
     recent.append(current)
@@ -82,6 +85,8 @@ if not recent:
 if current in recent:
     st.session_state["cr_case"] = current
 case_id = st.selectbox("Case", recent, key="cr_case", on_change=_picked_case)
+if page_no > 1 or more:
+    paging.pager("cr", page_cases, page_no, more, noun="cases")
 st.session_state["medtl_case_id"] = case_id
 
 # Opening a case records a view (once per case per sign-in, not on every click).

@@ -1,4 +1,5 @@
-"""The worklist: cases by status, filtered by date, model and reader, oldest first."""
+"""The worklist: cases by status, filtered by date, model and reader, oldest first, a page
+at a time."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import streamlit as st
 
-from app.components import session
+from app.components import paging, session
 
 user = session.require_user()
 store = session.get_store()
@@ -49,9 +50,12 @@ if isinstance(dates, tuple | list) and len(dates) >= 1:
     until = datetime.combine(dates[-1], time.min, tzinfo=UTC) + timedelta(days=1)
 
 try:
-    cases = store.worklist(
+    # One page at a time, paged in SQL (keyset): never every case on each rerun.
+    cases, page, has_next = paging.page_of_cases(
+        store,
         user,
-        status=statuses or list(STATUSES),
+        key="wl",
+        status=sorted(statuses or STATUSES),
         since=since,
         until=until,
         model=None if model == "(any)" else model,
@@ -62,7 +66,7 @@ except ReviewStoreError as err:
     st.error(session.human_error(err))
     st.stop()
 
-st.caption(f"{len(cases)} case(s), oldest first.")
+st.caption("Oldest first.")
 if not cases:
     st.info("No cases match these filters.")
     st.stop()
@@ -84,6 +88,7 @@ for c in cases:
         }
     )
 st.dataframe(rows, hide_index=True, width="stretch")
+paging.pager("wl", cases, page, has_next, noun="page")
 
 choice = st.selectbox("Open a case", [c.case_id for c in cases], key="wl_open_choice")
 if st.button("Open case", type="primary", key="wl_open"):

@@ -22,6 +22,8 @@ Versions:
    from one client cannot lock the account for others.
 4. ``cases.status`` (maintained with each AI result and review, filled from the existing
    ones) and the worklist's indexes: status with creation time, model, reader.
+5. ``user_sessions.method``: how a session was opened (``password``, or ``oidc`` for single
+   sign-on; see :mod:`medtl.review.sessions`).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from medtl.review.models import UTCDateTime
 
 logger = logging.getLogger(__name__)
 
-CURRENT_VERSION = 4
+CURRENT_VERSION = 5
 VERSION_TABLE = "schema_version"
 
 
@@ -254,6 +256,13 @@ def _upgrade_to_4(conn: Connection) -> None:
         conn.exec_driver_sql(sql)
 
 
+# --- version 5 (frozen) ------------------------------------------------------------------
+def _upgrade_to_5(conn: Connection) -> None:
+    conn.exec_driver_sql(
+        "ALTER TABLE user_sessions ADD COLUMN method VARCHAR(16) NOT NULL DEFAULT 'password'"
+    )
+
+
 @dataclass(frozen=True)
 class Step:
     """One upgrade step: brings the schema from ``version - 1`` to ``version``."""
@@ -272,6 +281,7 @@ STEPS: tuple[Step, ...] = (
     Step(2, "login_failures table; reviews.submission_id (idempotent resubmission)", _upgrade_to_2),
     Step(3, "login_failures.client_hash (back-off per client and account)", _upgrade_to_3),
     Step(4, "cases.status (stored, indexed) and worklist indexes", _upgrade_to_4),
+    Step(5, "user_sessions.method (password or single sign-on)", _upgrade_to_5),
 )
 
 

@@ -123,7 +123,11 @@ class LoginFailure(Base):
 
 
 class UserSession(Base):
-    """A sign-in session. Only the SHA-256 of the token is stored."""
+    """A sign-in session. Only the SHA-256 of the token is stored.
+
+    ``method`` says how it was opened: ``password`` or ``oidc`` (single sign-on, see
+    :mod:`medtl.review.sessions`).
+    """
 
     __tablename__ = "user_sessions"
 
@@ -134,6 +138,7 @@ class UserSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    method: Mapped[str] = mapped_column(String(16), nullable=False, default="password")
 
     user: Mapped[User] = relationship()
 

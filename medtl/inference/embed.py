@@ -103,6 +103,8 @@ def embed_scan(
     layer: str = DEFAULT_LAYER,
     package: str = "",
     device: str | torch.device = "cpu",
+    backend: str | None = None,
+    runner: Any = None,
 ) -> EmbeddingResult:
     """Embed one whole scan after the recorded preprocessing.
 
@@ -114,6 +116,10 @@ def embed_scan(
         layer: stage to pool (``layer4``; ``layer3``, ``layer2`` for ``i3resnet152``).
         package: the package reference, for the result.
         device: where the model is.
+        backend: how the forward runs (:mod:`medtl.inference.embed_backend`; ``None``: the
+            default kept by the benchmark, or ``MEDTL_EMBED_BACKEND``).
+        runner: a reusable :class:`~medtl.inference.embed_backend.EmbedRunner` for this
+            model and layer (keeps exported sessions between calls); overrides ``backend``.
 
     Returns:
         The :class:`EmbeddingResult`.
@@ -140,9 +146,12 @@ def embed_scan(
             raise ScanRefusedError(list(check.reasons))
         warnings += [r for r in check.reasons if r not in warnings]
     start = time.perf_counter()
+    from medtl.inference.embed_backend import EmbedRunner
+
     x = scan_to_input(scan, spec)[None].to(device)
-    with torch.inference_mode():
-        vector = embed_tensor(model, x, layer)[0].float().cpu().numpy()
+    if runner is None or runner.layer != layer:
+        runner = EmbedRunner(model, layer, backend)
+    vector = runner(x)[0].numpy()
     seconds = time.perf_counter() - start
     logger.info("embedded a %s scan from %s in %.1f s", scan.modality, layer, seconds)
     return EmbeddingResult(

@@ -101,6 +101,7 @@ class Predictor:
         self.overlap = overlap
         self.sw_batch_size = sw_batch_size
         self._transform = None
+        self._embed_runners: dict[tuple[str, str], Any] = {}
 
     # ------------------------------------------------------------------ loading
 
@@ -199,16 +200,23 @@ class Predictor:
 
         return expit(z) if z.ndim == 1 else softmax(z, axis=1)
 
-    def embed(self, scan: Any, layer: str = "layer4") -> Any:
+    def embed(self, scan: Any, layer: str = "layer4", backend: str | None = None) -> Any:
         """The whole scan's pooled embedding: :func:`medtl.inference.embed.embed_scan`.
 
+        ``backend``: :mod:`medtl.inference.embed_backend` (default: the benchmark's choice);
+        the runner is kept per (layer, backend), so exported sessions are reused.
         Raises ``medtl.io.ScanError`` (unreadable) or ``ScanRefusedError`` (out of domain).
         """
         from medtl.inference.embed import embed_scan
+        from medtl.inference.embed_backend import EmbedRunner, resolve_backend
 
+        key = (layer, resolve_backend(backend))
+        runners = self._embed_runners
+        if key not in runners:
+            runners[key] = EmbedRunner(self.model, *key)
         return embed_scan(
             self.model, self.spec, scan, guard=self.guard, layer=layer,
-            package=self.card.ref, device=self.device,
+            package=self.card.ref, device=self.device, runner=runners[key],
         )  # fmt: skip
 
     # ------------------------------------------------------------------ predict

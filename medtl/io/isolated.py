@@ -90,6 +90,22 @@ def _test_hook(source: bytes | str) -> None:
         del block
 
 
+def _peak_rss(resource: Any) -> int:
+    """This worker's own peak resident bytes.
+
+    ``ru_maxrss`` is kept across ``execve`` on Linux, so a spawned worker would report the
+    parent's size at spawn time; ``VmHWM`` belongs to the worker's own address space.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _preload() -> None:
     """Import the whole decode stack now, so a fresh worker's first upload is not slowed by
     a second of imports (a replaced worker would otherwise charge them to the next user)."""
@@ -140,8 +156,7 @@ def _worker_main(conn: Any, memory_limit: int | None, test_hooks: bool) -> None:
                 f.name: getattr(scan, f.name) for f in dataclasses.fields(scan) if f.name != "array"
             }
             reply = ("ok", fields, array.shape, array.dtype.str)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        conn.send((*reply, peak))
+        conn.send((*reply, _peak_rss(resource)))
         if reply[0] == "ok":
             conn.send_bytes(memoryview(array).cast("B"))
             del array, scan

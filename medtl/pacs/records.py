@@ -7,8 +7,10 @@ key derived by HKDF-SHA256 from the site secret (``MEDTL_HOME/secrets/deid.key``
 copied onto another case does not open. A stolen database without the key file reveals no
 identifier. Push rows hold a status, attempt count and a short reason (never PHI).
 
-The tables live in their own SQLAlchemy ``MetaData`` and are created on first use
-(``CREATE TABLE IF NOT EXISTS``), so they need no step in the review store's migrations.
+The tables live in their own SQLAlchemy ``MetaData``; schema version 6 of the review store
+creates them (:mod:`medtl.review.migrations` keeps a frozen copy of these definitions), and
+they are still created when missing (``CREATE TABLE IF NOT EXISTS``) for a database opened
+without the store.
 """
 
 from __future__ import annotations

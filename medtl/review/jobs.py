@@ -11,8 +11,9 @@ Claiming is one write transaction: ``BEGIN IMMEDIATE`` on SQLite serialises work
 PostgreSQL the candidate row is locked with ``FOR UPDATE SKIP LOCKED`` so workers on
 several machines never claim the same job.
 
-The table lives in its own ``MetaData`` and is created on first use (``CREATE TABLE IF NOT
-EXISTS``); it needs no step in :mod:`medtl.review.migrations`.
+The table lives in its own ``MetaData``; schema version 6 of the review store creates it
+(:mod:`medtl.review.migrations`, frozen copy of this definition), and it is still created
+when missing (``CREATE TABLE IF NOT EXISTS``) for a database opened without the store.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ jobs_table = Table(
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UTCDateTime, nullable=True, index=True),
     Column("last_error", String(500), nullable=True),
-    Column("case_id", String(64), nullable=True),
+    Column("case_id", String(64), nullable=True, index=True),
     Column("created_at", UTCDateTime, nullable=False, index=True),
     Column("updated_at", UTCDateTime, nullable=False),
 )

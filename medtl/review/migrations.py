@@ -24,6 +24,10 @@ Versions:
    ones) and the worklist's indexes: status with creation time, model, reader.
 5. ``user_sessions.method``: how a session was opened (``password``, or ``oidc`` for single
    sign-on; see :mod:`medtl.review.sessions`).
+6. the PACS tables ``pacs_links`` (sealed link to the original study), ``pacs_pushes`` (SR
+   push status) and the analysis queue ``jobs`` (:mod:`medtl.review.jobs`), which earlier
+   medtl created on first use (kept as they are when present), and ``ix_jobs_case_id`` (the
+   worklist shows each case's job).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     inspect,
     select,
 )
@@ -55,7 +60,7 @@ from medtl.review.models import UTCDateTime
 
 logger = logging.getLogger(__name__)
 
-CURRENT_VERSION = 5
+CURRENT_VERSION = 6
 VERSION_TABLE = "schema_version"
 
 
@@ -263,6 +268,56 @@ def _upgrade_to_5(conn: Connection) -> None:
     )
 
 
+# --- version 6 (frozen) ------------------------------------------------------------------
+# The same definitions as medtl.pacs.records and medtl.review.jobs had when they created
+# these tables on first use, so a database that already has them is left as it is.
+_v6 = MetaData()
+Table(
+    "pacs_links",
+    _v6,
+    Column("case_id", String(64), primary_key=True),
+    Column("sealed", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Table(
+    "pacs_pushes",
+    _v6,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", String(64), nullable=False, index=True),
+    Column("prediction_id", Integer, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", String(255), nullable=True),
+    Column("unverified", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("case_id", "prediction_id", name="uq_pacs_push_case_prediction"),
+)
+Table(
+    "jobs",
+    _v6,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("key", String(128), nullable=False, unique=True),
+    Column("model", String(255), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True, index=True),
+    Column("last_error", String(500), nullable=True),
+    Column("case_id", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+def _upgrade_to_6(conn: Connection) -> None:
+    _v6.create_all(conn, checkfirst=True)
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_jobs_case_id ON jobs (case_id)")
+
+
 @dataclass(frozen=True)
 class Step:
     """One upgrade step: brings the schema from ``version - 1`` to ``version``."""
@@ -282,6 +337,7 @@ STEPS: tuple[Step, ...] = (
     Step(3, "login_failures.client_hash (back-off per client and account)", _upgrade_to_3),
     Step(4, "cases.status (stored, indexed) and worklist indexes", _upgrade_to_4),
     Step(5, "user_sessions.method (password or single sign-on)", _upgrade_to_5),
+    Step(6, "PACS tables (pacs_links, pacs_pushes) and the job queue (jobs)", _upgrade_to_6),
 )
 
 

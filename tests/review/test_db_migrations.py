@@ -100,8 +100,12 @@ def _indexes(conn: object) -> dict[str, set[tuple[str, ...]]]:
 
 def test_migrated_schema_matches_orm_models(store: ReviewStore, tmp_path: Path) -> None:
     """The upgrade steps and the live models describe the same tables, columns, indexes."""
+    from medtl.pacs.records import metadata as pacs_metadata
+    from medtl.review.jobs import metadata as jobs_metadata
+
     reference = Database.open(f"sqlite:///{tmp_path / 'orm.sqlite'}")
-    Base.metadata.create_all(reference.engine)
+    for metadata in (Base.metadata, pacs_metadata, jobs_metadata):  # v6: PACS tables, jobs
+        metadata.create_all(reference.engine)
     with reference.engine.connect() as a, store.db.engine.connect() as b:
         assert _columns(a) == _columns(b)
         assert _indexes(a) == _indexes(b)

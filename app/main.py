@@ -23,7 +23,7 @@ import logging  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from app.components import errors, session  # noqa: E402
+from app.components import browser_session, errors, session  # noqa: E402
 from app.components.safe_text import md_escape  # noqa: E402
 
 logger = logging.getLogger("app.main")
@@ -73,6 +73,7 @@ def main() -> None:
         )
         with errors.guard("showing the sign-in page"):
             nav.run()
+        browser_session.sync(None, 0)  # a refused or signed-out session: clear the cookie
         return
     pages = []
     if user.role in ("clinician", "admin"):
@@ -95,6 +96,10 @@ def main() -> None:
         st.caption(
             "Decision support only. Case IDs are pseudonyms; no patient identifiers "
             "are shown or stored."
+        )
+        # The browser keeps the session for a reload (app/components/browser_session.py).
+        browser_session.sync(
+            st.session_state.get(session.TOKEN_KEY), session.settings().session_minutes * 60
         )
     with errors.guard("showing a page"):
         nav.run()

@@ -2,7 +2,9 @@
 
 The session token lives in ``st.session_state`` and is validated against the store on
 every rerun, so an expired or revoked session (or a disabled account) signs the user out
-at their next click.
+at their next click. The browser keeps it in a cookie as well
+(:mod:`app.components.browser_session`), so a reload presents the same session; single
+sign-on opens a store session too (:func:`medtl.review.sessions.open_sso_session`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 TOKEN_KEY = "medtl_token"
 NOTICE_KEY = "medtl_notice"
+#: a cookie token this browser session must not adopt again (signed out or refused).
+_REFUSED_KEY = "medtl_refused_cookie"
+#: set at sign-out: the next page clears the browser's cookie.
+CLEAR_COOKIE_KEY = "medtl_cookie_clear"
 
 
 def settings() -> AppSettings:
@@ -86,39 +92,50 @@ def oidc_configured() -> bool:
 
 
 def _oidc_user(store: ReviewStore) -> UserInfo | None:
-    """The local account matching the OIDC identity (its e-mail's local part), if any."""
+    """Open a store session for the local account matching the OIDC identity (its
+    e-mail's local part); ``None`` when there is no identity or no such active account."""
     try:
         if not getattr(st.user, "is_logged_in", False):
             return None
         email = str(st.user.get("email") or "")
     except Exception:  # st.user without auth configured
         return None
-    from medtl.review import AccountError
+    from medtl.review import AccountError, AuthError
+    from medtl.review.sessions import open_sso_session
 
     name = email.split("@", 1)[0].lower()
     try:
-        user = store.accounts.get_user(name)
-    except AccountError:
+        info = open_sso_session(store.accounts, name, provider="oidc")
+    except (AccountError, AuthError):
         st.session_state[NOTICE_KEY] = (
-            "Your organisation account has no medtl account yet. Ask an administrator."
+            "Your organisation account has no active medtl account. Ask an administrator."
         )
         return None
-    return user if user.active else None
+    st.session_state[TOKEN_KEY] = info.token
+    return info.user
 
 
 def current_user() -> UserInfo | None:
     """The signed-in user, or ``None`` (the token is checked against the store)."""
+    from app.components import browser_session
     from medtl.review import SessionExpiredError
 
     store = get_store()
     token = st.session_state.get(TOKEN_KEY)
+    if not token:  # a reload or a new tab: the session the browser's cookie holds
+        presented = browser_session.presented_token()
+        if presented and presented != st.session_state.get(_REFUSED_KEY):
+            token = presented
     if token:
         try:
-            return store.accounts.validate_session(token)
+            user = store.accounts.validate_session(token)
         except SessionExpiredError as err:
             st.session_state.pop(TOKEN_KEY, None)
+            st.session_state[_REFUSED_KEY] = token
             st.session_state[NOTICE_KEY] = str(err)
             return None
+        st.session_state[TOKEN_KEY] = token
+        return user
     if oidc_configured():
         return _oidc_user(store)
     return None
@@ -128,10 +145,12 @@ def sign_out() -> None:
     """Revoke the session and forget everything this browser session held."""
     token = st.session_state.get(TOKEN_KEY)
     if token:
-        get_store().accounts.sign_out(token)
+        get_store().accounts.sign_out(token)  # revoked for every tab and cookie
     for key in list(st.session_state.keys()):
         del st.session_state[key]
     st.session_state[NOTICE_KEY] = "You have been signed out."
+    st.session_state[_REFUSED_KEY] = token
+    st.session_state[CLEAR_COOKIE_KEY] = True
     if oidc_configured():
         with contextlib.suppress(Exception):  # not signed in through OIDC
             st.logout()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from app.components.client import client_address
+from app.components.client import UNVERIFIED, client_address
 
 from .helpers import new_app, sign_in
 
@@ -14,11 +14,16 @@ def _headers(**values: list[str]):
     return lambda name: table.get(name.lower(), [])
 
 
-def test_forwarded_headers_are_ignored_without_a_trusted_proxy() -> None:
+def test_forwarded_headers_are_not_believed_without_a_trusted_proxy() -> None:
     spoofed = _headers(x_forwarded_for=["10.9.9.9"], x_real_ip=["10.8.8.8"])
     assert client_address("203.0.113.7", spoofed, ()) == "203.0.113.7"
     assert client_address(None, spoofed, ()) == "127.0.0.1"  # loopback, no proxy named
     assert client_address("203.0.113.7", spoofed, ("127.0.0.1",)) == "203.0.113.7"
+    # Streamlit's server (uvicorn) took the peer from the header of a loopback connection:
+    # each made-up address must not become a fresh client.
+    assert client_address("10.9.9.9", spoofed, ()) == UNVERIFIED
+    other = _headers(x_forwarded_for=["10.7.7.7"])
+    assert client_address("10.7.7.7", other, ()) == UNVERIFIED
 
 
 def test_the_proxy_reported_address_is_used_behind_a_trusted_proxy() -> None:
@@ -32,6 +37,9 @@ def test_the_proxy_reported_address_is_used_behind_a_trusted_proxy() -> None:
         "127.0.0.1"
     )
     assert client_address(None, _headers(), proxies) == "127.0.0.1"
+    # nginx at 127.0.0.1 and uvicorn agree: the peer came from the trusted chain.
+    nginx = _headers(x_forwarded_for=["198.51.100.1, 203.0.113.7"])
+    assert client_address("203.0.113.7", nginx, ("127.0.0.1",)) == "203.0.113.7"
 
 
 def test_the_app_passes_a_keyed_client_to_the_store(app_home) -> None:

@@ -21,3 +21,21 @@ def _isolated_medtl_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("MEDTL_HOME", None)
     else:
         os.environ["MEDTL_HOME"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """CLI tests run ``configure_logging`` in-process; its root handler must not leak into
+    later tests (it would print their INFO lines on stderr and break output assertions)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)

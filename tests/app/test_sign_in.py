@@ -99,3 +99,48 @@ def test_single_sign_on_button_only_when_configured(app_home, monkeypatch) -> No
         "server_metadata_url": "https://idp.example/.well-known/openid-configuration",
     }
     assert "Sign in with your organisation" in page_text(at.run())
+
+
+def _oidc_app(monkeypatch, email: str):
+    monkeypatch.setenv("MEDTL_APP_OIDC", "true")
+    at = new_app()
+    at.secrets["auth"] = {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "x" * 32,
+        "client_id": "medtl",
+        "client_secret": "s",
+        "server_metadata_url": "https://idp.example/.well-known/openid-configuration",
+    }
+    at.user = {"is_logged_in": True, "email": email}
+    return at
+
+
+def test_single_sign_on_opens_an_audited_store_session(app_home, monkeypatch) -> None:
+    import sqlite3
+
+    at = _oidc_app(monkeypatch, "Alice@hospital.example").run()
+    assert [t.value for t in at.title] == ["Upload and analyse"]
+    token = at.session_state["medtl_token"]
+    with ReviewStore.open() as store:
+        assert store.accounts.validate_session(token).username == "alice"
+        [event] = store.audit_log(None, action="sign_in", username="alice")
+    assert event.details == {"method": "oidc", "via": "oidc"}
+    at.run()  # the next click uses the same session
+    with sqlite3.connect(app_home / "db" / "review.sqlite") as db:
+        rows = db.execute("SELECT method, revoked_at FROM user_sessions").fetchall()
+    assert rows == [("oidc", None)]
+
+    at.sidebar.button(key="sign_out").click().run()
+    with ReviewStore.open() as store:
+        assert [e.action for e in store.audit_log(None, username="alice")][-1] == "sign_out"
+    with sqlite3.connect(app_home / "db" / "review.sqlite") as db:
+        [(revoked,)] = db.execute("SELECT revoked_at FROM user_sessions").fetchall()
+    assert revoked is not None
+
+
+def test_single_sign_on_without_a_local_account_opens_nothing(app_home, monkeypatch) -> None:
+    at = _oidc_app(monkeypatch, "mallory@hospital.example").run()
+    assert [t.value for t in at.title] == ["medtl · clinical AI review"]
+    assert "has no active medtl account" in page_text(at)
+    with ReviewStore.open() as store:
+        assert store.audit_log(None, action="sign_in") == []

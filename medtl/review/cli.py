@@ -27,7 +27,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 users_app = typer.Typer(help="Manage local accounts of the clinician app.", no_args_is_help=True)
-reviews_app = typer.Typer(help="Export clinicians' reviews.", no_args_is_help=True)
+reviews_app = typer.Typer(
+    help="Export clinicians' reviews; import reads done elsewhere.", no_args_is_help=True
+)
 app.add_typer(users_app, name="users")
 app.add_typer(reviews_app, name="reviews")
 
@@ -185,3 +187,36 @@ def reviews_export(
     except (ReviewStoreError, OSError) as exc:
         raise _fail(exc) from None
     typer.echo(f"wrote {n} reviews to {out}")
+
+
+@reviews_app.command("import")
+def reviews_import(
+    reads: Annotated[
+        Path, typer.Argument(help="CSV with the columns case_id, reader, verdict[, comment].")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row; record nothing.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Record reads done outside the app as reviews (with their audit events).
+
+    Every row is checked first: unknown cases or readers, invalid verdicts and repeated
+    reads are all listed at once and nothing is recorded (exit status 1). Importing the same
+    file again records nothing twice.
+    """
+    from medtl.review.db import ReviewStoreError
+    from medtl.review.importer import ReadsImportError, import_reads
+
+    try:
+        with _open(db) as store:
+            result = import_reads(store, reads, dry_run=dry_run)
+    except ReadsImportError as exc:
+        raise _fail(f"{reads.name}: {exc}", code=1) from None
+    except (ReviewStoreError, OSError) as exc:
+        raise _fail(exc) from None
+    if dry_run:
+        typer.echo(f"{result.rows} reads checked: all can be recorded (dry run, none recorded)")
+        return
+    again = f" ({result.already} already recorded by an earlier import)" if result.already else ""
+    typer.echo(f"recorded {result.recorded} reviews from {result.rows} reads{again}")

@@ -39,3 +39,16 @@ def _restore_root_logging():
         if handler not in root.handlers:
             root.addHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Streamlit's script runner (AppTest) replaces ``sys.modules['__main__']`` with the page
+    it ran and leaves it there; a later spawned process (decoder pool, learning-curve
+    workers) would then re-run that page as its main module and die."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main

@@ -3,149 +3,56 @@
 Orthanc runs as a plain process with a JSON config in a temp folder: HTTP basic
 authentication on, the DICOM port restricted by AE title (only the modalities named in
 ``DicomModalities`` may associate), the DICOMweb plugin loaded. It is stopped with SIGTERM
-and waited for. The studies stored into it are DICOM files written with pydicom, with a
-patient name and ID that the PHI tests look for afterwards.
+and waited for. The server and the tiny model packages live in :mod:`medtl.pacs.testing`
+(the benchmark uses them too). The studies stored into it are DICOM files written with
+pydicom, with a patient name and ID that the PHI tests look for afterwards.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-import requests
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from tests.io.dicom_factory import cr_image, ct_series, to_bytes
+from medtl.pacs.testing import (
+    MEDTL_AET,
+    ORTHANC,
+    PACS_AET,
+    PASSWORD,
+    PLUGIN,
+    SCU_AET,
+    USER,
+    OrthancServer,
+    free_port,
+    orthanc_available,
+    tiny_cr_package,
+    tiny_ct_package,
+)
+from tests.io.dicom_factory import cr_image, ct_series
 
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-USER, PASSWORD = "medtl", "orthanc-test-pw"
-PACS_AET, MEDTL_AET, SCU_AET = "ORTHANC", "MEDTL", "STORESCU"
+__all__ = [  # re-exported for the test modules
+    "MEDTL_AET",
+    "ORTHANC",
+    "PACS_AET",
+    "PASSWORD",
+    "PLUGIN",
+    "SCU_AET",
+    "USER",
+    "OrthancServer",
+    "free_port",
+]
+
 PHI_NAME = "PACSPHI^QUINTUS"
 PHI_ID = "PACS-MRN-77120"
 PHI_ACCESSION = "ACC-PACS-4411"
 CT_SLICES = 40
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class OrthancServer:
-    """One Orthanc process with its config, storage and ports."""
-
-    root: Path
-    http_port: int = field(default_factory=free_port)
-    dicom_port: int = field(default_factory=free_port)
-    medtl_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def dicomweb_url(self) -> str:
-        return f"{self.url}/dicom-web"
-
-    def write_config(self) -> Path:
-        storage = self.root / "storage"
-        storage.mkdir(parents=True, exist_ok=True)
-        config = {
-            "Name": "medtl-test-pacs",
-            "StorageDirectory": str(storage),
-            "IndexDirectory": str(storage),
-            "HttpPort": self.http_port,
-            "DicomPort": self.dicom_port,
-            "DicomAet": PACS_AET,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": True,
-            "RegisteredUsers": {USER: PASSWORD},
-            "DicomModalities": {
-                "medtl": [MEDTL_AET, "127.0.0.1", self.medtl_port],
-                "storescu": [SCU_AET, "127.0.0.1", 104],
-            },
-            "DicomCheckCalledAet": True,
-            "DicomCheckModalityHost": False,
-            "DicomAlwaysAllowEcho": False,
-            "DicomAlwaysAllowStore": False,
-            "DicomAlwaysAllowFind": False,
-            "DicomAlwaysAllowMove": False,
-            "DicomAlwaysAllowGet": False,
-            "Plugins": [PLUGIN],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-            "HttpTimeout": 30,
-        }
-        path = self.root / "orthanc.json"
-        path.write_text(json.dumps(config, indent=1))
-        return path
-
-    def start(self) -> None:
-        config = self.write_config()
-        log = (self.root / "orthanc.log").open("ab")
-        self.proc = subprocess.Popen([ORTHANC, str(config)], stdout=log, stderr=log, cwd=self.root)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited: {(self.root / 'orthanc.log').read_text()}")
-            try:
-                up = requests.get(f"{self.url}/system", auth=(USER, PASSWORD), timeout=1).ok
-                if up and self._dicom_port_open():
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("Orthanc did not answer within 30 s")
-
-    def _dicom_port_open(self) -> bool:
-        with socket.socket() as sock:
-            sock.settimeout(1)
-            return sock.connect_ex(("127.0.0.1", self.dicom_port)) == 0
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def upload(self, ds: Dataset) -> None:
-        r = requests.post(
-            f"{self.url}/instances", data=to_bytes(ds), auth=(USER, PASSWORD), timeout=30
-        )
-        r.raise_for_status()
-
-    def env(self, *, dicomweb: bool = True, dimse: bool = True) -> dict[str, str]:
-        """The medtl environment variables that point at this server."""
-        out = {"MEDTL_PACS_USERNAME": USER, "MEDTL_AE_TITLE": MEDTL_AET}
-        if dicomweb:
-            out["MEDTL_PACS_DICOMWEB_URL"] = self.dicomweb_url
-        if dimse:
-            out.update(
-                MEDTL_PACS_AE_TITLE=PACS_AET,
-                MEDTL_PACS_HOST="127.0.0.1",
-                MEDTL_PACS_PORT=str(self.dicom_port),
-            )
-        return out
 
 
 def _with_phi(ds: Dataset, study_uid: str) -> Dataset:
@@ -197,7 +104,7 @@ def make_ct(study_uid: str, n: int = CT_SLICES) -> list[Dataset]:
 
 @pytest.fixture(scope="session")
 def orthanc_bin() -> str:
-    if not (Path(ORTHANC).exists() and Path(PLUGIN).exists()):
+    if not orthanc_available():
         pytest.fail(
             "Orthanc and its DICOMweb plugin are needed: apt-get install orthanc "
             "orthanc-dicomweb dcmtk (make test does it)"
@@ -230,52 +137,10 @@ def studies(orthanc) -> Studies:
     )
 
 
-def _cr_package(root: Path) -> Path:
-    import torch
-
-    from medtl.models import CardOperatingPoint, ModelCard, create_backbone, save_package
-    from medtl.transfer.presets import default_preprocessing
-
-    torch.manual_seed(0)
-    model = create_backbone("smallcnn", 2, 1, 1, options={"widths": [4, 8]}, dropout=0.0, labels=[])
-    card = ModelCard(
-        name="pacs-cxr",
-        version="1.2.0",
-        preprocessing=default_preprocessing("cxr", [64, 64]).model_dump(mode="json"),
-        labels=["no nodule", "nodule"],
-        calibration={"method": "temperature", "temperature": 1.5, "n_classes": 2},
-        operating_points=[
-            CardOperatingPoint(name="youden", threshold=0.5, sensitivity=0.9, specificity=0.8)
-        ],
-        target_domain="CR chest",
-        target_task="nodule yes/no",
-    )
-    return save_package(model, card, root / "pacs-cxr")
-
-
-def _ct_package(root: Path) -> Path:
-    import torch
-
-    from medtl.models import CardOperatingPoint, ModelCard, create_backbone, save_package
-    from medtl.transfer.presets import default_preprocessing
-
-    torch.manual_seed(0)
-    model = create_backbone("smallcnn", 3, 1, 1, options={"widths": [4, 8]})
-    card = ModelCard(
-        name="pacs-ct",
-        version="0.3.1",
-        preprocessing=default_preprocessing("ct", [16, 16, 16]).model_dump(mode="json"),
-        labels=["no nodule", "nodule"],
-        calibration={"method": "temperature", "temperature": 1.5, "n_classes": 2},
-        operating_points=[CardOperatingPoint(name="youden", threshold=0.5)],
-    )
-    return save_package(model, card, root / "pacs-ct")
-
-
 @pytest.fixture(scope="session")
 def packages(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("packages")
-    return {"CR": _cr_package(root), "CT": _ct_package(root)}
+    return {"CR": tiny_cr_package(root), "CT": tiny_ct_package(root)}
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ HEAVY = (
 
 def test_pacs_package_and_cli_import_light() -> None:
     code = (
-        "import sys, medtl.pacs, medtl.pacs.cli\n"
+        "import sys, medtl.pacs, medtl.pacs.cli, medtl.pacs.testing\n"
         f"print(','.join(h for h in {HEAVY!r} if h in sys.modules))\n"
         "print(all(callable(getattr(medtl.pacs, n)) for n in "
         "('analyse_study', 'push_case', 'load_pacs_settings', 'find', 'echo', 'Listener')))\n"

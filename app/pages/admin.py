@@ -39,6 +39,27 @@ with users_tab:
         width="stretch",
     )
 
+    from medtl.review.sessions import list_sessions
+
+    open_sessions = list_sessions(store.accounts, actor=admin)
+    st.caption(f"{len(open_sessions)} open session(s) (signed in, not expired or idle).")
+    if open_sessions:
+        st.dataframe(
+            [
+                {
+                    "User": r.username,
+                    "Signed in with": "single sign-on" if r.method == "oidc" else "password",
+                    "Since (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
+                    "Last seen (UTC)": f"{r.last_seen_at:%Y-%m-%d %H:%M}",
+                    "Expires (UTC)": f"{r.expires_at:%Y-%m-%d %H:%M}",
+                }
+                for r in open_sessions
+            ],
+            hide_index=True,
+            width="stretch",
+            key="adm_sessions",
+        )
+
     with st.form("add_user", clear_on_submit=False):
         st.markdown("**Add a user**")
         c1, c2, c3 = st.columns(3)

@@ -18,6 +18,11 @@ def _admin_page(user: str = "adam"):
     return at.switch_page("pages/admin.py").run()
 
 
+def _audit_table(at):
+    [table] = [d.value for d in at.dataframe if "Action" in d.value.columns]
+    return table
+
+
 def test_add_user_change_role_and_disable(app_home) -> None:
     at = _admin_page()
     assert not at.exception
@@ -59,12 +64,12 @@ def test_audit_log_filters_and_csv_export(app_home) -> None:
         store.submit_review(alice, case_id, "agree", comment="fine")
     at = _admin_page()
     at.selectbox(key="adm_action").set_value("review").run()
-    table = at.dataframe[1].value
+    table = _audit_table(at)
     assert list(table["Action"]) == ["review"]
     assert list(table["User"]) == ["alice"] and list(table["Case"]) == [case_id]
     at.selectbox(key="adm_action").set_value("(any)")
     at.selectbox(key="adm_who").set_value("alice").run()
-    assert set(at.dataframe[1].value["Action"]) == {"upload", "predict", "review"}
+    assert set(_audit_table(at)["Action"]) == {"upload", "predict", "review"}
 
     [download] = at.get("download_button")
     assert download.label == "Download reviews.csv"
@@ -121,3 +126,12 @@ def test_unlock_clears_every_clients_failures_and_is_audited(app_home) -> None:
     sign_in(locked, "alice")  # the same browser gets in at once
     assert not errors(locked)
     assert [t.value for t in locked.title] == ["Upload and analyse"]
+
+
+def test_open_sessions_are_listed_for_admins(app_home) -> None:
+    sign_in(new_app().run(), "alice")
+    at = _admin_page()
+    [table] = [d.value for d in at.dataframe if "Signed in with" in d.value.columns]
+    assert sorted(table["User"]) == ["adam", "alice"]
+    assert set(table["Signed in with"]) == {"password"}
+    assert "2 open session(s)" in page_text(at)

@@ -344,16 +344,25 @@ def demo(
         list[str] | None, typer.Option("--force", help="Redo a finished stage (repeatable).")
     ] = None,
     port: Annotated[int, typer.Option(help="Port of the app.")] = 8501,
+    with_foundation: Annotated[
+        bool,
+        typer.Option(
+            "--with-foundation",
+            help="Add the ct_foundation stage (astra-ct vs 3D MRI, scratch, HU histograms); "
+            "meant for --size full on a GPU.",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole demo: data, pretraining, transfer, calibration, reports, then the app."""
     from medtl.demo import PLANS, STAGES, ensure_demo_accounts, run_demo
 
     if size not in PLANS:
         raise fail(f"unknown size {size!r}; use one of {', '.join(PLANS)}")
-    unknown = [s for s in force or [] if s not in STAGES]
+    stages = (*STAGES, "ct_foundation") if with_foundation else STAGES
+    unknown = [s for s in force or [] if s not in stages]
     if unknown:
-        raise fail(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
-    summary = run_demo(size, force=tuple(force or ()))
+        raise fail(f"unknown stage(s) {unknown}; stages: {', '.join(stages)}")
+    summary = run_demo(size, force=tuple(force or ()), with_foundation=with_foundation)
     print_summary(summary)
     if no_app:
         return

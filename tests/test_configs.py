@@ -18,6 +18,11 @@ def test_example_config_validates(path: Path, tmp_path, monkeypatch) -> None:
     if path.name.startswith("pretrain_"):
         cfg = load_pretrain_config(path)
         assert cfg.stages
+    elif "\narms:" in path.read_text(encoding="utf-8"):  # a multi-arm study (ct_foundation)
+        from medtl.transfer.arms import arm_config, load_arms_config
+
+        study = load_arms_config(path)
+        cfg = arm_config(study, study.baseline)
     else:
         cfg = load_config(path)
         assert cfg.strategy.total_epochs >= 2

@@ -83,6 +83,7 @@ def run_demo(
     force: tuple[str, ...] = (),
     stop_after: str | None = None,
     progress: bool = True,
+    with_foundation: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) the demo pipeline; returns the summary.
 
@@ -92,6 +93,8 @@ def run_demo(
         force: stages to redo even if they finished.
         stop_after: stop after this stage (e.g. ``"data"``).
         progress: show progress bars.
+        with_foundation: also run the ``ct_foundation`` stage before the summary
+            (:mod:`medtl.demo.foundation`; meant for ``full`` on a GPU: hours on 2 cores).
 
     Returns:
         The summary dict (also in ``MEDTL_HOME/demo/<size>/summary.json``).
@@ -105,7 +108,12 @@ def run_demo(
     run = _DemoRun(PLANS[size], root, progress)
     for name in force:
         run.state.done.pop(name, None)
-    for name in STAGES:
+    stages = STAGES
+    if with_foundation:
+        from medtl.demo.foundation import FOUNDATION_STAGE
+
+        stages = (*STAGES[:-1], FOUNDATION_STAGE, STAGES[-1])
+    for name in stages:
         run.stage(name)
         if stop_after == name:
             break
@@ -143,6 +151,10 @@ class _DemoRun:
             return lambda: self.pretrain(name.removeprefix("pretrain_"))
         if name in ("mri_to_ct", "cxr_nodule"):
             return lambda: self.experiment(name)
+        if name == "ct_foundation":
+            from medtl.demo.foundation import run_foundation_stage
+
+            return lambda: run_foundation_stage(self.plan, self.data_root, self.root)
         return {
             "fetch": self.fetch,
             "data": self.data,

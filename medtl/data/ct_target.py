@@ -10,8 +10,8 @@ same density; classes differ by side (the heart, mediastinum and chest-wall curv
 left from right) and by lobe (the oblique fissure and the position against the posterior
 chest wall tell upper from lower), so a patch's HU histogram cannot tell them apart while
 a network that sees shape and context can. Measured on the ``demo`` 2D build (see
-``docs/demo-data.md``): HU-histogram baseline macro AUROC 0.74-0.77, a scratch smallcnn
-0.93-0.95. The right middle lobe (13) is not a class: its voxels are background.
+``docs/demo-data.md``): HU-histogram baseline macro AUROC 0.74-0.76, a scratch smallcnn
+0.93-0.96. The right middle lobe (13) is not a class: its voxels are background.
 
 ====  ================  ========================================
 idx   name              TotalSegmentator structure
@@ -24,7 +24,7 @@ idx   name              TotalSegmentator structure
 
 ``density`` (the first set, kept for comparison): heart (51), aorta (52), liver (5), back
 muscle (86, 87), vertebra (25-50), rib (92-115). Pairs of similar density *at the centre*,
-but each patch's histogram gives its class away: baseline 0.94, networks 0.94-0.97.
+but each patch's histogram gives its class away: baseline 0.93-0.94, networks 0.94-0.97.
 
 Labels are lateralised: train without left-right flips (the 2D CT preset has none; the 3D
 preset flips every axis, so override its ``flip_axes`` for this set).

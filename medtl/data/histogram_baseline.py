@@ -2,7 +2,10 @@
 
 Logistic regression (scikit-learn) on each patch's intensity histogram with fixed bins,
 fitted on ``train`` and scored on ``test``. On the CT target set its score shows how far
-"density alone" gets; a CNN that sees shapes and context should do clearly better.
+"density alone" gets; a CNN that sees shapes and context should do clearly better. Measured
+on the ``demo`` 2D builds: macro AUROC 0.93-0.94 on the ``density`` label set (networks
+0.94-0.97: density nearly solves it), 0.74-0.76 on the ``anatomy`` lung-lobe set (a scratch
+smallcnn 0.93-0.96).
 
 Example::
 

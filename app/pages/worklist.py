@@ -66,11 +66,34 @@ except ReviewStoreError as err:
     st.error(session.human_error(err))
     st.stop()
 
+from medtl.pacs.worklist import case_pacs_status, open_jobs  # noqa: E402
+
+# PACS work: analyses still without a case (queued, running, failed with the reason).
+counts, waiting = open_jobs(store.db)
+if any(counts.values()):
+    label = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    with st.expander(f"PACS analyses without a case yet: {label}", expanded=counts["failed"] > 0):
+        st.dataframe(
+            [
+                {
+                    "Job": j.id,
+                    "Status": j.status,
+                    "Attempts": f"{j.attempts}/{j.max_attempts}",
+                    "Queued (UTC)": j.created_at.strftime("%Y-%m-%d %H:%M"),
+                    "Problem": j.last_error or "",
+                }
+                for j in waiting
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+
 st.caption("Oldest first.")
 if not cases:
     st.info("No cases match these filters.")
     st.stop()
 
+pacs = case_pacs_status(store.db, [c.case_id for c in cases])  # this page only: 2 queries
 rows = []
 for c in cases:
     p = c.latest_prediction
@@ -85,6 +108,9 @@ for c in cases:
             # Blinded reading: the store already hides a clinician's not-yet-reviewed
             # cases' verdicts (status "awaiting review", no readers); no count is shown.
             "Readers": "" if c.blinded else str(len(c.readers)),
+            "Analysis": pacs[c.case_id].job_label,
+            # A sent SR implies a review: hidden like the readers while blinded.
+            "PACS send": "" if c.blinded else pacs[c.case_id].push_label,
         }
     )
 st.dataframe(rows, hide_index=True, width="stretch")

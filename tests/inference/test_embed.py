@@ -212,6 +212,12 @@ def test_cli_embed_writes_npy_and_exit_codes(root_logging, package, series, tmp_
         app, ["embed", str(package), str(series), "--layer", "layer9", "--out", str(out)]
     )
     assert bad_layer.exit_code == 2 and "layer9" in bad_layer.output
+    args = ["embed", str(package), str(series), "--out", str(out)]
+    fast = runner.invoke(app, [*args, "--backend", "channels_last_3d"])
+    assert fast.exit_code == 0, fast.output
+    assert np.linalg.norm(np.load(out) - expected) / np.linalg.norm(expected) < 1e-3
+    bad_backend = runner.invoke(app, [*args, "--backend", "tensorrt"])
+    assert bad_backend.exit_code == 2 and "unknown embed backend" in bad_backend.output
 
 
 def test_training_and_predict_replay_the_same_preprocessing(package, series, tmp_path):

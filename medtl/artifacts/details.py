@@ -24,6 +24,9 @@ class PredictionDetails(Artifact):
         positive: the decision (``None`` without an operating point).
         heat_peak: voxel index of the saliency peak.
         labels: class names of the model.
+        source: where the scan came from (``"pacs"``; ``None``: an upload).
+        model_ref: the package reference the analysis used (name, name@version or folder),
+            to run the same model again (e.g. for the heat map of a PACS push).
     """
 
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -38,6 +41,8 @@ class PredictionDetails(Artifact):
     positive: bool | None = None
     heat_peak: list[int] | None = None
     labels: list[str] = Field(default_factory=list)
+    source: str | None = None
+    model_ref: str | None = None
 
     @classmethod
     def from_stored(cls, data: dict[str, Any] | None) -> PredictionDetails:

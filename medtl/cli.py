@@ -399,6 +399,7 @@ def _register_subapps() -> None:
     from medtl.pacs.cli import worker_app
     from medtl.reports.cli import app as reports_app
     from medtl.review.cli import app as review_app
+    from medtl.transfer.study_cli import app as study_app
 
     app.add_typer(data_app, name="data")
     models_app.add_typer(bundle_app)  # `medtl models export` (needs the inference layer)
@@ -410,6 +411,7 @@ def _register_subapps() -> None:
     app.add_typer(inference_app)
     app.add_typer(embed_app)
     app.add_typer(review_app)
+    app.add_typer(study_app)  # medtl study
 
 
 _register_subapps()

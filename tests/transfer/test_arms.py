@@ -200,3 +200,19 @@ def test_medtl_score_on_a_study_yaml_with_a_package_cut_at_layers(study, tmp_pat
     assert scores.kendall_tau["logme"].n == 3
     bad = CliRunner().invoke(app, ["score", str(study / "study.yaml"), "-c", "=x"])
     assert bad.exit_code == 2 and "no name" in bad.output
+
+
+def test_medtl_study_command_resumes_and_validates(study):
+    from typer.testing import CliRunner
+
+    from medtl.cli import app
+
+    runner = CliRunner()
+    args = ["study", str(study / "study.yaml"), "--out", str(study / "runs"), "--resamples", "100"]
+    done = runner.invoke(app, args)  # the points of the run_arms test are reused
+    assert done.exit_code == 0, done.output
+    assert "enc_layer3 vs scratch:" in done.output and "hu_histogram" in done.output
+    bad = runner.invoke(app, [*args, "--arms", "nope"])
+    assert bad.exit_code == 2 and "unknown arm" in bad.output
+    bad = runner.invoke(app, [*args, "--fractions", "0,1"])
+    assert bad.exit_code == 2 and "(0, 1]" in bad.output

@@ -32,6 +32,7 @@ SCHEMAS: dict[str, str] = {
     "experiment_config": "medtl.transfer.experiment:ExperimentConfig",
     "training_config": "medtl.training.config:TrainingConfig",
     "review_export": "medtl.review.schemas:review_export_schema",
+    "review_import": "medtl.review.importer:review_import_schema",
     "report": "medtl.reports.schema:report_schema",
     "pretrain_config": "medtl.transfer.pretrain:PretrainConfig",
 }

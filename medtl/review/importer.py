@@ -1,7 +1,8 @@
 """Import reads done outside the app (a reader study on paper or another viewer) from CSV.
 
 The file has a header row and one read per row: ``case_id``, ``reader`` (the reader's user
-name), ``verdict`` (``agree``, ``disagree`` or ``uncertain``) and an optional ``comment``.
+name), ``verdict`` (``agree``, ``disagree`` or ``uncertain``) and an optional ``comment``
+(:class:`ReadImportRow`, JSON Schema in ``data_schemas/review_import.schema.json``).
 Every row is checked before anything is recorded: an unknown or malformed case ID, a case
 without an AI result, an unknown, disabled or non-reading account, an invalid verdict, an
 over-long comment or a repeated (case, reader) pair makes the whole import fail with the
@@ -33,12 +34,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from medtl.review.casefiles import is_case_id
 from medtl.review.errors import CaseNotFoundError, ReviewInputError
 from medtl.review.models import DECISIONS
 from medtl.review.readings import MAX_COMMENT
+from medtl.review.schemas import Decision
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.review.auth import UserInfo
@@ -47,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("case_id", "reader", "verdict", "comment")
+COLUMNS = ("case_id", "reader", "verdict", "comment")  # = ReadImportRow's fields
 #: header spellings accepted for each column (compared lower-case, spaces as ``_``)
 ALIASES = {
     "case_id": ("case_id", "case", "caseid"),
@@ -58,6 +62,36 @@ ALIASES = {
 READER_ROLES = ("clinician", "admin")
 MAX_ROWS = 100_000
 _SHOWABLE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class ReadImportRow(BaseModel):
+    """One row of the file ``medtl reviews import`` reads (CSV column order = field order).
+
+    Identifiers are pseudonymous: the case pseudonym and a local account name.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str = Field(
+        pattern=r"^[A-Z]{2,8}-[0-9A-F]{8,32}$", description="Case pseudonym, e.g. CASE-0A1B2C3D4E."
+    )
+    reader: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$",
+        description="User name of the reader (a clinician or admin account; case-insensitive).",
+    )
+    verdict: Decision = Field(
+        description="The verdict on the case's latest AI result (any letter case)."
+    )
+    comment: str | None = Field(
+        default=None, max_length=MAX_COMMENT, description="Reader comment (free text, optional)."
+    )
+
+
+def review_import_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of one row of a reads file (``data_schemas/review_import``)."""
+    schema = ReadImportRow.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from medtl.review.auth import UserInfo
 from medtl.review.cli import app
-from medtl.review.importer import ReadsImportError, import_reads
+from medtl.review.importer import COLUMNS, ReadImportRow, ReadsImportError, import_reads
 from medtl.review.store import ReviewStore
 
 from .conftest import PATIENT_ID, PATIENT_NAME, FakeClock, open_store, tiny_scan
@@ -174,3 +174,13 @@ def test_cli_import_dry_run_then_record(tmp_path: Path, db_url: str) -> None:
         assert (review.reader, review.decision, review.comment) == ("alice", "disagree", "tiny")
     finally:
         store.close()
+
+
+def test_the_schema_describes_the_columns(store: ReviewStore, users: dict[str, UserInfo]) -> None:
+    """data_schemas/review_import (ReadImportRow) names the columns the importer reads, and
+    its patterns accept real case IDs and account names."""
+    assert tuple(ReadImportRow.model_fields) == COLUMNS
+    case = predicted_case(store, users["root"])
+    ReadImportRow(case_id=case, reader="alice", verdict="agree")
+    with pytest.raises(ValueError):
+        ReadImportRow(case_id="MRN-4417-2093", reader="alice", verdict="agree")

@@ -14,8 +14,8 @@ the scan still gives enough slabs (depth + 2 slices, gap :data:`~medtl.data.ct_t
 for four splits that each hold every class, and so that feature caching with a ResNet-152
 stays minutes on a CPU. Slab assignment and virtual patients follow ``ct_target``:
 :func:`~medtl.data.ct_target.assign_slabs` with the same seed, the same split fractions, the
-patient counts of :data:`~medtl.data.ct_target.CT_COUNTS` (fewer patches per class for
-``demo``), a virtual patient existing in one split only. The label set is the CT target's
+patch and patient counts of :data:`~medtl.data.ct_target.CT_COUNTS`, a virtual patient
+existing in one split only. The label set is the CT target's
 (:func:`~medtl.data.ct_target.label_set_classes`).
 
 Files: ``images/<patient>/<index>.nii.gz`` (int16 HU, RAS affine of the patch on the merlin
@@ -52,12 +52,6 @@ FOUNDATION_PATCH: dict[str, tuple[int, int, int]] = {
     "tiny": (32, 32, 4),
     "demo": (64, 64, 8),
     "full": (64, 64, 8),
-}
-#: patches per class and split (patients per split: ct_target's CT_COUNTS)
-PER_CLASS: dict[str, dict[str, int]] = {
-    "tiny": {"train": 6, "val": 2, "calibration": 2, "test": 3},
-    "demo": {"train": 40, "val": 12, "calibration": 12, "test": 24},
-    "full": {"train": 400, "val": 100, "calibration": 100, "test": 200},
 }
 
 
@@ -256,7 +250,7 @@ def build_ct_patches3d(
     jobs = [split for split in SPLITS for _ in range(counts.patients[split])]
     records: list[ManifestRecord] = []
     for vp, split in enumerate(tqdm(jobs, desc=f"CT 3D merlin ({size})", disable=not progress)):
-        quota = math.ceil(PER_CLASS[size][split] / counts.patients[split])
+        quota = math.ceil(counts.per_class(split, len(labels)) / counts.patients[split])
         records += _patient(b, vp, split, quota)
     manifest = Manifest(
         name="ct_structure_3d_merlin",

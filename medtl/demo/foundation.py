@@ -8,9 +8,10 @@ resampling (:mod:`medtl.data.ct_patches3d`), along the learning curve
 folders and budgets (:func:`foundation_study`; a test keeps the two in step).
 
 It is not part of the default demo: on 2 CPU cores the staged astra-ct arm alone (a 3D
-ResNet-152 forward per patch and epoch) takes hours, and caching astra-ct features for the
-demo set takes about 17 minutes under load (see ``bench/results.md``); on a GPU it is
-minutes.
+ResNet-152 forward and a layer4 backward per patch and epoch, several seeds and fractions)
+takes hours; caching astra-ct features is minutes (612 patches: 69 s from layer4, 18 s from
+layer3 on 2 idle cores, 17 and 8 min with bf16 autocast under heavy load: see
+``bench/results.md``). On a GPU the whole stage is minutes.
 """
 
 from __future__ import annotations

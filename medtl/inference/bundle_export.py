@@ -81,14 +81,17 @@ def run_inference(
     Returns:
         The array written (``(num_outputs,)`` logits or ``(D,)`` embedding).
     """
-    from medtl.inference.embed import embed_tensor
+    from medtl.inference.embed_backend import EmbedRunner
 
     if not input_file:
         raise ValueError("set --input_file to the scan to run on")
     x = preprocessing(input_file)[None]
     network.eval()
-    with torch.inference_mode():
-        out = embed_tensor(network, x, layer) if output_kind == "embedding" else network(x)
+    if output_kind == "embedding":  # the same backend as Predictor.embed, the same numbers
+        out = EmbedRunner(network, layer)(x)
+    else:
+        with torch.inference_mode():
+            out = network(x)
     array = out[0].float().cpu().numpy()
     if output_file:
         np.save(output_file, array)

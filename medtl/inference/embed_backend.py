@@ -13,13 +13,15 @@ different numbers.
 * ``eager``: ``torch.inference_mode()`` forward, contiguous (NCDHW) tensors.
 * ``channels_last_3d``: model and input in ``torch.channels_last_3d`` memory format (oneDNN
   picks blocked NDHWC kernels). The model is converted in place, once.
-* ``onnxruntime``: the pooled stage exported to ONNX once per (model, layer, input shape) in
-  a temporary folder and run by ONNX Runtime's CPU provider with torch's thread count (the
+* ``onnxruntime``: the pooled stage exported to ONNX once per (weights, layer, input shape)
+  into ``MEDTL_HOME/cache/onnx`` (later processes reuse it: the export of a 3D ResNet-152
+  takes about 15 s) and run by ONNX Runtime's CPU provider with torch's thread count (the
   optional ``onnx`` extra: ``pip install medtl[onnx]``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -35,7 +37,7 @@ __all__ = ["BACKENDS", "DEFAULT_BACKEND", "EmbedRunner", "resolve_backend"]
 
 BACKENDS = ("eager", "channels_last_3d", "onnxruntime")
 #: the embed path's backend: kept by bench/foundation_bench.py (see bench/results.md)
-DEFAULT_BACKEND = "eager"
+DEFAULT_BACKEND = "onnxruntime"
 #: largest relative L2 difference to eager fp32 a backend may have
 TOLERANCE = 1e-3
 
@@ -81,7 +83,7 @@ class EmbedRunner:
         self.layer = layer
         self.backend = resolve_backend(backend)
         self._sessions: dict[tuple[int, ...], Any] = {}
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._key: str | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, *spatial)`` input -> ``(B, D)`` float32 embedding (on the CPU)."""
@@ -99,6 +101,44 @@ class EmbedRunner:
         with torch.inference_mode():
             return embed_tensor(model, x, self.layer).float().cpu()
 
+    def _model_key(self) -> str:
+        """Short SHA-256 of the weights and the layer (names the exported graphs)."""
+        if self._key is None:
+            digest = hashlib.sha256(self.layer.encode())
+            for name, tensor in sorted(self.model.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._key = digest.hexdigest()[:16]
+        return self._key
+
+    def _export(self, shape: tuple[int, ...]) -> Path:
+        """The ONNX graph for this input shape, exported once into the cache."""
+        from medtl.paths import home_subdir
+
+        folder = home_subdir("cache") / "onnx"
+        folder.mkdir(exist_ok=True)
+        size = "x".join(map(str, shape))
+        path = folder / f"embed-{self.layer}-{self._model_key()}-{size}.onnx"
+        if path.is_file():
+            return path
+        fd, name = tempfile.mkstemp(suffix=".onnx", dir=folder)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            # the TorchScript exporter (no onnxscript needed); its deprecation and the
+            # tracer's shape notes are expected: one graph per input shape
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                torch.onnx.export(_PooledStage(self.model, self.layer).eval(),
+                                  (torch.zeros(shape, dtype=torch.float32),), str(tmp),
+                                  input_names=["x"], dynamo=False)  # fmt: skip
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        logger.info("exported the %s embedding graph for %s to %s", self.layer, shape, path.name)
+        return path
+
     def _session(self, shape: tuple[int, ...]) -> Any:
         """An ONNX Runtime session for this input shape (``None``: fall back to eager)."""
         if shape in self._sessions:
@@ -106,22 +146,16 @@ class EmbedRunner:
         session = None
         try:
             import onnxruntime as ort
-
-            if self._tmp is None:
-                self._tmp = tempfile.TemporaryDirectory(prefix="medtl-onnx-")
-            path = Path(self._tmp.name) / f"embed-{'x'.join(map(str, shape))}.onnx"
-            example = torch.zeros(shape, dtype=torch.float32)
-            # the TorchScript exporter (no onnxscript needed); its deprecation and the
-            # tracer's shape notes are expected: one session per input shape
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                torch.onnx.export(_PooledStage(self.model, self.layer).eval(), (example,),
-                                  str(path), input_names=["x"], dynamo=False)  # fmt: skip
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # any failure means: eager, the same numbers
-            logger.warning("onnxruntime backend unavailable (%s); embedding with eager", err)
+        except ImportError:
+            logger.info("onnxruntime is not installed (pip install medtl[onnx]); eager embedding")
+        else:
+            try:
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = torch.get_num_threads()
+                session = ort.InferenceSession(
+                    str(self._export(shape)), options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as err:  # any failure means: eager, the same numbers
+                logger.warning("onnxruntime backend failed (%s); embedding with eager", err)
         self._sessions[shape] = session
         return session

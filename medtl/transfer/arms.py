@@ -212,6 +212,7 @@ def arm_features(cfg: ExperimentConfig, cache_dir: Path, arm: str) -> dict[int, 
     Returns:
         ``{record index: (D,) float32}``.
     """
+    import torch
     from safetensors.numpy import load_file, save_file
 
     from medtl.data.datasets import build_datasets
@@ -234,7 +235,11 @@ def arm_features(cfg: ExperimentConfig, cache_dir: Path, arm: str) -> dict[int, 
         ds = datasets.train_plain if split == "train" else getattr(datasets, split)
         if ds is None:
             continue
-        f, _ = extract_features(model, ds, batch_size=8)
+        # fp32 on CPUs: bf16 autocast of these 3D convolutions ran slower than fp32 on an
+        # AVX512-BF16 CPU (0.83x idle, 0.15-0.56x under load: bench/results.md), and fp32
+        # is the reference anyway
+        amp = cfg.training.amp if torch.cuda.is_available() else "none"
+        f, _ = extract_features(model, ds, batch_size=8, amp=amp)
         index += datasets.indices[split]
         feats.append(f.numpy())
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -275,6 +275,7 @@ def extract_features(
     batch_size: int = 32,
     device: str | None = None,
     layer: str | None = None,
+    amp: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features and labels of every sample, in dataset order (frozen base, eval mode).
 
@@ -284,6 +285,7 @@ def extract_features(
         batch_size: samples per forward pass.
         device: torch device (default: the best available).
         layer: a named stage to pool instead of the last (:func:`pooled_stage`).
+        amp: mixed precision (``auto``: bf16 where the trainer would use it; ``none``: fp32).
 
     Returns:
         ``(features (N, D) float32, labels (N,))``.
@@ -291,7 +293,7 @@ def extract_features(
     from medtl.training.precision import autocast, resolve_amp, select_device
 
     dev = select_device(device or "auto")
-    amp = resolve_amp("auto", dev)
+    amp = resolve_amp(amp, dev)
     was_training = model.training
     model.eval().to(dev)
     feats, labels = [], []

@@ -25,13 +25,19 @@ def encoder(tmp_path_factory):
     return model.eval()
 
 
+@pytest.fixture
+def medtl_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDTL_HOME", str(tmp_path))
+    return tmp_path
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layer", ["layer3", "layer4"])
-def test_every_backend_matches_eager_fp32(encoder, backend, layer):
+def test_every_backend_matches_eager_fp32(encoder, backend, layer, medtl_home):
     pytest.importorskip("onnxruntime") if backend == "onnxruntime" else None
     x = torch.rand(2, 1, 32, 32, 16)
     with torch.inference_mode():
@@ -44,17 +50,22 @@ def test_every_backend_matches_eager_fp32(encoder, backend, layer):
     if backend == "onnxruntime":
         assert runner._sessions[tuple(x.shape)] is not None  # really ran in ONNX Runtime
         runner(x)
-        assert len(runner._sessions) == 1  # exported once per shape
+        assert len(runner._sessions) == 1  # one session per shape
+        # the exported graph is cached: a new runner (another process) reuses the file
+        (graph,) = (medtl_home / "cache" / "onnx").glob(f"embed-{layer}-*.onnx")
+        stamp = graph.stat().st_mtime_ns
+        torch.testing.assert_close(EmbedRunner(encoder, layer, backend)(x), out)
+        assert graph.stat().st_mtime_ns == stamp
 
 
 def test_missing_onnxruntime_falls_back_to_eager_numbers(encoder, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
     x = torch.rand(1, 1, 32, 32, 16)
-    with caplog.at_level(logging.WARNING, logger="medtl.inference.embed_backend"):
+    with caplog.at_level(logging.INFO, logger="medtl.inference.embed_backend"):
         out = EmbedRunner(encoder, "layer4", "onnxruntime")(x)
     with torch.inference_mode():
         torch.testing.assert_close(out, embed_tensor(encoder, x, "layer4"))
-    assert "embedding with eager" in caplog.text
+    assert "onnxruntime is not installed" in caplog.text
 
 
 def test_backend_choice_env_and_errors(monkeypatch):

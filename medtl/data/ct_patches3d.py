@@ -8,11 +8,15 @@ HU, nearest for labels), exactly the transforms of the ``merlin`` preset. Patche
 from that grid, so the preset's own orientation and spacing steps are identities on them and
 the network sees the voxel size it was pretrained at.
 
-Patches are ``(X, Y, Z)`` in RAS voxel order: 64 x 64 x 8 voxels (96 x 96 x 24 mm) for
-``demo`` and ``full``, 32 x 32 x 4 for ``tiny``. Depth is kept small so that the ~330 mm of
-the scan still gives enough slabs (depth + 2 slices, gap :data:`~medtl.data.ct_target.SLAB_GAP`)
-for four splits that each hold every class, and so that feature caching with a ResNet-152
-stays minutes on a CPU. Slab assignment and virtual patients follow ``ct_target``:
+Patches are ``(X, Y, Z)`` in RAS voxel order: 64 x 64 x 6 voxels (96 x 96 x 18 mm, about
+the 15 mm depth of ct_target's 3D patches) for ``demo`` and ``full``, 32 x 32 x 4 for
+``tiny``. Depth is kept small so that the ~330 mm of the scan gives enough slabs (depth + 2
+slices, gap :data:`~medtl.data.ct_target.SLAB_GAP`) for four splits that each hold every
+class: measured on the ``anatomy`` set (lung lobes), 8 slices left 9 slabs and no right upper
+lobe in training; 6 slices give 11 slabs with every lobe in every split. It also keeps
+feature caching with a ResNet-152 at minutes on a CPU.
+
+Slab assignment and virtual patients follow ``ct_target``:
 :func:`~medtl.data.ct_target.assign_slabs` with the same seed, the same split fractions, the
 patch and patient counts of :data:`~medtl.data.ct_target.CT_COUNTS`, a virtual patient
 existing in one split only. The label set is the CT target's
@@ -50,8 +54,8 @@ MERLIN_SPACING = (1.5, 1.5, 3.0)
 #: patch (X, Y, Z) voxels per size
 FOUNDATION_PATCH: dict[str, tuple[int, int, int]] = {
     "tiny": (32, 32, 4),
-    "demo": (64, 64, 8),
-    "full": (64, 64, 8),
+    "demo": (64, 64, 6),
+    "full": (64, 64, 6),
 }
 
 

@@ -136,7 +136,7 @@ def _pretrain_mri_3d(plan: Any, data_root: Path, root: Path) -> str:
             "data": {
                 "dataset": str(data_root / "mri_tissue_3d"),
                 "modality": "mri",
-                "spatial_size": [32, 32, 8],
+                "spatial_size": [32, 32, 6],
             },
             "backbone": "resnet10",
             "stages": ["restoration", "supervised"],

@@ -69,3 +69,19 @@ def test_build_is_deterministic(tiny_merlin, tmp_path, fetched_sources):
     a = np.asarray(nib.load(str(tmp_path / again.records[5].image)).dataobj)
     b = np.asarray(nib.load(str(tiny_merlin / first.records[5].image)).dataobj)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("label_set", ["anatomy", "density"])
+def test_demo_geometry_puts_every_class_in_every_split(fetched_sources, label_set):
+    from medtl.data.ct_patches3d import _slab_counts, load_ct_merlin
+    from medtl.data.ct_target import assign_slabs, label_set_classes, slab_layout
+
+    _, classes, _ = load_ct_merlin(str(fetched_sources["ct_chest"]), label_set)
+    px, py, pz = FOUNDATION_PATCH["demo"]
+    zxy = np.moveaxis(classes, 2, 0)
+    slabs = slab_layout(zxy.shape[0], pz + 2)
+    n = len(label_set_classes(label_set))
+    counts = _slab_counts(zxy, slabs, (pz, px, py), n)
+    split = np.array(assign_slabs(counts, 0))
+    for name in ("train", "val", "calibration", "test"):
+        assert (counts[split == name].sum(axis=0) > 0).all(), (label_set, name)

@@ -21,7 +21,11 @@ Every point is a run folder (``experiment.yaml``, ``summary.json``, ``prediction
 the same patient-grouped label subsets (:func:`medtl.data.datasets.subsample_patients`, nested
 across fractions) and the same seeds. The summary has the learning curves of every arm
 (``learning_curves.json``, arm names as strategies), the sample-efficiency table against the
-``baseline`` arm, and one seed-and-patient verdict per arm against it (``verdicts.json``).
+``baseline`` arm, and one seed-and-patient verdict per arm against it (all three in
+``arms.json``).
+
+Points of ``features`` and ``histogram`` arms are evaluation runs only (predictions, summary,
+evaluation; no network weights): ``medtl package`` applies to ``experiment`` arms.
 """
 
 from __future__ import annotations

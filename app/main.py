@@ -3,7 +3,7 @@
 Checks the session on every rerun, then shows only the pages the user's role allows:
 
 * signed out: Sign in;
-* clinician: Upload and analyse, Worklist, Case review, Models and reports;
+* clinician: Upload and analyse, Worklist, Case review, PACS, Models and reports;
 * researcher: Worklist, Case review (read only), Models and reports;
 * admin: everything, plus Admin.
 """
@@ -84,6 +84,8 @@ def main() -> None:
         _page("worklist", "Worklist", ":material/checklist:", default=user.role == "researcher")
     )
     pages.append(_page("case_review", "Case review", ":material/stethoscope:"))
+    if user.role in ("clinician", "admin"):
+        pages.append(_page("pacs", "PACS", ":material/cloud_download:"))
     pages.append(_page("models_reports", "Models and reports", ":material/description:"))
     if user.role == "admin":
         pages.append(_page("admin", "Admin", ":material/admin_panel_settings:"))

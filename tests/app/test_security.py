@@ -284,3 +284,56 @@ def test_a_store_that_cannot_open_is_an_internal_error(
         r"Internal error while opening the app, reference ID E-[A-Z0-9]{8}\..*", message
     )
     assert str(app_home) not in message
+
+
+def test_pacs_page_shows_what_the_pacs_returns_as_text(app_home, tmp_path, monkeypatch) -> None:
+    """Identifiers and descriptions from the PACS (a real Orthanc) carry the payloads: the
+    PACS page shows them to the clinician as text, in the search results and after the
+    analysis."""
+    import io
+    import warnings
+
+    import pydicom
+    import pytest
+
+    from medtl.pacs.testing import PASSWORD as PACS_PASSWORD
+    from medtl.pacs.testing import OrthancServer, orthanc_available
+
+    if not orthanc_available():
+        pytest.fail(
+            "Orthanc and its DICOMweb plugin are needed: apt-get install orthanc "
+            "orthanc-dicomweb (make test does it)"
+        )
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(seed=50)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # values longer than their VR allows
+        ds.PatientName = HOSTILE["modality"]
+        ds.PatientID = HOSTILE["body_part"]
+        ds.AccessionNumber = "ACC-H11-EVIL"
+        ds.StudyDescription = HOSTILE["directive"]
+        ds.StudyDate = "20240102"
+    server = OrthancServer(tmp_path / "orthanc")
+    server.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server.upload(ds)
+        secret = tmp_path / "pacs_password"
+        secret.write_text(PACS_PASSWORD + "\n")
+        for key, value in {**server.env(), "MEDTL_PACS_PASSWORD_FILE": str(secret)}.items():
+            monkeypatch.setenv(key, value)
+
+        at = sign_in(new_app().run(), "alice")
+        at.switch_page("pages/pacs.py").run()
+        _assert_no_markup(at, "pacs (empty)")
+        at.text_input(key="pacs_accession").input("ACC-H11-EVIL")
+        at.button(key="FormSubmitter:pacs_search-Search").click().run()
+        _assert_no_markup(at, "pacs (search results)")
+        [table] = [d.value for d in at.dataframe if "Patient ID" in d.value.columns]
+        assert list(table["Patient ID"]) == [HOSTILE["body_part"]]  # shown, as text
+        at.selectbox(key="pacs_model").set_value("tinycxr@1.0.0")
+        at.button(key="pacs_analyse").click().run()
+        _assert_no_markup(at, "pacs (analysed)")
+        assert at.success and "Case CASE" in at.success[0].value
+    finally:
+        server.stop()

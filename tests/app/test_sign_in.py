@@ -25,6 +25,7 @@ def test_sign_in_success_shows_the_clinician_pages(app_home) -> None:
     assert _nav_titles(at) == [
         "Case review",
         "Models and reports",
+        "PACS",
         "Upload and analyse",
         "Worklist",
     ]
@@ -51,6 +52,7 @@ def test_roles_see_their_pages_only(app_home) -> None:
         "Admin",
         "Case review",
         "Models and reports",
+        "PACS",
         "Upload and analyse",
         "Worklist",
     ]

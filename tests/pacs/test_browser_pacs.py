@@ -64,6 +64,7 @@ def test_search_analyse_review_send_then_reload_signed_in(app_url, orthanc, home
 
     cr = make_cr(generate_uid())
     cr.AccessionNumber = ACCESSION
+    cr.StudyDate = "20190101"  # before the dates other tests of the shared Orthanc query
     orthanc.upload(cr)
     study = str(cr.StudyInstanceUID)
 

@@ -72,6 +72,7 @@ demo: install
 
 test: install-dev browser pacs-server postgres-server proxy
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -q
 
 lint: install-dev

@@ -33,7 +33,6 @@ MAX_STORED = (1 << BITS_STORED) - 1
 MAGNIFICATION = 1.1
 
 
-
 @dataclass(frozen=True)
 class ProcessingParams:
     """Acquisition and console settings of one image (drawn per image).
@@ -251,9 +250,7 @@ def write_dicom(
         RescaleSlope="1",
         RescaleType="US",
     )
-    ds.file_meta.ImplementationClassUID = generate_uid(
-        entropy_srcs=["medtl-cxr-implementation"]
-    )
+    ds.file_meta.ImplementationClassUID = generate_uid(entropy_srcs=["medtl-cxr-implementation"])
     ds.file_meta.ImplementationVersionName = "MEDTL_CXRSIM"
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(str(path), enforce_file_format=True)

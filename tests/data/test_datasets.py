@@ -12,8 +12,11 @@ def _records() -> list[ManifestRecord]:
         for label in (0, 1):
             out.append(
                 ManifestRecord(
-                    image=f"i{pair}_{label}.dcm", label=label, patient_id=f"P{pair // 3}",
-                    split="train", attributes={"twin_pair": f"T{pair}"},
+                    image=f"i{pair}_{label}.dcm",
+                    label=label,
+                    patient_id=f"P{pair // 3}",
+                    split="train",
+                    attributes={"twin_pair": f"T{pair}"},
                 )
             )
     out.append(ManifestRecord(image="solo.dcm", label=0, patient_id="P9", split="train"))

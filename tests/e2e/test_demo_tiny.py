@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 SECTIONS = (
-    "summary", "intended-use", "data", "model-card", "metrics", "operating-points",
-    "calibration", "subgroups", "transfer", "failure-cases", "checklist",
+    "summary",
+    "intended-use",
+    "data",
+    "model-card",
+    "metrics",
+    "operating-points",
+    "calibration",
+    "subgroups",
+    "transfer",
+    "failure-cases",
+    "checklist",
 )
 
 

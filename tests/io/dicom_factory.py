@@ -91,20 +91,32 @@ PATIENT_ID = FAKE_PATIENT["PatientID"]
 PATIENT_BIRTH_DATE = FAKE_PATIENT["PatientBirthDate"]
 
 
-def ct_slice(pixels: np.ndarray, *, rescale: tuple[float, float] = (1.0, -1024.0),
-             position: Sequence[float] = (0.0, 0.0, 0.0),
-             orientation: Sequence[float] = AXIAL, **kwargs: object) -> Dataset:
+def ct_slice(
+    pixels: np.ndarray,
+    *,
+    rescale: tuple[float, float] = (1.0, -1024.0),
+    position: Sequence[float] = (0.0, 0.0, 0.0),
+    orientation: Sequence[float] = AXIAL,
+    **kwargs: object,
+) -> Dataset:
     """One axial CT slice (int16 stored values, HU = stored * slope + intercept)."""
     kwargs.setdefault("slice_thickness", 1.0)
-    return image_dataset(pixels, modality="CT", rescale=rescale, position=position,
-                         orientation=orientation, **kwargs)
+    return image_dataset(
+        pixels, modality="CT", rescale=rescale, position=position, orientation=orientation, **kwargs
+    )
 
 
-def mr_slice(pixels: np.ndarray, *, position: Sequence[float] = (0.0, 0.0, 0.0),
-             orientation: Sequence[float] = AXIAL, **kwargs: object) -> Dataset:
+def mr_slice(
+    pixels: np.ndarray,
+    *,
+    position: Sequence[float] = (0.0, 0.0, 0.0),
+    orientation: Sequence[float] = AXIAL,
+    **kwargs: object,
+) -> Dataset:
     """One MR slice (no rescale unless given)."""
-    return image_dataset(pixels, modality="MR", position=position, orientation=orientation,
-                         **kwargs)
+    return image_dataset(
+        pixels, modality="MR", position=position, orientation=orientation, **kwargs
+    )
 
 
 def cr_image(pixels: np.ndarray, **kwargs: object) -> Dataset:
@@ -113,8 +125,12 @@ def cr_image(pixels: np.ndarray, **kwargs: object) -> Dataset:
     return image_dataset(pixels, modality="CR", **kwargs)
 
 
-def dx_image(pixels: np.ndarray, *, imager_pixel_spacing: tuple[float, float] = (0.15, 0.15),
-             **kwargs: object) -> Dataset:
+def dx_image(
+    pixels: np.ndarray,
+    *,
+    imager_pixel_spacing: tuple[float, float] = (0.15, 0.15),
+    **kwargs: object,
+) -> Dataset:
     """A digital radiograph with ImagerPixelSpacing only (no PixelSpacing)."""
     kwargs.setdefault("pixel_spacing", None)
     ds = image_dataset(pixels, modality="DX", **kwargs)
@@ -172,10 +188,20 @@ def ct_series(
         shift = np.tan(np.radians(tilt_deg)) * k * spacing[0] * iop[3:]
         pos = np.asarray(origin, dtype=float) + k * spacing[0] * normal + shift
         kwargs.setdefault("slice_thickness", spacing[0])
-        out.append(image_dataset(
-            volume[k], modality=modality, rescale=rescale, pixel_spacing=spacing[1:],
-            position=pos, orientation=orientation, series_uid=series_uid, study_uid=study_uid,
-            instance_number=numbers[k], **kwargs))
+        out.append(
+            image_dataset(
+                volume[k],
+                modality=modality,
+                rescale=rescale,
+                pixel_spacing=spacing[1:],
+                position=pos,
+                orientation=orientation,
+                series_uid=series_uid,
+                study_uid=study_uid,
+                instance_number=numbers[k],
+                **kwargs,
+            )
+        )
     return out
 
 
@@ -223,31 +249,48 @@ def enhanced_multiframe(
     """
     order = list(frame_order) if frame_order is not None else list(range(volume.shape[0]))
     sop = SOP_CLASS["ENHANCED_CT" if modality == "CT" else "ENHANCED_MR"]
-    ds = image_dataset(volume[order], modality=modality, sop_class_uid=sop, pixel_spacing=None,
-                       **kwargs)
+    ds = image_dataset(
+        volume[order], modality=modality, sop_class_uid=sop, pixel_spacing=None, **kwargs
+    )
     iop = np.asarray(orientation, dtype=float)
     normal = np.cross(iop[:3], iop[3:])
     shared = _item(
-        PixelMeasuresSequence=DicomSequence([_item(
-            PixelSpacing=list(spacing[1:]), SliceThickness=spacing[0],
-            SpacingBetweenSlices=spacing[0])]),
+        PixelMeasuresSequence=DicomSequence(
+            [
+                _item(
+                    PixelSpacing=list(spacing[1:]),
+                    SliceThickness=spacing[0],
+                    SpacingBetweenSlices=spacing[0],
+                )
+            ]
+        ),
         PlaneOrientationSequence=DicomSequence([_item(ImageOrientationPatient=list(iop))]),
     )
     if shared_rescale is not None:
-        shared.PixelValueTransformationSequence = DicomSequence([_item(
-            RescaleSlope=shared_rescale[0], RescaleIntercept=shared_rescale[1],
-            RescaleType="HU" if modality == "CT" else "US")])
+        shared.PixelValueTransformationSequence = DicomSequence(
+            [
+                _item(
+                    RescaleSlope=shared_rescale[0],
+                    RescaleIntercept=shared_rescale[1],
+                    RescaleType="HU" if modality == "CT" else "US",
+                )
+            ]
+        )
     ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
     per_frame = []
     for k in order:
         pos = np.asarray(origin, dtype=float) + k * spacing[0] * normal
-        item = _item(PlanePositionSequence=DicomSequence([_item(
-            ImagePositionPatient=[float(v) for v in pos])]))
+        item = _item(
+            PlanePositionSequence=DicomSequence(
+                [_item(ImagePositionPatient=[float(v) for v in pos])]
+            )
+        )
         item.FrameContentSequence = DicomSequence([_item(InStackPositionNumber=k + 1)])
         if per_frame_rescale is not None:
             slope, intercept = per_frame_rescale[k]
-            item.PixelValueTransformationSequence = DicomSequence([_item(
-                RescaleSlope=slope, RescaleIntercept=intercept, RescaleType="US")])
+            item.PixelValueTransformationSequence = DicomSequence(
+                [_item(RescaleSlope=slope, RescaleIntercept=intercept, RescaleType="US")]
+            )
         per_frame.append(item)
     ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
     return ds
@@ -363,8 +406,9 @@ def gdcm_encode(ds: Dataset, transfer_syntax: str) -> Dataset:
         if not reader.Read():
             raise RuntimeError("gdcm could not read the dataset")
         change = gdcm.ImageChangeTransferSyntax()
-        change.SetTransferSyntax(gdcm.TransferSyntax(
-            getattr(gdcm.TransferSyntax, _GDCM_SYNTAXES[str(transfer_syntax)])))
+        change.SetTransferSyntax(
+            gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, _GDCM_SYNTAXES[str(transfer_syntax)]))
+        )
         change.SetInput(reader.GetImage())
         if not change.Change():
             raise RuntimeError("gdcm could not encode the dataset")
@@ -377,8 +421,13 @@ def gdcm_encode(ds: Dataset, transfer_syntax: str) -> Dataset:
         return pydicom.dcmread(io.BytesIO(dst.read_bytes()))
 
 
-def write_series(datasets: Sequence[Dataset], folder: Path, *,
-                 shuffle_seed: int | None = None, prefix: str = "img") -> list[Path]:
+def write_series(
+    datasets: Sequence[Dataset],
+    folder: Path,
+    *,
+    shuffle_seed: int | None = None,
+    prefix: str = "img",
+) -> list[Path]:
     """Write each dataset to ``folder/<prefix>NNNN.dcm``.
 
     Args:
@@ -394,5 +443,7 @@ def write_series(datasets: Sequence[Dataset], folder: Path, *,
     names = list(range(len(datasets)))
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(names)
-    return [write(ds, Path(folder) / f"{prefix}{n:04d}.dcm") for ds, n in zip(datasets, names,
-                                                                             strict=True)]
+    return [
+        write(ds, Path(folder) / f"{prefix}{n:04d}.dcm")
+        for ds, n in zip(datasets, names, strict=True)
+    ]

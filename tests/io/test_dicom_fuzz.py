@@ -67,7 +67,7 @@ def _mutate(data: bytes, mutations: list[tuple[str, float, bytes]]) -> bytes:
         elif op == "insert":
             buf[pos:pos] = payload
         elif op == "overwrite":
-            buf[pos:pos + len(payload)] = payload
+            buf[pos : pos + len(payload)] = payload
     return bytes(buf)
 
 
@@ -81,14 +81,24 @@ def test_seeds_are_valid():
         assert isinstance(load_dicom([seed]), Scan)
 
 
-@settings(max_examples=150, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(seed=st.integers(min_value=0, max_value=12),
-       mutations=st.lists(_mutation, min_size=1, max_size=4))
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(min_value=0, max_value=12),
+    mutations=st.lists(_mutation, min_size=1, max_size=4),
+)
 def test_mutated_files_raise_only_scan_errors(seed, mutations):
     data = _mutate(_seeds()[seed], mutations)
-    for call in (lambda: read_dataset(data), lambda: load_dicom([data]),
-                 lambda: load_dicom([data, _seeds()[0]])):
+    for call in (
+        lambda: read_dataset(data),
+        lambda: load_dicom([data]),
+        lambda: load_dicom([data, _seeds()[0]]),
+    ):
         try:
             result = call()
         except ScanError as exc:

@@ -51,8 +51,13 @@ def _load(ds: Dataset):
 
 def test_ct_slice_hounsfield_units_spacing_affine_window():
     px = _ct_pixels()
-    ds = f.ct_slice(px, rescale=(1.0, -1024.0), pixel_spacing=(0.6, 0.8),
-                    position=(-5.0, 7.0, 12.5), window=([40, 400], [400, 1500]))
+    ds = f.ct_slice(
+        px,
+        rescale=(1.0, -1024.0),
+        pixel_spacing=(0.6, 0.8),
+        position=(-5.0, 7.0, 12.5),
+        window=([40, 400], [400, 1500]),
+    )
     scan = _load(ds)
     assert scan.array.dtype == np.float32 and scan.array.flags.c_contiguous
     np.testing.assert_array_equal(scan.array, px.astype(np.float32) - 1024)
@@ -137,8 +142,11 @@ def test_rgb_is_converted_to_bt601_luminance_with_warning():
     rng = np.random.default_rng(5)
     rgb = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
     scan = _load(f.image_dataset(rgb, modality="OT", photometric="RGB"))
-    want = (rgb[..., 0].astype(np.float32) * 0.299 + rgb[..., 1].astype(np.float32) * 0.587
-            + rgb[..., 2].astype(np.float32) * 0.114)
+    want = (
+        rgb[..., 0].astype(np.float32) * 0.299
+        + rgb[..., 1].astype(np.float32) * 0.587
+        + rgb[..., 2].astype(np.float32) * 0.114
+    )
     np.testing.assert_allclose(scan.array, want, rtol=1e-6)
     assert any("luminance" in w for w in scan.warnings)
 
@@ -155,8 +163,9 @@ def test_ybr_full_native_is_converted_to_rgb_then_luminance():
 def test_jpeg_baseline_colour_ybr_422():
     yy, xx = np.mgrid[0:32, 0:32]
     rgb = np.stack([yy * 8, xx * 8, 128 + 0 * xx], axis=-1).astype(np.uint8)
-    ds = f.encode(f.image_dataset(rgb, modality="OT", photometric="RGB"), JPEGBaseline8Bit,
-                  quality=95)
+    ds = f.encode(
+        f.image_dataset(rgb, modality="OT", photometric="RGB"), JPEGBaseline8Bit, quality=95
+    )
     assert ds.PhotometricInterpretation == "YBR_FULL_422"
     scan = _load(ds)
     want = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -164,8 +173,7 @@ def test_jpeg_baseline_colour_ybr_422():
 
 
 def test_palette_color_is_refused_with_reason():
-    ds = f.image_dataset(np.zeros((8, 8), np.uint8), modality="OT",
-                         photometric="PALETTE COLOR")
+    ds = f.image_dataset(np.zeros((8, 8), np.uint8), modality="OT", photometric="PALETTE COLOR")
     with pytest.raises(UnsupportedImageError, match="pseudo-colour"):
         _load(ds)
 
@@ -173,9 +181,17 @@ def test_palette_color_is_refused_with_reason():
 _SMOOTH = ((np.add.outer(np.arange(32), np.arange(32)) * 20) % 2000 + 100).astype(np.int16)
 
 
-@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian,
-                                    DeflatedExplicitVRLittleEndian, RLELossless,
-                                    JPEGLSLossless, JPEG2000Lossless])
+@pytest.mark.parametrize(
+    "syntax",
+    [
+        ImplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+        DeflatedExplicitVRLittleEndian,
+        RLELossless,
+        JPEGLSLossless,
+        JPEG2000Lossless,
+    ],
+)
 def test_lossless_transfer_syntaxes_decode_exactly(syntax):
     ds = f.encode(f.ct_slice(_SMOOTH), syntax)
     data = f.to_bytes(ds)
@@ -285,8 +301,15 @@ def test_messages_never_contain_phi():
             assert phi not in text
     scan = load_dicom([data])
     blob = repr(scan.meta) + repr(scan.warnings)
-    for phi in (f.PATIENT_NAME, "Doe", f.PATIENT_ID, f.PATIENT_BIRTH_DATE, ds.SeriesInstanceUID,
-                ds.StudyInstanceUID, "General Hospital"):
+    for phi in (
+        f.PATIENT_NAME,
+        "Doe",
+        f.PATIENT_ID,
+        f.PATIENT_BIRTH_DATE,
+        ds.SeriesInstanceUID,
+        ds.StudyInstanceUID,
+        "General Hospital",
+    ):
         assert phi not in blob
     assert scan.meta["deidentified"] is True
 

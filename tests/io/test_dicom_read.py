@@ -51,9 +51,15 @@ def test_without_file_meta_is_sniffed_with_warning(syntax):
     assert any("sniffed" in w for w in scan.warnings)
 
 
-@pytest.mark.parametrize("data", [b"", b"hello world, not a scan",
-                                  b"\x89PNG\r\n\x1a\n" + bytes(200),
-                                  bytes(128) + b"NOPE" + bytes(100)])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"hello world, not a scan",
+        b"\x89PNG\r\n\x1a\n" + bytes(200),
+        bytes(128) + b"NOPE" + bytes(100),
+    ],
+)
 def test_non_dicom_is_unsupported_format(data):
     with pytest.raises(UnsupportedFormatError):
         read_dataset(data)

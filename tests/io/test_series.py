@@ -41,8 +41,13 @@ def test_shuffled_series_sorted_by_position_not_instance_number_or_name(tmp_path
     vol = _volume()
     # Column cosines point to -y, so the normal is -z: slices go *down* in z as k grows.
     iop = (1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
-    dss = f.ct_series(vol, spacing=(2.5, 0.7, 0.9), origin=(-10.0, 20.0, 100.0),
-                      orientation=iop, scramble_instance_numbers=True)
+    dss = f.ct_series(
+        vol,
+        spacing=(2.5, 0.7, 0.9),
+        origin=(-10.0, 20.0, 100.0),
+        orientation=iop,
+        scramble_instance_numbers=True,
+    )
     assert [int(d.InstanceNumber) for d in dss] != sorted(int(d.InstanceNumber) for d in dss)
     paths = f.write_series(dss, tmp_path / "series", shuffle_seed=7)
     scan = load_dicom(sorted(paths))
@@ -104,8 +109,12 @@ def test_non_uniform_spacing_is_reported():
 def test_duplicate_positions_and_repeated_files():
     vol = _volume(n=4)
     dss = f.ct_series(vol)
-    extra = f.ct_slice(vol[1], position=dss[1].ImagePositionPatient,
-                       series_uid=dss[0].SeriesInstanceUID, pixel_spacing=(0.5, 0.5))
+    extra = f.ct_slice(
+        vol[1],
+        position=dss[1].ImagePositionPatient,
+        series_uid=dss[0].SeriesInstanceUID,
+        pixel_spacing=(0.5, 0.5),
+    )
     blobs = [f.to_bytes(d) for d in dss]
     scan = load_dicom([*blobs, blobs[2], f.to_bytes(extra)])
     assert scan.shape[0] == 5
@@ -123,8 +132,9 @@ def test_mixed_orientations_refused():
 
 def test_mixed_sizes_refused():
     dss = f.ct_series(_volume(n=3))
-    other = f.ct_series(_volume(n=1, rows=8), series_uid=dss[0].SeriesInstanceUID,
-                        origin=(-10.0, -20.0, 40.0))
+    other = f.ct_series(
+        _volume(n=1, rows=8), series_uid=dss[0].SeriesInstanceUID, origin=(-10.0, -20.0, 40.0)
+    )
     with pytest.raises(SeriesError, match="image sizes"):
         load_dicom(_shuffled_bytes(dss + other))
 
@@ -165,8 +175,12 @@ def _dicomdir() -> Dataset:
 def test_non_dicom_dicomdir_and_non_images_in_folder_are_ignored():
     vol = _volume(n=3)
     blobs = _shuffled_bytes(f.ct_series(vol))
-    extras = [b"readme text", f.to_bytes(_dicomdir()), f.to_bytes(f.non_image("SR")),
-              f.to_bytes(f.non_image("SEG", with_pixels=True))]
+    extras = [
+        b"readme text",
+        f.to_bytes(_dicomdir()),
+        f.to_bytes(f.non_image("SR")),
+        f.to_bytes(f.non_image("SEG", with_pixels=True)),
+    ]
     scan = load_dicom([*extras, *blobs])
     np.testing.assert_array_equal(scan.array, vol - 1024.0)
     assert any("1 non-DICOM" in w for w in scan.warnings)
@@ -193,14 +207,17 @@ def test_corrupt_file_in_series_named_by_index_only(tmp_path):
 
 def test_classic_multiframe_frames_stacked_with_warning():
     vol = _volume(n=4).astype(np.uint16)
-    ds = f.multiframe(vol, modality="MR", SpacingBetweenSlices=3.0,
-                      ImagePositionPatient=[1.0, 2.0, 3.0],
-                      ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    ds = f.multiframe(
+        vol,
+        modality="MR",
+        SpacingBetweenSlices=3.0,
+        ImagePositionPatient=[1.0, 2.0, 3.0],
+        ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+    )
     scan = load_dicom([f.to_bytes(ds)])
     np.testing.assert_array_equal(scan.array, vol.astype(np.float32))
     assert scan.spacing == (3.0, 0.5, 0.5)
-    assert any("no per-frame positions" in w and "SpacingBetweenSlices" in w
-               for w in scan.warnings)
+    assert any("no per-frame positions" in w and "SpacingBetweenSlices" in w for w in scan.warnings)
     np.testing.assert_allclose(scan.affine[:3, 0], [0, 0, 3.0])
     np.testing.assert_allclose(scan.affine[:3, 3], [1.0, 2.0, 3.0])
 
@@ -208,8 +225,13 @@ def test_classic_multiframe_frames_stacked_with_warning():
 def test_enhanced_ct_per_frame_rescale_and_frame_sorting():
     vol = _volume(n=5)
     rescale = [(1.0, -1024.0), (2.0, 0.0), (0.5, 10.0), (1.0, 0.0), (3.0, -5.0)]
-    ds = f.enhanced_multiframe(vol, spacing=(1.25, 0.6, 0.7), origin=(5.0, 6.0, -7.0),
-                               per_frame_rescale=rescale, frame_order=[3, 0, 4, 2, 1])
+    ds = f.enhanced_multiframe(
+        vol,
+        spacing=(1.25, 0.6, 0.7),
+        origin=(5.0, 6.0, -7.0),
+        per_frame_rescale=rescale,
+        frame_order=[3, 0, 4, 2, 1],
+    )
     assert "RescaleSlope" not in ds and "PixelSpacing" not in ds
     scan = load_dicom([f.to_bytes(ds)])
     want = np.stack([vol[k] * np.float32(s) + np.float32(i) for k, (s, i) in enumerate(rescale)])

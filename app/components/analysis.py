@@ -90,8 +90,7 @@ def save_result(store: ReviewStore, user: UserInfo, scan: Scan, saved: SavedResu
     Returns:
         ``saved``.
     """
-    from medtl.artifacts import PredictionDetails
-    from medtl.review import CaseExistsError
+    from medtl.review import CaseExistsError, record_result
 
     result = saved.result
     try:
@@ -101,29 +100,6 @@ def save_result(store: ReviewStore, user: UserInfo, scan: Scan, saved: SavedResu
     except CaseExistsError as err:
         case_id, image_id = err.case_id, None
         saved.already_uploaded = True
-    name, _, version = result.package.partition("@")
-    decision = result.decision
-    details = PredictionDetails(
-        domain=result.domain.status,
-        domain_reasons=list(result.domain.reasons),
-        calibrated=result.calibrated,
-        operating_point=decision.operating_point if decision else None,
-        expected_sensitivity=decision.expected_sensitivity if decision else None,
-        expected_specificity=decision.expected_specificity if decision else None,
-        positive=decision.positive if decision else None,
-        heat_peak=result.heatmap_info.peak_index if result.heatmap_info else None,
-        labels=list(result.labels),
-    )
-    pred = store.record_prediction(
-        user,
-        case_id,
-        model_name=name,
-        model_version=version or "unknown",
-        label=decision.label if decision else (result.top_class or "unknown"),
-        probability=float(result.probability or 0.0),
-        threshold=decision.threshold if decision else None,
-        image_id=image_id,
-        details=details,  # the store keeps its validated JSON
-    )
+    pred = record_result(store, user, case_id, result, image_id=image_id)
     saved.case_id, saved.prediction_id = case_id, pred.id
     return saved

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from medtl.pacs.types import PacsError, SourceLink
 
@@ -163,21 +163,6 @@ def get_predictor(model: str) -> Predictor:
     return _PREDICTORS[model]
 
 
-def _details(result: PredictionResult) -> dict[str, Any]:
-    decision = result.decision
-    return {
-        "domain": result.domain.status,
-        "domain_reasons": list(result.domain.reasons),
-        "calibrated": result.calibrated,
-        "operating_point": decision.operating_point if decision else None,
-        "expected_sensitivity": decision.expected_sensitivity if decision else None,
-        "expected_specificity": decision.expected_specificity if decision else None,
-        "positive": decision.positive if decision else None,
-        "labels": list(result.labels),
-        "source": "pacs",
-    }
-
-
 def record_analysis(
     store: ReviewStore,
     actor: UserInfo | None,
@@ -197,7 +182,7 @@ def record_analysis(
     heat-map image of a push.
     """
     from medtl.pacs.records import save_link
-    from medtl.review import CaseExistsError
+    from medtl.review import CaseExistsError, record_result
 
     study, series = scan.meta.get("study_uid"), scan.meta.get("series_uid")
     source = f"{study}|{series}" if study and series else None
@@ -211,17 +196,14 @@ def record_analysis(
     latest = store.get_case(case_id).latest_prediction if reuse and not new else None
     if latest is not None and (latest.model_name, latest.model_version) == (name, version):
         return AnalysisOutcome(case_id, latest.id, result.package, result.summary_line(), False)
-    decision = result.decision
-    pred = store.record_prediction(
+    pred = record_result(
+        store,
         actor,
         case_id,
-        model_name=name,
-        model_version=version or "unknown",
-        label=decision.label if decision else (result.top_class or "unknown"),
-        probability=float(result.probability or 0.0),
-        threshold=decision.threshold if decision else None,
+        result,
         image_id=image_id,
-        details={**_details(result), "model_ref": model_ref or result.package},
+        source="pacs",
+        model_ref=model_ref or result.package,
     )
     logger.info("pacs: case %s analysed with %s", case_id, result.package)
     return AnalysisOutcome(case_id, pred.id, result.package, result.summary_line(), new)

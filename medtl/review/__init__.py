@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from medtl.review.db import Database, RetryPolicy, ReviewStoreError, StoreBusyError
     from medtl.review.export import AgreementReport, fleiss_kappa
     from medtl.review.migrations import CURRENT_VERSION, SchemaVersionError
+    from medtl.review.results import record_result
     from medtl.review.schemas import (
         AuditInfo,
         CaseDetail,
@@ -73,6 +74,7 @@ _LAZY = {
         ("Database", "RetryPolicy", "ReviewStoreError", "StoreBusyError"), "medtl.review.db"
     ),
     **dict.fromkeys(("AgreementReport", "fleiss_kappa"), "medtl.review.export"),
+    "record_result": "medtl.review.results",
     **dict.fromkeys(("CURRENT_VERSION", "SchemaVersionError"), "medtl.review.migrations"),
     **dict.fromkeys(
         (
@@ -132,6 +134,7 @@ __all__ = [
     "StoreBusyError",
     "UserInfo",
     "fleiss_kappa",
+    "record_result",
     "review_export_schema",
 ]
 

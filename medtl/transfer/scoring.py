@@ -146,7 +146,9 @@ def score_backbones(
     scores: dict[str, dict[str, float]] = {}
     for candidate in candidates:
         model, has_source_head = _load_candidate(candidate, config)
-        feats, labels = extract_features(model, train, layer=candidate.layer)
+        # fp32 on CPUs: bf16 autocast of 3D convolutions ran slower there (bench/results.md)
+        amp = "auto" if torch.cuda.is_available() else "none"
+        feats, labels = extract_features(model, train, layer=candidate.layer, amp=amp)
         x, y = feats.numpy().astype(np.float64), labels.numpy().astype(int)
         row = {"logme": float(logme(x, y)), "h_score": float(h_score(x, y))}
         if has_source_head and candidate.layer is None:

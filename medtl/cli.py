@@ -307,6 +307,10 @@ def score(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the scores as JSON.")] = None,
     max_samples: Annotated[int, typer.Option(help="Training images used.")] = 512,
+    fraction: Annotated[
+        float | None,
+        typer.Option(help="With a learning_curves.json: the label fraction (default: largest)."),
+    ] = None,
 ) -> None:
     """Rank candidate backbones by transferability (LogME, H-score, LEEP, NCE) before tuning."""
     from medtl.transfer.scoring import (
@@ -321,7 +325,7 @@ def score(
         cands = [parse_candidate(item) for item in candidate]
     except ValueError as err:
         raise fail(str(err)) from None
-    ft = achieved_metric(finetuned) if finetuned else None
+    ft = achieved_metric(finetuned, fraction) if finetuned else None
     result = score_backbones(target_config(config), cands, max_samples=max_samples, finetuned=ft)
     for metric, order in result["ranking"].items():
         typer.echo(f"{metric}: " + " > ".join(order))

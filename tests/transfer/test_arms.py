@@ -165,6 +165,7 @@ def test_score_candidates_cut_at_a_layer_random_and_tau_against_curves(study, tm
     ).write(tmp_path / "learning_curves.json")  # fmt: skip
     achieved = achieved_metric(tmp_path / "learning_curves.json")
     assert achieved == pytest.approx({"enc_layer3": 0.85, "enc_layer4": 0.7, "scratch": 0.6})
+    assert achieved_metric(tmp_path / "learning_curves.json", 0.5) == {"scratch": 0.1}
     result = score_backbones(full, cands, max_samples=40, finetuned=achieved)
     assert set(result["scores"]) == {"enc_layer3", "enc_layer4", "scratch"}
     assert set(result["ranking"]) == {"logme", "h_score"}  # no source classifier here

@@ -9,9 +9,9 @@ folders and budgets (:func:`foundation_study`; a test keeps the two in step).
 
 It is not part of the default demo: on 2 CPU cores the staged astra-ct arm alone (a 3D
 ResNet-152 forward and a layer4 backward per patch and epoch, several seeds and fractions)
-takes hours; caching astra-ct features is minutes (612 patches: 69 s from layer4, 18 s from
-layer3 on 2 idle cores, 17 and 8 min with bf16 autocast under heavy load: see
-``bench/results.md``). On a GPU the whole stage is minutes.
+takes hours; caching astra-ct features is minutes (1636 demo patches: 57 s from layer4 on 2
+idle cores, fp32; 10-20x longer on shared cores: see ``bench/results.md``). On a GPU the
+whole stage is minutes.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medtl.data.manifest import Manifest, ManifestRecord
+from medtl.io.errors import ScanError
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def preview_grid(
         label = names[rec.label] if rec.label < len(names) else str(rec.label)
         try:
             img, spacing = _display(rec, root)
-        except Exception as exc:  # a broken file must not hide the rest of the grid
+        except ScanError as exc:  # a broken file must not hide the rest; a bug still surfaces
             logger.warning("preview: cannot show %s: %s", rec.image, exc)
             ax.text(0.5, 0.5, "unreadable", ha="center", va="center", transform=ax.transAxes)
             ax.set_title(f"{label}", fontsize=8)

@@ -23,7 +23,7 @@ install: $(PY)
 	$(PIP_INSTALL) -e ".[app,report]"
 
 install-dev: $(PY)
-	$(PIP_INSTALL) -e ".[app,report,pacs,postgres,dev]"
+	$(PIP_INSTALL) -e ".[app,report,pacs,postgres,onnx,dev]"
 
 # The browser test drives Debian's Chromium (Playwright's own browser download is not used).
 browser:

@@ -46,7 +46,10 @@ def test_summary_has_both_experiments(demo) -> None:
     for row in summary["rows"]:
         for arm in ("transfer_auroc", "scratch_auroc"):
             ci = row[arm]
-            assert ci["lower"] <= ci["estimate"] <= ci["upper"]
+            # on the tiny set every resample can give the same AUROC; the vectorised bootstrap
+            # then lands an ulp away from the point estimate (rounding, not a wider interval)
+            ulp = 1e-12
+            assert ci["lower"] - ulp <= ci["estimate"] <= ci["upper"] + ulp
         assert row["ece_before"] >= 0 and row["ece_after"] >= 0
     saved = json.loads((home / "demo" / "tiny" / "summary.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(summary["rows"]))

@@ -20,6 +20,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from medtl.io.errors import CorruptScanError
 from medtl.io.limits import DecodeLimits, check_image_size
+from medtl.io.limits import header_int as _int
 
 _CHUNK = 64 * 1024
 _STEP = 1024 * 1024  # most bytes inflated per call, so the caps are checked often
@@ -119,19 +120,6 @@ def _read_header(inflater: _Inflater, budget: int) -> tuple[Dataset, int | None]
             "it was not read further. Re-export the image uncompressed."
         ) from exc
     return header, (reader.tell() if reached else None)
-
-
-def _int(ds: Dataset, keyword: str, default: int) -> int:
-    value = ds.get(keyword, default)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:  # e.g. a damaged VR that made it a list
-        raise CorruptScanError(
-            f"The header element {keyword} is damaged (not a single number). "
-            "Export the image again."
-        ) from exc
 
 
 def read_deflated(data: bytes, *, stop_before_pixels: bool, limits: DecodeLimits) -> FileDataset:

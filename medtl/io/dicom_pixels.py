@@ -45,6 +45,7 @@ from medtl.io.errors import (
     log_unexpected,
 )
 from medtl.io.limits import DecodeLimits, check_image_size, resolve
+from medtl.io.limits import header_int as _int
 from medtl.io.scan import Window
 
 logger = logging.getLogger(__name__)
@@ -134,19 +135,6 @@ def _missing(uid: UID, packages: tuple[str, ...], where: str) -> MissingDecoderE
         f"{where} is compressed with {uid.name} ({uid}) and no installed decoder handles it. "
         f"Install one with: pip install {pkgs}"
     )
-
-
-def _int(ds: Dataset, keyword: str, default: int) -> int:
-    value = ds.get(keyword, default)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:  # e.g. a damaged VR that made it a list
-        raise CorruptScanError(
-            f"The header element {keyword} is damaged (not a single number). "
-            "Export the image again."
-        ) from exc
 
 
 def image_size(

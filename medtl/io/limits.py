@@ -27,8 +27,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from medtl.io.errors import ImageTooLargeError
+from medtl.io.errors import CorruptScanError, ImageTooLargeError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 _SUFFIX = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -156,3 +160,21 @@ def check_series_size(
 
 
 __all__ = ["DecodeLimits", "check_image_size", "check_series_size", "parse_size", "resolve"]
+
+
+def header_int(ds: Dataset, keyword: str, default: int) -> int:
+    """An integer header element (``default`` when absent or empty).
+
+    Raises:
+        CorruptScanError: the element is damaged (e.g. a VR that made it a list).
+    """
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise CorruptScanError(
+            f"The header element {keyword} is damaged (not a single number). "
+            "Export the image again."
+        ) from exc

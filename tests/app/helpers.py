@@ -3,10 +3,12 @@ header, users with cheap argon2 parameters, and bad uploads."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -290,3 +292,31 @@ def hostile_dicom_bytes(seed: int = 21) -> bytes:
         buf = io.BytesIO()
         ds.save_as(buf)
     return buf.getvalue()
+
+
+@contextlib.contextmanager
+def serving_app(folder: Path, env: dict[str, str], **launch: object) -> Iterator[str]:
+    """A real ``streamlit run`` server of the app on a free port; yields its URL.
+
+    The server log is kept as ``folder/server.log.keep`` for a failing test to read.
+    """
+    import shutil
+    import subprocess
+
+    from medtl.app_launcher import free_port, launch_app, wait_until_ready
+
+    port = free_port()
+    log = folder / "server.log"
+    proc = launch_app(port=port, env=env, log_file=log, **launch)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, timeout=90, proc=proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # a stuck server must not hide the test result
+            proc.kill()
+        if log.is_file():
+            shutil.copyfile(log, folder / "server.log.keep")

@@ -7,14 +7,19 @@ A screenshot of the result page is saved as ``test-artifacts/app_result.png``.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from medtl.app_launcher import free_port, launch_app, wait_until_ready
-
-from .helpers import PASSWORD, PHI_ID, PHI_NAME, cheap_hasher, dicom_bytes, make_package
+from .helpers import (
+    PASSWORD,
+    PHI_ID,
+    PHI_NAME,
+    cheap_hasher,
+    dicom_bytes,
+    make_package,
+    serving_app,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -45,21 +50,8 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with ReviewStore.open(hasher=cheap_hasher()) as store:
         store.accounts.add_user("alice", PASSWORD, "clinician")
     env = {**os.environ, "MEDTL_HOME": str(home), "MEDTL_APP_MAX_UPLOAD_MB": "20"}
-    port = free_port()
-    log = tmp_path / "server.log"
-    proc = launch_app(port=port, env=env, log_file=log, address="127.0.0.1")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, timeout=90, proc=proc)
+    with serving_app(tmp_path, env, address="127.0.0.1") as url:
         yield url, home, tmp_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except Exception:  # a stuck server must not hide the test result
-            proc.kill()
-        if log.is_file():
-            shutil.copyfile(log, tmp_path / "server.log.keep")
 
 
 def test_sign_in_upload_result_review_in_chromium(server) -> None:

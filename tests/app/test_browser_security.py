@@ -16,15 +16,12 @@ image, a meta refresh, Markdown images). Every request of every frame is recorde
 from __future__ import annotations
 
 import os
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
-from medtl.app_launcher import free_port, launch_app, wait_until_ready
 
 from .helpers import (
     EVIL_HOST,
@@ -33,6 +30,7 @@ from .helpers import (
     cheap_hasher,
     hostile_dicom_bytes,
     make_package,
+    serving_app,
 )
 from .test_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -96,21 +94,8 @@ def hostile_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("MEDTL_DATABASE_URL", raising=False)
     case_id = _seed(tmp_path)
     env = {**os.environ, "MEDTL_HOME": str(home), "MEDTL_APP_MAX_UPLOAD_MB": "20"}
-    port = free_port()
-    log = tmp_path / "server.log"
-    proc = launch_app(port=port, env=env, log_file=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, timeout=90, proc=proc)
+    with serving_app(tmp_path, env) as url:
         yield url, case_id, tmp_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except Exception:  # a stuck server must not hide the test result
-            proc.kill()
-        if log.is_file():
-            shutil.copyfile(log, tmp_path / "server.log.keep")
 
 
 def _status(url: str) -> int:

@@ -10,16 +10,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from medtl.app_launcher import free_port, launch_app, wait_until_ready
-
-from .helpers import PASSWORD, cheap_hasher, make_package
+from .helpers import PASSWORD, cheap_hasher, make_package, serving_app
 from .test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
@@ -56,21 +53,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         "MEDTL_APP_TRUSTED_PROXIES": "127.0.0.1,::1",
     }
     env.pop("MEDTL_DATABASE_URL", None)
-    port = free_port()
-    log = tmp / "server.log"
-    proc = launch_app(port=port, env=env, log_file=log, address="127.0.0.1")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, timeout=90, proc=proc)
+    with serving_app(tmp, env, address="127.0.0.1") as url:
         yield url, home / "db" / "review.sqlite"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except Exception:  # a stuck server must not hide the test result
-            proc.kill()
-        if log.is_file():
-            shutil.copyfile(log, tmp / "server.log.keep")
 
 
 @pytest.fixture(scope="module")

@@ -428,6 +428,23 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except SystemExit as done:  # click ends every command this way, 0 on success
+        if done.code in (0, None):
+            _leave_process_group()
+        raise
+
+
+def _leave_process_group() -> None:
+    """Under ``torchrun``, after success: wait for every rank, then destroy the group.
+
+    Only on success: a failed rank must exit at once so the launcher stops the others,
+    rather than wait in a barrier its peers never reach.
+    """
+    if "torch.distributed" not in sys.modules:  # nothing distributed was ever imported
+        return
+    from medtl.training.distributed import cleanup_distributed
+
+    cleanup_distributed()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -91,8 +91,15 @@ def init_distributed(backend: str = "auto", device_type: str | None = None) -> D
 
 
 def cleanup_distributed() -> None:
-    """Destroy the process group if one exists."""
+    """Wait for every rank, then destroy the process group if one exists.
+
+    The barrier matters: a rank that tears down its gloo group while a peer is still
+    working (rank 0 saving results, say) can abort in gloo's transport threads at exit
+    ("terminate called without an active exception", SIGABRT).
+    """
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -248,7 +248,12 @@ class Trainer:
             callbacks=default_callbacks(cfg.loggers) + self.user_callbacks,
             run_dir=self.run_dir,
         )
-        return loop.run()
+        try:
+            return loop.run()
+        finally:
+            # Drop the DDP/compile wrapper: a DDP reducer that outlives destroy_process_group
+            # aborts the process at interpreter exit (gloo, seen under load).
+            self._net = self.model
 
     def load_weights(self, path: str | Path) -> dict[str, Any]:
         """Load the model weights of a checkpoint (e.g. ``result.best_checkpoint``).

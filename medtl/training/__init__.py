@@ -22,6 +22,7 @@ _EXPORTS = {
     "select_device": "medtl.training.precision",
     "resolve_amp": "medtl.training.precision",
     "cpu_supports_bf16": "medtl.training.precision",
+    "cpu_bf16_is_fast": "medtl.training.precision",
     "init_distributed": "medtl.training.distributed",
     "cleanup_distributed": "medtl.training.distributed",
     "load_checkpoint": "medtl.training.checkpoint",

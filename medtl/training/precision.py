@@ -2,8 +2,11 @@
 
 - :func:`select_device`: CUDA, then MPS, then CPU (or what the config names).
 - :func:`resolve_amp`: the autocast dtype for a device: bf16 on CUDA when supported, else
-  fp16 (which needs a GradScaler); bf16 on CPUs with native bf16 (AVX512-BF16 or AMX),
-  detected lazily from ``/proc/cpuinfo``; otherwise full precision.
+  fp16 (which needs a GradScaler); bf16 on CPUs with AMX-BF16 tiles, read lazily from
+  torch's own CPU probe (``/proc/cpuinfo`` where torch has none); otherwise full precision.
+  AVX512-BF16 alone is not enough: on such a 2-core Xeon a smallcnn training step ran at
+  0.79x of fp32 and the I3ResNet-152 embedding at 0.83x (bench/results.md), and bf16 also
+  moves results, so the same config would train differently on an AVX2 machine.
 - :func:`to_memory_format`: ``torch.channels_last`` for 4-D tensors (2-D images) and
   ``torch.channels_last_3d`` for 5-D tensors (volumes).
 """
@@ -23,7 +26,8 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 _CPUINFO = Path("/proc/cpuinfo")
-_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: tests point ``_CPUINFO`` at a fake file and set this, so the file is read instead of torch
+_CPUINFO_OVERRIDE = False
 
 
 def select_device(preference: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -61,27 +65,51 @@ def select_device(preference: str = "auto", local_rank: int | None = None) -> to
     raise ValueError(f"unknown device {preference!r}")
 
 
-@functools.cache
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read once, lazily.
-
-    Without these instructions bf16 autocast still runs on CPU but is emulated and
-    usually slower than fp32, so ``amp="auto"`` does not pick it.
-
-    Returns:
-        True when ``/proc/cpuinfo`` lists ``avx512_bf16`` or ``amx_bf16`` and oneDNN is built in.
-    """
-    if not torch.backends.mkldnn.is_available():
-        return False
+def _cpu_flags() -> set[str]:
+    """CPU feature names, from torch's probe (cpuinfo library) or else ``/proc/cpuinfo``."""
+    probe = getattr(getattr(torch._C, "_cpu", None), "_get_cpu_capability", None)
+    if callable(probe) and not _CPUINFO_OVERRIDE:
+        try:
+            caps = probe()
+        except RuntimeError:
+            caps = None
+        if isinstance(caps, dict):
+            return {str(k) for k, v in caps.items() if v is True}
     try:
         text = _CPUINFO.read_text(encoding="ascii", errors="ignore")
     except OSError:  # not Linux: no cheap, reliable probe, so stay in fp32
-        return False
+        return set()
     for line in text.splitlines():
         if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return any(flag in flags for flag in _BF16_FLAGS)
-    return False
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@functools.cache
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has bf16 instructions at all (AVX512-BF16 or AMX-BF16).
+
+    Returns:
+        True when the CPU lists ``avx512_bf16`` or ``amx_bf16`` and oneDNN is built in.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return False
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_bf16_is_fast() -> bool:
+    """Whether bf16 autocast is worth choosing by default here: AMX-BF16 tiles present.
+
+    Without AMX, bf16 on CPU is emulated (AVX2) or runs on AVX512-BF16 dot products that
+    measured slower than fp32 for medtl's networks, so ``amp="auto"`` stays in fp32.
+
+    Returns:
+        True when the CPU lists ``amx_bf16`` and oneDNN is built in.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return False
+    return "amx_bf16" in _cpu_flags()
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -102,7 +130,7 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "cpu" and cpu_supports_bf16():
+        if device.type == "cpu" and cpu_bf16_is_fast():
             return torch.bfloat16
         return None
     if amp == "bf16":

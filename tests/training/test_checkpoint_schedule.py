@@ -107,22 +107,41 @@ def test_scheduler_applies_to_each_group_per_step() -> None:
 def test_cpu_bf16_detection_reads_cpuinfo_flags(tmp_path: Path, monkeypatch) -> None:
     fake = tmp_path / "cpuinfo"
     monkeypatch.setattr(precision, "_CPUINFO", fake)
+    monkeypatch.setattr(precision, "_CPUINFO_OVERRIDE", True)
     cpu = torch.device("cpu")
-    try:
-        fake.write_text("processor : 0\nflags : fpu avx2 avx512f\n")
+    onednn = torch.backends.mkldnn.is_available()
+
+    def probe(flags: str) -> None:
+        fake.write_text(f"processor : 0\nflags : {flags}\n")
         precision.cpu_supports_bf16.cache_clear()
+        precision.cpu_bf16_is_fast.cache_clear()
+
+    try:
+        probe("fpu avx2 avx512f")
         assert precision.cpu_supports_bf16() is False
         assert precision.resolve_amp("auto", cpu) is None
-        fake.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n")
-        precision.cpu_supports_bf16.cache_clear()
-        assert precision.cpu_supports_bf16() is torch.backends.mkldnn.is_available()
-        fake.write_text("processor : 0\nflags : fpu amx_bf16 amx_tile\n")
-        precision.cpu_supports_bf16.cache_clear()
-        assert precision.resolve_amp("auto", cpu) == (
-            torch.bfloat16 if torch.backends.mkldnn.is_available() else None
-        )
+        # AVX512-BF16 without AMX: bf16 exists but measured slower than fp32, so auto = fp32
+        probe("fpu avx2 avx512f avx512_bf16")
+        assert precision.cpu_supports_bf16() is onednn
+        assert precision.cpu_bf16_is_fast() is False
+        assert precision.resolve_amp("auto", cpu) is None
+        probe("fpu amx_bf16 amx_tile")
+        assert precision.cpu_bf16_is_fast() is onednn
+        assert precision.resolve_amp("auto", cpu) == (torch.bfloat16 if onednn else None)
     finally:
         precision.cpu_supports_bf16.cache_clear()
+        precision.cpu_bf16_is_fast.cache_clear()
+
+
+def test_cpu_flags_come_from_torchs_probe_on_this_machine() -> None:
+    caps = torch._C._cpu._get_cpu_capability()  # the dict behind torch.backends.cpu
+    expected = bool(caps.get("amx_bf16")) and torch.backends.mkldnn.is_available()
+    precision.cpu_bf16_is_fast.cache_clear()
+    try:
+        assert precision.cpu_bf16_is_fast() is expected
+    finally:
+        precision.cpu_bf16_is_fast.cache_clear()
+    cpu = torch.device("cpu")
     assert precision.resolve_amp("bf16", cpu) == torch.bfloat16
     assert precision.resolve_amp("none", cpu) is None
     with pytest.raises(ValueError, match="CUDA"):

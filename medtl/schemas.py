@@ -35,6 +35,7 @@ SCHEMAS: dict[str, str] = {
     "review_import": "medtl.review.importer:review_import_schema",
     "report": "medtl.reports.schema:report_schema",
     "pretrain_config": "medtl.transfer.pretrain:PretrainConfig",
+    "study_config": "medtl.transfer.arms:ArmsConfig",
 }
 
 

@@ -29,6 +29,21 @@ def test_example_config_validates(path: Path, tmp_path, monkeypatch) -> None:
     assert str(cfg.data.dataset).startswith(str(tmp_path))  # $MEDTL_HOME expanded
 
 
+def test_study_yaml_validates_against_its_json_schema() -> None:
+    import json
+
+    import jsonschema
+    import yaml
+
+    schema_path = CONFIGS.parent / "data_schemas" / "study_config.schema.json"
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    study = yaml.safe_load((CONFIGS / "ct_foundation.yaml").read_text(encoding="utf-8"))
+    jsonschema.validate(study, schema)
+    bad = dict(study, arms={**study["arms"], "astra_layer3": {"kind": "feature"}})
+    with pytest.raises(jsonschema.ValidationError, match="feature"):
+        jsonschema.validate(bad, schema)
+
+
 def test_tiny_variants_exist_for_each_experiment() -> None:
     names = {p.stem for p in CONFIGS.glob("*.yaml")}
     for name in ("cxr_nodule", "mri_to_ct"):

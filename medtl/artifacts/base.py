@@ -130,7 +130,7 @@ class Artifact(BaseModel):
         return data
 
     def write(self, path: str | Path) -> Path:
-        """Validate and write as indented JSON.
+        """Validate and write as indented JSON (creating the folder).
 
         Raises:
             ArtifactError: the object does not validate (it was changed after construction
@@ -138,5 +138,6 @@ class Artifact(BaseModel):
         """
         path = Path(path)
         data = self.to_json_dict()
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         return path

@@ -51,7 +51,8 @@ def foundation_study(
     arms: dict[str, Any] = {
         "astra_layer3": {"kind": "features", "layer": "layer3", "model": encoder},
         "astra_layer4": {"kind": "features", "layer": "layer4", "model": encoder},
-        "astra_staged": {
+        "astra_staged": {  # layer4 + head on cached layer3 maps (medtl.transfer.arms_top)
+            "kind": "top_block",
             "model": {**encoder, "dropout": 0.2},
             "strategy": {
                 "name": "staged",

@@ -68,7 +68,14 @@ def _calibration(ev: Any) -> dict[str, Any]:
     }
 
 
-def _row(name: str, arm: str, folder: Path, top: float, state_row: dict[str, Any]) -> dict:
+def _row(
+    name: str,
+    arm: str,
+    folder: Path,
+    top: float,
+    state_row: dict[str, Any],
+    verdict_file: Path | None = None,
+) -> dict:
     from medtl.artifacts import Comparison, Evaluation, LearningCurves
     from medtl.transfer.learning_curves import point_dir
 
@@ -77,9 +84,8 @@ def _row(name: str, arm: str, folder: Path, top: float, state_row: dict[str, Any
         for key, strategy in (("transfer", arm), ("scratch", "scratch"))
     }
     curves = LearningCurves.read(folder / LearningCurves.FILE)
-    verdict = (
-        Comparison.read(folder / Comparison.FILE) if (folder / Comparison.FILE).is_file() else None
-    )
+    verdict_file = verdict_file or folder / Comparison.FILE
+    verdict = Comparison.read(verdict_file) if verdict_file.is_file() else None
     fewest = min(p.fraction for p in curves.points)
     n_train = next(
         (p.n_train for p in curves.points if p.fraction == fewest and p.strategy == arm), None
@@ -128,6 +134,7 @@ def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any
         top = max(plan.cxr_fractions if name == "cxr_nodule" else plan.fractions)
         folder = Path(state.done[name]["folder"])
         rows.append(_row(name, transfer_arm(state, name), folder, top, state.done[name]))
+    rows += _foundation_rows(plan, state)
     out = {
         "size": plan.size,
         "rows": rows,
@@ -136,6 +143,24 @@ def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any
     }
     (root / "summary.json").write_text(json.dumps(out, indent=2, default=str), encoding="utf-8")
     return out
+
+
+def _foundation_rows(plan: DemoPlan, state: DemoState) -> list[dict[str, Any]]:
+    """One row per ``ct_foundation`` arm against 3D scratch (when that stage ran)."""
+    from medtl.demo.foundation import FOUNDATION_STAGE, FRACTIONS
+
+    done = state.done.get(FOUNDATION_STAGE)
+    if not done:
+        return []
+    folder = Path(done["folder"])
+    top = max(FRACTIONS[plan.size])
+    rows = []
+    for k, arm in enumerate(a for a in done["arms"] if a != "scratch"):
+        verdict = folder / "verdicts" / arm / "verdict.json"
+        # the stage's time once, on its first row
+        rows.append(_row(f"ct_foundation: {arm}", arm, folder, top, done if k == 0 else {},
+                         verdict_file=verdict))  # fmt: skip
+    return rows
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -200,7 +225,7 @@ def summary_cells(row: dict[str, Any]) -> list[str]:
         verdict,
         fewest,
         _ece(row),
-        f"{(row.get('seconds') or 0) / 60:.1f} min",
+        "-" if row.get("seconds") is None else f"{row['seconds'] / 60:.1f} min",
     ]
 
 

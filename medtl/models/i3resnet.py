@@ -190,6 +190,27 @@ class I3ResNetBackbone(Backbone):
                 out[name] = self.encoder.to_input_axes(x)
         return out
 
+    def forward_trunk(self, x: torch.Tensor, upto: str) -> torch.Tensor:
+        """Run the stem and the stages up to ``upto``; the map stays in the network's axes.
+
+        ``forward_trunk(x, "layer3")`` followed by ``encoder.layer4`` equals the full
+        forward: a frozen trunk's output can be cached and the later stages trained on it.
+
+        Args:
+            x: ``(B, C, X, Y, Z)`` input (C = 1 or 3).
+            upto: the last stage to run (``layer1``..``layer3``).
+
+        Returns:
+            ``(B, channels, z, x, y)``: the network's own axis order, not the input's.
+        """
+        stages = self.encoder.stages
+        if upto not in stages:
+            raise ValueError(f"unknown stage {upto!r}; choose from {', '.join(stages)}")
+        x = self._stem(x)
+        for name in stages[: stages.index(upto) + 1]:
+            x = self._run_stage(getattr(self.encoder, name), x)
+        return x
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return the last stage's feature map (``layer4``: ``(B, 2048, x, y, z)``), input axes."""
         return self.forward_stages(x, (self.last_stage,))[self.last_stage]

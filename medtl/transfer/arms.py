@@ -53,7 +53,12 @@ class ArmSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["experiment", "features", "histogram"] = "experiment"
+    kind: Literal["experiment", "features", "histogram", "top_block"] = Field(
+        "experiment",
+        description="experiment: the whole network trained; features: cached pooled features "
+        "and a logistic head; histogram: HU histograms; top_block: staged fine-tuning of the "
+        "last stage on the frozen trunk's cached maps (no augmentation).",
+    )
     layer: Literal["layer3", "layer4"] | None = Field(
         None, description="features: the i3resnet stage whose pooled output is the feature."
     )
@@ -303,6 +308,10 @@ def _run_arm(config: ArmsConfig, arm: str, out_dir: Path, schedule, n_resamples:
         return
     manifest = Manifest.load(cfg.data.dataset)
     features = arm_features(cfg, out_dir / "features", arm) if kind == "features" else None
+    if kind == "top_block":
+        from medtl.transfer.arms_top import top_block_point, trunk_maps
+
+        maps = trunk_maps(cfg, out_dir / "features", arm)
     for fraction, seed in todo:
         run = point_dir(out_dir, arm, fraction, seed)
         point = point_config(cfg, str(cfg.strategy.name), fraction, seed)
@@ -311,6 +320,8 @@ def _run_arm(config: ArmsConfig, arm: str, out_dir: Path, schedule, n_resamples:
             run_experiment(point, run)
         elif kind == "features":
             _features_point(point, manifest, features, run, fraction, seed)
+        elif kind == "top_block":
+            top_block_point(point, manifest, maps, run, fraction, seed)
         else:
             _histogram_point(point, manifest, run, fraction, seed)
         evaluate_run(run, n_resamples=n_resamples, seed=seed)
@@ -336,11 +347,12 @@ def run_arms(
         n_resamples: bootstrap resamples per evaluation and verdict.
 
     Returns:
-        ``{"points": [...], "sample_efficiency": {...}, "verdicts": {arm: {...}}}``.
+        ``{"points": [...], "sample_efficiency": {...}, "verdicts": {arm: {...}}}``; each
+        verdict is also written to ``out_dir/verdicts/<arm>/verdict.json``.
     """
     from dataclasses import asdict
 
-    from medtl.artifacts.curves import CurvePoint, LearningCurves
+    from medtl.artifacts.curves import Comparison, CurvePoint, LearningCurves
     from medtl.artifacts.evaluation import Evaluation
     from medtl.artifacts.run import RunSummary
     from medtl.evaluation.compare import compare_seed_runs
@@ -387,6 +399,8 @@ def run_arms(
         for arm in names
         if arm != config.baseline
     }
+    for arm, verdict in verdicts.items():  # typed, one file per arm: the reports read them
+        Comparison.model_validate(verdict).write(out_dir / "verdicts" / arm / Comparison.FILE)
     out = {"points": [asdict(p) for p in points], "sample_efficiency": efficiency,
            "verdicts": verdicts}  # fmt: skip
     (out_dir / "arms.json").write_text(json.dumps(out, indent=2, default=str), "utf-8")

@@ -71,3 +71,29 @@ def test_demo_plan_seeds_fit_the_time_budget() -> None:
     ratio = units(plan.seeds, plan.top_seeds, plan.fractions) / units(1, 1, plan.fractions)
     estimate = other + ratio * (187 + 288)
     assert estimate < 0.85 * 30 * 60  # 15 % margin under 30 minutes
+
+
+def test_ct_foundation_rows_come_from_each_arms_own_verdict(tmp_path) -> None:
+    from medtl.artifacts import Comparison
+    from medtl.evaluation.compare import compare_seed_runs
+    from medtl.transfer.learning_curves import point_dir
+
+    out, result = _curves(tmp_path, [2.5, 0.3, 0.6])
+    state = DemoState(size="tiny")
+    for name in ("mri_to_ct", "cxr_nodule"):
+        state.done[name] = {"folder": str(out), "runs": result["runs"], "seconds": 60.0}
+    # the study's per-arm verdict: seed 0 alone (positive), unlike the folder's 3-seed one
+    alone = compare_seed_runs(
+        [point_dir(out, "full", 1.0, 0)], [point_dir(out, "scratch", 1.0, 0)], n_resamples=200
+    )
+    Comparison.model_validate(alone).write(out / "verdicts" / "full" / Comparison.FILE)
+    state.done["ct_foundation"] = {"folder": str(out), "arms": ["full", "scratch"],
+                                   "seconds": 600.0}  # fmt: skip
+    summary = build_summary(PLANS["tiny"], state, tmp_path)
+    assert [r["experiment"] for r in summary["rows"]] == [
+        "mri_to_ct", "cxr_nodule", "ct_foundation: full"]  # fmt: skip
+    row = summary["rows"][2]
+    assert row["verdict"] == "positive transfer" and row["seconds"] == 600.0
+    assert row["arms"]["transfer"]["n_seeds"] == 3
+    assert summary_cells(row)[-1] == "10.0 min"
+    assert summary_cells(dict(row, seconds=None))[-1] == "-"

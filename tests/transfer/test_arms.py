@@ -109,6 +109,11 @@ def test_every_arm_gets_points_curves_and_a_verdict_against_the_baseline(study):
     names = {p["strategy"] for p in result["points"]}
     assert names == {"enc_layer3", "scratch", "hu_histogram"}
     assert set(result["verdicts"]) == {"enc_layer3", "hu_histogram"}
+    from medtl.artifacts import Comparison
+
+    for arm, verdict in result["verdicts"].items():  # each verdict is also a typed file
+        written = Comparison.read(out / "verdicts" / arm / "verdict.json")
+        assert written.verdict == verdict["verdict"] and written.n_images == verdict["n_images"]
     curves = json.loads((out / "learning_curves.json").read_text())
     assert {p["strategy"] for p in curves["points"]} == names
     # the histogram sees the dense cube: near-perfect test AUROC
@@ -217,3 +222,61 @@ def test_medtl_study_command_resumes_and_validates(study):
     assert bad.exit_code == 2 and "unknown arm" in bad.output
     bad = runner.invoke(app, [*args, "--fractions", "0,1"])
     assert bad.exit_code == 2 and "(0, 1]" in bad.output
+
+
+def test_top_block_model_on_cached_trunk_maps_equals_the_whole_network(study):
+    import torch
+
+    from medtl.transfer.arms_top import TopBlockModel
+    from medtl.transfer.experiment import build_model
+
+    config = yaml.safe_load((study / "study.yaml").read_text())
+    config["arms"]["enc_top"] = _top_arm()
+    (study / "top.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    cfg = arm_config(load_arms_config(study / "top.yaml"), "enc_top")
+    model = build_model(cfg, 1, ["absent", "present"]).eval()
+    top = TopBlockModel(model, "layer4")
+    assert top.trunk_end == "layer3" and top.blocks() == [model.encoder.layer4]
+    # only the tuned stage and the head are this model's parameters (small checkpoints)
+    assert {k.split(".")[0] for k in top.state_dict()} == {"stage", "head"}
+    x = torch.randn(3, 1, *SHAPE)
+    with torch.inference_mode():
+        whole = model(x)
+        cached = top(model.forward_trunk(x, "layer3"))
+    torch.testing.assert_close(cached, whole)
+    with pytest.raises(ValueError, match="cannot tune"):
+        TopBlockModel(model, "layer1")
+
+
+def _top_arm() -> dict:
+    return {
+        "kind": "top_block",
+        "model": {"backbone": "i3resnet152", "weights": "enc.pt", "options": {"width": 4}},
+        "strategy": {"name": "staged", "unfreeze_blocks": 1, "head_epochs": 1,
+                     "finetune_epochs": 2, "head_lr": 0.01, "finetune_lr_factor": 0.5},
+    }  # fmt: skip
+
+
+def test_top_block_arm_tunes_layer4_on_cached_maps_and_leaves_the_trunk(study):
+    import torch
+    from safetensors.numpy import load_file
+
+    torch.set_num_threads(1)
+    config = yaml.safe_load((study / "study.yaml").read_text())
+    config["arms"] = {"enc_top": _top_arm(), "scratch": config["arms"]["scratch"]}
+    (study / "top_only.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = study / "top_runs"
+    result = run_arms(load_arms_config(study / "top_only.yaml"), out, n_resamples=100)
+    assert {p["strategy"] for p in result["points"]} == {"enc_top", "scratch"}
+    assert "enc_top" in result["verdicts"]
+    # trunk maps were computed once for all 120 records: (64 channels, 1 x 1 x 1) at width 4
+    (cache,) = (out / "features").glob("enc_top-trunk-layer3-*.safetensors")
+    maps = load_file(str(cache))
+    assert maps["maps"].shape == (120, 64, 1, 1, 1)
+    run = out / "enc_top_f1_s0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["strategy"].startswith("staged (layer4 on cached layer3")
+    assert summary["train_images"] == 14 * 4
+    # both phases ran on the cached maps: head first, then layer4 with the head
+    assert (run / "train" / "head").is_dir() and (run / "train" / "finetune").is_dir()
+    assert json.loads((run / "evaluation.json").read_text())["test"]["auroc"]["estimate"] > 0.5

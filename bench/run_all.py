@@ -196,6 +196,19 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kept_sections(path: Path) -> str:
+    """The hand-written sections (from the first ``## `` heading on) of an existing table.
+
+    The table at the top is generated; sections below it (the PACS and foundation
+    benchmarks, written by their own scripts and notes) must survive a rerun.
+    """
+    if not path.is_file():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    start = text.find("\n## ")
+    return "" if start < 0 else text[start:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
@@ -219,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": machine(), "quick": args.quick, "rows": rows}
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     markdown = to_markdown(result)
-    args.out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    md_path = args.out.with_suffix(".md")
+    md_path.write_text(markdown + kept_sections(md_path), encoding="utf-8")
     print(markdown)
     return 0 if all(r.get("status") == "ok" for r in rows) else 1
 

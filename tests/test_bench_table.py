@@ -50,3 +50,14 @@ def test_markdown_has_met_column(run_all):
     table = run_all.to_markdown(result)
     assert "| met |" in table
     assert "| a | 1 | 2 | 0.5 | 0.95 | no | x | ok |" in table
+
+
+def test_rerun_keeps_the_hand_written_sections(run_all, tmp_path):
+    md = tmp_path / "results.md"
+    md.write_text("old table\n\n## PACS round trip\n| a | b |\n\n## Foundation\ntext\n")
+    kept = run_all.kept_sections(md)
+    assert kept.startswith("\n## PACS round trip") and kept.endswith("## Foundation\ntext\n")
+    assert "old table" not in kept
+    assert run_all.kept_sections(tmp_path / "absent.md") == ""
+    md.write_text("only a table\n")
+    assert run_all.kept_sections(md) == ""

@@ -76,7 +76,9 @@ PLANS: dict[str, DemoPlan] = {
     # the curves cost 2 x (0.35 + 1.0 + 0.3) = 3.3 units at one seed and
     # 2 x (3 x 0.35 + 2 x 1.0 + 0.8) = 7.7 units at 3/3/2 seeds (x 2.33): about 436 s +
     # 672 s, with the other stages (353 s) about 24.4 min on 2 cores. 3 seeds at 100 %
-    # would be x 3.0, about 29.6 min: too close to the 30-minute budget.
+    # would be x 3.0, about 29.6 min: too close to the 30-minute budget. (That costing is
+    # for the AMD EPYC/AVX2 machine of the one-seed run; an idle AVX512 Xeon, fp32, ran the
+    # 3/3/2 demo in 9.1 min, README "Project status".)
     # tests/demo/test_summary.py keeps the estimate under 25.5 min.
     "demo": DemoPlan(
         size="demo",

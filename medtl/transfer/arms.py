@@ -215,6 +215,50 @@ def _feature_key(cfg: ExperimentConfig, model: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+def arm_model(cfg: ExperimentConfig) -> tuple[Any, Any]:
+    """The manifest and the arm's model with its starting weights (1 logit for 2 classes)."""
+    from medtl.data.manifest import Manifest
+    from medtl.transfer.experiment import build_model
+
+    manifest = Manifest.load(cfg.data.dataset)
+    n_classes = max(manifest.num_classes, len(manifest.label_names))
+    outputs = 1 if n_classes <= 2 else n_classes
+    return manifest, build_model(cfg, outputs, list(manifest.label_names))
+
+
+def plain_splits(cfg: ExperimentConfig):
+    """``(record indices, dataset)`` of every split, without augmentation, in split order."""
+    from medtl.data.datasets import build_datasets
+
+    datasets = build_datasets(cfg.data.dataset, cfg.preprocessing(), cfg.augmentation(),
+                              cache="none", label_fraction=1.0, seed=0)  # fmt: skip
+    for split in ("train", "val", "calibration", "test"):
+        ds = datasets.train_plain if split == "train" else getattr(datasets, split)
+        if ds is not None:
+            yield datasets.indices[split], ds
+
+
+def load_cached(path: Path, field: str) -> dict[int, np.ndarray] | None:
+    """``{record index: array}`` from a per-record safetensors cache, or None if absent."""
+    from safetensors.numpy import load_file
+
+    if not path.is_file():
+        return None
+    data = load_file(str(path))
+    return {int(i): f for i, f in zip(data["index"], data[field], strict=True)}
+
+
+def save_cached(path: Path, field: str, index: list[int], arrays: np.ndarray) -> dict:
+    """Write a per-record cache atomically; returns ``{record index: array}``."""
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"index": np.asarray(index, np.int64), field: arrays}, str(tmp))
+    tmp.replace(path)
+    return {int(i): f for i, f in zip(index, arrays, strict=True)}
+
+
 def arm_features(cfg: ExperimentConfig, cache_dir: Path, arm: str) -> dict[int, np.ndarray]:
     """Pooled features of every manifest record for a ``features`` arm (cached on disk).
 
@@ -222,41 +266,27 @@ def arm_features(cfg: ExperimentConfig, cache_dir: Path, arm: str) -> dict[int, 
         ``{record index: (D,) float32}``.
     """
     import torch
-    from safetensors.numpy import load_file, save_file
 
-    from medtl.data.datasets import build_datasets
-    from medtl.data.manifest import Manifest
-    from medtl.transfer.experiment import build_model
     from medtl.transfer.strategies import extract_features
 
-    manifest = Manifest.load(cfg.data.dataset)
-    n_classes = max(manifest.num_classes, len(manifest.label_names))
-    model = build_model(cfg, 1 if n_classes <= 2 else n_classes, list(manifest.label_names))
+    _, model = arm_model(cfg)
     path = cache_dir / f"{arm}-{_feature_key(cfg, model)}.safetensors"
-    if path.is_file():
-        data = load_file(str(path))
-        return {int(i): f for i, f in zip(data["index"], data["features"], strict=True)}
+    cached = load_cached(path, "features")
+    if cached is not None:
+        return cached
     t0 = time.perf_counter()
-    datasets = build_datasets(cfg.data.dataset, cfg.preprocessing(), cfg.augmentation(),
-                              cache="none", label_fraction=1.0, seed=0)  # fmt: skip
     index, feats = [], []
-    for split in ("train", "val", "calibration", "test"):
-        ds = datasets.train_plain if split == "train" else getattr(datasets, split)
-        if ds is None:
-            continue
+    for ids, ds in plain_splits(cfg):
         # fp32 on CPUs: bf16 autocast of these 3D convolutions ran slower than fp32 on an
         # AVX512-BF16 CPU (0.83x idle, 0.15-0.56x under load: bench/results.md), and fp32
         # is the reference anyway
         amp = cfg.training.amp if torch.cuda.is_available() else "none"
         f, _ = extract_features(model, ds, batch_size=8, amp=amp)
-        index += datasets.indices[split]
+        index += ids
         feats.append(f.numpy())
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"index": np.asarray(index, np.int64), "features": np.concatenate(feats)}, str(tmp))
-    tmp.replace(path)
+    out = save_cached(path, "features", index, np.concatenate(feats))
     logger.info("%s: features of %d records in %.0f s", arm, len(index), time.perf_counter() - t0)
-    return {int(i): f for i, f in zip(index, np.concatenate(feats), strict=True)}
+    return out
 
 
 def _features_point(cfg, manifest, features, run: Path, fraction: float, seed: int) -> None:

@@ -23,7 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from medtl.transfer.arms import _all_splits, _feature_key, _train_subset, _write_point
+from medtl.transfer.arms import (
+    _all_splits,
+    _feature_key,
+    _train_subset,
+    _write_point,
+    arm_model,
+    load_cached,
+    plain_splits,
+    save_cached,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,61 +76,39 @@ class TopBlockModel(nn.Module):
         return self.head(self.stage(maps))
 
 
-def _num_outputs(manifest: Any) -> int:
-    n_classes = max(manifest.num_classes, len(manifest.label_names))
-    return 1 if n_classes <= 2 else n_classes
-
-
 def trunk_maps(cfg: Any, cache_dir: Path, arm: str, stage: str = "layer4") -> dict[int, np.ndarray]:
     """The frozen trunk's output map of every manifest record (cached on disk).
 
     Args:
         cfg: the arm's experiment config (model, preprocessing, data).
-        cache_dir: where ``<arm>-trunk-<key>.safetensors`` is kept; the key hashes the
-            weights, the preprocessing and the data, so a change recomputes it.
+        cache_dir: where ``<arm>-trunk-<stage>-<key>.safetensors`` is kept; the key hashes
+            the weights, the preprocessing and the data, so a change recomputes it.
         arm: the arm's name.
         stage: the stage that will be tuned; the trunk ends just before it.
 
     Returns:
         ``{record index: (C, z, x, y) float32}``.
     """
-    from safetensors.numpy import load_file, save_file
-
-    from medtl.data.datasets import build_datasets
-    from medtl.data.manifest import Manifest
-    from medtl.transfer.experiment import build_model
-
-    manifest = Manifest.load(cfg.data.dataset)
-    model = build_model(cfg, _num_outputs(manifest), list(manifest.label_names))
+    _, model = arm_model(cfg)
     top = TopBlockModel(model, stage)
     path = cache_dir / f"{arm}-trunk-{top.trunk_end}-{_feature_key(cfg, model)}.safetensors"
-    if path.is_file():
-        data = load_file(str(path))
-        return {int(i): m for i, m in zip(data["index"], data["maps"], strict=True)}
+    cached = load_cached(path, "maps")
+    if cached is not None:
+        return cached
     t0 = time.perf_counter()
-    datasets = build_datasets(cfg.data.dataset, cfg.preprocessing(), cfg.augmentation(),
-                              cache="none", label_fraction=1.0, seed=0)  # fmt: skip
     model.eval()
     index: list[int] = []
     maps: list[np.ndarray] = []
     with torch.inference_mode():
-        for split in ("train", "val", "calibration", "test"):
-            ds = datasets.train_plain if split == "train" else getattr(datasets, split)
-            if ds is None:
-                continue
-            loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=False)
-            for batch in loader:
+        for ids, ds in plain_splits(cfg):
+            for batch in torch.utils.data.DataLoader(ds, batch_size=8, shuffle=False):
                 x = batch["image"] if isinstance(batch, dict) else batch[0]
                 maps.append(model.forward_trunk(torch.as_tensor(x).float(), top.trunk_end).numpy())
-            index += datasets.indices[split]
-    stacked = np.concatenate(maps).astype(np.float32)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"index": np.asarray(index, np.int64), "maps": stacked}, str(tmp))
-    tmp.replace(path)
-    logger.info("%s: trunk maps %s of %d records in %.0f s", arm, stacked.shape[1:], len(index),
+            index += ids
+    out = save_cached(path, "maps", index, np.concatenate(maps).astype(np.float32))
+    logger.info("%s: trunk maps of %d records in %.0f s", arm, len(index),
                 time.perf_counter() - t0)  # fmt: skip
-    return {int(i): m for i, m in zip(index, stacked, strict=True)}
+    return out
 
 
 def _tensors(maps: dict[int, np.ndarray], manifest: Any, ids: list[int]):
@@ -143,7 +130,6 @@ def top_block_point(
         fraction: share of the training patients used.
         seed: the point's seed (patient subsample and training).
     """
-    from medtl.transfer.experiment import build_model
     from medtl.transfer.strategies import StrategyData, run_strategy
 
     if cfg.strategy.name != "staged" or cfg.strategy.unfreeze_blocks != 1:
@@ -152,7 +138,7 @@ def top_block_point(
     train = _train_subset(manifest, splits["train"], fraction, seed)
     t0 = time.perf_counter()
     torch.manual_seed(seed)  # the new head's initial weights
-    model = build_model(cfg, _num_outputs(manifest), list(manifest.label_names))
+    _, model = arm_model(cfg)
     top = TopBlockModel(model, model.encoder.stages[-1])
     data = StrategyData(train=_tensors(maps, manifest, train),
                         val=_tensors(maps, manifest, splits["val"]))  # fmt: skip

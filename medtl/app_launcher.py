@@ -30,7 +30,6 @@ import importlib.util
 import logging
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from typing import Annotated
 import typer
 
 from medtl._cli import fail
+from medtl._net import free_port
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +78,6 @@ def find_app_main() -> Path:
         "the clinician app (app/main.py) was not found: `medtl app` needs a source checkout "
         "of medtl installed with `pip install -e .`, or MEDTL_APP_PATH set to app/main.py"
     )
-
-
-def free_port() -> int:
-    """A TCP port free on localhost right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def upload_limit_mb(main: Path, env: dict[str, str] | None = None) -> float:

@@ -21,7 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Lowest first. Units in one layer may import each other, as long as no cycle forms.
 LAYERS: list[set[str]] = [
-    {"medtl", "_lazy", "_cli", "paths"},  # version, lazy exports, CLI error helper, MEDTL_HOME
+    {
+        "medtl",
+        "_lazy",
+        "_cli",
+        "_net",
+        "paths",
+    },  # version, lazy exports, CLI/net helpers, MEDTL_HOME
     {"io"},
     {"artifacts"},
     # data uses training's cached dataset (training.data.cached_dataset); training imports

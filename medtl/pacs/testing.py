@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medtl._net import free_port
+
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom.dataset import Dataset
 
@@ -39,13 +41,6 @@ ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 USER, PASSWORD = "medtl", "orthanc-test-pw"
 PACS_AET, MEDTL_AET, SCU_AET = "ORTHANC", "MEDTL", "STORESCU"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def orthanc_available() -> bool:

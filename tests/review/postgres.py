@@ -16,13 +16,14 @@ import importlib.util
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from medtl._net import free_port
 
 MISSING = (
     "the PostgreSQL half of the review-store tests needs the server binaries (Debian package "
@@ -39,19 +40,13 @@ def pg_bindir() -> Path | None:
     return versions[-1].parent if versions else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     """A throw-away PostgreSQL cluster; :meth:`start` it, then :meth:`stop` it."""
 
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix="medtl-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         self._names = itertools.count()
         self._as_postgres: list[str] = []
         if os.geteuid() == 0:  # initdb refuses root

@@ -295,7 +295,9 @@ def hostile_dicom_bytes(seed: int = 21) -> bytes:
 
 
 @contextlib.contextmanager
-def serving_app(folder: Path, env: dict[str, str], **launch: object) -> Iterator[str]:
+def serving_app(
+    folder: Path, env: dict[str, str], timeout: float = 90, **launch: object
+) -> Iterator[str]:
     """A real ``streamlit run`` server of the app on a free port; yields its URL.
 
     The server log is kept as ``folder/server.log.keep`` for a failing test to read.
@@ -310,7 +312,7 @@ def serving_app(folder: Path, env: dict[str, str], **launch: object) -> Iterator
     proc = launch_app(port=port, env=env, log_file=log, **launch)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, timeout=90, proc=proc)
+        wait_until_ready(url, timeout=timeout, proc=proc)
         yield url
     finally:
         proc.terminate()

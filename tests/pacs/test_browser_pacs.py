@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from medtl.app_launcher import free_port, launch_app, wait_until_ready
+from tests.app.helpers import serving_app
 from tests.pacs.conftest import PHI_ACCESSION, PHI_ID, PHI_NAME, cheap_store, make_cr
 from tests.pacs.test_pacs import assert_no_phi, by_meaning, sr_in_study
 
@@ -42,20 +41,8 @@ def app_url(pacs_env, packages, home, tmp_path):
         **pacs_env,
         "MEDTL_HOME": str(home),
     }
-    port = free_port()
-    log = tmp_path / "server.log"
-    proc = launch_app(port=port, env=env, log_file=log, address="127.0.0.1")
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}", timeout=120, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except Exception:  # a stuck server must not hide the test result
-            proc.kill()
-        if log.is_file():
-            shutil.copyfile(log, tmp_path / "server.log.keep")
+    with serving_app(tmp_path, env, timeout=120, address="127.0.0.1") as url:
+        yield url
 
 
 def test_search_analyse_review_send_then_reload_signed_in(app_url, orthanc, home) -> None:

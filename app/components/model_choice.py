@@ -93,3 +93,34 @@ def default_index(scan: Scan, packages: list[PackageInfo]) -> int:
 def refused(scan: Scan, package: PackageInfo) -> bool:
     """Whether ``package``'s domain guard would refuse ``scan`` on its headers or geometry."""
     return fit(scan, package)[0] == _STATUS_RANK["refuse"]
+
+
+def modality_fit(modalities: list[str], package: PackageInfo) -> tuple[int, int]:
+    """How well ``package`` suits a PACS study known only by its modalities (before retrieval).
+
+    Returns:
+        (its domain guard accepts one of the modalities, or accepts any; its card's target
+        domain names one). An unreadable package ranks lowest.
+    """
+    wanted = {str(m).upper() for m in modalities}
+    try:
+        stamp = (Path(package.path) / "model.json").stat().st_mtime
+        accepted = {str(m).upper() for m in _guard(str(package.path), stamp).modalities}
+        domain = _target_domain(Path(package.path)).lower()
+    except Exception as err:  # a damaged registry entry must not break the PACS page
+        logger.warning("could not read the domain of package %s: %s", package.ref, err)
+        return (-1, 0)
+    takes = int(not accepted or bool(accepted & wanted))
+    words = {w for m in wanted for w in _MODALITY_WORDS.get(m, ())}
+    named = any(re.search(rf"\b{re.escape(w)}\b", domain) for w in words)
+    return (takes, int(named))
+
+
+def default_index_for_study(modalities: list[str], packages: list[PackageInfo]) -> int:
+    """The index of the model to preselect for a PACS study of ``modalities`` (newest
+    among equals), so a CT study does not default to a radiograph model."""
+    if not packages:
+        return 0
+    scores = [modality_fit(modalities, p) for p in packages]
+    best = max(scores)
+    return max(i for i, s in enumerate(scores) if s == best)

@@ -80,7 +80,16 @@ if hits:
         for i, h in enumerate(hits)
     }
     pick = st.selectbox("Study", list(labels), format_func=labels.get, key="pacs_pick")
-    models = [f"{p.name}@{p.version}" for p in list_packages()]
+    from app.components.model_choice import default_index_for_study
+
+    packages = list_packages()
+    models = [f"{p.name}@{p.version}" for p in packages]
+    # a newly picked study preselects a model that takes its modalities; the clinician's
+    # own choice stands until another study is picked
+    if models and st.session_state.get("pacs_model_for") != hits[pick]["study_uid"]:
+        st.session_state["pacs_model_for"] = hits[pick]["study_uid"]
+        best = default_index_for_study(hits[pick]["modalities"], packages)
+        st.session_state["pacs_model"] = models[best]
     model = st.selectbox("Model", models, key="pacs_model")
     if st.button("Analyse", type="primary", key="pacs_analyse", disabled=not models):
         from medtl.io import ScanError

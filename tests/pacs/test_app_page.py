@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pacs.conftest import PHI_ACCESSION, PHI_ID, PHI_NAME, cheap_store, make_cr
+from tests.pacs.conftest import PHI_ACCESSION, PHI_ID, PHI_NAME, cheap_store, make_cr, make_ct
 from tests.pacs.test_pacs import assert_no_phi, by_meaning, sr_in_study
 
 PAGE = Path(__file__).resolve().parents[2] / "app" / "pages" / "pacs.py"
@@ -99,3 +99,40 @@ def test_page_without_a_pacs_says_so(home, monkeypatch) -> None:
     assert not at.exception
     assert "No PACS is configured" in at.info[0].value
     st.cache_resource.clear()
+
+
+def test_model_box_preselects_a_model_for_the_picked_studys_modality(
+    page_env, packages, home, orthanc
+) -> None:
+    from pydicom.uid import generate_uid
+
+    from medtl.models.package import register_package
+
+    register_package(packages["CT"])  # registered last: the newest, so a naive default
+    cr = make_cr(generate_uid())
+    cr.AccessionNumber = "ACC-PAGE-MOD"
+    cr.StudyDate = "20190102"
+    orthanc.upload(cr)
+    ct = make_ct(generate_uid(), n=3)
+    for ds in ct:
+        ds.AccessionNumber = "ACC-PAGE-MOD"
+        ds.StudyDate = "20190102"
+        orthanc.upload(ds)
+
+    at = _page(page_env)
+    at.text_input(key="pacs_accession").input("ACC-PAGE-MOD")
+    at.button(key="FormSubmitter:pacs_search-Search").click().run()
+    assert not at.exception
+    by_modality = {
+        "/".join(h["modalities"]): i for i, h in enumerate(at.session_state["pacs_hits"])
+    }
+    assert set(by_modality) == {"CR", "CT"}
+    cr_model, ct_model = "pacs-cxr@1.2.0", "pacs-ct@0.3.1"
+    assert set(at.selectbox(key="pacs_model").options) == {cr_model, ct_model}
+    at.selectbox(key="pacs_pick").set_value(by_modality["CR"]).run()
+    assert at.selectbox(key="pacs_model").value == cr_model
+    at.selectbox(key="pacs_pick").set_value(by_modality["CT"]).run()
+    assert at.selectbox(key="pacs_model").value == ct_model
+    # the clinician's own choice stands while the same study stays picked
+    at.selectbox(key="pacs_model").set_value(cr_model).run()
+    assert at.selectbox(key="pacs_model").value == cr_model

@@ -263,17 +263,17 @@ def evaluate(
     if not (run_dir / "predictions.csv").is_file():
         raise fail(f"{run_dir} is not a finished run folder (no predictions.csv)")
     result = evaluate_run(run_dir, method=method, n_resamples=n_resamples)
-    auroc = result["test"]["auroc"]
+    auroc = result.test.auroc
     typer.echo(
-        f"{result['run']} [{result['strategy']}]: test AUROC {auroc['estimate']:.3f} "
-        f"(95% CI {auroc['lower']:.3f}-{auroc['upper']:.3f}); calibration: "
-        f"{result['calibration_method']}"
+        f"{result.run} [{result.strategy}]: test AUROC {_num(auroc.estimate)} "
+        f"(95% CI {_num(auroc.lower)}-{_num(auroc.upper)}); calibration: "
+        f"{result.calibration_method}"
     )
-    if result.get("calibration_warning"):
-        typer.echo(f"  warning: {result['calibration_warning']}")
-    for row in result["calibration"]["table"]:
-        pair = f"{row['before']:.4f} -> {row['after']:.4f}"
-        typer.echo(f"  {row['measure']}: {row.get('finding') or pair}")
+    if result.calibration_warning:
+        typer.echo(f"  warning: {result.calibration_warning}")
+    for row in result.calibration.table:
+        pair = f"{_num(row.before, 4)} -> {_num(row.after, 4)}"
+        typer.echo(f"  {row.measure}: {row.finding or pair}")
     if against is not None:
         from medtl.evaluation.compare import compare_runs
 
@@ -419,6 +419,10 @@ def _register_subapps() -> None:
 
 
 _register_subapps()
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def main() -> None:

@@ -288,7 +288,7 @@ def evaluate_run(
     n_resamples: int = 1000,
     n_bins: int = 15,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Calibrate and evaluate a finished run; writes ``evaluation.json``.
 
     Args:
@@ -299,8 +299,7 @@ def evaluate_run(
         seed: bootstrap seed.
 
     Returns:
-        The evaluation as written, as a JSON-ready dict (undefined values ``None``); read
-        it typed with ``Evaluation.read(run_dir / "evaluation.json")``.
+        The evaluation as written (validated; undefined values ``None``).
     """
     import yaml
 
@@ -371,7 +370,7 @@ def evaluate_run(
     }
     evaluation = Evaluation.parse(_plain(out), "evaluation being written")
     evaluation.write(run_dir / Evaluation.FILE)
-    return evaluation.to_json_dict()
+    return evaluation
 
 
 def _curve(curve: Any) -> dict[str, list[float | None]]:

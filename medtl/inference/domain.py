@@ -37,7 +37,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from pydantic import ValidationError
 
+from medtl.artifacts.guard import DomainGuardFile
 from medtl.inference.domain_checks import (
     check_body_part,
     check_geometry,
@@ -290,7 +292,8 @@ class DomainGuard:
                 metadata={"medtl": "domain_guard", "format_version": str(GUARD_FORMAT_VERSION)},
             )
         path = out / GUARD_JSON_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+        record = DomainGuardFile.model_validate(self.to_dict())  # the schema's shape, or fail
+        path.write_text(json.dumps(record.model_dump(exclude_none=True), indent=2), "utf-8")
         return path
 
     @classmethod
@@ -304,31 +307,36 @@ class DomainGuard:
             The guard (fitted when the arrays file is present).
         """
         folder = Path(folder)
-        d = json.loads((folder / GUARD_JSON_FILE).read_text(encoding="utf-8"))
-        if int(d.get("format_version", 1)) > GUARD_FORMAT_VERSION:
+        path = folder / GUARD_JSON_FILE
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(raw, dict) and int(raw.get("format_version", 1)) > GUARD_FORMAT_VERSION:
             raise ValueError("domain_guard.json is newer than this medtl; upgrade medtl")
+        try:
+            d = DomainGuardFile.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+            raise ValueError(f"{path}: field {where}: {first['msg']}") from err
         guard = cls(
-            spatial_dims=int(d.get("spatial_dims", 2)),
-            modalities=list(d.get("modalities") or []),
-            body_parts=list(d.get("body_parts") or []),
-            spacing_range_mm=tuple(d["spacing_range_mm"]) if d.get("spacing_range_mm") else None,
-            aspect_ratio_range=tuple(d["aspect_ratio_range"])
-            if d.get("aspect_ratio_range")
-            else None,
-            quantile=float(d.get("quantile", 0.99)),
+            spatial_dims=d.spatial_dims,
+            modalities=d.modalities,
+            body_parts=d.body_parts,
+            spacing_range_mm=tuple(d.spacing_range_mm) if d.spacing_range_mm else None,
+            aspect_ratio_range=tuple(d.aspect_ratio_range) if d.aspect_ratio_range else None,
+            quantile=d.quantile,
         )
         arrays = folder / GUARD_ARRAYS_FILE
-        if "threshold" in d and arrays.is_file():
+        if d.threshold is not None and arrays.is_file():
             from safetensors.numpy import load_file
 
             tensors = load_file(str(arrays))
             guard.mean_ = tensors["mean"].astype(np.float64)
             guard.precision_ = tensors["precision"].astype(np.float64)
             guard.reference_distances_ = tensors["reference_distances"].astype(np.float64)
-            guard.threshold_ = float(d["threshold"])
-            guard.threshold_source_ = str(d.get("threshold_source", "unknown"))
-            guard.shrinkage_ = float(d.get("shrinkage", math.nan))
-            guard.n_train_ = int(d.get("n_train", 0))
+            guard.threshold_ = float(d.threshold)
+            guard.threshold_source_ = d.threshold_source or "unknown"
+            guard.shrinkage_ = d.shrinkage if d.shrinkage is not None else math.nan
+            guard.n_train_ = d.n_train or 0
         return guard
 
 

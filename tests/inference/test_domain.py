@@ -76,6 +76,18 @@ def test_save_and_load_round_trip(tmp_path) -> None:
     assert load_domain_guard(tmp_path / "elsewhere") is None
 
 
+def test_a_damaged_guard_file_names_the_file_and_field(tmp_path) -> None:
+    guard = fit_domain_guard(_features(0, 60), _features(1, 20), modality_family="cxr")
+    guard.save(tmp_path)
+    meta = json.loads((tmp_path / GUARD_JSON_FILE).read_text())
+    (tmp_path / GUARD_JSON_FILE).write_text(json.dumps(dict(meta, quantile=7)))
+    with pytest.raises(ValueError, match=r"domain_guard\.json: field quantile"):
+        load_domain_guard(tmp_path)
+    (tmp_path / GUARD_JSON_FILE).write_text(json.dumps(dict(meta, colour="red")))
+    with pytest.raises(ValueError, match="field colour"):
+        load_domain_guard(tmp_path)
+
+
 def test_features_from_run_folder_files(tmp_path) -> None:
     from safetensors.numpy import save_file
 

@@ -154,4 +154,8 @@ def top_block_point(
     info = {"train": train, "strategy": f"staged ({top.stage_name} on cached {top.trunk_end} maps)",
             "seconds": time.perf_counter() - t0}  # fmt: skip
     _write_point(run, cfg, manifest, splits, logits, info)
+    # The phases' checkpoints (layer4 + head with optimiser state: about 0.9 GB a point) are
+    # not packaged; the point's predictions and per-epoch metrics are what the study reads.
+    for checkpoint in (run / "train").rglob("*.ckpt"):
+        checkpoint.unlink()
     logger.info("top_block: best val %s in %.0f s", result.best_metric, info["seconds"])

@@ -279,4 +279,6 @@ def test_top_block_arm_tunes_layer4_on_cached_maps_and_leaves_the_trunk(study):
     assert summary["train_images"] == 14 * 4
     # both phases ran on the cached maps: head first, then layer4 with the head
     assert (run / "train" / "head").is_dir() and (run / "train" / "finetune").is_dir()
+    assert (run / "train" / "finetune" / "metrics.csv").is_file()
+    assert not list(run.rglob("*.ckpt"))  # 0.9 GB a point at full size: removed once written
     assert json.loads((run / "evaluation.json").read_text())["test"]["auroc"]["estimate"] > 0.5

@@ -378,7 +378,8 @@ def run_arms(
 
     Returns:
         ``{"points": [...], "sample_efficiency": {...}, "verdicts": {arm: {...}}}``; each
-        verdict is also written to ``out_dir/verdicts/<arm>/verdict.json``.
+        verdict is also written to ``out_dir/verdicts/<arm>/verdict.json``, and every arm's
+        curve (mean over seeds, 95% band) is drawn in ``out_dir/learning_curves.png``.
     """
     from dataclasses import asdict
 
@@ -386,6 +387,7 @@ def run_arms(
     from medtl.artifacts.evaluation import Evaluation
     from medtl.artifacts.run import RunSummary
     from medtl.evaluation.compare import compare_seed_runs
+    from medtl.evaluation.plots import plot_learning_curves
     from medtl.evaluation.transfer_analysis import LearningCurvePoint, sample_efficiency_table
     from medtl.transfer.learning_curves import point_dir, seed_schedule
 
@@ -416,7 +418,12 @@ def run_arms(
     LearningCurves.from_points(CurvePoint.model_validate(asdict(p)) for p in points).write(
         out_dir / LearningCurves.FILE
     )
-    efficiency = sample_efficiency_table(points, scratch_strategy=config.baseline).to_dict()
+    table = sample_efficiency_table(points, scratch_strategy=config.baseline)
+    efficiency = table.to_dict()
+    title = f"{config.name}: every arm against {config.baseline}"
+    plot_learning_curves(
+        table, scratch_strategy=config.baseline, title=title, path=out_dir / "learning_curves.png"
+    )
     top = max(schedule)
     verdicts = {
         arm: compare_seed_runs(

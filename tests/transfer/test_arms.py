@@ -111,6 +111,7 @@ def test_every_arm_gets_points_curves_and_a_verdict_against_the_baseline(study):
     assert set(result["verdicts"]) == {"enc_layer3", "hu_histogram"}
     from medtl.artifacts import Comparison
 
+    assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for arm, verdict in result["verdicts"].items():  # each verdict is also a typed file
         written = Comparison.read(out / "verdicts" / arm / "verdict.json")
         assert written.verdict == verdict["verdict"] and written.n_images == verdict["n_images"]

@@ -320,6 +320,24 @@ def _histogram_point(cfg, manifest, run: Path, fraction: float, seed: int) -> No
 
 
 # ------------------------------------------------------------------------------ study
+def same_subsets(config: ArmsConfig, fractions: list[float]) -> list[tuple[float, float, int]]:
+    """Label fractions that select the same training patients (seed 0), as
+    ``(smaller, larger, patients)``: with few patients, 5 % and 10 % can both round to one,
+    and their two points are then one point drawn twice."""
+    from medtl.data.manifest import Manifest
+
+    manifest = Manifest.load(arm_config(config, config.baseline).data.dataset)
+    train = _all_splits(manifest).get("train", [])
+    ordered = sorted(set(fractions))
+    subsets = [frozenset(_train_subset(manifest, train, f, 0)) for f in ordered]
+    out = []
+    for k in range(1, len(ordered)):
+        if subsets[k] == subsets[k - 1]:
+            patients = {manifest.records[i].patient_id for i in subsets[k]}
+            out.append((ordered[k - 1], ordered[k], len(patients)))
+    return out
+
+
 def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
@@ -399,6 +417,9 @@ def run_arms(
     schedule = seed_schedule(
         fractions or config.fractions, seeds or config.seeds, top_seeds or config.top_seeds
     )
+    for small, large, n in same_subsets(config, list(schedule)):
+        logger.warning("label fractions %g and %g select the same %d training patient(s): "
+                       "one point, drawn twice", small, large, n)  # fmt: skip
     for arm in names:
         _run_arm(config, arm, out_dir, schedule, n_resamples)
     points = []

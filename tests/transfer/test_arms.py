@@ -283,3 +283,12 @@ def test_top_block_arm_tunes_layer4_on_cached_maps_and_leaves_the_trunk(study):
     assert (run / "train" / "finetune" / "metrics.csv").is_file()
     assert not list(run.rglob("*.ckpt"))  # 0.9 GB a point at full size: removed once written
     assert json.loads((run / "evaluation.json").read_text())["test"]["auroc"]["estimate"] > 0.5
+
+
+def test_fractions_that_round_to_the_same_patients_are_named(study):
+    from medtl.transfer.arms import same_subsets
+
+    config = load_arms_config(study / "study.yaml")
+    # 14 training patients of one majority label: 5 % and 10 % both keep one patient
+    assert same_subsets(config, [0.05, 0.1, 0.5, 1.0]) == [(0.05, 0.1, 1)]
+    assert same_subsets(config, [0.5, 1.0]) == []

@@ -25,6 +25,8 @@ app = typer.Typer(
 logger = logging.getLogger(__name__)
 
 DEMO_PARTS = ("mri", "ct", "cxr")
+#: built only when named: the 3D CT patches on the merlin grid (configs/ct_foundation.yaml)
+EXTRA_PARTS = ("ct-merlin",)
 
 
 def _ensure_logging() -> None:
@@ -72,7 +74,12 @@ def build_demo(
         Path | None, typer.Option(help="Parent folder of the datasets (default MEDTL_HOME/data).")
     ] = None,
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Build only these parts: mri, ct, cxr.")
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Build only these parts: mri, ct, cxr; ct-merlin (the 3D CT patches of "
+            "configs/ct_foundation.yaml) only when named.",
+        ),
     ] = None,
     ndim: Annotated[
         list[int] | None, typer.Option("--ndim", help="Patch dimensions to build (2, 3).")
@@ -95,9 +102,9 @@ def build_demo(
     if size not in SIZES:
         raise fail(f"unknown size {size!r}; use {', '.join(SIZES)}")
     parts = list(only or DEMO_PARTS)
-    bad = [p for p in parts if p not in DEMO_PARTS]
+    bad = [p for p in parts if p not in DEMO_PARTS + EXTRA_PARTS]
     if bad:
-        raise fail(f"unknown part(s) {bad}; use {', '.join(DEMO_PARTS)}")
+        raise fail(f"unknown part(s) {bad}; use {', '.join(DEMO_PARTS + EXTRA_PARTS)}")
     from medtl.data.difficulty import PRESETS
 
     if difficulty not in PRESETS:
@@ -136,6 +143,11 @@ def build_demo(
                 (folder / "histogram_baseline.json").write_text(
                     json.dumps(result.as_dict(), indent=2) + "\n"
                 )
+        if "ct-merlin" in parts:
+            from medtl.data.ct_patches3d import build_ct_patches3d
+
+            m = build_ct_patches3d(root / "ct_structure_3d_merlin", size, seed, label_set=ct_labels)
+            summary[m.name] = len(m.records)
         if "cxr" in parts:
             # written by the CXR simulator's author; imported lazily so MRI/CT work alone
             from medtl.data.cxr import build_cxr_dataset

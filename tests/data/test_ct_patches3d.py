@@ -85,3 +85,23 @@ def test_demo_geometry_puts_every_class_in_every_split(fetched_sources, label_se
     split = np.array(assign_slabs(counts, 0))
     for name in ("train", "val", "calibration", "test"):
         assert (counts[split == name].sum(axis=0) > 0).all(), (label_set, name)
+
+
+def test_cli_builds_the_merlin_patches_only_when_named(sources_home, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from medtl.data.cli import DEMO_PARTS, app
+
+    assert "ct-merlin" not in DEMO_PARTS  # not built by a plain build-demo
+    monkeypatch.setenv("MEDTL_HOME", str(sources_home))
+    args = ["build-demo", "--size", "tiny", "--ct-labels", "density", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--only", "ct-merlin"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{") :])
+    assert list(summary["datasets"]) == ["ct_structure_3d_merlin"]
+    manifest = Manifest.load(tmp_path / "ct_structure_3d_merlin")
+    assert len(manifest.records) == summary["datasets"]["ct_structure_3d_merlin"] > 0
+    image = nib.load(str(tmp_path / "ct_structure_3d_merlin" / manifest.records[0].image))
+    assert image.shape == FOUNDATION_PATCH["tiny"]

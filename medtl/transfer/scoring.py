@@ -164,12 +164,7 @@ def score_backbones(
             row["nce"] = float(nce(probs.argmax(1), y))
         scores[candidate.name] = row
         logger.info("%s: %s", candidate.name, row)
-    # each score ranks the candidates that have it (LEEP/NCE: those with a source head)
-    ranking = {
-        metric: [n for n, s in sorted(scores.items(), key=lambda kv: -kv[1][metric]) if metric in s]
-        for metric in ("logme", "h_score", "leep", "nce")
-        if any(metric in s for s in scores.values())
-    }
+    ranking = rank_candidates(scores)
     taus: dict[str, Any] = {}
     if finetuned:
         for metric, ranked in ranking.items():
@@ -178,6 +173,18 @@ def score_backbones(
                 tau = kendall_tau([scores[n][metric] for n in names], [finetuned[n] for n in names])
                 taus[metric] = asdict(tau)
     return {"scores": scores, "ranking": ranking, "kendall_tau": taus}
+
+
+def rank_candidates(scores: dict[str, dict[str, float]]) -> dict[str, list[str]]:
+    """Best first, per score; each score ranks only the candidates that have it (LEEP and
+    NCE: those with a source classifier head, e.g. a supervised MRI source next to a
+    headless foundation encoder)."""
+    ranking: dict[str, list[str]] = {}
+    for metric in ("logme", "h_score", "leep", "nce"):
+        have = [n for n, s in scores.items() if metric in s]
+        if have:
+            ranking[metric] = sorted(have, key=lambda n, m=metric: -scores[n][m])
+    return ranking
 
 
 def target_config(path: str | Path) -> Any:

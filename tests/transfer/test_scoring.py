@@ -41,3 +41,18 @@ def test_report_reads_scores_files_of_both_formats(tmp_path) -> None:
     (tmp_path / "old.json").write_text(json.dumps({"resnet18": {"logme": -0.5}}))
     old = TransferabilityScores.read(tmp_path / "old.json")
     assert old.scores == {"resnet18": {"logme": -0.5}} and old.ranking == {}
+
+
+def test_scores_only_some_candidates_have_rank_those_candidates() -> None:
+    from medtl.transfer.scoring import rank_candidates
+
+    scores = {
+        "astra": {"logme": 1.2, "h_score": 0.8},  # a headless encoder: no LEEP/NCE
+        "mri3d": {"logme": 0.4, "h_score": 0.9, "leep": -1.1, "nce": -0.9},
+        "random": {"logme": -0.7, "h_score": 0.1},
+    }
+    ranking = rank_candidates(scores)
+    assert ranking["logme"] == ["astra", "mri3d", "random"]
+    assert ranking["h_score"] == ["mri3d", "astra", "random"]
+    assert ranking["leep"] == ["mri3d"] and ranking["nce"] == ["mri3d"]
+    assert rank_candidates({"a": {"logme": 1.0}}) == {"logme": ["a"]}

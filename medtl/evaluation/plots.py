@@ -305,6 +305,8 @@ def plot_learning_curves(
                 f, m, marker="o", lw=2, ls="--" if dashed else "-", label=strategy.replace("_", " ")
             )
             band = np.isfinite(lo) & np.isfinite(hi)
+            if results.metric in ("auroc", "auprc"):  # a t-interval of 2-3 seeds can pass 1
+                lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
             if band.any():
                 ax.fill_between(f[band], lo[band], hi[band], color=line.get_color(), alpha=0.2)
         ticks = sorted(fractions)

@@ -444,7 +444,7 @@ def _leave_process_group() -> None:
     Only on success: a failed rank must exit at once so the launcher stops the others,
     rather than wait in a barrier its peers never reach.
     """
-    if "torch.distributed" not in sys.modules:  # nothing distributed was ever imported
+    if "torch.distributed" not in sys.modules:  # torch never imported: no group to leave
         return
     from medtl.training.distributed import cleanup_distributed
 

@@ -93,9 +93,10 @@ def init_distributed(backend: str = "auto", device_type: str | None = None) -> D
 def cleanup_distributed() -> None:
     """Wait for every rank, then destroy the process group if one exists.
 
-    The barrier matters: a rank that tears down its gloo group while a peer is still
-    working (rank 0 saving results, say) can abort in gloo's transport threads at exit
-    ("terminate called without an active exception", SIGABRT).
+    The barrier keeps a rank from tearing down its group while a peer still works (rank 0
+    saving results, say). Call it after the last DDP model is released: a DDP reducer that
+    outlives its group aborts the process at exit (gloo, "terminate called without an active
+    exception"); :meth:`medtl.training.Trainer.fit` drops its wrapper when it returns.
     """
     if dist.is_available() and dist.is_initialized():
         if dist.get_world_size() > 1:

@@ -57,21 +57,37 @@ def _target_domain(path: Path) -> str:
     return read_card(path).target_domain or ""
 
 
+def _domain(package: PackageInfo) -> tuple[DomainGuard, str] | None:
+    """The package's domain guard and lower-cased target domain; None when unreadable."""
+    try:
+        stamp = (Path(package.path) / "model.json").stat().st_mtime
+        return _guard(str(package.path), stamp), _target_domain(Path(package.path)).lower()
+    except Exception as err:  # a damaged registry entry must not break the page
+        logger.warning("could not read the domain of package %s: %s", package.ref, err)
+        return None
+
+
+def _names(domain: str, modalities: set[str]) -> bool:
+    """Whether a card's target domain names one of ``modalities`` (CR also as radiograph...)."""
+    words = {w for m in modalities for w in _MODALITY_WORDS.get(m, ())}
+    return any(re.search(rf"\b{re.escape(w)}\b", domain) for w in words)
+
+
 def fit(scan: Scan, package: PackageInfo) -> tuple[int, int]:
     """How well ``package`` suits ``scan``: (guard verdict rank, names the modality).
 
     Higher is better; an unreadable package ranks lowest.
     """
-    card = Path(package.path) / "model.json"
-    try:
-        stamp = card.stat().st_mtime
-        status = _guard(str(package.path), stamp).check_scan(scan).status
-        domain = _target_domain(Path(package.path)).lower()
-    except Exception as err:  # a damaged registry entry must not break the upload page
-        logger.warning("could not read the domain of package %s: %s", package.ref, err)
+    read = _domain(package)
+    if read is None:
         return (-1, 0)
-    words = _MODALITY_WORDS.get(str(scan.modality or "").upper(), ())
-    named = any(re.search(rf"\b{re.escape(w)}\b", domain) for w in words)
+    guard, domain = read
+    try:
+        status = guard.check_scan(scan).status
+    except Exception as err:  # a guard that cannot judge this scan must not break the page
+        logger.warning("could not check the scan against package %s: %s", package.ref, err)
+        return (-1, 0)
+    named = _names(domain, {str(scan.modality or "").upper()})
     return (_STATUS_RANK.get(status, 0), int(named))
 
 
@@ -85,9 +101,7 @@ def default_index(scan: Scan, packages: list[PackageInfo]) -> int:
     Returns:
         The best-fitting package's index (the last, i.e. newest, among equals).
     """
-    scores = [fit(scan, p) for p in packages]
-    best = max(scores)
-    return max(i for i, s in enumerate(scores) if s == best)
+    return _best(fit(scan, p) for p in packages)
 
 
 def refused(scan: Scan, package: PackageInfo) -> bool:
@@ -102,25 +116,24 @@ def modality_fit(modalities: list[str], package: PackageInfo) -> tuple[int, int]
         (its domain guard accepts one of the modalities, or accepts any; its card's target
         domain names one). An unreadable package ranks lowest.
     """
-    wanted = {str(m).upper() for m in modalities}
-    try:
-        stamp = (Path(package.path) / "model.json").stat().st_mtime
-        accepted = {str(m).upper() for m in _guard(str(package.path), stamp).modalities}
-        domain = _target_domain(Path(package.path)).lower()
-    except Exception as err:  # a damaged registry entry must not break the PACS page
-        logger.warning("could not read the domain of package %s: %s", package.ref, err)
+    read = _domain(package)
+    if read is None:
         return (-1, 0)
-    takes = int(not accepted or bool(accepted & wanted))
-    words = {w for m in wanted for w in _MODALITY_WORDS.get(m, ())}
-    named = any(re.search(rf"\b{re.escape(w)}\b", domain) for w in words)
-    return (takes, int(named))
+    guard, domain = read
+    wanted = {str(m).upper() for m in modalities}
+    accepted = {str(m).upper() for m in guard.modalities}
+    takes = not accepted or bool(accepted & wanted)
+    return (int(takes), int(_names(domain, wanted)))
 
 
 def default_index_for_study(modalities: list[str], packages: list[PackageInfo]) -> int:
     """The index of the model to preselect for a PACS study of ``modalities`` (newest
     among equals), so a CT study does not default to a radiograph model."""
-    if not packages:
-        return 0
-    scores = [modality_fit(modalities, p) for p in packages]
-    best = max(scores)
-    return max(i for i, s in enumerate(scores) if s == best)
+    return _best(modality_fit(modalities, p) for p in packages) if packages else 0
+
+
+def _best(scores) -> int:
+    """The index of the best score, the last (newest registration) among equals."""
+    ranked = list(scores)
+    top = max(ranked)
+    return max(i for i, s in enumerate(ranked) if s == top)

@@ -109,12 +109,11 @@ def test_model_box_preselects_a_model_for_the_picked_studys_modality(
     from medtl.models.package import register_package
 
     register_package(packages["CT"])  # registered last: the newest, so a naive default
+    # a patient of its own: other tests of the shared Orthanc query PHI_ID's studies
     cr = make_cr(generate_uid())
-    cr.AccessionNumber = "ACC-PAGE-MOD"
-    cr.StudyDate = "20190102"
-    orthanc.upload(cr)
     ct = make_ct(generate_uid(), n=3)
-    for ds in ct:
+    for ds in (cr, *ct):
+        ds.PatientID, ds.PatientName = "PAGE-MOD-1", "Modality^Page"
         ds.AccessionNumber = "ACC-PAGE-MOD"
         ds.StudyDate = "20190102"
         orthanc.upload(ds)

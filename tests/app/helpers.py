@@ -322,3 +322,10 @@ def serving_app(
             proc.kill()
         if log.is_file():
             shutil.copyfile(log, folder / "server.log.keep")
+
+
+def sign_in_browser(page, name: str, password: str) -> None:
+    """Fill the sign-in form of a real browser page and submit it (Playwright)."""
+    page.get_by_role("textbox", name="User name").fill(name)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()

@@ -19,6 +19,7 @@ from .helpers import (
     dicom_bytes,
     make_package,
     serving_app,
+    sign_in_browser,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -70,9 +71,7 @@ def test_sign_in_upload_result_review_in_chromium(server) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
             page.goto(url)
-            page.get_by_role("textbox", name="User name").fill("alice")
-            page.get_by_role("textbox", name="Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            sign_in_browser(page, "alice", PASSWORD)
             expect(page.get_by_role("heading", name="Upload and analyse")).to_be_visible()
 
             page.locator("input[type=file]").set_input_files(str(scan))

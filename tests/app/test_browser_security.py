@@ -31,6 +31,7 @@ from .helpers import (
     hostile_dicom_bytes,
     make_package,
     serving_app,
+    sign_in_browser,
 )
 from .test_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -142,9 +143,7 @@ def test_hostile_markup_and_media_in_chromium(hostile_server) -> None:
             page = context.new_page()
             page.set_default_timeout(60_000)
             page.goto(url)
-            page.get_by_role("textbox", name="User name").fill("adam")
-            page.get_by_role("textbox", name="Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            sign_in_browser(page, "adam", PASSWORD)
             expect(page.get_by_role("heading", name="Upload and analyse")).to_be_visible()
 
             # Upload a DICOM whose headers carry the payloads, under a hostile file name,

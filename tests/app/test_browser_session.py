@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PASSWORD, cheap_hasher, make_package, serving_app
+from .helpers import PASSWORD, cheap_hasher, make_package, serving_app, sign_in_browser
 from .test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
@@ -71,9 +71,7 @@ def browser():
 
 
 def _sign_in(page, name: str, password: str = PASSWORD) -> None:
-    page.get_by_role("textbox", name="User name").fill(name)
-    page.get_by_role("textbox", name="Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_browser(page, name, password)
 
 
 def _query(db: Path, sql: str, *args) -> list[tuple]:

@@ -25,7 +25,7 @@ import pytest
 
 from medtl.app_launcher import free_port, wait_until_ready
 
-from .helpers import APP_MAIN, PASSWORD, cheap_hasher
+from .helpers import APP_MAIN, PASSWORD, cheap_hasher, sign_in_browser
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SHIPPED = APP_MAIN.parents[1] / "docs" / "deploy" / "nginx.conf"
@@ -309,9 +309,7 @@ def test_the_app_works_in_chromium_through_the_proxy(proxied_app) -> None:
                 ),
             )
             page.goto(f"https://{NAME}:{proxied_app['tls']}/")
-            page.get_by_role("textbox", name="User name").fill("alice")
-            page.get_by_role("textbox", name="Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            sign_in_browser(page, "alice", PASSWORD)
             sync_api.expect(page.get_by_role("heading", name="Upload and analyse")).to_be_visible(
                 timeout=60_000
             )

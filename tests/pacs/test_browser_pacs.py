@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.helpers import serving_app
+from tests.app.helpers import serving_app, sign_in_browser
 from tests.pacs.conftest import PHI_ACCESSION, PHI_ID, PHI_NAME, cheap_store, make_cr
 from tests.pacs.test_pacs import assert_no_phi, by_meaning, sr_in_study
 
@@ -62,9 +62,7 @@ def test_search_analyse_review_send_then_reload_signed_in(app_url, orthanc, home
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.set_default_timeout(90_000)
             page.goto(app_url)
-            page.get_by_role("textbox", name="User name").fill("carol")
-            page.get_by_role("textbox", name="Password").fill(PW)
-            page.get_by_role("button", name="Sign in").click()
+            sign_in_browser(page, "carol", PW)
             expect(page.get_by_role("heading", name="Upload and analyse")).to_be_visible()
 
             page.get_by_role("link", name="PACS").click()

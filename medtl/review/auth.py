@@ -52,6 +52,7 @@ from medtl.review.accounts_base import (
 )
 from medtl.review.db import Database
 from medtl.review.models import User, UserSession, add_audit
+from medtl.review.sessions import open_session
 from medtl.review.users import UserAdmin
 
 logger = logging.getLogger(__name__)
@@ -185,19 +186,9 @@ class Accounts(UserAdmin):
         if new_hash is not None:
             user.password_hash = new_hash
         throttle.clear_client(session, name_hash, client_hash)
-        token = secrets.token_urlsafe(32)
-        expires = now + self.policy.session_ttl
-        session.add(
-            UserSession(
-                token_hash=token_hash(token),
-                user_id=user.id,
-                created_at=now,
-                last_seen_at=now,
-                expires_at=expires,
-            )
-        )
+        info = open_session(session, user, now, self.policy.session_ttl)
         add_audit(session, now, "sign_in", user=user)
-        return SessionInfo(token=token, user=UserInfo.from_row(user), expires_at=expires)
+        return info
 
     def _record(
         self,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -98,26 +98,38 @@ def open_sso_session(accounts: Accounts, username: str, *, provider: str = "oidc
         if user is None or not user.active:
             return None
         now = accounts.db.now()
-        token = secrets.token_urlsafe(32)
-        expires = now + accounts.policy.session_ttl
-        session.add(
-            UserSession(
-                token_hash=token_hash(token),
-                user_id=user.id,
-                created_at=now,
-                last_seen_at=now,
-                expires_at=expires,
-                method="oidc",
-            )
-        )
+        info = open_session(session, user, now, accounts.policy.session_ttl, method="oidc")
         add_audit(session, now, "sign_in", user=user, details={"method": "oidc", "via": provider})
-        return SessionInfo(token=token, user=UserInfo.from_row(user), expires_at=expires)
+        return info
 
     info = accounts.db.write(work, what="single sign-on")
     if info is None:
         raise InvalidCredentialsError("This organisation account has no active medtl account.")
     logger.info("review store: single sign-on session (user id %s)", info.user.id)
     return info
+
+
+def open_session(
+    session: Session, user: User, now: datetime, ttl: timedelta, method: str = "password"
+) -> SessionInfo:
+    """Add a server-side session for ``user`` (only the token's hash is stored).
+
+    Returns:
+        The new session; its token is what the browser presents again.
+    """
+    token = secrets.token_urlsafe(32)
+    expires = now + ttl
+    session.add(
+        UserSession(
+            token_hash=token_hash(token),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=expires,
+            method=method,
+        )
+    )
+    return SessionInfo(token=token, user=UserInfo.from_row(user), expires_at=expires)
 
 
 def list_sessions(

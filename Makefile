@@ -35,13 +35,14 @@ browser:
 	  fi; \
 	fi
 
-# The PACS tests start Debian's Orthanc (with its DICOMweb plugin) and use dcmtk's storescu.
+# The PACS tests start Debian's Orthanc (with its DICOMweb plugin) and use dcmtk's storescu
+# and dsrdump; the conformance tests run dicom3tools' dciodvfy on every object medtl writes.
 pacs-server:
-	@if [ ! -x /usr/sbin/Orthanc ] || [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || ! command -v storescu >/dev/null; then \
+	@if [ ! -x /usr/sbin/Orthanc ] || [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb dcmtk >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb dcmtk dicom3tools >/dev/null; \
 	  else \
-	    echo "note: install Debian's orthanc, orthanc-dicomweb and dcmtk (sudo apt-get install orthanc orthanc-dicomweb dcmtk) to run the PACS tests"; \
+	    echo "note: install Debian's orthanc, orthanc-dicomweb, dcmtk and dicom3tools (sudo apt-get install orthanc orthanc-dicomweb dcmtk dicom3tools) to run the PACS and conformance tests"; \
 	  fi; \
 	fi
 

@@ -117,12 +117,23 @@ st.caption(
 )
 
 pred = detail.predictions[-1] if detail.predictions else None
+refused_result = False
 image_col, result_col = st.columns([3, 2])
 scan = None
 with result_col, st.container(border=True):
     st.subheader("AI result")
     if pred is None:
         st.info("No AI result for this case yet.")
+    elif PredictionDetails.from_stored(pred.details).domain == "refuse":
+        # stored by an older medtl: a refused scan has no AI result to read or review
+        st.error(
+            "The model refused this scan ("
+            + " ".join(
+                md_escape(r) for r in PredictionDetails.from_stored(pred.details).domain_reasons
+            )
+            + "): there is no AI result to review or send."
+        )
+        refused_result = True
     else:
         extra = PredictionDetails.from_stored(pred.details)
         labels = extra.labels
@@ -140,9 +151,29 @@ with result_col, st.container(border=True):
                 + " ".join(md_escape(r) for r in extra.domain_reasons)
             )
         st.caption(
-            f"Model {md_escape(f'{pred.model_name}@{pred.model_version}')} · "
+            f"AI result #{pred.id} · model "
+            f"{md_escape(f'{pred.model_name}@{pred.model_version}')} · "
             f"{pred.created_at:%Y-%m-%d %H:%M} UTC"
         )
+    if len(detail.predictions) > 1:
+        with st.expander(f"Earlier AI results ({len(detail.predictions) - 1})"):
+            st.caption(
+                "A new AI result reopens the case: reviews count for the result they judged."
+            )
+            st.dataframe(
+                [
+                    {
+                        "Result": f"#{p.id}",
+                        "Model": f"{p.model_name}@{p.model_version}",
+                        "Label": p.label,
+                        "Probability": f"{100 * p.probability:.0f}%",
+                        "When (UTC)": f"{p.created_at:%Y-%m-%d %H:%M}",
+                    }
+                    for p in reversed(detail.predictions[:-1])
+                ],
+                hide_index=True,
+                width="stretch",
+            )
 
 with image_col:
     if detail.images:
@@ -169,9 +200,15 @@ with image_col:
 # --- reviews ------------------------------------------------------------------------------
 if detail.reviews:
     st.subheader("Reviews" if user.role != "clinician" else "Your reviews")
+    models_of = {p.id: f"{p.model_name}@{p.model_version}" for p in detail.predictions}
     st.dataframe(
         [
             {
+                "AI result": (
+                    f"#{r.prediction_id} {models_of.get(r.prediction_id, '')}"
+                    + (" (current)" if pred is not None and r.prediction_id == pred.id else "")
+                    + (" (earlier)" if pred is not None and r.prediction_id != pred.id else "")
+                ),
                 "Reader": r.reader,
                 "Decision": r.decision,
                 "Location (x, y, slice)": ""
@@ -199,14 +236,14 @@ if user.role in ("admin", "researcher") and len(case.readers) >= 2:  # never for
 if user.role not in ("clinician", "admin"):
     st.caption("Researchers can read cases but not review them.")
     st.stop()
-if pred is None:
+if pred is None or refused_result:
     st.stop()
 
 sub_key = f"medtl_submission_{case_id}"
 submission_id = st.session_state.setdefault(sub_key, uuid.uuid4().hex)
 is_volume = scan is not None and scan.is_volume
 with st.form(f"review_form_{case_id}", border=True):
-    st.subheader("Your review")
+    st.subheader(f"Your review of AI result #{pred.id}")
     decision = st.radio(
         "Your verdict",
         list(DECISIONS),
@@ -257,6 +294,9 @@ if submitted:
             if review.id not in known:
                 details[case_id] = dataclasses.replace(detail, reviews=[*detail.reviews, review])
             st.session_state[sub_key] = uuid.uuid4().hex
+            # an emptied form: a second click cannot save the same review again
+            for field in ("rv_decision", "rv_mark", "rv_x", "rv_y", "rv_slice", "rv_comment"):
+                st.session_state.pop(f"{field}_{case_id}", None)
             st.session_state["medtl_review_saved"] = (
                 f"Review saved for case {case_id}: {review.decision}."
             )

@@ -95,15 +95,43 @@ if hits:
         from medtl.io import ScanError
         from medtl.models.package import PackageError
         from medtl.pacs.ingest import analyse_study
+        from medtl.pacs.types import StudyRefusedError
 
         with st.spinner("Retrieving, de-identifying and analysing the study..."):
             try:
                 out = analyse_study(store, settings, hits[pick]["study_uid"], model, actor=user)
+            except StudyRefusedError as err:
+                st.error(
+                    f"{md_escape(model)} refused this study: "
+                    + md_escape("; ".join(err.reasons))
+                    + ". No result was recorded and nothing will be sent to the PACS."
+                )
             except (PacsError, ScanError, PackageError, ValueError) as err:
                 st.error(session.human_error(err))
             else:
                 st.session_state["medtl_case_id"] = out.case_id
                 st.success(f"Case {md_escape(out.case_id)}: {md_escape(out.summary)}")
+
+# --- studies the model refused (listener and worker) --------------------------------------
+from medtl.pacs.jobs import job_queue  # noqa: E402
+
+refused_jobs = job_queue(store).list_jobs("refused")
+if refused_jobs:
+    st.subheader("Studies the model refused")
+    st.caption("No result was recorded for these and nothing is sent to the PACS.")
+    st.dataframe(
+        [
+            {
+                "Job": j.id,
+                "Model": j.model,
+                "Why": j.last_error or "",
+                "When (UTC)": f"{j.updated_at:%Y-%m-%d %H:%M}",
+            }
+            for j in refused_jobs
+        ],
+        hide_index=True,
+        width="stretch",
+    )
 
 # --- results back to the PACS -------------------------------------------------------------
 st.subheader("Send reviewed results to the PACS")

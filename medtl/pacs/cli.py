@@ -115,7 +115,7 @@ def analyse(
     """Retrieve a study, de-identify it, create the case and analyse it (or queue it)."""
     from medtl.io import ScanError
     from medtl.models.package import PackageError
-    from medtl.pacs.types import PacsError
+    from medtl.pacs.types import PacsError, StudyRefusedError
 
     settings = _settings()
     with _store() as store:
@@ -129,6 +129,9 @@ def analyse(
             from medtl.pacs.ingest import analyse_study
 
             out = analyse_study(store, settings, study_uid, model)
+        except StudyRefusedError as err:
+            typer.echo(f"refused (no case, no result): {'; '.join(err.reasons)}")
+            raise typer.Exit(1) from None
         except (PacsError, ScanError, PackageError, ValueError) as err:
             raise fail(err) from None
     typer.echo(f"case {out.case_id}{'' if out.new_case else ' (existing)'}: {out.summary}")
@@ -176,17 +179,18 @@ def push(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show every SR push: done, failed (with the reason) or pending."""
+    """Show every SR push (done, failed with the reason, or pending) and every analysis the
+    model refused (its reasons: nothing was recorded and nothing can be sent)."""
+    from medtl.pacs.jobs import job_queue
     from medtl.pacs.records import list_pushes
 
     with _store() as store:
         records = list_pushes(store.db)
+        refused = job_queue(store).list_jobs("refused")
     if as_json:
-        typer.echo(
-            json.dumps(
-                [{**r.__dict__, "updated_at": r.updated_at.isoformat()} for r in records], indent=2
-            )
-        )
+        pushes = [{**r.__dict__, "updated_at": r.updated_at.isoformat()} for r in records]
+        refusals = [{"job": j.id, "model": j.model, "reasons": j.last_error} for j in refused]
+        typer.echo(json.dumps({"pushes": pushes, "refused": refusals}, indent=2))
         return
     if not records:
         typer.echo("no pushes yet")
@@ -195,6 +199,8 @@ def status(
             f"{r.case_id} result {r.prediction_id}: {r.status} after {r.attempts} "
             f"attempt(s)" + (f": {r.last_error}" if r.last_error else "")
         )
+    for j in refused:
+        typer.echo(f"job {j.id} {j.model}: refused, nothing to send: {j.last_error}")
 
 
 @app.command("listen")
@@ -233,6 +239,8 @@ def listen(
             listener.stop()
     for o in listener.outcomes:
         typer.echo(f"case {o.case_id}: {o.summary}")
+    for reasons in listener.refusals:
+        typer.echo(f"refused (no case, no result): {reasons}")
 
 
 @app.command("jobs")
@@ -310,5 +318,5 @@ def worker(
             + (f" case {d.case_id}" if d.case_id else "")
             + (f": {d.error}" if d.error else "")
         )
-    if any(d.status != "done" for d in done):
+    if any(d.status == "failed" for d in done):  # a refusal is the model's answer
         raise typer.Exit(1)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medtl.pacs.types import PacsError, SourceLink
+from medtl.pacs.types import PacsError, SourceLink, StudyRefusedError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom.dataset import Dataset
@@ -219,13 +219,23 @@ def analyse_batch(
     reuse: bool = False,
 ) -> AnalysisOutcome:
     """Load a de-identified series folder, predict with ``model`` and record the case
-    (``reuse``: see :func:`record_analysis`)."""
-    from medtl.io import load_scan
+    (``reuse``: see :func:`record_analysis`).
+
+    Raises:
+        StudyRefusedError: the images cannot be read, or the package refused them (domain
+            guard, modality, dimensionality): no case and no AI result are recorded.
+    """
+    from medtl.io import ScanError, load_scan
 
     key = site_key(key)
     predictor = get_predictor(model)
-    scan = load_scan(batch.folder)
+    try:
+        scan = load_scan(batch.folder)
+    except ScanError as err:
+        raise StudyRefusedError([f"the images could not be read: {err}"]) from err
     result = predictor.predict(scan)
+    if result.refused or result.probability is None:
+        raise StudyRefusedError(result.domain.reasons)
     return record_analysis(
         store, actor, scan, result, batch.link, key, reuse=reuse, model_ref=model
     )
@@ -258,6 +268,7 @@ def analyse_study(
 
     Raises:
         PacsError: the PACS could not be reached or the study holds no image.
+        StudyRefusedError: the package refused the study (nothing is recorded).
     """
     from medtl.paths import home_subdir
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medtl.pacs.types import SourceLink
+from medtl.pacs.types import SourceLink, StudyRefusedError
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.pacs.ingest import AnalysisOutcome, SeriesBatch
@@ -116,7 +116,11 @@ def run_job(
         batch = SeriesBatch(
             folder, SourceLink(**data["link"]), data.get("modality"), data.get("body_part")
         )
-        out = analyse_batch(store, batch, job.model, key=key, reuse=True)
+        try:
+            out = analyse_batch(store, batch, job.model, key=key, reuse=True)
+        except StudyRefusedError:
+            shutil.rmtree(folder, ignore_errors=True)  # final: the images are not kept
+            raise
         shutil.rmtree(folder, ignore_errors=True)
         return out
     raise ValueError(f"unknown job kind {job.kind!r}")
@@ -127,7 +131,7 @@ class JobDone:
     """What a worker did with one job."""
 
     job_id: int
-    status: str
+    status: str  # "done", "failed" (queued again while attempts remain) or "refused"
     case_id: str | None = None
     error: str | None = None
 
@@ -182,6 +186,11 @@ class Worker:
         renewer.start()
         try:
             out = run_job(self.store, self.settings, job, site_key(self.key))
+        except StudyRefusedError as err:  # final: no case, no result, nothing to push
+            reasons = "; ".join(err.reasons)
+            queue.refuse(job.id, self.worker_id, reasons)
+            logger.warning("jobs: job %d refused by the model: %s", job.id, reasons)
+            return JobDone(job.id, "refused", error=reasons)
         except Exception as err:  # recorded on the job, shown by `medtl pacs jobs`
             reason = f"{type(err).__name__}: {err}"
             queue.fail(

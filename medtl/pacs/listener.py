@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medtl.pacs.dimse import IMAGE_STORAGE, quiet_pynetdicom
+from medtl.pacs.types import StudyRefusedError
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.pacs.ingest import AnalysisOutcome, SeriesBatch
@@ -65,6 +66,8 @@ class Listener:
         self.host = host
         self.outcomes: list[AnalysisOutcome] = []
         self.failures: list[str] = []
+        #: series the model refused (no case, no result): the reasons, one line each.
+        self.refusals: list[str] = []
         self.skipped: int = 0
         self._batches: dict[str, SeriesBatch] = {}
         self._last_seen: dict[str, float] = {}
@@ -131,8 +134,8 @@ class Listener:
 
     @property
     def handled(self) -> int:
-        """Series analysed, queued or failed so far."""
-        return len(self.outcomes) + len(self.failures)
+        """Series analysed, queued, refused or failed so far."""
+        return len(self.outcomes) + len(self.failures) + len(self.refusals)
 
     # --- C-STORE ----------------------------------------------------------------------------
     def _on_store(self, event: Any) -> int:
@@ -197,6 +200,9 @@ class Listener:
                 self.outcomes.append(_queued(batch, model))
             else:
                 self.outcomes.append(analyse_batch(self.store, batch, model, key=self.key))
+        except StudyRefusedError as err:  # the model's answer, not a fault: no case
+            logger.warning("pacs listener: a %s series was refused by %s", batch.modality, model)
+            self.refusals.append("; ".join(err.reasons))
         except Exception as err:  # one bad series must not stop the listener
             logger.exception("pacs listener: a %s series failed", batch.modality or "")
             self.failures.append(f"{type(err).__name__}: {err}")

@@ -11,6 +11,20 @@ class PacsError(RuntimeError):
     """A PACS request failed (the message says which path and why; never PHI)."""
 
 
+class StudyRefusedError(PacsError):
+    """The model package refused the study (domain guard ``refuse``, wrong modality or
+    dimensionality, unreadable images): there is no AI result, no case is created and
+    nothing can be sent back to the PACS.
+
+    Attributes:
+        reasons: why, in words a clinician can act on (no PHI).
+    """
+
+    def __init__(self, reasons: list[str] | tuple[str, ...]) -> None:
+        self.reasons = [str(r) for r in reasons] or ["the model gave no result"]
+        super().__init__("refused by the model: " + "; ".join(self.reasons))
+
+
 @dataclass(frozen=True)
 class EchoResult:
     """The outcome of testing one path to the PACS."""

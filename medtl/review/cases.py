@@ -25,7 +25,13 @@ from medtl.review.db import ReviewStoreError
 from medtl.review.errors import CaseExistsError, CaseNotFoundError
 from medtl.review.models import Case, Image, Review, add_audit
 from medtl.review.schemas import CaseDetail, ImageInfo
-from medtl.review.worklist import blinded_for, case_info, prediction_info, review_info
+from medtl.review.worklist import (
+    blinded_for,
+    case_info,
+    current_reviews,
+    prediction_info,
+    review_info,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.review.store import ReviewStore
@@ -192,9 +198,13 @@ def open_case(store: ReviewStore, actor: UserInfo | None, case_id: str) -> CaseD
     def work(session: Session) -> CaseDetail:
         case = load_case(session, case_id)
         add_audit(session, store.db.now(), "view", user=actor, case_id=case_id)
-        # Blinded reading: other readers' reviews only once the viewer has submitted one.
-        blinded = blinded_for(actor, (r.reader_pk for r in case.reviews))
-        reviews = [review_info(r, case_id) for r in case.reviews if not blinded]
+        # Blinded reading: other readers' reviews only once the viewer has submitted one
+        # of the current AI result; their own earlier reviews stay visible.
+        blinded = blinded_for(actor, (r.reader_pk for r in current_reviews(case)))
+        own = getattr(actor, "id", None)
+        reviews = [
+            review_info(r, case_id) for r in case.reviews if not blinded or r.reader_pk == own
+        ]
         return CaseDetail(
             case_info(case, viewer=actor),
             [image_info(store.cases_dir, i, case_id) for i in case.images],

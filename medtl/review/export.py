@@ -31,7 +31,7 @@ from medtl.review.files import write_private
 from medtl.review.models import DECISIONS, Case, Prediction, Review, add_audit
 from medtl.review.schemas import ReviewExportRow
 from medtl.review.sr import CODING_SCHEME, export_sr
-from medtl.review.worklist import case_status, latest_decisions
+from medtl.review.worklist import case_status, current_reviews, latest_decisions
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.review.store import ReviewStore
@@ -256,10 +256,15 @@ def agreement_report(store: ReviewStore) -> AgreementReport:
     def load(session: Session) -> list[tuple[str, dict[str, str]]]:
         cases = session.scalars(
             select(Case)
-            .options(selectinload(Case.reviews).selectinload(Review.reader))
+            .options(
+                selectinload(Case.predictions),
+                selectinload(Case.reviews).selectinload(Review.reader),
+            )
             .order_by(Case.created_at, Case.id)
         )
-        return [(c.case_id, latest_decisions(c.reviews)) for c in cases if c.reviews]
+        # Readers agree or not on the same AI result: the case's current one.
+        per_case = [(c.case_id, latest_decisions(current_reviews(c))) for c in cases]
+        return [(case_id, decisions) for case_id, decisions in per_case if decisions]
 
     per_case = store.db.read(load)
     cases = []

@@ -1,6 +1,7 @@
 """A queue of analysis jobs in the review database, shared by ``medtl worker`` processes.
 
-Each job has a status (``queued``, ``running``, ``failed``, ``done``), a count of attempts,
+Each job has a status (``queued``, ``running``, ``failed``, ``done``, or ``refused`` when the
+model package refused the input: final, never retried), a count of attempts,
 and while running a lease: the worker that claimed it must renew the lease
 (:meth:`JobQueue.renew`) or the job is taken again by the next worker once the lease
 expires, so a killed worker's job is not lost. Jobs are idempotent by their ``key`` (e.g.
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-JOB_STATUSES = ("queued", "running", "failed", "done")
+JOB_STATUSES = ("queued", "running", "failed", "done", "refused")
 
 metadata = MetaData()
 jobs_table = Table(
@@ -234,6 +235,21 @@ class JobQueue:
                 "lease_until": None,
                 "case_id": case_id,
                 "last_error": None,
+            },
+        )
+
+    def refuse(self, job_id: int, worker: str, reasons: str) -> bool:
+        """Mark a held job ``refused`` for good: the model refused its input (no result,
+        no case); ``reasons`` (no PHI) is shown by ``medtl pacs jobs`` and the app."""
+        return self._finish(
+            job_id,
+            worker,
+            {
+                "status": "refused",
+                "lease_owner": None,
+                "lease_until": None,
+                "case_id": None,
+                "last_error": reasons[:500],
             },
         )
 

@@ -51,6 +51,11 @@ class PredictionInput:
             raise ReviewInputError("model_name, model_version and label are required")
         if self.details is not None:
             json.dumps(self.details)  # fail early on values the JSON column cannot hold
+            if self.details.get("domain") == "refuse":
+                # A refused scan has no AI result: nothing to review, nothing to send.
+                raise ReviewInputError(
+                    "the model refused this scan (domain check): a refused result is not stored"
+                )
 
     @classmethod
     def of(cls, *args: Any, details: Any = None) -> PredictionInput:
@@ -141,6 +146,28 @@ def _resubmitted(session: Session, actor: UserInfo, submission_id: str) -> Revie
     return review_info(done, done.case.case_id)
 
 
+def _same_as_latest(
+    reviews: list[Review], reader_id: int, result_id: int, form: ReviewInput
+) -> Review | None:
+    """The reader's latest review of ``result_id`` when ``form`` says exactly the same.
+
+    A reader may revise a review (agree, then disagree, then agree again stores three), but
+    the same review saved twice in a row is one review.
+    """
+    mine = [r for r in reviews if r.reader_pk == reader_id and r.prediction_pk == result_id]
+    if not mine:
+        return None
+    last = max(mine, key=lambda r: r.id)
+    said = (
+        form.decision,
+        None if form.x is None else float(form.x),
+        None if form.y is None else float(form.y),
+        None if form.slice_index is None else int(form.slice_index),
+        form.comment or None,
+    )
+    return last if (last.decision, last.x, last.y, last.slice_index, last.comment) == said else None
+
+
 def _insert_review(
     store: ReviewStore, session: Session, actor: UserInfo, case_id: str, form: ReviewInput
 ) -> ReviewInfo:
@@ -153,6 +180,9 @@ def _insert_review(
     reader = session.get(User, actor.id)
     if reader is None or not reader.active:
         raise ReviewInputError("this account is disabled")
+    same = _same_as_latest(case.reviews, actor.id, pred, form)
+    if same is not None:  # a second click on Save: the review is stored once
+        return review_info(same, case_id)
     now = store.db.now()
     review = Review(
         case_pk=case.id,

@@ -40,8 +40,17 @@ def record_result(
 
     Returns:
         The stored AI result.
+
+    Raises:
+        ReviewInputError: the model refused the scan or gave no probability; a refused
+            scan has no AI result, so nothing is stored.
     """
     from medtl.artifacts import PredictionDetails
+    from medtl.review.errors import ReviewInputError
+
+    if result.refused or result.probability is None:
+        reasons = "; ".join(result.domain.reasons) or "no probability"
+        raise ReviewInputError(f"the model gave no result for this scan ({reasons})")
 
     decision = result.decision
     details = PredictionDetails(
@@ -64,7 +73,7 @@ def record_result(
         model_name=name,
         model_version=version or "unknown",
         label=decision.label if decision else (result.top_class or "unknown"),
-        probability=float(result.probability or 0.0),
+        probability=float(result.probability),
         threshold=decision.threshold if decision else None,
         image_id=image_id,
         details=details,  # the store keeps its validated JSON

@@ -1,8 +1,11 @@
 """Case status and blinded reading.
 
-Case status, from each reader's latest review:
+Case status, from each reader's latest review **of the case's current AI result** (its
+newest; every review names the result it judged, ``reviews.prediction_pk``). A new result
+on a case reopens it: the status goes back to ``awaiting_review`` for the new result, while
+the earlier result and its reviews stay stored and shown, labelled with their result.
 
-* ``new``: no AI result yet; ``awaiting_review``: AI result, no review;
+* ``new``: no AI result yet; ``awaiting_review``: AI result, no review of it;
 * ``agreed``: every reader agrees with the AI; ``disagreed``: at least one reader disagrees;
 * ``uncertain``: no one disagrees but at least one reader is uncertain.
 
@@ -44,6 +47,28 @@ BLIND: Final = _Blind()
 Viewer = UserInfo | _Blind | None
 
 
+def current_result_id(case: Case) -> int | None:
+    """The ID of the case's current (newest) AI result, ``None`` without one."""
+    return max((p.id for p in case.predictions), default=None)
+
+
+def bound_to(review: Review, result_id: int | None) -> bool:
+    """Whether ``review`` judged the AI result ``result_id``.
+
+    A review without a result (rows written outside the store before results were bound)
+    counts for the current result, as it always did.
+    """
+    return review.prediction_pk is None or review.prediction_pk == result_id
+
+
+def current_reviews(case: Case) -> list[Review]:
+    """The reviews of the case's current AI result (empty without one)."""
+    current = current_result_id(case)
+    if current is None:
+        return []
+    return [r for r in case.reviews if bound_to(r, current)]
+
+
 def latest_decisions(reviews: Iterable[Review]) -> dict[str, str]:
     """Each reader's latest decision (by review id), keyed by user name."""
     latest: dict[str, tuple[int, str]] = {}
@@ -69,8 +94,9 @@ def status_of(has_prediction: bool, decisions: Iterable[str]) -> str:
 
 
 def case_status(case: Case) -> str:
-    """Derive a case's status from its loaded predictions and reviews."""
-    return status_of(bool(case.predictions), latest_decisions(case.reviews).values())
+    """Derive a case's status from its loaded predictions and the reviews of the current
+    result."""
+    return status_of(bool(case.predictions), latest_decisions(current_reviews(case)).values())
 
 
 def refresh_status(case: Case) -> str:

@@ -34,6 +34,7 @@ from medtl.review.status import (
     blind_status,
     blinded_for,
     case_status,
+    current_reviews,
     latest_decisions,
     sees_everything,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "blinded_for",
     "case_info",
     "case_status",
+    "current_reviews",
     "latest_decisions",
     "prediction_info",
     "query_audit",
@@ -101,7 +103,8 @@ def case_info(case: Case, *, viewer: Viewer = BLIND) -> CaseInfo:
     """
     latest = prediction_info(case.predictions[-1], case.case_id) if case.predictions else None
     status = case.status or case_status(case)
-    if blinded_for(viewer, (r.reader_pk for r in case.reviews)):
+    reviews = current_reviews(case)
+    if blinded_for(viewer, (r.reader_pk for r in reviews)):
         return CaseInfo(
             case.case_id,
             case.created_at,
@@ -118,13 +121,24 @@ def case_info(case: Case, *, viewer: Viewer = BLIND) -> CaseInfo:
         case.modality,
         status,
         len(case.images),
-        tuple(latest_decisions(case.reviews)),
+        tuple(latest_decisions(reviews)),
         latest,
     )
 
 
 def _reviewed_by(user_id: int) -> ColumnElement[bool]:
-    return exists().where(Review.case_pk == Case.id, Review.reader_pk == user_id)
+    """SQL: the user has reviewed the case's current (newest) AI result."""
+    current = (
+        select(func.max(Prediction.id))
+        .where(Prediction.case_pk == Case.id)
+        .correlate(Case)
+        .scalar_subquery()
+    )
+    return exists().where(
+        Review.case_pk == Case.id,
+        Review.reader_pk == user_id,
+        or_(Review.prediction_pk.is_(None), Review.prediction_pk == current),
+    )
 
 
 def _visible_status(viewer: Viewer) -> Any:
@@ -233,13 +247,15 @@ def _page_details(session: Session, rows: Sequence[Any], viewer: Viewer) -> list
         p.case_pk: p for p in session.scalars(select(Prediction).where(Prediction.id.in_(newest)))
     }
     readers: dict[int, dict[int, str]] = defaultdict(dict)
-    for case_pk, user_id, name in session.execute(
-        select(Review.case_pk, Review.reader_pk, User.username)
+    for case_pk, result_pk, user_id, name in session.execute(
+        select(Review.case_pk, Review.prediction_pk, Review.reader_pk, User.username)
         .join(User, User.id == Review.reader_pk)
         .where(Review.case_pk.in_(pks))
         .distinct()
     ):
-        readers[case_pk][user_id] = name
+        current = latest.get(case_pk)
+        if result_pk is None or (current is not None and result_pk == current.id):
+            readers[case_pk][user_id] = name  # readers of the current result only
     out = []
     for r in rows:
         p = latest.get(r.id)

@@ -302,7 +302,7 @@ def test_push_while_pacs_down_is_recorded_and_retried(
         server.stop()
         code, out = medtl("pacs", "push", case_id)
         assert code == 1 and "failed" in out and "connection refused" in out
-        (record,) = medtl_json("pacs", "status")
+        (record,) = medtl_json("pacs", "status")["pushes"]
         assert record["status"] == "failed" and record["attempts"] == 1
         assert "DICOMweb" in record["last_error"]
 
@@ -316,10 +316,10 @@ def test_push_while_pacs_down_is_recorded_and_retried(
         with ReviewStore.open(clock=lambda: now[0]) as store:
             worker = Worker(store, load_pacs_settings())
             assert worker.retry_pushes() == 0  # not due yet
-            assert medtl_json("pacs", "status")[0]["attempts"] == 1
+            assert medtl_json("pacs", "status")["pushes"][0]["attempts"] == 1
             now[0] += timedelta(seconds=3)
             assert worker.retry_pushes() == 1
-        (record,) = medtl_json("pacs", "status")
+        (record,) = medtl_json("pacs", "status")["pushes"]
         assert record["status"] == "done" and record["attempts"] == 2
         (sr,) = sr_in_study(server, str(cr.StudyInstanceUID))
         verdict = by_meaning(sr, "Clinician verdict on AI result")
@@ -348,7 +348,7 @@ def test_push_refused_by_the_pacs_http_401_is_recorded_and_retried(
     monkeypatch.setenv("MEDTL_PACS_PASSWORD_FILE", str(wrong))
     code, out = medtl("pacs", "push", case_id)
     assert code == 1 and "HTTP 401" in out
-    (record,) = medtl_json("pacs", "status")
+    (record,) = medtl_json("pacs", "status")["pushes"]
     assert record["status"] == "failed" and "HTTP 401" in record["last_error"]
     assert sr_in_study(orthanc, str(cr.StudyInstanceUID)) == []
 

@@ -9,6 +9,11 @@ What :func:`deidentify` does:
   choice (``X/Z``, ``X/D``, ``X/Z/D`` remove; ``Z/D`` empties); ``X/Z/U*`` reference
   sequences are kept with every UID inside replaced. A few attributes are removed where the
   table is milder (``STRICTER_THAN_TABLE``: SR content, graphic annotations, some names);
+* **keeps the object valid for its IOD** (PS3.15 E.1.1): a top-level attribute the IOD
+  requires is never deleted, whatever removed it (the table's ``X``, a combined code,
+  medtl's stricter choices, free text cleaned to nothing, a safety net): Type 2/2C
+  attributes are emptied (``Z``), Type 1/1C ones get a dummy value (``D``), and a ``Z`` on a
+  Type 1 attribute becomes ``D`` (:mod:`medtl.io.deid_iod`, types generated from PS3.3);
 * removes **all private tags** (the profile's default), curve groups (50xx) and overlay
   groups (60xx, which may hold burned-in text), and public tags unknown to pydicom's
   dictionary (including attributes of the table newer than pydicom);
@@ -43,7 +48,8 @@ A dataset already de-identified by medtl (its DeidentificationMethod names medtl
 its UIDs and pseudonym, so de-identifying twice is idempotent; the removals still run.
 
 This module is the public face; the work is done in ``deid_keys`` (keys, pseudonyms),
-``deid_tables`` (the table), ``deid_actions`` (applying it), ``deid_clean`` (free text),
+``deid_tables`` (the table), ``deid_iod`` (the IOD types), ``deid_actions`` (applying
+them), ``deid_clean`` (free text),
 ``deid_core`` (:func:`deidentify`), ``deid_meta`` (:func:`safe_meta`) and ``deid_write``
 (:func:`write_deidentified`).
 """

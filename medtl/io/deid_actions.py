@@ -13,11 +13,17 @@ Which action an attribute gets (:func:`action_for`), in order:
    that are not class/syntax UIDs replaced, descriptive free text cleaned
    (:mod:`medtl.io.deid_clean`, unless the site opted out); the rest kept, sequences
    cleaned recursively.
+
+Then, for a top-level attribute that the object's IOD requires (:mod:`medtl.io.deid_iod`),
+a removal becomes a dummy value (Type 1/1C) or an empty value (Type 2/2C), and an empty
+value of a Type 1 attribute becomes a dummy (:func:`conformant_action`): the object stays
+valid for its IOD, as PS3.15 E.1.1 asks.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pydicom.datadict import keyword_for_tag
@@ -25,6 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from medtl.io.deid_clean import FREE_TEXT_VRS, KEPT_TEXT, clean_text, clean_values
+from medtl.io.deid_iod import removal_for
 from medtl.io.deid_keys import pseudonym, pseudonymous_uid
 from medtl.io.deid_tables import (
     BEYOND_TABLE,
@@ -50,11 +57,20 @@ def plausible_uid(value: Any) -> bool:
 class Context:
     """Settings and counters of one :func:`medtl.io.deidentify` call."""
 
-    def __init__(self, key: bytes, *, remap: bool, retain: bool, clean_free_text: bool) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        remap: bool,
+        retain: bool,
+        clean_free_text: bool,
+        required: Mapping[str, str] | None = None,
+    ) -> None:
         self.key = key
         self.remap = remap
         self.retain = retain
         self.clean_free_text = clean_free_text
+        self.required: Mapping[str, str] = required or {}
         self.removed = 0
         self.replaced_uids = 0
         self.cleaned = 0
@@ -125,6 +141,28 @@ def action_for(ds: Dataset, tag: BaseTag, ctx: Context, *, top: bool) -> str | N
     return action if action is not None else default_action(ds[tag], keyword, ctx)
 
 
+def conformant_action(action: str, kind: str | None) -> str:
+    """``action`` adjusted to the attribute's type ``kind`` in the IOD (see the module doc).
+
+    Args:
+        action: the action chosen by :func:`action_for`.
+        kind: ``"1"``, ``"1C"``, ``"2"``, ``"2C"``, or None (Type 3 / not in the IOD).
+
+    Returns:
+        ``X`` becomes ``D`` or ``Z`` for a required attribute, ``Z`` becomes ``D`` for a
+        Type 1 one; anything else is returned unchanged.
+    """
+    if action == "X":
+        return removal_for(kind)
+    if action == "Z" and removal_for(kind) == "D":
+        return "D"
+    return action
+
+
+def _dummy(elem: Any) -> Any:
+    return DUMMY_BY_VR.get(elem.VR, elem.empty_value)
+
+
 def _map_uid_element(elem: Any, ctx: Context) -> None:
     if elem.VM == 0 or elem.value is None:
         return
@@ -139,7 +177,7 @@ def _clean_items(elem: Any, ctx: Context) -> None:
         clean_dataset(item, ctx, top=False)
 
 
-def _clean_free_text(ds: Dataset, tag: BaseTag, ctx: Context) -> None:
+def _clean_free_text(ds: Dataset, tag: BaseTag, ctx: Context, kind: str | None) -> None:
     elem = ds[tag]
     value = elem.value
     if value is None or value == "":
@@ -152,15 +190,29 @@ def _clean_free_text(ds: Dataset, tag: BaseTag, ctx: Context) -> None:
         cleaned = clean_values(str(v) for v in value)
     if cleaned != value:
         ctx.cleaned += 1
-    if cleaned in ("", []):
-        del ds[tag]
-        ctx.removed += 1
+    if cleaned in ("", []):  # nothing safe left: removed, or kept empty/dummy if required
+        replacement = removal_for(kind)
+        if replacement == "X":
+            del ds[tag]
+            ctx.removed += 1
+        else:
+            elem.value = _dummy(elem) if replacement == "D" else elem.empty_value
     else:
         elem.value = cleaned
 
 
-def apply_action(ds: Dataset, tag: BaseTag, action: str, ctx: Context) -> None:
-    """Apply one action code to ``ds[tag]`` (``P``: keyed pseudonym; ``C``: clean text)."""
+def apply_action(
+    ds: Dataset, tag: BaseTag, action: str, ctx: Context, kind: str | None = None
+) -> None:
+    """Apply one action code to ``ds[tag]`` (``P``: keyed pseudonym; ``C``: clean text).
+
+    Args:
+        ds: the dataset holding the attribute.
+        tag: its tag.
+        action: ``X``, ``Z``, ``D``, ``U``, ``C``, ``P`` or ``K``.
+        ctx: the call's settings and counters.
+        kind: the attribute's type in the IOD (for ``C``: what an emptied value becomes).
+    """
     elem = ds[tag]
     if action == "X":
         del ds[tag]
@@ -173,7 +225,7 @@ def apply_action(ds: Dataset, tag: BaseTag, action: str, ctx: Context) -> None:
         elif elem.VR == "UI":
             _map_uid_element(elem, ctx)
         else:
-            elem.value = DUMMY_BY_VR.get(elem.VR, elem.empty_value)
+            elem.value = _dummy(elem)
     elif action == "U":
         if elem.VR == "UI":
             _map_uid_element(elem, ctx)
@@ -182,7 +234,7 @@ def apply_action(ds: Dataset, tag: BaseTag, action: str, ctx: Context) -> None:
         else:  # a UID stored under another VR: never keep it
             elem.value = elem.empty_value
     elif action == "C":
-        _clean_free_text(ds, tag, ctx)
+        _clean_free_text(ds, tag, ctx, kind)
     elif action == "P":
         if ctx.remap and str(elem.value or "").strip():
             elem.value = pseudonym(str(elem.value), key=ctx.key)
@@ -190,9 +242,20 @@ def apply_action(ds: Dataset, tag: BaseTag, action: str, ctx: Context) -> None:
         _clean_items(elem, ctx)
 
 
+def required_type(tag: BaseTag, ctx: Context, *, top: bool) -> str | None:
+    """The type of a top-level attribute in the object's IOD (None inside sequences, for
+    Type 3 attributes and for private/repeating-group tags)."""
+    if not top or tag.is_private:
+        return None
+    keyword = keyword_for_tag(tag)
+    return ctx.required.get(keyword) if keyword else None
+
+
 def clean_dataset(ds: Dataset, ctx: Context, *, top: bool) -> None:
-    """Apply :func:`action_for` to every element of ``ds``, recursively in sequences."""
+    """Apply :func:`action_for` to every element of ``ds``, recursively in sequences
+    (at the top level adjusted by :func:`conformant_action` to the IOD's types)."""
     for tag in list(ds.keys()):
         action = action_for(ds, tag, ctx, top=top)
         if action is not None:
-            apply_action(ds, tag, action, ctx)
+            kind = required_type(tag, ctx, top=top)
+            apply_action(ds, tag, conformant_action(action, kind), ctx, kind)

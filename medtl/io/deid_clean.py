@@ -7,7 +7,13 @@ the Clean Descriptors option (PS3.15 E.3.5) asks for descriptors: the value is r
 one "of similar meaning known not to identify". medtl cannot recognise names, so it keeps
 what it *can* vouch for instead: words of a fixed imaging vocabulary (:data:`VOCABULARY`),
 numbers and numbers with units. Every other word is dropped; a value left with no word is
-removed. ``"STMARY-CT2 lung sharp 5mm"`` becomes ``"lung sharp 5mm"``.
+removed (or kept empty, when the object's IOD requires the attribute: see
+:mod:`medtl.io.deid_iod`). ``"STMARY-CT2 lung sharp 5mm"`` becomes ``"lung sharp 5mm"``.
+
+A word holding a run of four or more digits is dropped too, number or not: such runs are
+dates (``020395``, ``19450317``), times, IDs and accession or phone numbers far more often
+than imaging parameters, so ``UKE_pa_020395`` becomes ``pa``. The price is a rare genuine
+parameter of four digits or more (a matrix of ``1024``) being dropped with them.
 
 Which attributes: every text attribute (VR LO, LT, SH, ST, UC, UT) that is neither in the
 table (whose actions apply instead) nor a coded or product value in :data:`KEPT_TEXT`
@@ -89,6 +95,7 @@ sum
 VOCABULARY: frozenset[str] = frozenset(_VOCABULARY_WORDS.split())
 
 _SPLIT = re.compile(r"[\s_/\\\-+:;,|()\[\]{}<>\"'=*#&^~`!?@$]+")
+_LONG_DIGIT_RUN = re.compile(r"\d{4,}")
 _NUMBER = re.compile(
     r"^\d+(?:\.\d+)?(?:mm|cm|m|kv|kvp|ma|mas|ms|s|t|deg|hu|x|mgy|mbq|%)?$", re.IGNORECASE
 )
@@ -101,6 +108,8 @@ def keep_free_text_setting() -> bool:
 
 
 def _safe_word(word: str) -> bool:
+    if _LONG_DIGIT_RUN.search(word):  # a date, time or ID (see the module docstring)
+        return False
     return word.lower() in VOCABULARY or bool(_NUMBER.match(word))
 
 

@@ -10,11 +10,13 @@ from datetime import date
 from typing import Any
 
 import pydicom
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
 from medtl.io.deid_actions import Context, clean_dataset, plausible_uid
 from medtl.io.deid_clean import keep_free_text_setting
+from medtl.io.deid_iod import removal_for, required_types
 from medtl.io.deid_keys import pseudonym, resolve_key
 from medtl.io.deid_tables import RETAINED_PATIENT_CHARACTERISTICS, profile_table
 
@@ -125,6 +127,24 @@ def _drop_implausible(ds: Dataset, ctx: Context) -> None:
             ctx.removed += 1
 
 
+def _restore_required(out: Dataset, present: set[str], required: dict[str, str]) -> None:
+    """Put back, empty, every Type 2/2C attribute of the IOD that was present in the source
+    and is gone (dropped as unreadable or implausible, or a patient characteristic not
+    retained): the object keeps the attribute without any original value.
+
+    A Type 1 attribute that was dropped as damaged is not invented (a dummy Modality would
+    mislead more than a missing one); the table's actions never drop one
+    (:func:`medtl.io.deid_actions.conformant_action`).
+    """
+    for keyword in sorted(present & required.keys()):
+        if keyword in out or removal_for(required[keyword]) != "Z":
+            continue
+        tag = tag_for_keyword(keyword)
+        vr = dictionary_VR(tag).split(" or ")[0] if tag is not None else ""
+        if tag is not None and vr:
+            out.add_new(tag, vr, Sequence() if vr == "SQ" else None)
+
+
 # --------------------------------------------------------------------- de-identify
 
 
@@ -173,6 +193,15 @@ def _retained_age(ds: Dataset) -> str | None:
         return None
     years = when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
     return f"{min(years, _MAX_AGE_YEARS):03d}Y"
+
+
+def _sop_class(ds: Dataset) -> str | None:
+    """The SOP Class UID, if it can be read (an undecodable one gives the fallback types)."""
+    try:
+        value = ds.get("SOPClassUID")
+    except Exception:  # untrusted bytes: any decoding failure
+        return None
+    return str(value) if plausible_uid(value) else None
 
 
 def _identity_source(ds: Dataset) -> str:
@@ -274,7 +303,12 @@ def deidentify(
         clean_free_text = not keep_free_text_setting()
     retain = retain_patient_characteristics
     out = ds if in_place else copy.deepcopy(ds)
-    ctx = Context(key, remap=True, retain=retain, clean_free_text=clean_free_text)
+    required = dict(required_types(_sop_class(out)))
+    # keys(), not iteration: iterating a Dataset decodes every element's value
+    present = {keyword_for_tag(tag) for tag in out.keys()}  # noqa: SIM118
+    ctx = Context(
+        key, remap=True, retain=retain, clean_free_text=clean_free_text, required=required
+    )
     redact_pydicom_logs()
     with warnings.catch_warnings():  # pydicom's value warnings quote raw values (dates, UIDs)
         warnings.simplefilter("ignore", UserWarning)
@@ -288,6 +322,7 @@ def deidentify(
     _record_method(out, retain=retain, cleaned_free_text=clean_free_text)
 
     _drop_implausible(out, ctx)
+    _restore_required(out, present, required)
     if getattr(out, "file_meta", None) is not None:
         out.file_meta = _rebuilt_file_meta(out.file_meta, out, ctx)
     if hasattr(out, "preamble") and out.preamble is not None:

@@ -13,10 +13,12 @@ registered trademark of NEMA. See ``docs/deidentification.md``.
 Action codes (Table E.1-1a): ``X`` remove, ``Z`` zero-length value, ``D`` dummy value of
 the same VR, ``K`` keep, ``C`` clean, ``U`` replace the UID with a consistent one; combined
 codes (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) let an implementation choose
-according to the attribute's type in its IOD. medtl does not carry the IOD tables, so it
-takes the choice in :data:`COMBINED_CHOICE`: remove, or empty when removal is not offered,
-and for ``X/Z/U*`` (references to other instances) keep the sequence with every UID inside
-replaced, so references still resolve.
+according to the attribute's type in its IOD. medtl first takes the choice in
+:data:`COMBINED_CHOICE` (remove, or empty when removal is not offered, and for ``X/Z/U*``
+(references to other instances) keep the sequence with every UID inside replaced, so
+references still resolve), then :func:`medtl.io.deid_actions.conformant_action` turns a
+removal of an attribute the IOD requires into ``Z`` (Type 2) or ``D`` (Type 1), with the
+types of :mod:`medtl.io.deid_iod`.
 
 The table is read lazily, once, on first use (nothing happens at import time).
 """

@@ -211,8 +211,9 @@ def test_without_patient_characteristics_option() -> None:
     ds = make_ct()
     ds.PatientWeight = 70
     out = deidentify(ds, key=KEY, retain_patient_characteristics=False)
-    for keyword in ("PatientSex", "PatientAge", "PatientWeight"):
+    for keyword in ("PatientAge", "PatientWeight"):  # Type 3: removed
         assert keyword not in out
+    assert out["PatientSex"].value in ("", None)  # Type 2 in the CT IOD: kept, empty
     assert [i.CodeValue for i in out.DeidentificationMethodCodeSequence] == ["113100"]
 
 

@@ -39,10 +39,36 @@ def with_site_text() -> Dataset:
         ("Dr Smith's protocol", "protocol"),
         ("ROE^RICHARD", ""),
         ("120kVp 2.5", "120kVp 2.5"),
+        # digit runs of 4 or more: dates, times and IDs, whatever surrounds them
+        ("UKE_pa_020395", "pa"),
+        ("chest 19450317", "chest"),
+        ("lung 2024-01-02 axial", "lung 01 02 axial"),
+        ("ID12345 PA", "PA"),
+        ("1024 1.25mm 120kv 512", "1.25mm 120kv 512"),
+        ("20240102.5", ""),
     ],
 )
 def test_clean_text_keeps_only_vocabulary_and_numbers(text: str, expected: str) -> None:
     assert clean_text(text) == expected
+
+
+def test_digit_runs_are_not_kept_in_a_written_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A date in a free-text attribute outside the table is gone from the written bytes."""
+    monkeypatch.delenv(ENV_KEEP_FREE_TEXT, raising=False)
+    ds = make_ct()
+    ds.PostprocessingFunction = "UKE_pa_020395"
+    ds.WindowCenterWidthExplanation = ["LUNG 7741203", "MEDIASTINUM"]
+    src = tmp_path / "in.dcm"
+    ds.save_as(src, enforce_file_format=True)
+    assert b"020395" in src.read_bytes()
+    (written,) = write_deidentified([src], tmp_path / "out", key=KEY)
+    data = written.read_bytes()
+    assert b"020395" not in data and b"7741203" not in data
+    out = pydicom.dcmread(written)
+    assert out.PostprocessingFunction == "pa"
+    assert list(out.WindowCenterWidthExplanation) == ["LUNG", "MEDIASTINUM"]
 
 
 def test_site_code_in_postprocessing_function_is_cleaned_in_the_written_file(

@@ -265,3 +265,54 @@ def test_parallel_workers_give_the_same_bytes(tiny: Path, ct_folder: Path, tmp_p
     files = sorted(p.relative_to(tiny) for p in tiny.rglob("*.dcm"))
     assert files == sorted(p.relative_to(out) for p in out.rglob("*.dcm"))
     assert all((tiny / f).read_bytes() == (out / f).read_bytes() for f in files)
+
+
+def test_every_kind_of_simulated_radiograph_passes_dciodvfy(tiny: Path) -> None:
+    """One file of each (modality, photometric) the tiny build wrote: 0 dciodvfy errors,
+    and the DX/CR attributes the IODs require, with the values the simulator means."""
+    from tests.conformance import dciodvfy
+
+    kinds: dict[tuple[str, str], Path] = {}
+    for r in Manifest.load(tiny).records:
+        ds = pydicom.dcmread(tiny / r.image, stop_before_pixels=True)
+        kinds.setdefault((ds.Modality, ds.PhotometricInterpretation), tiny / r.image)
+    assert {m for m, _ in kinds} == {"CR", "DX"}
+    for (modality, photometric), path in sorted(kinds.items()):
+        result = dciodvfy(path)
+        assert result.errors == [], f"{modality} {photometric}:\n{result.output}"
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        (region,) = ds.AnatomicRegionSequence
+        assert (region.CodeValue, region.CodingSchemeDesignator) == ("816094009", "SCT")
+        assert ds.ImageLaterality == "U" and ds.LossyImageCompression == "00"
+        if modality == "DX":
+            expected = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+            assert ds.PresentationLUTShape == expected
+            assert ds.ViewCodeSequence[0].CodeValue == "272479007"  # postero-anterior
+            for keyword in ("DetectorType", "PositionerType", "AcquisitionContextSequence"):
+                assert keyword in ds  # Type 2: present, empty (the simulator has none)
+
+
+@pytest.mark.parametrize("modality", ["CR", "DX"])
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_write_dicom_conforms_and_keeps_the_pixels(
+    tmp_path: Path, modality: str, photometric: str
+) -> None:
+    from tests.conformance import dciodvfy
+
+    rng = np.random.default_rng(1)
+    stored = rng.integers(0, radiograph.MAX_STORED + 1, size=(48, 40)).astype(np.uint16)
+    path = radiograph.write_dicom(
+        tmp_path / "x.dcm",
+        stored,
+        patient_id="VP0000000002",
+        instance_key="k",
+        pixel_mm=0.4,
+        modality=modality,
+        photometric=photometric,
+    )
+    result = dciodvfy(path)
+    assert result.errors == [], result.output
+    pixels = pydicom.dcmread(path).pixel_array
+    if photometric == "MONOCHROME1":
+        pixels = radiograph.MAX_STORED - pixels.astype(np.int32)
+    np.testing.assert_array_equal(pixels, stored)

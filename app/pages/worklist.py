@@ -66,13 +66,16 @@ except ReviewStoreError as err:
     st.error(session.human_error(err))
     st.stop()
 
+from medtl.artifacts import PredictionDetails  # noqa: E402
 from medtl.pacs.worklist import case_pacs_status, open_jobs  # noqa: E402
 
-# PACS work: analyses still without a case (queued, running, failed with the reason).
+# PACS work without a case: queued, running, failed (with the reason) or refused by the
+# model (with its reasons; such a study never gets a case or a result).
 counts, waiting = open_jobs(store.db)
 if any(counts.values()):
     label = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    with st.expander(f"PACS analyses without a case yet: {label}", expanded=counts["failed"] > 0):
+    open_it = counts["failed"] + counts["refused"] > 0
+    with st.expander(f"PACS analyses without a case: {label}", expanded=open_it):
         st.dataframe(
             [
                 {
@@ -93,6 +96,15 @@ if not cases:
     st.info("No cases match these filters.")
     st.stop()
 
+
+def _result_label(p) -> str:
+    """The AI result in a cell; a domain-guard caution stays with it wherever it shows."""
+    if p is None:
+        return ""
+    caution = PredictionDetails.from_stored(p.details).domain == "warn"
+    return f"{p.label} ({100 * p.probability:.0f}%)" + (" · caution" if caution else "")
+
+
 pacs = case_pacs_status(store.db, [c.case_id for c in cases])  # this page only: 2 queries
 rows = []
 for c in cases:
@@ -104,7 +116,7 @@ for c in cases:
             "Status": LABELS.get(c.status, c.status),
             "Modality": c.modality or "",
             "Model": f"{p.model_name}@{p.model_version}" if p else "",
-            "AI result": f"{p.label} ({100 * p.probability:.0f}%)" if p else "",
+            "AI result": _result_label(p),
             # Blinded reading: the store already hides a clinician's not-yet-reviewed
             # cases' verdicts (status "awaiting review", no readers); no count is shown.
             "Readers": "" if c.blinded else str(len(c.readers)),

@@ -115,10 +115,11 @@ def case_pacs_status(db: Database, case_ids: Sequence[str]) -> dict[str, CasePac
 
 
 def open_jobs(db: Database, limit: int = 20) -> tuple[dict[str, int], list[JobInfo]]:
-    """Jobs without a case yet: counts by status, and the newest ``limit`` of them.
+    """Jobs without a case yet: counts by status, and the newest ``limit`` of them. A
+    ``refused`` job (the model refused the study) never gets a case.
 
     Returns:
-        ``({"queued": n, "running": n, "failed": n}, jobs newest first)``.
+        ``({"queued": n, "running": n, "failed": n, "refused": n}, jobs newest first)``.
     """
     from medtl.review.jobs import JobInfo, jobs_table
 
@@ -132,4 +133,5 @@ def open_jobs(db: Database, limit: int = 20) -> tuple[dict[str, int], list[JobIn
         return counts, [JobInfo(**{c.name: getattr(r, c.name) for c in t.columns}) for r in rows]
 
     counts, jobs = db.read(read)
-    return {s: int(counts.get(s, 0)) for s in ("queued", "running", "failed")}, jobs
+    statuses = ("queued", "running", "failed", "refused")
+    return {s: int(counts.get(s, 0)) for s in statuses}, jobs

@@ -82,7 +82,7 @@ def test_status_of_a_page_in_two_queries(worklist) -> None:
     assert status[a].push_label == "send failed (2 attempts): HTTP 503 Service Unavailable"
     assert status[b].job_label == "" and status[b].push_label == "sent"  # the latest push
     assert (status[c].job_label, status[c].push_label) == ("", "")
-    assert counts == {"queued": 1, "running": 0, "failed": 1}
+    assert counts == {"queued": 1, "running": 0, "failed": 1, "refused": 0}
     assert [(j.key, j.status, j.last_error) for j in waiting] == [
         ("JOB-Q", "queued", None),
         ("JOB-BAD", "failed", "PacsError: the study holds no image"),
@@ -109,7 +109,7 @@ def test_worklist_page_shows_job_and_push_status(worklist) -> None:
     assert table.loc[c, "PACS send"] == "" and table.loc[c, "Analysis"] == ""
 
     (expander,) = at.expander
-    assert expander.label == "PACS analyses without a case yet: 1 queued, 1 failed"
+    assert expander.label == "PACS analyses without a case: 1 queued, 1 failed"
     jobs = at.dataframe[0].value
     assert list(jobs["Status"]) == ["queued", "failed"]
     assert list(jobs["Problem"]) == ["", "PacsError: the study holds no image"]

@@ -24,15 +24,27 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
     format: Annotated[str, typer.Option("--format", help="Export format.")] = "monai-bundle",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out.")] = False,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            help="What the bundle writes: probabilities (the package's calibrated ones; the "
+            "default for classifiers), logits, or embedding (the default for encoders).",
+        ),
+    ] = None,
 ) -> None:
-    """Export a model package as a MONAI bundle (configs + weights) for MONAI's own tools."""
+    """Export a model package as a MONAI bundle (configs, weights, LICENSE) for MONAI's tools.
+
+    Run it with ``python -m monai.bundle run`` (``pip install "medtl[bundle]"``); the
+    bundle's docs/README.md has the exact command.
+    """
     from medtl.inference.bundle_export import BundleExportError, export_monai_bundle
     from medtl.models.package import PackageError
 
     if format != "monai-bundle":
         raise fail(f"unknown export format {format!r}; available: monai-bundle")
     try:
-        folder = export_monai_bundle(package, out, overwrite=overwrite)
+        folder = export_monai_bundle(package, out, output_kind=output, overwrite=overwrite)
     except (PackageError, BundleExportError, FileExistsError) as err:
         raise fail(str(err)) from None
     typer.echo(f"bundle: {folder}")

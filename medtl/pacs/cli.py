@@ -3,7 +3,8 @@ show push status, listen for studies.
 
 Identifiers the PACS returns (``find``) are printed for the operator and never written
 anywhere else. Errors print one ``error: ...`` line on stderr and exit 2; a push that fails
-exits 1 (it is recorded and can be retried with ``medtl pacs push --retry-failed``).
+exits 1 (it is recorded and can be retried with ``medtl pacs push --retry-failed``), and so
+does a push refused before it is tried (one ``error:`` line).
 """
 
 from __future__ import annotations
@@ -141,13 +142,22 @@ def analyse(
 def push(
     case_id: Annotated[str | None, typer.Argument(help="Case pseudonym.")] = None,
     prediction_id: Annotated[
-        int | None, typer.Option("--prediction-id", help="AI result (default: the latest).")
+        int | None,
+        typer.Option(
+            "--result",
+            "--prediction-id",
+            help="AI result to send (default: the case's latest).",
+        ),
     ] = None,
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Retry every failed or pending push.")
     ] = False,
 ) -> None:
-    """Store the reviewed AI result as a DICOM SR in the case's original study."""
+    """Store the reviewed AI result as a DICOM SR in the case's original study.
+
+    A result that cannot be sent (refused by the model's domain guard, not reviewed, or
+    not the reviewed one) prints one ``error:`` line and exits 1, as a failed push does.
+    """
     from medtl.pacs.push import PushRefusedError, push_case
     from medtl.pacs.push import retry_failed as run_retry
     from medtl.pacs.types import PacsError
@@ -163,12 +173,14 @@ def push(
                 if retry_failed
                 else [push_case(store, settings, case_id, prediction_id=prediction_id)]
             )
-        except (PushRefusedError, CaseNotFoundError, PacsError) as err:
+        except PushRefusedError as err:
+            raise fail(err, code=1) from None
+        except (CaseNotFoundError, PacsError) as err:
             raise fail(err) from None
     for o in outcomes:
         note = " (UNVERIFIED)" if o.unverified else ""
         typer.echo(
-            f"{o.case_id} result {o.prediction_id}: {o.status}{note}, attempt "
+            f"{o.case_id} result {o.prediction_id} ({o.model}): {o.status}{note}, attempt "
             f"{o.attempts}" + (f": {o.error}" if o.error else "")
         )
     if any(o.status != "done" for o in outcomes):

@@ -1,5 +1,8 @@
 """Send a case's AI result, after a clinician's review, into its original study as an SR.
 
+The result sent is the case's latest unless the operator names one; the SR carries the
+review bound to that result and is refused for a result the model's domain guard refused.
+
 A push is recorded before it is tried (``pending``), then ``done`` or ``failed`` with the
 reason and the number of attempts (:mod:`medtl.pacs.records`); :func:`retry_failed` tries
 the failed and pending ones again, and ``medtl pacs status`` shows them. The SR's UIDs are
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from medtl.pacs.types import PacsError
 
@@ -19,70 +22,86 @@ if TYPE_CHECKING:  # pragma: no cover
     from pydicom.dataset import Dataset
 
     from medtl.pacs.settings import PacsSettings
-    from medtl.pacs.sr import SrContent
     from medtl.review import ReviewStore, UserInfo
     from medtl.review.schemas import PredictionInfo
+    from medtl.review.sr_content import SrContent, SrReview
 
 logger = logging.getLogger(__name__)
 
 
 class PushRefusedError(PacsError):
-    """The result may not be sent (e.g. no clinician reviewed it and the site requires one)."""
+    """The result may not be sent: refused by the model's domain guard, not reviewed while
+    the site requires a review, or another result of the case is the reviewed one."""
 
 
 @dataclass(frozen=True)
 class PushOutcome:
-    """The result of one push attempt."""
+    """The result of one push attempt.
+
+    Attributes:
+        case_id: the case pseudonym.
+        prediction_id: the AI result sent.
+        status: ``done`` or ``failed``.
+        attempts: attempts so far.
+        unverified: sent without a clinician's review (``push_unverified``).
+        error: why it failed.
+        model: ``name@version`` of the model whose result was sent.
+    """
 
     case_id: str
     prediction_id: int
-    status: str  # "done" or "failed"
+    status: str
     attempts: int
     unverified: bool
     error: str | None = None
+    model: str = ""
 
 
-def _latest_review(store: ReviewStore, case_id: str, prediction_id: int) -> tuple[str, str] | None:
-    """``(decision, reader)`` of the latest review of an AI result, by any reader.
+def _model(pred: PredictionInfo) -> str:
+    return f"{pred.model_name}@{pred.model_version}"
 
-    Read here rather than through :meth:`ReviewStore.open_case`, whose blinding hides other
-    clinicians' reviews: the PACS gets the verdict whoever sends it.
+
+def _choose(
+    store: ReviewStore, case_id: str, preds: list[PredictionInfo], prediction_id: int | None
+) -> tuple[PredictionInfo, SrReview | None]:
+    """The result to send and the review bound to it (``Review.prediction_pk``).
+
+    By default the latest result. When it has no review but an earlier result has, the
+    choice is the operator's: refused, naming both results and how to send either.
     """
-    from sqlalchemy import select
+    from medtl.review.sr_content import result_review
 
-    from medtl.review.models import Case, Review, User
+    if not preds:
+        raise PushRefusedError(f"case {case_id} has no AI result to send")
+    if prediction_id is not None:
+        pred = next((p for p in preds if p.id == prediction_id), None)
+        if pred is None:
+            raise PushRefusedError(f"AI result {prediction_id} does not belong to case {case_id}")
+        return pred, result_review(store, case_id, pred.id)
+    pred = preds[-1]
+    review = result_review(store, case_id, pred.id)
+    if review is None:
+        for earlier in reversed(preds[:-1]):
+            if result_review(store, case_id, earlier.id) is not None:
+                raise PushRefusedError(
+                    f"the latest AI result of case {case_id}, result {pred.id} "
+                    f"({_model(pred)}), has no review; result {earlier.id} "
+                    f"({_model(earlier)}) was reviewed: send it with `medtl pacs push "
+                    f"{case_id} --result {earlier.id}`, or review result {pred.id} first"
+                )
+    return pred, review
 
-    def read(session: Any) -> Any:
-        return session.execute(
-            select(Review.decision, User.username)
-            .join(Case, Review.case_pk == Case.id)
-            .join(User, Review.reader_pk == User.id)
-            .where(Case.case_id == case_id, Review.prediction_pk == prediction_id)
-            .order_by(Review.created_at.desc(), Review.id.desc())
-            .limit(1)
-        ).first()
 
-    row = store.db.read(read)
-    return (str(row[0]), str(row[1])) if row is not None else None
+def _content(
+    store: ReviewStore, case_id: str, pred: PredictionInfo, review: SrReview | None
+) -> SrContent:
+    """The SR content of ``pred``; a refused or unreadable result is a refusal."""
+    from medtl.review.sr_content import sr_content
 
-
-def _content(store: ReviewStore, case_id: str, pred: PredictionInfo) -> SrContent:
-    from medtl.pacs.sr import SrContent
-
-    latest = _latest_review(store, case_id, pred.id)
-    details = pred.details or {}
-    return SrContent(
-        model_name=pred.model_name,
-        model_version=pred.model_version,
-        label=pred.label,
-        probability=pred.probability,
-        threshold=pred.threshold,
-        operating_point=details.get("operating_point"),
-        positive=details.get("positive"),
-        verdict=latest[0] if latest else None,
-        reviewer=latest[1] if latest else None,
-        case_id=case_id,
-    )
+    try:
+        return sr_content(pred, case_id, review)
+    except ValueError as err:  # RefusedResultError included
+        raise PushRefusedError(f"case {case_id}: {err}") from None
 
 
 def _source_headers(
@@ -113,8 +132,10 @@ def _send(
     """Re-read the source headers, build the SR (and the heat-map image) and store them."""
     from medtl.io.deid import pseudonymous_uid
     from medtl.pacs import client
-    from medtl.pacs.sr import build_sr
+    from medtl.pacs.logs import quiet_client_logs
+    from medtl.review.sr import build_sr
 
+    quiet_client_logs()
     sources = _source_headers(store, settings, case_id, key)
     objects = [
         build_sr(
@@ -131,7 +152,7 @@ def _send(
             build_sc(
                 sources[0],
                 heatmap_image(store, case_id, pred),
-                model=f"{pred.model_name}@{pred.model_version}",
+                model=_model(pred),
                 sop_instance_uid=pseudonymous_uid(f"medtl-sc|{case_id}|{pred.id}", key=key),
                 series_uid=pseudonymous_uid(f"medtl-sc-series|{case_id}", key=key),
             )
@@ -150,21 +171,27 @@ def push_case(
 ) -> PushOutcome:
     """Store the SR of a case's AI result in its original study.
 
+    The SR (:func:`medtl.review.sr.build_sr`) carries the study's original identifiers,
+    re-read from the PACS, and the review bound to the result sent.
+
     Args:
         store: the review store.
         settings: the PACS settings (``push_unverified`` allows unreviewed results).
         case_id: the case pseudonym.
         actor: the user sending (``None``: the local operator).
-        prediction_id: which AI result (default: the latest).
+        prediction_id: which AI result (default: the latest; see :class:`PushRefusedError`).
         key: the site secret (default ``MEDTL_HOME/secrets/deid.key``).
 
     Returns:
-        The outcome; a failure is recorded (status ``failed``, reason, attempts) and
-        returned, not raised, so it can be shown and retried.
+        The outcome, naming the result and model sent; a failure is recorded (status
+        ``failed``, reason, attempts) and returned, not raised, so it can be shown and
+        retried.
 
     Raises:
-        PushRefusedError: no clinician reviewed the result and ``push_unverified`` is off,
-            or the case has no AI result.
+        PushRefusedError: the case has no (such) AI result; the domain guard refused the
+            study; no clinician reviewed the result and ``push_unverified`` is off; or,
+            without ``prediction_id``, the latest result is unreviewed while an earlier
+            one was reviewed.
     """
     from medtl.pacs.ingest import site_key
     from medtl.pacs.records import mark_push
@@ -174,20 +201,13 @@ def push_case(
     key = site_key(key)
     require_role(actor, "clinician", "admin")
     detail = store.open_case(actor, case_id)
-    preds = detail.predictions
-    pred = (
-        preds[-1]
-        if prediction_id is None and preds
-        else next((p for p in preds if p.id == prediction_id), None)
-    )
-    if pred is None:
-        raise PushRefusedError(f"case {case_id} has no AI result to send")
-    content = _content(store, case_id, pred)
-    unverified = content.verdict is None
+    pred, review = _choose(store, case_id, detail.predictions, prediction_id)
+    content = _content(store, case_id, pred, review)
+    unverified = review is None
     if unverified and not settings.push_unverified:
         raise PushRefusedError(
-            f"no clinician has reviewed the AI result of case {case_id}; review it first "
-            "(or set push_unverified for this site)"
+            f"no clinician has reviewed AI result {pred.id} ({_model(pred)}) of case "
+            f"{case_id}; review it first (or set push_unverified for this site)"
         )
     mark_push(store.db, case_id, pred.id, "pending", unverified=unverified)
     try:
@@ -204,7 +224,9 @@ def push_case(
             unverified=unverified,
         )
         logger.warning("pacs: push of case %s failed (attempt %d)", case_id, record.attempts)
-        return PushOutcome(case_id, pred.id, "failed", record.attempts, unverified, reason)
+        return PushOutcome(
+            case_id, pred.id, "failed", record.attempts, unverified, reason, _model(pred)
+        )
     record = mark_push(store.db, case_id, pred.id, "done", attempted=True, unverified=unverified)
     details = {
         "format": "dicom-sr",
@@ -218,8 +240,8 @@ def push_case(
         ),
         what="export record",
     )
-    logger.info("pacs: SR of case %s stored in the original study", case_id)
-    return PushOutcome(case_id, pred.id, "done", record.attempts, unverified)
+    logger.info("pacs: SR of case %s (result %d) stored in the original study", case_id, pred.id)
+    return PushOutcome(case_id, pred.id, "done", record.attempts, unverified, None, _model(pred))
 
 
 #: automatic retries (``medtl worker``) stop after this many attempts; a person can still

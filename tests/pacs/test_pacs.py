@@ -198,13 +198,13 @@ def test_analyse_review_push_cycle(pacs_env, home, orthanc, studies, packages) -
         assert link.sop_instance_uids == list(studies.cr_instances)
 
         code, out = medtl("pacs", "push", case_id)  # nobody reviewed it yet
-        assert code == 2 and "no clinician has reviewed" in out
+        assert code == 1 and "no clinician has reviewed" in out
         assert sr_in_study(orthanc, studies.cr_study) == []
         reviewer(store, "agree", case_id)
 
     code, out = medtl("pacs", "push", case_id)
     assert code == 0, out
-    assert "done" in out and "UNVERIFIED" not in out
+    assert "done" in out and "UNVERIFIED" not in out and "(pacs-cxr@1.2.0)" in out
     code, out = medtl("pacs", "push", case_id)  # same UIDs: replaced, not duplicated
     assert code == 0, out
 
@@ -220,11 +220,10 @@ def test_analyse_review_push_cycle(pacs_env, home, orthanc, studies, packages) -
     assert by_meaning(sr, "Device Observer Name").TextValue == "pacs-cxr"
     assert by_meaning(sr, "Device Observer Model Name").TextValue == "1.2.0"
     assert by_meaning(sr, "Algorithm Version").TextValue == "1.2.0"
-    verdict = by_meaning(sr, "Clinician verdict on AI result")
-    assert verdict.ConceptCodeSequence[0].CodeMeaning == "agree"
     confirmed = by_meaning(sr, "AI result confirmed by clinician")
-    assert confirmed.ConceptCodeSequence[0].CodeValue == "373066001"
-    prob = by_meaning(sr, "Calibrated probability of nodule")
+    assert confirmed.ConceptCodeSequence[0].CodeValue == "373066001"  # Yes: agree
+    assert by_meaning(sr, "Finding").ConceptCodeSequence[0].CodeValue == "27925004"  # Nodule
+    prob = by_meaning(sr, "Probability")
     with cheap_store() as store:
         expected = store.open_case(None, case_id).predictions[-1].probability
         actions = [a.action for a in store.audit_log(None, case_id=case_id)]
@@ -262,9 +261,8 @@ def test_dimse_only_analyse_and_unverified_push(
 
     (sr,) = sr_in_study(orthanc, studies.ct_study)
     assert sr.VerificationFlag == "UNVERIFIED" and "UNVERIFIED" in sr.SeriesDescription
-    assert sr.PatientID == PHI_ID
-    confirmed = by_meaning(sr, "AI result confirmed by clinician")
-    assert confirmed.ConceptCodeSequence[0].CodeValue == "373067005"
+    assert sr.PreliminaryFlag == "PRELIMINARY" and sr.PatientID == PHI_ID
+    assert "AI result confirmed by clinician" not in str(sr)  # no review, no verdict
     assert by_meaning(sr, "Device Observer Name").TextValue == "pacs-ct"
     refs = {
         r.ReferencedSOPInstanceUID
@@ -322,8 +320,8 @@ def test_push_while_pacs_down_is_recorded_and_retried(
         (record,) = medtl_json("pacs", "status")["pushes"]
         assert record["status"] == "done" and record["attempts"] == 2
         (sr,) = sr_in_study(server, str(cr.StudyInstanceUID))
-        verdict = by_meaning(sr, "Clinician verdict on AI result")
-        assert verdict.ConceptCodeSequence[0].CodeMeaning == "disagree"
+        verdict = by_meaning(sr, "AI result confirmed by clinician")
+        assert verdict.ConceptCodeSequence[0].CodeMeaning == "No"  # disagree
         code, out = medtl("pacs", "push", "--retry-failed")  # nothing left to retry
         assert code == 0 and " result " not in out
     finally:
@@ -360,12 +358,8 @@ def test_push_refused_by_the_pacs_http_401_is_recorded_and_retried(
     assert sc.pixel_array.shape == (64, 64, 3) and "NOT FOR DIAGNOSIS" in sc.ImageComments
     (sr,) = sr_in_study(orthanc, str(cr.StudyInstanceUID))
     assert (
-        by_meaning(sr, "Clinician verdict on AI result").ConceptCodeSequence[0].CodeMeaning
-        == "uncertain"
-    )
-    assert (
         by_meaning(sr, "AI result confirmed by clinician").ConceptCodeSequence[0].CodeValue
-        == "373067005"
+        == "373068000"  # Undetermined: uncertain
     )
 
 
@@ -399,10 +393,10 @@ def test_any_clinician_may_send_a_case_another_clinician_reviewed(
     assert [a.username for a in exports] == ["dr_no"]
     (sr,) = sr_in_study(orthanc, str(cr.StudyInstanceUID))
     assert (
-        by_meaning(sr, "Clinician verdict on AI result").ConceptCodeSequence[0].CodeMeaning
-        == "disagree"
+        by_meaning(sr, "AI result confirmed by clinician").ConceptCodeSequence[0].CodeMeaning
+        == "No"  # disagree
     )
-    assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "dr_who"
+    assert sr.VerifyingObserverSequence[0].VerifyingObserverName.family_name == "dr_who"
 
 
 def test_dimse_retrieval_by_c_move(pacs_env, home, orthanc, studies, packages, monkeypatch) -> None:

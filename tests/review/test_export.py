@@ -1,4 +1,5 @@
-"""CSV export, its JSON Schema, DICOM SR export and reader agreement statistics."""
+"""CSV export, its JSON Schema and reader agreement statistics (DICOM SR export:
+``tests/review/test_sr.py``)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,15 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
-import pydicom
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from medtl.io.deid import deidentify
 from medtl.review.auth import PermissionDeniedError
 from medtl.review.export import fleiss_kappa, pair_kappa
 from medtl.review.schemas import ReviewExportRow, review_export_schema
 from medtl.review.store import ReviewStore
 
-from .conftest import FakeClock, dicom_dataset, tiny_scan, to_bytes
+from .conftest import FakeClock, tiny_scan
 
 HEADER = (
     "review_id,case_id,case_status,reader,reader_role,decision,x,y,slice_index,comment,"
@@ -193,45 +192,3 @@ def test_agreement_report(store: ReviewStore, users: dict) -> None:
     assert br.kappa == pytest.approx(
         cohen_kappa_score(["agree", "disagree"], ["agree", "uncertain"])
     )
-
-
-def test_dicom_sr_export(store: ReviewStore, users: dict, tmp_path: Path) -> None:
-    pytest.importorskip("highdicom")
-    source = deidentify(dicom_dataset(), key=b"k" * 32)
-    case = store.create_case(users["alice"], to_bytes(source)).case_id
-    (image,) = store.get_images(case)
-    store.record_prediction(
-        users["alice"],
-        case,
-        model_name="ct-nodule",
-        model_version="0.3",
-        label="nodule",
-        probability=0.91,
-        image_id=image.id,
-    )
-    path = store.export_sr(users["alice"], case, tmp_path)
-    assert path == tmp_path / f"{case}-ai-sr.dcm"
-    sr = pydicom.dcmread(path)
-    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
-    assert sr.PatientID == source.PatientID and sr.StudyInstanceUID == source.StudyInstanceUID
-    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
-    ref = evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
-    assert ref.ReferencedSOPInstanceUID == source.SOPInstanceUID
-    text = str(sr)
-    assert "Calibrated probability" in text and "0.91" in text and "ct-nodule" in text
-    assert store.audit_log(users["root"], action="export")[-1].details == {
-        "format": "dicom-sr",
-        "prediction_id": 1,
-    }
-
-
-def test_sr_export_needs_dicom_image(store: ReviewStore, users: dict, tmp_path: Path) -> None:
-    pytest.importorskip("highdicom")
-    case = store.create_case(users["alice"], tiny_scan()).case_id
-    with pytest.raises(ValueError, match="no AI result"):
-        store.export_sr(users["alice"], case, tmp_path)
-    store.record_prediction(
-        users["alice"], case, model_name="m", model_version="1", label="nodule", probability=0.5
-    )
-    with pytest.raises(ValueError, match="de-identified DICOM"):
-        store.export_sr(users["alice"], case, tmp_path)

@@ -43,6 +43,7 @@ import torch
 import yaml
 
 from medtl.models.backbones import Backbone
+from medtl.models.checkpoints import first_keys, unwrap_prefixes
 from medtl.models.weights import (
     LoadReport,
     WeightImportError,
@@ -99,6 +100,25 @@ def detect_layout(keys: list[str] | set[str]) -> str:
 
 
 _FLAT_BLOCK = re.compile(r"^_blocks\.(\d+)\.(_.+)$")
+_KNOWN = "medtl, torchvision/timm, MONAI, MedicalNet or torchxrayvision keys"
+
+
+def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`read_checkpoint`, then strip training prefixes (Lightning ``model.``, ...)."""
+    state, info = read_checkpoint(path)
+    state, stripped, left_out = unwrap_prefixes(state, lambda k: detect_layout(k) != "unknown")
+    if stripped:
+        info["stripped_prefix"] = (info.get("stripped_prefix") or "") + stripped
+        info["dropped"] = [*info.get("dropped", []), *left_out]
+        logger.info("%s: keys under %r", path.name, stripped)
+    return state, info
+
+
+def _unrecognised(source: str, state: dict[str, torch.Tensor]) -> WeightImportError:
+    return WeightImportError(
+        f"{source}: unrecognised key layout; expected {_KNOWN} (e.g. conv1.weight + "
+        f"layer1.*, features.conv0.weight); the file's first keys are: {first_keys(state)}"
+    )
 
 
 def _efficientnet_stack_of(model: Backbone) -> dict[int, int]:
@@ -175,14 +195,13 @@ def describe_layout(state: dict[str, torch.Tensor], format: str | None = None) -
     return f"{'2D' if state['conv1.weight'].ndim == 4 else '3D'} ResNet ({what})"
 
 
-def _check_family(model: Backbone, layout: str, source: str) -> None:
+def _check_family(
+    model: Backbone, layout: str, source: str, state: dict[str, torch.Tensor]
+) -> None:
     if model.family == "i3resnet" and layout == "resnet":
         return  # the layout is checked by _check_i3resnet
     if layout == "unknown":
-        raise WeightImportError(
-            f"{source}: unrecognised key layout; expected medtl, torchvision/timm, MONAI or "
-            "MedicalNet keys (e.g. conv1.weight + layer1.*, features.conv0.weight)"
-        )
+        raise _unrecognised(source, state)
     if layout != model.family:
         raise WeightImportError(
             f"{source}: the checkpoint is a {layout} but the model is a {model.family} "
@@ -212,11 +231,11 @@ def sniff_format(path: str | Path) -> str:
             f"{path.name}: folder is neither a MONAI bundle (configs/metadata.json) nor a "
             "medtl model package (weights.safetensors)"
         )
-    state, info = read_checkpoint(path)
-    return _sniff_state(state, info)
+    state, info = _read_state(path)
+    return _sniff_state(state, info, path.name)
 
 
-def _sniff_state(state: dict[str, torch.Tensor], info: dict[str, Any]) -> str:
+def _sniff_state(state: dict[str, torch.Tensor], info: dict[str, Any], source: str) -> str:
     keys = set(state)
     if "op_threshs" in keys:
         return "torchxrayvision"
@@ -243,10 +262,7 @@ def _sniff_state(state: dict[str, torch.Tensor], info: dict[str, Any]) -> str:
         if any(_FLAT_BLOCK.match(k) for k in keys):
             return "efficientnet_pytorch"
         return "monai"
-    raise WeightImportError(
-        "unrecognised checkpoint: expected medtl, torchvision/timm, MONAI, MedicalNet or "
-        "torchxrayvision keys"
-    )
+    raise _unrecognised(source, state)
 
 
 def _resnet_structure(state: dict[str, torch.Tensor]) -> tuple[list[int], str, str]:
@@ -340,7 +356,7 @@ def _read_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], d
     for name in ("model.safetensors", "model.pt", "model.pth"):
         weights = path / "models" / name
         if weights.is_file():
-            state, info = read_checkpoint(weights)
+            state, info = _read_state(weights)
             meta["weights_file"] = f"models/{name}"
             meta["checkpoint"] = info
             return state, meta, info
@@ -425,10 +441,10 @@ def import_weights(
         state, meta, info = _read_bundle(path)
     else:
         file = path / "weights.safetensors" if path.is_dir() else path
-        state, info = read_checkpoint(file)
+        state, info = _read_state(file)
         meta["checkpoint"] = info
     if format == "auto":
-        format = _sniff_state(state, info)
+        format = _sniff_state(state, info, source)
         logger.info("%s: detected format %s", source, format)
     warnings: list[str] = []
     ignored: list[str] = []
@@ -436,7 +452,10 @@ def import_weights(
     if format == "native" or (format == "monai_bundle" and detect_layout(state) == "native"):
         state, _ = strip_common_prefix(state, ("module.",))
         if detect_layout(state) != "native":
-            raise WeightImportError(f"{source}: not a medtl state dict (no encoder.* keys)")
+            raise WeightImportError(
+                f"{source}: not a medtl state dict (no encoder.* keys); the file's first "
+                f"keys are: {first_keys(state)}"
+            )
         saved = _saved_config(info)
         if saved is not None and saved.get("name") != model.config.name:
             raise WeightImportError(
@@ -456,7 +475,7 @@ def import_weights(
             ignored = [k for k in state if k.startswith("conv_seg.")]
             state = {k: v for k, v in state.items() if k not in ignored}
         layout = detect_layout(state)
-        _check_family(model, layout, source)
+        _check_family(model, layout, source, state)
         _check_i3resnet(model, state, format, source)
         if format == "medicalnet":
             warnings += _medicalnet_checks(model, state, source)

@@ -27,6 +27,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from medtl.models.backbones import HEAD_PREFIX
+from medtl.models.checkpoints import (
+    first_keys,
+    not_weights_message,
+    pickle_refusal,
+    sniff_container,
+    torch_error_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,23 +123,16 @@ class LoadReport:
         return data
 
 
-def _is_safetensors(path: Path) -> bool:
-    """Sniff the safetensors header: 8-byte little-endian length then a JSON object."""
-    with path.open("rb") as fh:
-        head = fh.read(9)
-    if len(head) < 9:
-        return False
-    size = int.from_bytes(head[:8], "little")
-    return head[8:9] == b"{" and 0 < size < path.stat().st_size
-
-
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint file into a flat ``{key: tensor}`` dict, safely.
 
-    Safetensors files are read with ``safetensors``; anything else with
-    ``torch.load(weights_only=True)``. Nested state dicts (``{"state_dict": ...}``,
-    ``{"model": ...}``) are unwrapped, non-tensor entries dropped, and a ``module.`` /
-    ``_orig_mod.`` prefix shared by every key is stripped.
+    The container is sniffed first (:func:`medtl.models.checkpoints.sniff_container`):
+    safetensors files are read with ``safetensors``, ``torch.save`` files with
+    ``torch.load(weights_only=True)``; a plain pickle, a text file or any other file is
+    refused with a plain message before anything unpickles it. Nested state dicts
+    (``{"state_dict": ...}``, ``{"model": {"state_dict": ...}}``) are unwrapped, non-tensor
+    entries dropped, and a ``module.`` / ``_orig_mod.`` prefix shared by every key is
+    stripped.
 
     Args:
         path: the file.
@@ -143,13 +143,19 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         ``dropped`` (non-tensor entries) and, for safetensors, the header ``metadata``.
 
     Raises:
-        WeightImportError: unreadable file, or a pickle that is not weights only.
+        WeightImportError: not a checkpoint, unreadable, or holding Python objects that
+            only unpickling could read.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightImportError(f"weights file not found: {path.name}")
     info: dict[str, Any] = {"wrapper": None, "stripped_prefix": None, "dropped": []}
-    if _is_safetensors(path):
+    container = sniff_container(path)
+    if container == "pickle":
+        raise WeightImportError(pickle_refusal(path.name))
+    if container not in ("safetensors", "torch", "torch-legacy"):
+        raise WeightImportError(not_weights_message(path.name, container))
+    if container == "safetensors":
         info["container"] = "safetensors"
         try:
             obj: Any = load_file(str(path), device="cpu")
@@ -159,33 +165,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             raise WeightImportError(f"{path.name}: unreadable safetensors file ({err})") from err
     else:
         info["container"] = "torch"
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            # "Unsupported global" names a Python class the weights-only unpickler refused;
-            # anything else means the bytes are not a pickle at all.
-            if "unsupported global" not in str(err).lower():
-                raise WeightImportError(
-                    f"{path.name}: not a readable PyTorch checkpoint ({err})"
-                ) from err
-            raise WeightImportError(
-                f"{path.name}: refused to load; the file holds Python objects beyond tensors "
-                "and medtl never unpickles them (weights_only=True). Re-save the state dict "
-                "alone, e.g. torch.save(model.state_dict(), path), or as safetensors."
-            ) from err
-        except Exception as err:
-            raise WeightImportError(
-                f"{path.name}: not a readable PyTorch checkpoint ({err})"
-            ) from err
+        obj = _torch_load(path)
     if not isinstance(obj, dict):
         raise WeightImportError(f"{path.name}: expected a state dict, found {type(obj).__name__}")
-    for key in WRAPPER_KEYS:
-        inner = obj.get(key)
-        if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
-            info["wrapper"] = key
-            info["dropped"] = [str(k) for k in obj if k != key]
-            obj = inner
-            break
+    obj = _unwrap(obj, info)
     state: dict[str, torch.Tensor] = {}
     for key, value in obj.items():
         if isinstance(value, torch.Tensor):
@@ -193,9 +176,54 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         else:
             info["dropped"].append(str(key))
     if not state:
-        raise WeightImportError(f"{path.name}: no tensors found")
+        raise WeightImportError(
+            f"{path.name}: no tensors found (top-level keys: {first_keys(map(str, obj))})"
+        )
     state, info["stripped_prefix"] = strip_common_prefix(state)
     return state, info
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)``; errors become messages without torch's advice."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # "Unsupported global" names a Python class the weights-only unpickler refused
+        if "unsupported global" in str(err).lower():
+            raise WeightImportError(
+                f"{path.name}: refused to load; the file holds Python objects beyond tensors "
+                "and reading them needs unpickling, which can run code: medtl never "
+                "unpickles. Re-save the state dict alone, e.g. "
+                "torch.save(model.state_dict(), path), or as safetensors "
+                "(safetensors.torch.save_file)."
+            ) from err
+        raise WeightImportError(
+            f"{path.name}: not a readable PyTorch checkpoint ({torch_error_reason(err)})"
+        ) from err
+    except Exception as err:
+        raise WeightImportError(
+            f"{path.name}: not a readable PyTorch checkpoint ({torch_error_reason(err)})"
+        ) from err
+
+
+def _holds_tensors(obj: Any, depth: int) -> bool:
+    if not isinstance(obj, dict) or depth == 0:
+        return False
+    return any(isinstance(v, torch.Tensor) or _holds_tensors(v, depth - 1) for v in obj.values())
+
+
+def _unwrap(obj: dict, info: dict[str, Any]) -> dict:
+    """Descend through wrapper keys (``state_dict``, ``model``, ...) to the tensors."""
+    for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
+        if any(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+        key = next((k for k in WRAPPER_KEYS if _holds_tensors(obj.get(k), 3)), None)
+        if key is None:
+            return obj
+        info["wrapper"] = key if info["wrapper"] is None else f"{info['wrapper']}.{key}"
+        info["dropped"] += [str(k) for k in obj if k != key]
+        obj = obj[key]
+    return obj
 
 
 def strip_common_prefix(

@@ -93,7 +93,7 @@ def test_unreadable_files(tmp_path) -> None:
     model = create_backbone("smallcnn", spatial_dims=2)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(WeightImportError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(WeightImportError, match="not a PyTorch checkpoint or safetensors"):
         import_weights(model, bad)
     with pytest.raises(WeightImportError, match="not found"):
         import_weights(model, tmp_path / "missing.pt")

@@ -56,7 +56,7 @@ them), ``deid_clean`` (free text),
 
 from __future__ import annotations
 
-from medtl.io.deid_core import METHOD_MARKER, deid_method, deidentify, redact_pydicom_logs
+from medtl.io.deid_core import METHOD_MARKER, deid_method, deidentify
 from medtl.io.deid_keys import (
     KEY_BYTES,
     KEY_FILE_NAME,
@@ -68,6 +68,7 @@ from medtl.io.deid_keys import (
 from medtl.io.deid_meta import burned_in_status, safe_meta
 from medtl.io.deid_tables import BURN_RISK_MODALITIES, profile_table
 from medtl.io.deid_write import write_deidentified
+from medtl.io.redact import redact_pydicom_logs
 
 __all__ = [
     "BURN_RISK_MODALITIES",

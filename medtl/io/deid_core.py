@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import warnings
 from datetime import date
 from typing import Any
 
@@ -19,6 +18,7 @@ from medtl.io.deid_clean import keep_free_text_setting
 from medtl.io.deid_iod import removal_for, required_types
 from medtl.io.deid_keys import pseudonym, resolve_key
 from medtl.io.deid_tables import RETAINED_PATIENT_CHARACTERISTICS, profile_table
+from medtl.io.redact import redacted_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -26,35 +26,6 @@ METHOD_MARKER = "medtl"
 _MAX_AGE_YEARS = 90
 _AGE_RE = re.compile(r"^(\d{3})([DWMY])$")
 _PSEUDONYM_RE = re.compile(r"^PSN-[0-9A-F]{10}$")
-
-
-class _RedactQuotedValues(logging.Filter):
-    """Replace quoted values in pydicom's log messages (``Invalid value for VR DA: '...'``
-    quotes birth dates and UIDs as read from the file)."""
-
-    _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: leave it to logging's own error handling
-            return True
-        redacted = self._QUOTED.sub("'<redacted>'", message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
-def redact_pydicom_logs() -> None:
-    """Install (once) a filter on the ``pydicom`` logger that redacts quoted values.
-
-    pydicom logs value-validation problems with the offending value, e.g. a malformed
-    PatientBirthDate. medtl calls this before reading headers; it is idempotent and only
-    rewrites the text of pydicom's own records.
-    """
-    pydicom_logger = logging.getLogger("pydicom")
-    if not any(isinstance(f, _RedactQuotedValues) for f in pydicom_logger.filters):
-        pydicom_logger.addFilter(_RedactQuotedValues())
 
 
 # ------------------------------------------------------------------ damaged elements
@@ -309,20 +280,17 @@ def deidentify(
     ctx = Context(
         key, remap=True, retain=retain, clean_free_text=clean_free_text, required=required
     )
-    redact_pydicom_logs()
-    with warnings.catch_warnings():  # pydicom's value warnings quote raw values (dates, UIDs)
-        warnings.simplefilter("ignore", UserWarning)
+    # pydicom's value warnings quote raw values (dates, names, UIDs): logged redacted
+    with redacted_warnings(logger, "de-identification"):
         drop_unreadable(out, ctx)
-    ctx.remap = remap = not _is_marked(out)
-
-    identity = pseudonym(_identity_source(out), key=key) if remap else None
-    age = _retained_age(out) if retain else None
-    clean_dataset(out, ctx, top=True)
-    _set_identity(out, identity, age, retain)
-    _record_method(out, retain=retain, cleaned_free_text=clean_free_text)
-
-    _drop_implausible(out, ctx)
-    _restore_required(out, present, required)
+        ctx.remap = remap = not _is_marked(out)
+        identity = pseudonym(_identity_source(out), key=key) if remap else None
+        age = _retained_age(out) if retain else None
+        clean_dataset(out, ctx, top=True)
+        _set_identity(out, identity, age, retain)
+        _record_method(out, retain=retain, cleaned_free_text=clean_free_text)
+        _drop_implausible(out, ctx)
+        _restore_required(out, present, required)
     if getattr(out, "file_meta", None) is not None:
         out.file_meta = _rebuilt_file_meta(out.file_meta, out, ctx)
     if hasattr(out, "preamble") and out.preamble is not None:

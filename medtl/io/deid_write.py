@@ -11,9 +11,10 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 
-from medtl.io.deid_core import deidentify, redact_pydicom_logs
+from medtl.io.deid_core import deidentify
 from medtl.io.deid_keys import pseudonym, resolve_key
 from medtl.io.errors import CorruptScanError
+from medtl.io.redact import redacted_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -67,30 +68,31 @@ def write_deidentified(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    redact_pydicom_logs()
-    for index, path in enumerate(paths, start=1):
-        ds = _read_dicom(path, index, len(paths))
-        clean = deidentify(ds, key=key, in_place=True, clean_free_text=clean_free_text)
-        if getattr(clean, "file_meta", None) is None:
-            clean.file_meta = FileMetaDataset()
-        if "TransferSyntaxUID" not in clean.file_meta:  # a bare dataset without file meta
-            clean.file_meta.TransferSyntaxUID = (
-                pydicom.uid.ImplicitVRLittleEndian
-                if clean.original_encoding[0]
-                else pydicom.uid.ExplicitVRLittleEndian
+    # reading and writing damaged headers makes pydicom warn with the values: redacted
+    with redacted_warnings(logger, "writing de-identified copies"):
+        for index, path in enumerate(paths, start=1):
+            ds = _read_dicom(path, index, len(paths))
+            clean = deidentify(ds, key=key, in_place=True, clean_free_text=clean_free_text)
+            if getattr(clean, "file_meta", None) is None:
+                clean.file_meta = FileMetaDataset()
+            if "TransferSyntaxUID" not in clean.file_meta:  # a bare dataset without file meta
+                clean.file_meta.TransferSyntaxUID = (
+                    pydicom.uid.ImplicitVRLittleEndian
+                    if clean.original_encoding[0]
+                    else pydicom.uid.ExplicitVRLittleEndian
+                )
+            name = str(clean.get("SOPInstanceUID", "") or "") or pseudonym(
+                f"{index}:{path.name}", key=key, prefix="FILE"
             )
-        name = str(clean.get("SOPInstanceUID", "") or "") or pseudonym(
-            f"{index}:{path.name}", key=key, prefix="FILE"
-        )
-        target = out / f"{name}.dcm"
-        try:
-            clean.save_as(target, enforce_file_format=True)
-        except Exception as exc:  # pydicom raises many types for damaged headers
-            target.unlink(missing_ok=True)
-            raise CorruptScanError(
-                f"Input file {index} of {len(paths)} has a damaged header and could not be "
-                f"written ({type(exc).__name__}); export it again from the source system."
-            ) from None
-        written.append(target)
+            target = out / f"{name}.dcm"
+            try:
+                clean.save_as(target, enforce_file_format=True)
+            except Exception as exc:  # pydicom raises many types for damaged headers
+                target.unlink(missing_ok=True)
+                raise CorruptScanError(
+                    f"Input file {index} of {len(paths)} has a damaged header and could not be "
+                    f"written ({type(exc).__name__}); export it again from the source system."
+                ) from None
+            written.append(target)
     logger.info("wrote %d de-identified DICOM files", len(written))
     return written

@@ -35,12 +35,15 @@ from medtl.evaluation.operating_points import (
     operating_points,
 )
 from medtl.evaluation.resampling import resample_indices, resample_weights
+from medtl.evaluation.undefined import display_name as _display
+from medtl.evaluation.undefined import log_undefined
 
 __all__ = [
     "BootstrapCI",
     "bootstrap_ci",
     "bootstrap_difference",
     "bootstrap_threshold_metrics",
+    "log_undefined",
     "macro_auroc_replicates",
     "metrics_with_ci",
     "resample_indices",
@@ -95,18 +98,31 @@ class BootstrapCI:
 
 
 def summarise_replicates(
-    estimate: float, replicates: ArrayLike, *, confidence: float = 0.95, n_resamples: int
+    estimate: float,
+    replicates: ArrayLike,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int,
+    name: str = "statistic",
 ) -> BootstrapCI:
     """A :class:`BootstrapCI` from replicate values (NaN replicates count as undefined).
+
+    Undefined replicates are logged once, as a warning naming ``name``.
 
     Args:
         estimate: the statistic on the full data.
         replicates: one value per replicate.
         confidence: two-sided level.
         n_resamples: replicates drawn.
+        name: what the statistic is, for the warning (e.g. ``"macro AUROC"``).
+
+    Returns:
+        The interval.
     """
     _check_conf(confidence, n_resamples)
-    return _summarise(estimate, np.asarray(replicates, dtype=np.float64), confidence, n_resamples)
+    ci = _summarise(estimate, np.asarray(replicates, dtype=np.float64), confidence, n_resamples)
+    log_undefined({name: [ci]})
+    return ci
 
 
 def _weighted_auroc(y: NDArray, s: NDArray, w: NDArray) -> NDArray[np.float64]:
@@ -209,10 +225,6 @@ def _replicates(y: NDArray, s: NDArray, metric: Metric, weights: NDArray) -> NDA
 
 def _summarise(estimate: float, reps: NDArray, confidence: float, n_resamples: int) -> BootstrapCI:
     valid = reps[np.isfinite(reps)]
-    if valid.size < n_resamples:
-        logger.info(
-            "bootstrap: %d of %d replicates undefined", n_resamples - valid.size, n_resamples
-        )
     if valid.size == 0:
         lo = hi = se = math.nan
     else:
@@ -276,7 +288,9 @@ def bootstrap_ci(
             )
         ]
     )
-    return _summarise(estimate, reps, confidence, n_resamples)
+    ci = _summarise(estimate, reps, confidence, n_resamples)
+    log_undefined({_display(metric): [ci]})
+    return ci
 
 
 def bootstrap_difference(
@@ -320,7 +334,9 @@ def bootstrap_difference(
         y, patient_ids=patient_ids, n_resamples=n_resamples, stratified=stratified, seed=seed
     ):
         parts.append(_replicates(y, sa, metric, w) - _replicates(y, sb, metric, w))
-    return _summarise(estimate, np.concatenate(parts), confidence, n_resamples)
+    ci = _summarise(estimate, np.concatenate(parts), confidence, n_resamples)
+    log_undefined({f"difference in {_display(metric)}": [ci]})
+    return ci
 
 
 _RATES = {
@@ -361,6 +377,32 @@ def bootstrap_threshold_metrics(
     Returns:
         Dict with keys ``sensitivity``, ``specificity``, ``ppv``, ``npv``, ``accuracy``.
     """
+    cis = _threshold_cis(
+        y_true,
+        y_score,
+        threshold,
+        patient_ids=patient_ids,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        stratified=stratified,
+        seed=seed,
+    )
+    log_undefined({name: [ci] for name, ci in cis.items()})
+    return cis
+
+
+def _threshold_cis(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    threshold: float,
+    *,
+    patient_ids: ArrayLike | None,
+    n_resamples: int,
+    confidence: float,
+    stratified: bool,
+    seed: int,
+) -> dict[str, BootstrapCI]:
+    """:func:`bootstrap_threshold_metrics` without the warning (callers gather them)."""
     _check_conf(confidence, n_resamples)
     y, s = check_binary(y_true, y_score)
     full = threshold_metrics(y, s, threshold)
@@ -427,17 +469,17 @@ def metrics_with_ci(
     chosen_here = points is None
     pts = operating_points(y, s) if points is None else apply_operating_points(y, s, points)
     ops: dict[str, Any] = {}
+    gathered: dict[str, list[BootstrapCI]] = {}
     for name, p in pts.items():
         entry = p.to_dict()
-        entry["ci"] = (
-            {}
-            if p.threshold is None
-            else {
-                k: v.to_dict()
-                for k, v in bootstrap_threshold_metrics(y, s, p.threshold, **kw).items()
-            }
-        )
+        cis = {}
+        if p.threshold is not None:
+            cis = _threshold_cis(y, s, p.threshold, stratified=True, **kw)
+        for metric, ci in cis.items():
+            gathered.setdefault(metric, []).append(ci)
+        entry["ci"] = {k: v.to_dict() for k, v in cis.items()}
         ops[name] = entry
+    log_undefined(gathered)
     n_patients = y.size if patient_ids is None else int(np.unique(np.asarray(patient_ids)).size)
     return {
         "n_images": int(y.size),

@@ -207,9 +207,11 @@ def calibration_table_ci(
     rows = []
     for m, (short, label, fn) in enumerate(measures):
         before, after = fn(pb, y), fn(pa, y)
-        before_ci = summarise_replicates(before, reps[m, 0], **kw)
-        after_ci = summarise_replicates(after, reps[m, 1], **kw)
-        change_ci = summarise_replicates(after - before, reps[m, 1] - reps[m, 0], **kw)
+        before_ci = summarise_replicates(before, reps[m, 0], name=f"{short} before", **kw)
+        after_ci = summarise_replicates(after, reps[m, 1], name=f"{short} after", **kw)
+        change_ci = summarise_replicates(
+            after - before, reps[m, 1] - reps[m, 0], name=f"change in {short}", **kw
+        )
         row: dict[str, Any] = {
             "measure": label,
             "before": before,

@@ -47,7 +47,9 @@ def multiclass_difference(
         labels, probs_a, patient_ids, n_resamples, seed
     ) - macro_auroc_replicates(labels, probs_b, patient_ids, n_resamples, seed)
     a, b = macro_auroc(labels, probs_a), macro_auroc(labels, probs_b)
-    ci = summarise_replicates(a - b, reps, confidence=1 - alpha, n_resamples=n_resamples)
+    ci = summarise_replicates(
+        a - b, reps, confidence=1 - alpha, n_resamples=n_resamples, name="macro AUROC difference"
+    )
     lo, hi = ci.lower, ci.upper
     decided_by = "patient bootstrap (macro AUROC)"
     if patients.size < MIN_PATIENTS_FOR_VERDICT:

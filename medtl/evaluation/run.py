@@ -77,8 +77,12 @@ def multiclass_bootstrap(
     ]
     kw = {"confidence": confidence, "n_resamples": n_resamples}
     return {
-        "auroc": summarise_replicates(macro_auroc(labels, probs), aucs, **kw).to_dict(),
-        "accuracy": summarise_replicates(float(np.mean(pred == labels)), accs, **kw).to_dict(),
+        "auroc": summarise_replicates(
+            macro_auroc(labels, probs), aucs, name="macro AUROC", **kw
+        ).to_dict(),
+        "accuracy": summarise_replicates(
+            float(np.mean(pred == labels)), accs, name="accuracy", **kw
+        ).to_dict(),
     }
 
 

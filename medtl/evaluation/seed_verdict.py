@@ -152,7 +152,13 @@ def seed_patient_verdict(
     rng = np.random.default_rng([seed, 9173])
     diffs = _seed_means(reps_t, rng) - _seed_means(reps_s, rng)
     mean_t, mean_s = float(np.nanmean(est_t)), float(np.nanmean(est_s))
-    ci = summarise_replicates(mean_t - mean_s, diffs, confidence=1 - alpha, n_resamples=n_resamples)
+    ci = summarise_replicates(
+        mean_t - mean_s,
+        diffs,
+        confidence=1 - alpha,
+        n_resamples=n_resamples,
+        name="mean AUROC difference over seeds",
+    )
     n_patients = int(np.unique(pid).size)
     decided_by = DECIDED_BY
     if n_patients < MIN_PATIENTS_FOR_VERDICT:

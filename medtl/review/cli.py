@@ -189,6 +189,26 @@ def reviews_export(
     typer.echo(f"wrote {n} reviews to {out}")
 
 
+@reviews_app.command("export-sr")
+def reviews_export_sr(
+    case_id: Annotated[str, typer.Argument(help="Case pseudonym.")],
+    out: Annotated[Path, typer.Argument(help="SR file, or a folder (<case>-ai-sr.dcm).")],
+    result: Annotated[
+        int | None, typer.Option("--result", help="AI result (default: the case's latest).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Export a case's AI result as a pseudonymous DICOM SR (needs the pacs extra)."""
+    from medtl.review.db import ReviewStoreError
+
+    try:
+        with _open(db) as store:
+            path = store.export_sr(None, case_id, out, prediction_id=result)
+    except (ReviewStoreError, ValueError, ImportError, OSError) as exc:
+        raise _fail(exc) from None
+    typer.echo(f"wrote {path}")
+
+
 @reviews_app.command("import")
 def reviews_import(
     reads: Annotated[

@@ -450,3 +450,24 @@ def test_export_needs_a_result(store: ReviewStore, users: dict, tmp_path: Path) 
     record(store, users["alice"], case, 0.5)
     with pytest.raises(ValueError, match="does not belong"):
         store.export_sr(users["alice"], case, tmp_path, prediction_id=999)
+
+
+def test_cli_export_sr(store: ReviewStore, users: dict, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medtl.cli import app
+
+    case = store.create_case(users["alice"], tiny_scan("CR")).case_id
+    first = record(store, users["alice"], case, 0.2)
+    record(store, users["alice"], case, 0.9)
+    url = store.db.engine.url.render_as_string(hide_password=False)
+    out = tmp_path / "cli.dcm"
+    args = ["reviews", "export-sr", case, str(out), "--result", str(first), "--db", url]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (group,) = groups(pydicom.dcmread(out)).values()
+    assert number_of(item_named(group, *PROBABILITY)) == pytest.approx(0.2)
+    result = CliRunner().invoke(
+        app, ["reviews", "export-sr", "CASE-00000000", str(out), "--db", url]
+    )
+    assert result.exit_code == 2 and "error:" in result.output

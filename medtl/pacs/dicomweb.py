@@ -155,7 +155,10 @@ def find(settings: PacsSettings, query: StudyQuery) -> list[StudyHit]:
         raise
     except Exception as err:
         raise _wrap("study search", err) from None
-    return [hit_from_dataset(Dataset.from_json(item)) for item in found]
+    from medtl.io.redact import redacted_warnings
+
+    with redacted_warnings(logger, "reading the study search results"):  # values quoted
+        return [hit_from_dataset(Dataset.from_json(item)) for item in found]
 
 
 def iter_study(settings: PacsSettings, study_uid: str) -> Iterator[Dataset]:
@@ -184,7 +187,10 @@ def series_headers(settings: PacsSettings, study_uid: str, series_uid: str) -> l
         items = client(settings).retrieve_series_metadata(study_uid, series_uid)
     except Exception as err:
         raise _wrap("metadata retrieval", err) from None
-    return [Dataset.from_json(_strip_bulk(item)) for item in items]
+    from medtl.io.redact import redacted_warnings
+
+    with redacted_warnings(logger, "reading the series metadata"):  # values quoted
+        return [Dataset.from_json(_strip_bulk(item)) for item in items]
 
 
 def store(settings: PacsSettings, datasets: list[Dataset]) -> None:

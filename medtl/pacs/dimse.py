@@ -161,7 +161,11 @@ def find(settings: PacsSettings, query: StudyQuery) -> list[StudyHit]:
     ds.StudyDescription = ""
     ds.NumberOfStudyRelatedSeries = ""
     ds.NumberOfStudyRelatedInstances = ""
-    return [hit_from_dataset(a) for a in _find(settings, ds)][: query.limit]
+    from medtl.io.redact import redacted_warnings
+
+    answers = _find(settings, ds)
+    with redacted_warnings(logger, "reading the C-FIND answers"):  # values quoted
+        return [hit_from_dataset(a) for a in answers][: query.limit]
 
 
 def study_header(settings: PacsSettings, study_uid: str) -> Dataset:

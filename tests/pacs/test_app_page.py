@@ -71,8 +71,8 @@ def test_search_analyse_review_and_send(page_env, home, orthanc) -> None:
     (sr,) = sr_in_study(orthanc, study)
     assert sr.PatientID == PHI_ID
     assert (
-        by_meaning(sr, "Clinician verdict on AI result").ConceptCodeSequence[0].CodeMeaning
-        == "agree"
+        by_meaning(sr, "AI result confirmed by clinician").ConceptCodeSequence[0].CodeMeaning
+        == "Yes"  # agree
     )
     assert_no_phi(
         home,

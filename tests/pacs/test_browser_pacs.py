@@ -96,8 +96,8 @@ def test_search_analyse_review_send_then_reload_signed_in(app_url, orthanc, home
 
     (sr,) = sr_in_study(orthanc, study)
     assert sr.PatientID == PHI_ID and sr.StudyInstanceUID == study
-    verdict = by_meaning(sr, "Clinician verdict on AI result").ConceptCodeSequence[0]
-    assert verdict.CodeMeaning == "disagree"
+    verdict = by_meaning(sr, "AI result confirmed by clinician").ConceptCodeSequence[0]
+    assert verdict.CodeMeaning == "No"  # disagree
     with cheap_store() as store:
         (case,) = store.worklist(None)
         actions = [(a.action, a.username) for a in store.audit_log(None, case_id=case.case_id)]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medtl.artifacts.base import Artifact
 
-__all__ = ["RankCorrelationResult", "TransferabilityScores"]
+__all__ = ["FinetunedMatch", "RankCorrelationResult", "TransferabilityScores"]
 
 
 class RankCorrelationResult(BaseModel):
@@ -25,6 +25,16 @@ class RankCorrelationResult(BaseModel):
     n: int
 
 
+class FinetunedMatch(BaseModel):
+    """Which candidates matched a fine-tuned result by name (``medtl score --finetuned``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matched: list[str] = Field(default_factory=list)
+    candidates_without_result: list[str] = Field(default_factory=list)
+    results_without_candidate: list[str] = Field(default_factory=list)
+
+
 class TransferabilityScores(Artifact):
     """Scores per candidate backbone (LogME, H-score, and LEEP/NCE with a source head).
 
@@ -32,6 +42,8 @@ class TransferabilityScores(Artifact):
         scores: candidate -> score name -> value.
         ranking: score name -> candidates, best first.
         kendall_tau: score name -> rank agreement with the fine-tuned results.
+        finetuned_match: with fine-tuned results, the names that matched and those that
+            did not (``None``: no fine-tuned results given).
     """
 
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -41,6 +53,7 @@ class TransferabilityScores(Artifact):
     scores: dict[str, dict[str, float | None]] = Field(default_factory=dict)
     ranking: dict[str, list[str]] = Field(default_factory=dict)
     kendall_tau: dict[str, RankCorrelationResult] = Field(default_factory=dict)
+    finetuned_match: FinetunedMatch | None = None
 
     @classmethod
     def upgrade(cls, data: Any, version: int) -> Any:

@@ -130,7 +130,8 @@ def score_backbones(
         finetuned: optional ``{candidate name: fine-tuned test metric}``.
 
     Returns:
-        ``{"scores": {name: {...}}, "ranking": {metric: [names...]}, "kendall_tau": {...}}``.
+        ``{"scores": {name: {...}}, "ranking": {metric: [names...]}, "kendall_tau": {...}}``,
+        and with ``finetuned`` also ``"finetuned_match"`` (:func:`match_finetuned`).
     """
     from torch.utils.data import Subset
 
@@ -165,14 +166,52 @@ def score_backbones(
         scores[candidate.name] = row
         logger.info("%s: %s", candidate.name, row)
     ranking = rank_candidates(scores)
-    taus: dict[str, Any] = {}
-    if finetuned:
+    result: dict[str, Any] = {"scores": scores, "ranking": ranking, "kendall_tau": {}}
+    if finetuned is not None:
+        result["finetuned_match"] = match_finetuned(list(scores), finetuned)
         for metric, ranked in ranking.items():
             names = [n for n in ranked if n in finetuned]
             if len(names) >= 2:
                 tau = kendall_tau([scores[n][metric] for n in names], [finetuned[n] for n in names])
-                taus[metric] = asdict(tau)
-    return {"scores": scores, "ranking": ranking, "kendall_tau": taus}
+                result["kendall_tau"][metric] = asdict(tau)
+    return result
+
+
+def match_finetuned(candidates: list[str], finetuned: dict[str, float]) -> dict[str, list[str]]:
+    """Which candidates have a fine-tuned result (matched by name), and which do not.
+
+    A name that matches nothing drops out of Kendall's tau silently otherwise, so every
+    unmatched name is logged as a warning, with the names the results do carry.
+
+    Args:
+        candidates: candidate names (``medtl score -c NAME=SPEC``).
+        finetuned: ``{name: fine-tuned metric}`` (e.g. arms of a ``learning_curves.json``).
+
+    Returns:
+        ``{"matched": [...], "candidates_without_result": [...],
+        "results_without_candidate": [...]}``.
+    """
+    match = {
+        "matched": [n for n in candidates if n in finetuned],
+        "candidates_without_result": [n for n in candidates if n not in finetuned],
+        "results_without_candidate": [n for n in finetuned if n not in candidates],
+    }
+    missing = match["candidates_without_result"]
+    if missing:
+        known = ", ".join(match["results_without_candidate"]) or "none besides the matched"
+        logger.warning(
+            "fine-tuned results: no result named %s (results are named: %s); name each "
+            "candidate as its result, -c NAME=SPEC",
+            ", ".join(repr(n) for n in missing),
+            known,
+        )
+    if len(match["matched"]) < 2:
+        logger.warning(
+            "fine-tuned results: %d candidate(s) matched; Kendall's tau needs at least 2, so "
+            "the ranking is not checked",
+            len(match["matched"]),
+        )
+    return match
 
 
 def rank_candidates(scores: dict[str, dict[str, float]]) -> dict[str, list[str]]:

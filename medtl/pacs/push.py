@@ -160,6 +160,25 @@ def _send(
     client.store(settings, objects)
 
 
+def _audit(
+    store: ReviewStore, actor: UserInfo | None, case_id: str, result_id: int, unverified: bool
+) -> None:
+    from medtl.review.models import add_audit
+
+    details = {
+        "format": "dicom-sr",
+        "destination": "pacs",
+        "prediction_id": result_id,
+        "unverified": unverified,
+    }
+    store.db.write(
+        lambda s: add_audit(
+            s, store.db.now(), "export", user=actor, case_id=case_id, details=details
+        ),
+        what="export record",
+    )
+
+
 def push_case(
     store: ReviewStore,
     settings: PacsSettings,
@@ -196,7 +215,6 @@ def push_case(
     from medtl.pacs.ingest import site_key
     from medtl.pacs.records import mark_push
     from medtl.review.auth import require_role
-    from medtl.review.models import add_audit
 
     key = site_key(key)
     require_role(actor, "clinician", "admin")
@@ -228,18 +246,7 @@ def push_case(
             case_id, pred.id, "failed", record.attempts, unverified, reason, _model(pred)
         )
     record = mark_push(store.db, case_id, pred.id, "done", attempted=True, unverified=unverified)
-    details = {
-        "format": "dicom-sr",
-        "destination": "pacs",
-        "prediction_id": pred.id,
-        "unverified": unverified,
-    }
-    store.db.write(
-        lambda s: add_audit(
-            s, store.db.now(), "export", user=actor, case_id=case_id, details=details
-        ),
-        what="export record",
-    )
+    _audit(store, actor, case_id, pred.id, unverified)
     logger.info("pacs: SR of case %s (result %d) stored in the original study", case_id, pred.id)
     return PushOutcome(case_id, pred.id, "done", record.attempts, unverified, None, _model(pred))
 

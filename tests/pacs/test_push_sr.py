@@ -30,7 +30,7 @@ from tests.sr_read import (
     number_of,
 )
 
-from .conftest import PHI_ACCESSION, PHI_ID, PHI_NAME, cheap_store, make_cr, make_ct
+from .conftest import PHI_ACCESSION, PHI_NAME, cheap_store, make_cr, make_ct
 from .test_pacs import case_of, medtl, sr_in_study
 
 pytest.importorskip("highdicom")
@@ -39,12 +39,14 @@ NODULE = ("27925004", "SCT")
 PRESENT, ABSENT = ("52101004", "SCT"), ("272519000", "SCT")
 PROBABILITY = ("122157", "DCM")
 CONFIRMED = ("CONFIRMED", "99MEDTL")
+#: these studies' own patient (the other PACS tests find studies by PHI_ID)
+PATIENT_ID = "SR-TEST-MRN-3310"
 
 
 def _study(orthanc, date: str) -> pydicom.Dataset:
     """A CR study of its own (a date outside the other tests' ``--since`` windows)."""
     cr = make_cr(generate_uid())
-    cr.StudyDate = date
+    cr.StudyDate, cr.PatientID = date, PATIENT_ID
     orthanc.upload(cr)
     return cr
 
@@ -91,7 +93,7 @@ def test_pushed_sr_states_p_nodule_flags_and_the_mark(
 
     (sr,) = sr_in_study(orthanc, str(cr.StudyInstanceUID))
     assert (sr.PatientID, str(sr.PatientName), sr.AccessionNumber) == (
-        PHI_ID,
+        PATIENT_ID,
         PHI_NAME,
         PHI_ACCESSION,
     )  # the original study's identifiers, as sent back
@@ -219,7 +221,7 @@ def test_pacs_volume_mark_push_and_pseudonymous_export(
     Export SR of the same case names only the case pseudonym."""
     ct = make_ct(generate_uid(), n=12)
     for ds in ct:
-        ds.StudyDate = "20190305"
+        ds.StudyDate, ds.PatientID = "20190305", PATIENT_ID
         orthanc.upload(ds)
     study = str(ct[0].StudyInstanceUID)
     code, out = medtl("pacs", "analyse", study, "--model", str(packages["CT"]))
@@ -242,7 +244,7 @@ def test_pacs_volume_mark_push_and_pseudonymous_export(
     found = dciodvfy(exported)
     assert found.errors == [], found.output
     raw = exported.read_bytes()
-    originals = [PHI_ID, PHI_NAME, PHI_ACCESSION, study, str(ct[0].SeriesInstanceUID)]
+    originals = [PATIENT_ID, PHI_NAME, PHI_ACCESSION, study, str(ct[0].SeriesInstanceUID)]
     for secret in [*originals, *(str(d.SOPInstanceUID) for d in ct)]:
         assert secret.encode() not in raw, secret
     pseudonymous = pydicom.dcmread(exported)

@@ -36,10 +36,15 @@ SCHEMAS: dict[str, str] = {
     "report": "medtl.reports.schema:report_schema",
     "pretrain_config": "medtl.transfer.pretrain:PretrainConfig",
     "study_config": "medtl.transfer.arms:ArmsConfig",
+    "histogram_baseline": "medtl.artifacts.baseline:HistogramBaseline",
+    "study_arms": "medtl.artifacts.study:StudyArms",
+    "demo_summary": "medtl.artifacts.demo:DemoSummary",
 }
 
 
-#: JSON file name (in run folders, learning-curve folders and packages) -> schema stem.
+#: JSON file name (in run folders, learning-curve folders, study folders, dataset folders and
+#: packages) -> schema stem. The demo's ``MEDTL_HOME/demo/<size>/summary.json`` shares its
+#: name with a run's: its schema is ``demo_summary``.
 FILES: dict[str, str] = {
     "summary.json": "run_summary",
     "evaluation.json": "evaluation",
@@ -51,6 +56,8 @@ FILES: dict[str, str] = {
     "report.json": "report",
     "manifest.json": "manifest",
     "domain_guard.json": "domain_guard",
+    "histogram_baseline.json": "histogram_baseline",
+    "arms.json": "study_arms",
 }
 
 

@@ -17,9 +17,18 @@ Comparison             verdict.json           transfer.learning_curves / reports
 predictions.csv        predictions.csv        transfer.experiment / evaluation, reports
 PredictionDetails      review store column    app analysis / app case review
 ModelCard              model.json             reports.card, models.package / inference
-DomainGuardFile        domain_guard.json      inference.domain (schema only)
+DomainGuardFile        domain_guard.json      inference.domain (checked both ways)
 TransferabilityScores  transferability.json   transfer.scoring / reports
+HistogramBaseline      histogram_baseline.json data.cli, demo.runner / reports
+StudyArms              arms.json              transfer.arms (study summary)
+DemoSummary            summary.json (demo)    demo.summary
 =====================  =====================  ============================================
+
+Ranges and enums are stated once (:mod:`medtl.artifacts.types`: probabilities and
+thresholds in [0, 1], counts >= 0; :mod:`medtl.artifacts.calibration`: a positive
+temperature), and a file must carry every field its writer always writes
+(:class:`DocumentModel`), so a document with a missing field, a wrong type or an
+out-of-range value is refused on reading and by the JSON Schema alike.
 
 This layer imports nothing of medtl but itself (layers: io, artifacts -> data, models ...).
 """
@@ -33,6 +42,7 @@ from medtl._lazy import lazy_exports
 _EXPORTS = {
     "Artifact": "base",
     "ArtifactError": "base",
+    "DocumentModel": "base",
     "finite_or_none": "base",
     "AugmentationSpec": "preprocessing",
     "IntensitySpec": "preprocessing",
@@ -60,6 +70,10 @@ _EXPORTS = {
     "PredictionDetails": "details",
     "DomainGuardFile": "guard",
     "TransferabilityScores": "scores",
+    "CalibrationParams": "calibration",
+    "HistogramBaseline": "baseline",
+    "StudyArms": "study",
+    "DemoSummary": "demo",
     "CardOperatingPoint": "card",
     "ModelCard": "card",
     "software_versions": "card",
@@ -70,15 +84,19 @@ __all__ = [
     "ArtifactError",
     "AugmentationSpec",
     "BackboneConfig",
+    "CalibrationParams",
     "CalibrationSplit",
     "CardOperatingPoint",
     "Comparison",
     "ConfidenceInterval",
     "CurvePoint",
     "CurveSummary",
+    "DemoSummary",
+    "DocumentModel",
     "DomainGuardFile",
     "Evaluation",
     "HeadConfig",
+    "HistogramBaseline",
     "IntensitySpec",
     "LearningCurves",
     "ModalityFamily",
@@ -91,6 +109,7 @@ __all__ = [
     "RunSummary",
     "SampleEfficiencyFile",
     "SplitPredictions",
+    "StudyArms",
     "SubgroupResult",
     "TestMetrics",
     "TransferabilityScores",
@@ -102,7 +121,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from medtl.artifacts.backbone import BackboneConfig, HeadConfig
-    from medtl.artifacts.base import Artifact, ArtifactError, finite_or_none
+    from medtl.artifacts.base import Artifact, ArtifactError, DocumentModel, finite_or_none
+    from medtl.artifacts.baseline import HistogramBaseline
+    from medtl.artifacts.calibration import CalibrationParams
     from medtl.artifacts.card import CardOperatingPoint, ModelCard, software_versions
     from medtl.artifacts.curves import (
         Comparison,
@@ -111,6 +132,7 @@ if TYPE_CHECKING:
         LearningCurves,
         SampleEfficiencyFile,
     )
+    from medtl.artifacts.demo import DemoSummary
     from medtl.artifacts.details import PredictionDetails
     from medtl.artifacts.evaluation import (
         CalibrationSplit,
@@ -135,5 +157,6 @@ if TYPE_CHECKING:
     from medtl.artifacts.run import PhaseSummary, RunSummary
     from medtl.artifacts.scores import TransferabilityScores
     from medtl.artifacts.stats import ConfidenceInterval
+    from medtl.artifacts.study import StudyArms
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

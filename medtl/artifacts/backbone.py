@@ -12,16 +12,17 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from medtl.artifacts.base import DOCUMENT, DocumentModel
 from medtl.artifacts.preprocessing import PreprocessingSpec
 
 __all__ = ["BackboneConfig", "HeadConfig"]
 
 
-class HeadConfig(BaseModel):
+class HeadConfig(DocumentModel):
     """Classification head: global pooling, dropout, optional hidden layer, linear.
 
     Attributes:
@@ -31,7 +32,7 @@ class HeadConfig(BaseModel):
         hidden_dim: width of an optional hidden linear layer (with ReLU); ``None`` for none.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = ("pool", "dropout", "hidden_dim")
 
     pool: Literal["avg", "avgmax"] = "avg"
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
@@ -43,7 +44,15 @@ def empty_as_none(value: Any) -> Any:
     return None if isinstance(value, dict) and not value else value
 
 
-class BackboneConfig(BaseModel):
+def empty_as_none_in_code(value: Any, info: ValidationInfo) -> Any:
+    """``{}`` as ``None`` for code building a config; a current document must say ``null``
+    (files of earlier releases are upgraded before validation)."""
+    if info.context and info.context.get(DOCUMENT):
+        return value
+    return empty_as_none(value)
+
+
+class BackboneConfig(DocumentModel):
     """Everything needed to rebuild a backbone (see :func:`medtl.models.build_backbone`).
 
     Attributes:
@@ -66,13 +75,23 @@ class BackboneConfig(BaseModel):
             ``bias_downsample``, ``medicalnet``; for ``smallcnn`` ``widths``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = (
+        "in_channels",
+        "num_outputs",
+        "input_size",
+        "preprocessing",
+        "labels",
+        "source_domain",
+        "source_task",
+        "head",
+        "options",
+    )
 
-    name: str
+    name: str = Field(min_length=1)
     spatial_dims: Literal[2, 3]
     in_channels: int = Field(1, gt=0)
     num_outputs: int = Field(1, gt=0)
-    input_size: list[int] | None = None
+    input_size: list[Annotated[int, Field(gt=0)]] | None = Field(None, min_length=2, max_length=3)
     preprocessing: PreprocessingSpec | None = None
     labels: list[str] = Field(default_factory=list)
     source_domain: str | None = None
@@ -82,15 +101,8 @@ class BackboneConfig(BaseModel):
 
     @field_validator("preprocessing", mode="before")
     @classmethod
-    def _empty_preprocessing(cls, value: Any) -> Any:
-        return empty_as_none(value)
-
-    @field_validator("input_size")
-    @classmethod
-    def _positive_size(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and any(v <= 0 for v in value):
-            raise ValueError("input_size entries must be positive")
-        return value
+    def _empty_preprocessing(cls, value: Any, info: ValidationInfo) -> Any:
+        return empty_as_none_in_code(value, info)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (round-trips through :meth:`from_dict`)."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from medtl.artifacts.backbone import BackboneConfig, empty_as_none
-from medtl.artifacts.base import Artifact
+from medtl.artifacts.backbone import BackboneConfig, empty_as_none, empty_as_none_in_code
+from medtl.artifacts.base import Artifact, DocumentModel
+from medtl.artifacts.calibration import CalibrationParams
 from medtl.artifacts.preprocessing import PreprocessingSpec
 
 __all__ = ["CARD_SCHEMA_VERSION", "CardOperatingPoint", "ModelCard", "software_versions"]
@@ -19,6 +20,7 @@ __all__ = ["CARD_SCHEMA_VERSION", "CardOperatingPoint", "ModelCard", "software_v
 #: or ``null``.
 CARD_SCHEMA_VERSION = 2
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+_SHA256 = r"^[0-9a-f]{64}$"
 
 
 def software_versions() -> dict[str, str]:
@@ -40,7 +42,7 @@ def _finite_or_none(value: Any) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-class CardOperatingPoint(BaseModel):
+class CardOperatingPoint(DocumentModel):
     """An operating point stored in the card.
 
     Accepts :meth:`medtl.evaluation.OperatingPoint.to_dict` output directly
@@ -48,7 +50,8 @@ class CardOperatingPoint(BaseModel):
 
     Attributes:
         name: e.g. ``"youden"`` or ``"sensitivity_0.90"``.
-        threshold: probability threshold (``None`` when the goal was not reachable).
+        threshold: probability threshold in [0, 1] (``None`` when the goal was not
+            reachable).
         sensitivity: sensitivity at the threshold on the data it was chosen on.
         specificity: specificity at the threshold.
         goal: human-readable goal.
@@ -56,14 +59,20 @@ class CardOperatingPoint(BaseModel):
         metrics: further counts and rates at the threshold.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = (
+        "sensitivity",
+        "specificity",
+        "goal",
+        "status",
+        "metrics",
+    )
 
-    name: str
-    threshold: float | None
+    name: str = Field(min_length=1)
+    threshold: float | None = Field(ge=0.0, le=1.0)
     sensitivity: float | None = Field(None, ge=0.0, le=1.0)
     specificity: float | None = Field(None, ge=0.0, le=1.0)
     goal: str | None = None
-    status: str | None = None
+    status: Literal["reached", "not reachable"] | None = None
     metrics: dict[str, Any] | None = None
 
     @model_validator(mode="before")
@@ -93,7 +102,8 @@ class ModelCard(Artifact):
         architecture: the backbone config; :func:`save_package` fills it from the model.
         preprocessing: the preprocessing used in training (``None``: not recorded).
         labels: class names.
-        calibration: a calibrator's ``to_dict()`` (``None``: uncalibrated).
+        calibration: a calibrator's ``to_dict()`` (``None``: uncalibrated), checked by
+            :data:`~medtl.artifacts.calibration.CalibrationParams`.
         operating_points: named thresholds with sensitivity and specificity.
         source_domain: domain of the pretrained weights (e.g. ``"MRI brain"``).
         source_task: task of the pretrained weights.
@@ -109,10 +119,35 @@ class ModelCard(Artifact):
         training: training details (epochs, optimiser, seed, hardware, ...).
         versions: medtl/torch/monai versions that produced the package.
         weights_sha256: SHA-256 of ``weights.safetensors`` (set by :func:`save_package`).
+
+    Every card medtl wrote holds every field (the card has had them all since its first
+    release): a file must state each one; code building a card may leave the defaults.
     """
 
     SCHEMA_VERSION: ClassVar[int] = CARD_SCHEMA_VERSION
     FILE: ClassVar[str] = "model.json"
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = (
+        "version",
+        "created",
+        "architecture",
+        "preprocessing",
+        "labels",
+        "calibration",
+        "operating_points",
+        "source_domain",
+        "source_task",
+        "target_domain",
+        "target_task",
+        "strategy",
+        "data_hash",
+        "config_hash",
+        "metrics",
+        "intended_use",
+        "limitations",
+        "training",
+        "versions",
+        "weights_sha256",
+    )
 
     schema_version: int = CARD_SCHEMA_VERSION
     name: str = Field(pattern=_NAME)
@@ -121,7 +156,7 @@ class ModelCard(Artifact):
     architecture: BackboneConfig | None = None
     preprocessing: PreprocessingSpec | None = None
     labels: list[str] = Field(default_factory=list)
-    calibration: dict[str, Any] | None = None
+    calibration: CalibrationParams | None = None
     operating_points: list[CardOperatingPoint] = Field(default_factory=list)
     source_domain: str | None = None
     source_task: str | None = None
@@ -135,7 +170,7 @@ class ModelCard(Artifact):
     limitations: list[str] = Field(default_factory=list)
     training: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=software_versions)
-    weights_sha256: str | None = None
+    weights_sha256: str | None = Field(None, pattern=_SHA256)
 
     @classmethod
     def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
@@ -151,8 +186,8 @@ class ModelCard(Artifact):
 
     @field_validator("preprocessing", mode="before")
     @classmethod
-    def _empty_preprocessing(cls, value: Any) -> Any:
-        return empty_as_none(value)
+    def _empty_preprocessing(cls, value: Any, info: ValidationInfo) -> Any:
+        return empty_as_none_in_code(value, info)
 
     @field_validator("schema_version")
     @classmethod

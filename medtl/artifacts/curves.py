@@ -7,11 +7,12 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from medtl.artifacts.base import Artifact
+from medtl.artifacts.base import Artifact, DocumentModel
+from medtl.artifacts.types import Count, OptionalProbability, OptionalSpread
 
 __all__ = [
     "Comparison",
@@ -24,35 +25,47 @@ __all__ = [
     "summarise_points",
 ]
 
+_Fraction = Annotated[float, Field(gt=0.0, le=1.0, description="Fraction of training labels.")]
+#: what a transfer comparison concluded (:mod:`medtl.evaluation.transfer_analysis`).
+Verdict = Literal[
+    "positive transfer", "no significant difference", "negative transfer", "not assessable"
+]
 
-class CurvePoint(BaseModel):
+
+class CurvePoint(DocumentModel):
     """One learning-curve run (the fields of
-    :class:`medtl.evaluation.transfer_analysis.LearningCurvePoint`)."""
+    :class:`medtl.evaluation.transfer_analysis.LearningCurvePoint`); AUROC and AUPRC in
+    [0, 1] (``None``: undefined)."""
 
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
-
-    strategy: str
-    fraction: float = Field(gt=0.0, le=1.0)
-    seed: int = 0
-    auroc: float | None
-    auprc: float | None = None
-    n_train: int | None = None
+    strategy: str = Field(min_length=1)
+    fraction: _Fraction
+    seed: int = Field(0, ge=0)
+    auroc: OptionalProbability
+    auprc: OptionalProbability = None
+    n_train: Count | None = None
     extra: dict[str, float | None] = Field(default_factory=dict)
 
 
-class CurveSummary(BaseModel):
+class CurveSummary(DocumentModel):
     """One (strategy, fraction) cell over its training seeds: mean and spread of the test
     metric (``sd`` is the sample standard deviation, ``None`` with one seed)."""
 
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = (
+        "metric",
+        "seeds",
+        "mean",
+        "sd",
+        "min",
+        "max",
+    )
 
-    strategy: str
-    fraction: float
-    metric: str = "auroc"
-    n_seeds: int
-    seeds: list[int] = Field(default_factory=list)
+    strategy: str = Field(min_length=1)
+    fraction: _Fraction
+    metric: str = Field("auroc", min_length=1)
+    n_seeds: int = Field(ge=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     mean: float | None = None
-    sd: float | None = None
+    sd: OptionalSpread = None
     min: float | None = None
     max: float | None = None
 
@@ -109,9 +122,10 @@ class LearningCurves(Artifact):
 
     SCHEMA_VERSION: ClassVar[int] = 2
     FILE: ClassVar[str] = "learning_curves.json"
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = ("summary",)
 
     schema_version: int = 2
-    points: list[CurvePoint] = Field(default_factory=list)
+    points: list[CurvePoint] = Field(min_length=1)
     summary: list[CurveSummary] = Field(default_factory=list)
 
     @classmethod
@@ -122,7 +136,7 @@ class LearningCurves(Artifact):
             try:
                 points = [CurvePoint.model_validate(p) for p in data.get("points") or []]
             except ValueError:
-                return data  # validation below names the bad point
+                return {**data, "summary": []}  # validation below names the bad point
             data = {**data, "summary": [s.model_dump() for s in summarise_points(points)]}
         return data
 
@@ -144,38 +158,47 @@ class LearningCurves(Artifact):
         )
 
 
-class SampleEfficiencyRow(BaseModel):
+class SampleEfficiencyRow(DocumentModel):
     """Per (strategy, fraction): mean, t-interval and spread (SD, min-max) over seeds,
-    against scratch."""
+    against scratch (the spread came in version 2 and may be absent)."""
 
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = (
+        "transfer_mean",
+        "transfer_ci_low",
+        "transfer_ci_high",
+        "scratch_mean",
+        "scratch_ci_low",
+        "scratch_ci_high",
+        "delta",
+        "relative_to_full_scratch",
+    )
 
-    strategy: str
-    fraction: float
-    n_seeds: int
+    strategy: str = Field(min_length=1)
+    fraction: _Fraction
+    n_seeds: int = Field(ge=1)
     transfer_mean: float | None = None
     transfer_ci_low: float | None = None
     transfer_ci_high: float | None = None
-    scratch_n_seeds: int | None = None
+    scratch_n_seeds: Count | None = None
     scratch_mean: float | None = None
     scratch_ci_low: float | None = None
     scratch_ci_high: float | None = None
     delta: float | None = None
     relative_to_full_scratch: float | None = None
-    transfer_sd: float | None = None
+    transfer_sd: OptionalSpread = None
     transfer_min: float | None = None
     transfer_max: float | None = None
-    scratch_sd: float | None = None
+    scratch_sd: OptionalSpread = None
     scratch_min: float | None = None
     scratch_max: float | None = None
 
 
-class CurveBand(BaseModel):
+class CurveBand(DocumentModel):
     """One point of a summarised curve."""
 
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = ("mean", "lower", "upper")
 
-    fraction: float
+    fraction: _Fraction
     mean: float | None = None
     lower: float | None = None
     upper: float | None = None
@@ -189,9 +212,10 @@ class SampleEfficiencyFile(Artifact):
 
     SCHEMA_VERSION: ClassVar[int] = 2
     FILE: ClassVar[str] = "sample_efficiency.json"
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = ("rows", "curves", "sentences")
 
     schema_version: int = 2
-    metric: str
+    metric: str = Field(min_length=1)
     rows: list[SampleEfficiencyRow] = Field(default_factory=list)
     curves: dict[str, list[CurveBand]] = Field(default_factory=dict)
     sentences: list[str] = Field(default_factory=list)
@@ -212,29 +236,37 @@ class Comparison(Artifact):
 
     SCHEMA_VERSION: ClassVar[int] = 2
     FILE: ClassVar[str] = "verdict.json"
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = (
+        "delong_p_value",
+        "ci_low",
+        "ci_high",
+        "confidence",
+        "alpha",
+        "sentence",
+    )
 
     schema_version: int = 2
-    auroc_transfer: float | None
-    auroc_scratch: float | None
+    auroc_transfer: OptionalProbability
+    auroc_scratch: OptionalProbability
     delta_auroc: float | None
-    delong_p_value: float | None = None
+    delong_p_value: OptionalProbability = None
     ci_low: float | None = None
     ci_high: float | None = None
-    confidence: float = 0.95
-    alpha: float = 0.05
-    verdict: str
-    decided_by: str
-    n_images: int
-    n_patients: int
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    verdict: Verdict
+    decided_by: str = Field(min_length=1)
+    n_images: Count
+    n_patients: Count
     sentence: str = ""
-    n_seeds_transfer: int = 1
-    n_seeds_scratch: int = 1
-    seeds_transfer: list[int] = Field(default_factory=list)
-    seeds_scratch: list[int] = Field(default_factory=list)
-    per_seed_transfer: list[float | None] = Field(default_factory=list)
-    per_seed_scratch: list[float | None] = Field(default_factory=list)
-    sd_transfer: float | None = None
-    sd_scratch: float | None = None
+    n_seeds_transfer: int = Field(1, ge=1)
+    n_seeds_scratch: int = Field(1, ge=1)
+    seeds_transfer: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    seeds_scratch: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    per_seed_transfer: list[OptionalProbability] = Field(default_factory=list)
+    per_seed_scratch: list[OptionalProbability] = Field(default_factory=list)
+    sd_transfer: OptionalSpread = None
+    sd_scratch: OptionalSpread = None
     method: str = ""
 
     @property

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from medtl.artifacts.base import Artifact
+from medtl.artifacts.base import Artifact, DocumentModel
+from medtl.artifacts.calibration import CalibrationParams
 from medtl.artifacts.stats import ConfidenceInterval
+from medtl.artifacts.types import Count, Flag, OptionalCount, OptionalProbability, Probability
 
 __all__ = [
     "CalibrationMeasure",
@@ -22,59 +24,66 @@ __all__ = [
     "ThresholdCounts",
 ]
 
-_CONFIG = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+#: a calibration method by name (``none``: not calibrated).
+CalibrationMethod = Literal["temperature", "platt", "isotonic", "none"]
+#: whether an operating point's goal was met on the split it was chosen on.
+GoalStatus = Literal["reached", "not reachable"]
 
 
-class ThresholdCounts(BaseModel):
+class ThresholdCounts(DocumentModel):
     """Confusion counts and rates at a threshold (:meth:`ThresholdMetrics.to_dict`)."""
 
-    model_config = _CONFIG
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = (
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+        "accuracy",
+    )
 
-    threshold: float
-    tp: int
-    fp: int
-    tn: int
-    fn: int
-    sensitivity: float | None = None
-    specificity: float | None = None
-    ppv: float | None = None
-    npv: float | None = None
-    accuracy: float | None = None
-    confusion_matrix: list[list[int]] | None = None
+    threshold: Probability
+    tp: Count
+    fp: Count
+    tn: Count
+    fn: Count
+    sensitivity: OptionalProbability = None
+    specificity: OptionalProbability = None
+    ppv: OptionalProbability = None
+    npv: OptionalProbability = None
+    accuracy: OptionalProbability = None
+    confusion_matrix: list[list[Count]] | None = None
 
 
-class OperatingPointResult(BaseModel):
+class OperatingPointResult(DocumentModel):
     """An operating point: chosen on the calibration split, or applied to the test split
     (then ``ci`` holds the bootstrap CIs of its rates)."""
 
-    model_config = _CONFIG
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = ("threshold", "metrics")
 
-    name: str
+    name: str = Field(min_length=1)
     goal: str
-    status: str
-    threshold: float | None = None
+    status: GoalStatus
+    threshold: OptionalProbability = None
     metrics: ThresholdCounts | None = None
     ci: dict[str, ConfidenceInterval] | None = None
 
 
-class TestMetrics(BaseModel):
+class TestMetrics(DocumentModel):
     """Test-split discrimination. Binary: ``auroc``, ``auprc``, ``n_positive``,
     ``operating_points``; multi-class: macro ``auroc``, ``accuracy``, ``class_counts``."""
 
-    model_config = _CONFIG
-
-    n_images: int
-    n_patients: int
+    n_images: Count
+    n_patients: Count
     auroc: ConfidenceInterval
-    n_positive: int | None = None
+    n_positive: OptionalCount = None
     auprc: ConfidenceInterval | None = None
     accuracy: ConfidenceInterval | None = None
     thresholds_chosen_on: str | None = None
     operating_points: dict[str, OperatingPointResult] = Field(default_factory=dict)
-    class_counts: dict[int, int] | None = None
+    class_counts: dict[int, Count] | None = None
 
 
-class CalibrationMeasure(BaseModel):
+class CalibrationMeasure(DocumentModel):
     """One row of the calibration table (before and after calibration).
 
     The CIs are patient-level bootstrap intervals on the test split; ``change_ci`` is the
@@ -83,9 +92,9 @@ class CalibrationMeasure(BaseModel):
     ECE ..." when ``change_ci`` covers 0). Files written before version 2 have no CIs.
     """
 
-    model_config = _CONFIG
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = ("before", "after", "change")
 
-    measure: str
+    measure: str = Field(min_length=1)
     before: float | None = None
     after: float | None = None
     change: float | None = None
@@ -95,62 +104,56 @@ class CalibrationMeasure(BaseModel):
     finding: str | None = None
 
 
-class CalibrationSplit(BaseModel):
+class CalibrationSplit(DocumentModel):
     """Size of the split the calibrator was fitted on."""
 
-    model_config = _CONFIG
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = ("class_counts",)
 
-    split: str
-    n_images: int
-    n_patients: int
-    class_counts: dict[int, int] = Field(default_factory=dict)
-
-
-class ReliabilityCurveData(BaseModel):
-    """A reliability curve; empty bins are ``None``."""
-
-    model_config = _CONFIG
-
-    mean_predicted: list[float | None]
-    fraction_positive: list[float | None]
-    counts: list[int]
-    edges: list[float | None]
+    split: str = Field(min_length=1)
+    n_images: Count
+    n_patients: Count
+    class_counts: dict[int, Count] = Field(default_factory=dict)
 
 
-class CalibrationResult(BaseModel):
+class ReliabilityCurveData(DocumentModel):
+    """A reliability curve on [0, 1]; empty bins are ``None``."""
+
+    mean_predicted: list[OptionalProbability]
+    fraction_positive: list[OptionalProbability]
+    counts: list[Count]
+    edges: list[OptionalProbability]
+
+
+class CalibrationResult(DocumentModel):
     """Calibration measures on the test split and the curves before/after."""
-
-    model_config = _CONFIG
 
     table: list[CalibrationMeasure]
     reliability_before: ReliabilityCurveData
     reliability_after: ReliabilityCurveData
 
 
-class SubgroupResult(BaseModel):
+class SubgroupResult(DocumentModel):
     """A subgroup row: AUROC (patient-level bootstrap CI) and, for positive subgroups,
     sensitivity at the Youden threshold (Wilson CI)."""
 
-    model_config = _CONFIG
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = ("auroc",)
 
     group: str
     name: str
-    n_positive: int | None = None
-    n_images: int | None = None
-    n_patients: int | None = None
+    n_positive: OptionalCount = None
+    n_images: OptionalCount = None
+    n_patients: OptionalCount = None
     auroc: ConfidenceInterval | None = None
     sensitivity: ConfidenceInterval | None = None
 
 
-class TestScores(BaseModel):
+class TestScores(DocumentModel):
     """Calibrated test probabilities per image (binary: positive class; else per class)."""
 
-    model_config = _CONFIG
-
-    index: list[int]
-    label: list[int]
+    index: list[Count]
+    label: list[Count]
     patient_id: list[str]
-    prob: list[float] | list[list[float]]
+    prob: list[Probability] | list[Annotated[list[Probability], Field(min_length=2)]]
 
 
 class Evaluation(Artifact):
@@ -183,21 +186,23 @@ class Evaluation(Artifact):
 
     SCHEMA_VERSION: ClassVar[int] = 2
     FILE: ClassVar[str] = "evaluation.json"
+    # operating points and subgroups are binary-only: multi-class files may lack them
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = ("label_names", "evaluated_on", "calibrator")
 
     schema_version: int = 2
-    run: str
-    strategy: str
-    binary: bool
+    run: str = Field(min_length=1)
+    strategy: str = Field(min_length=1)
+    binary: Flag
     label_names: list[str] = Field(default_factory=list)
-    calibrated_on: str
-    evaluated_on: str = "test"
-    n_resamples: int
-    seed: int | None = None
-    calibration_method: str
-    calibration_requested: str | None = None
+    calibrated_on: str = Field(min_length=1)
+    evaluated_on: str = Field("test", min_length=1)
+    n_resamples: Count
+    seed: int | None = Field(None, ge=0)
+    calibration_method: CalibrationMethod
+    calibration_requested: CalibrationMethod | None = None
     calibration_split: CalibrationSplit | None = None
     calibration_warning: str | None = None
-    calibrator: dict[str, Any] | None = None
+    calibrator: CalibrationParams | None = None
     calibration: CalibrationResult
     operating_points_chosen: dict[str, OperatingPointResult] = Field(default_factory=dict)
     test: TestMetrics

@@ -8,27 +8,25 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from medtl.artifacts.base import Artifact
+from medtl.artifacts.base import Artifact, DocumentModel
+from medtl.artifacts.types import Count, OptionalCorrelation, OptionalProbability
 
 __all__ = ["FinetunedMatch", "RankCorrelationResult", "TransferabilityScores"]
 
 
-class RankCorrelationResult(BaseModel):
-    """Kendall's tau between a score and the fine-tuned metric over candidates."""
+class RankCorrelationResult(DocumentModel):
+    """Kendall's tau (in [-1, 1]) between a score and the fine-tuned metric over candidates,
+    with its p-value (``None``: undefined)."""
 
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
-
-    tau: float | None
-    p_value: float | None
-    n: int
+    tau: OptionalCorrelation
+    p_value: OptionalProbability
+    n: Count
 
 
-class FinetunedMatch(BaseModel):
+class FinetunedMatch(DocumentModel):
     """Which candidates matched a fine-tuned result by name (``medtl score --finetuned``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     matched: list[str] = Field(default_factory=list)
     candidates_without_result: list[str] = Field(default_factory=list)
@@ -39,7 +37,7 @@ class TransferabilityScores(Artifact):
     """Scores per candidate backbone (LogME, H-score, and LEEP/NCE with a source head).
 
     Attributes:
-        scores: candidate -> score name -> value.
+        scores: candidate -> score name -> value (at least one candidate).
         ranking: score name -> candidates, best first.
         kendall_tau: score name -> rank agreement with the fine-tuned results.
         finetuned_match: with fine-tuned results, the names that matched and those that
@@ -48,15 +46,19 @@ class TransferabilityScores(Artifact):
 
     SCHEMA_VERSION: ClassVar[int] = 1
     FILE: ClassVar[str] = "transferability.json"
+    REQUIRED_IN_FILE: ClassVar[tuple[str, ...]] = ("ranking", "kendall_tau")
 
     schema_version: int = 1
-    scores: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    scores: dict[str, dict[str, float | None]] = Field(min_length=1)
     ranking: dict[str, list[str]] = Field(default_factory=dict)
     kendall_tau: dict[str, RankCorrelationResult] = Field(default_factory=dict)
     finetuned_match: FinetunedMatch | None = None
 
     @classmethod
     def upgrade(cls, data: Any, version: int) -> Any:
-        if isinstance(data, dict) and "scores" not in data:
-            return {"scores": {k: v for k, v in data.items() if k != "schema_version"}}
-        return data
+        if not isinstance(data, dict):
+            return data
+        if "scores" not in data:
+            data = {"scores": {k: v for k, v in data.items() if k != "schema_version"}}
+        # hand-written files of earlier releases held the scores alone
+        return {"ranking": {}, "kendall_tau": {}, **data}

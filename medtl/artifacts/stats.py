@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+
+from medtl.artifacts.base import DocumentModel
+from medtl.artifacts.types import OptionalCount, OptionalSpread, undefined_as_none
 
 __all__ = ["ConfidenceInterval"]
 
 
-class ConfidenceInterval(BaseModel):
+class ConfidenceInterval(DocumentModel):
     """A point estimate and its interval, as :meth:`medtl.evaluation.BootstrapCI.to_dict`
     writes it (bootstrap fields present) or a closed-form interval (Wilson: only
     ``estimate``, ``lower``, ``upper``).
 
-    Undefined values (NaN) are ``None``.
+    Undefined values (NaN) are ``None``. The estimate's own range depends on the measure
+    (an AUROC, a difference of AUROCs, an ECE change), so only the level, counts and
+    standard error are bounded here.
     """
-
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
 
     estimate: float | None
     lower: float | None
     upper: float | None
-    confidence: float | None = None
-    n_resamples: int | None = None
-    n_valid: int | None = None
-    std_error: float | None = None
+    confidence: Annotated[
+        Annotated[float, Field(gt=0.0, lt=1.0)] | None, BeforeValidator(undefined_as_none)
+    ] = None
+    n_resamples: OptionalCount = None
+    n_valid: OptionalCount = None
+    std_error: OptionalSpread = None

@@ -128,6 +128,7 @@ def build_demo(
             m = build_mri_volumes(root / "mri_volumes", size, seed)
             summary[m.name] = len(m.records)
         if "ct" in parts:
+            from medtl.artifacts import HistogramBaseline
             from medtl.data.ct_target import build_ct_target
             from medtl.data.histogram_baseline import histogram_baseline
 
@@ -140,9 +141,7 @@ def build_demo(
                     "test_accuracy": round(result.test_accuracy, 4),
                     "test_macro_auroc": round(result.test_macro_auroc, 4),
                 }
-                (folder / "histogram_baseline.json").write_text(
-                    json.dumps(result.as_dict(), indent=2) + "\n"
-                )
+                HistogramBaseline.of(result).write(folder / HistogramBaseline.FILE)
         if "ct-merlin" in parts:
             from medtl.data.ct_patches3d import build_ct_patches3d
 
@@ -180,8 +179,16 @@ def import_(
         bool, typer.Option("--no-read", help="Check files exist but do not decode them.")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option(help="Where to write manifest.json (default ROOT/manifest.json).")
+        Path | None,
+        typer.Option(
+            help="Where to write manifest.json, a folder or a .json file (default "
+            "ROOT/manifest.json); image paths are written relative to it."
+        ),
     ] = None,
+    absolute_paths: Annotated[
+        bool,
+        typer.Option("--absolute-paths", help="Write absolute image paths instead."),
+    ] = False,
 ) -> None:
     """Validate a dataset table, report every problem, write a normalised manifest.json."""
     from rich.console import Console
@@ -192,6 +199,7 @@ def import_(
     report = import_manifest(
         manifest, root, name=name, task=task, label_names=label_names, modality=modality,
         seed=seed, read_images=not no_read, out=out, progress=True,
+        absolute_paths=absolute_paths,
     )  # fmt: skip
     Console().print(report.render())
     if not report.ok:

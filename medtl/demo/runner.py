@@ -176,6 +176,7 @@ class _DemoRun:
 
     def data(self) -> dict[str, Any]:
         """Build the MRI source, CT target and simulated CXR datasets."""
+        from medtl.artifacts import HistogramBaseline
         from medtl.data.ct_target import build_ct_target
         from medtl.data.cxr import build_cxr_dataset
         from medtl.data.histogram_baseline import histogram_baseline
@@ -189,9 +190,7 @@ class _DemoRun:
         m = build_ct_target(ct_dir, size, 0, ndim=2)
         out["ct_structure_2d"] = len(m.records)
         baseline = histogram_baseline(m, ct_dir)
-        (ct_dir / "histogram_baseline.json").write_text(
-            json.dumps(baseline.as_dict(), indent=2) + "\n", encoding="utf-8"
-        )
+        HistogramBaseline.of(baseline).write(ct_dir / HistogramBaseline.FILE)
         out["ct_histogram_baseline_auroc"] = baseline.test_macro_auroc
         m = build_cxr_dataset(data_root / "cxr_nodule", size, 0, progress=self.progress, workers=2)
         out["cxr_nodule"] = len(m.records)

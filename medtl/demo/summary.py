@@ -10,7 +10,6 @@ and writes ``MEDTL_HOME/demo/<size>/summary.json``; :func:`summary_cells` and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +124,8 @@ def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any
         root: ``MEDTL_HOME/demo/<size>``.
 
     Returns:
-        ``{"size", "rows", "stage_seconds", "total_seconds"}``; one row per experiment.
+        ``{"schema_version", "size", "rows", "stage_seconds", "total_seconds"}`` (a
+        :class:`~medtl.artifacts.DemoSummary` as JSON); one row per experiment.
     """
     from medtl.demo.runner import transfer_arm
 
@@ -135,14 +135,18 @@ def build_summary(plan: DemoPlan, state: DemoState, root: Path) -> dict[str, Any
         folder = Path(state.done[name]["folder"])
         rows.append(_row(name, transfer_arm(state, name), folder, top, state.done[name]))
     rows += _foundation_rows(plan, state)
-    out = {
-        "size": plan.size,
-        "rows": rows,
-        "stage_seconds": {k: v.get("seconds") for k, v in state.done.items()},
-        "total_seconds": sum(v.get("seconds") or 0 for v in state.done.values()),
-    }
-    (root / "summary.json").write_text(json.dumps(out, indent=2, default=str), encoding="utf-8")
-    return out
+    from medtl.artifacts import DemoSummary
+
+    summary = DemoSummary.model_validate(
+        {
+            "size": plan.size,
+            "rows": rows,
+            "stage_seconds": {k: v.get("seconds") for k, v in state.done.items()},
+            "total_seconds": sum(v.get("seconds") or 0 for v in state.done.values()),
+        }
+    )
+    summary.write(root / DemoSummary.FILE)  # validated on the way out
+    return summary.to_json_dict()
 
 
 def _foundation_rows(plan: DemoPlan, state: DemoState) -> list[dict[str, Any]]:

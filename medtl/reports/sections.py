@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medtl.artifacts.base import ArtifactError
+from medtl.artifacts.baseline import HistogramBaseline
 from medtl.artifacts.curves import Comparison
 from medtl.reports.figures import as_figure, plot_training_curves, read_metrics_csv
 from medtl.reports.schema import (
@@ -271,20 +273,20 @@ def _learning_curves(points: list[Any]) -> tuple[list[LearningCurveRow], list[st
 def _baselines(run: RunFiles, baselines: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """Supplied baselines, the dataset's histogram baseline, and this network first."""
     all_baselines = list(baselines or [])
-    hist = run.dataset_dir / "histogram_baseline.json"
+    hist = run.dataset_dir / HistogramBaseline.FILE
     if hist.is_file():
         try:
-            raw = json.loads(hist.read_text(encoding="utf-8"))
+            raw = HistogramBaseline.read(hist)
             all_baselines.append(
                 {
                     "name": "Intensity-histogram logistic regression",
                     "source": "histogram_baseline.json (dataset folder)",
-                    "auroc": finite(raw.get("test_macro_auroc")),
-                    "accuracy": finite(raw.get("test_accuracy")),
-                    "n_test": raw.get("n_test"),
+                    "auroc": raw.test_macro_auroc,
+                    "accuracy": raw.test_accuracy,
+                    "n_test": raw.n_test,
                 }
             )
-        except (OSError, ValueError) as err:
+        except ArtifactError as err:
             logger.warning("unreadable histogram baseline: %s", err)
     if all_baselines:
         test = run.evaluation.test

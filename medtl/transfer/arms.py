@@ -22,7 +22,7 @@ the same patient-grouped label subsets (:func:`medtl.data.datasets.subsample_pat
 across fractions) and the same seeds. The summary has the learning curves of every arm
 (``learning_curves.json``, arm names as strategies), the sample-efficiency table against the
 ``baseline`` arm, and one seed-and-patient verdict per arm against it (all three in
-``arms.json``).
+``arms.json``, a :class:`~medtl.artifacts.StudyArms`).
 
 Points of ``features`` and ``histogram`` arms are evaluation runs only (predictions, summary,
 evaluation; no network weights): ``medtl package`` applies to ``experiment`` arms.
@@ -31,7 +31,6 @@ evaluation; no network weights): ``medtl package`` applies to ``experiment`` arm
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -401,9 +400,15 @@ def run_arms(
     """
     from dataclasses import asdict
 
-    from medtl.artifacts.curves import Comparison, CurvePoint, LearningCurves
+    from medtl.artifacts.curves import (
+        Comparison,
+        CurvePoint,
+        LearningCurves,
+        SampleEfficiencyFile,
+    )
     from medtl.artifacts.evaluation import Evaluation
     from medtl.artifacts.run import RunSummary
+    from medtl.artifacts.study import StudyArms
     from medtl.evaluation.compare import compare_seed_runs
     from medtl.evaluation.plots import plot_learning_curves
     from medtl.evaluation.transfer_analysis import LearningCurvePoint, sample_efficiency_table
@@ -461,5 +466,9 @@ def run_arms(
         Comparison.model_validate(verdict).write(out_dir / "verdicts" / arm / Comparison.FILE)
     out = {"points": [asdict(p) for p in points], "sample_efficiency": efficiency,
            "verdicts": verdicts}  # fmt: skip
-    (out_dir / "arms.json").write_text(json.dumps(out, indent=2, default=str), "utf-8")
+    StudyArms(
+        points=[CurvePoint.model_validate(p) for p in out["points"]],
+        sample_efficiency=SampleEfficiencyFile.parse(efficiency, "sample efficiency"),
+        verdicts={arm: Comparison.model_validate(v) for arm, v in verdicts.items()},
+    ).write(out_dir / StudyArms.FILE)  # validated on the way out
     return out

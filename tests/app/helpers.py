@@ -15,6 +15,7 @@ import numpy as np
 import pydicom
 from pydicom.uid import ComputedRadiographyImageStorage
 
+from medtl.artifacts import PredictionDetails
 from medtl.io import load_scan
 from medtl.io.testing import image_dataset, to_bytes
 from medtl.review import ReviewStore
@@ -256,7 +257,7 @@ def seed_case(seed: int = 0, probability: float = 0.73) -> str:
             label="nodule",
             probability=probability,
             threshold=0.5,
-            details={"labels": ["no nodule", "nodule"], "operating_point": "youden"},
+            details=PredictionDetails(labels=["no nodule", "nodule"], operating_point="youden"),
         )
         return case.case_id
 

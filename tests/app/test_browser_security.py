@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from medtl.artifacts import PredictionDetails
+
 from .helpers import (
     EVIL_HOST,
     HOSTILE,
@@ -74,12 +76,12 @@ def _seed(tmp_path: Path) -> str:
             label=HOSTILE["label"],
             probability=0.61,
             threshold=0.5,
-            details={
-                "labels": ["no nodule", HOSTILE["label"]],
-                "operating_point": HOSTILE["directive"],
-                "domain": "warn",
-                "domain_reasons": [HOSTILE["modality"], HOSTILE["series"]],
-            },
+            details=PredictionDetails(
+                labels=["no nodule", HOSTILE["label"]],
+                operating_point=HOSTILE["directive"],
+                domain="warn",
+                domain_reasons=[HOSTILE["modality"], HOSTILE["series"]],
+            ),
         )
         store.submit_review(adam, case.case_id, "disagree", comment=HOSTILE["comment"])
         return case.case_id

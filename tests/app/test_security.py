@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 
+from medtl.artifacts import PredictionDetails
 from medtl.io import ScanError, load_scan
 from medtl.review import ReviewStore
 
@@ -50,15 +51,15 @@ def _hostile_case() -> str:
             label=HOSTILE["label"],
             probability=0.61,
             threshold=0.5,
-            details={
-                "labels": ["no nodule", HOSTILE["label"]],
-                "operating_point": HOSTILE["directive"],
-                "domain": "warn",
-                "domain_reasons": [
+            details=PredictionDetails(
+                labels=["no nodule", HOSTILE["label"]],
+                operating_point=HOSTILE["directive"],
+                domain="warn",
+                domain_reasons=[
                     f"Modality {HOSTILE['modality']} is unusual.",
                     HOSTILE["series"],
                 ],
-            },
+            ),
         )
         return case.case_id
 

@@ -54,16 +54,17 @@ def test_probability_equals_model_preprocessing_calibrator(
 
 
 def test_decision_respects_the_threshold(predictor, square_dicoms) -> None:
-    p = predictor.predict(square_dicoms["positive"]).probability
+    # the negative's probability is tiny but above 0 (the positive's is 1.0): thresholds are
+    # probabilities, so there is room for one below it and one above it in [0, 1]
+    p = predictor.predict(square_dicoms["negative"]).probability
+    assert 0.0 < p < 1.0
     card = predictor.card.model_copy(
         update={
             "operating_points": [
-                CardOperatingPoint(
-                    name="below", threshold=p - 1e-4, sensitivity=0.9, specificity=0.5
-                ),
+                CardOperatingPoint(name="below", threshold=p / 2, sensitivity=0.9, specificity=0.5),
                 CardOperatingPoint(name="equal", threshold=p),
                 CardOperatingPoint(
-                    name="above", threshold=p + 1e-4, sensitivity=0.6, specificity=0.99
+                    name="above", threshold=(p + 1.0) / 2, sensitivity=0.6, specificity=0.99
                 ),
                 CardOperatingPoint(name="unreachable", threshold=None),
             ]
@@ -71,9 +72,9 @@ def test_decision_respects_the_threshold(predictor, square_dicoms) -> None:
     )
     pred = Predictor(predictor.model, card, predictor.guard)
     assert pred.operating_point.name == "below"  # no youden: the first reachable point
-    scan = load_scan(square_dicoms["positive"])
+    scan = load_scan(square_dicoms["negative"])
     below = pred.predict(scan, operating_point="below").decision
-    assert below.positive and below.label == "square" and below.threshold == pytest.approx(p - 1e-4)
+    assert below.positive and below.label == "square" and below.threshold == pytest.approx(p / 2)
     assert (below.expected_sensitivity, below.expected_specificity) == (0.9, 0.5)
     assert pred.predict(scan, operating_point="equal").decision.positive  # score >= threshold
     above = pred.predict(scan, operating_point="above").decision

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from medtl.data.manifest import Manifest, ManifestRecord
+from medtl.data.manifest import Manifest, ManifestRecord, require_images, resolve_image
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,8 @@ def build_datasets(
     """Datasets for the train/val/calibration/test splits of a dataset folder.
 
     Args:
-        dataset_dir: folder holding ``manifest.json`` (image paths are relative to it).
+        dataset_dir: folder holding ``manifest.json``, or a manifest ``.json`` file (image
+            paths resolve against the manifest's folder).
         preprocessing_spec: a :class:`medtl.artifacts.PreprocessingSpec`.
         augmentation_spec: a :class:`medtl.transfer.presets.AugmentationSpec` (training only).
         cache: ``memory``, ``disk`` or ``none`` (see :func:`medtl.training.data.cached_dataset`).
@@ -187,12 +188,15 @@ def build_datasets(
 
     Returns:
         :class:`SplitDatasets`; ``indices`` maps each split to its manifest record indices.
+
+    Raises:
+        MissingImagesError: listed images are not on disk (one message naming them).
     """
     from medtl.data.preprocessing import build_augmentation, build_preprocessing
     from medtl.training.data import cached_dataset
 
-    root = Path(dataset_dir)
-    manifest = Manifest.load(root)
+    manifest = Manifest.load(dataset_dir)
+    root = require_images(manifest, dataset_dir)  # image paths resolve from its folder
     pre = LoadAndPreprocess(
         build_preprocessing(preprocessing_spec), preprocessing_spec.model_dump_json()
     )
@@ -206,7 +210,7 @@ def build_datasets(
 
     def items(split: str) -> list[dict[str, Any]]:
         return [
-            {"image": str(root / r.image), "label": int(r.label), "index": i}
+            {"image": str(resolve_image(root, r.image)), "label": int(r.label), "index": i}
             for i, r in splits[split]
         ]
 

@@ -10,7 +10,10 @@ CSV columns: ``image,label,patient_id[,split]`` plus optional nodule columns
 (``nodule_x,nodule_y``, ``box_x0..box_y1``, ``nodule_diameter_mm``, ``nodule_type``,
 ``location``, ``conspicuity_cnr``), ``modality``, ``mask``; other columns become
 ``attributes``. ``label`` is an integer or, with ``label_names``, a class name. Image paths
-are relative to ``--root`` (absolute paths inside the root are accepted and made relative).
+in the table are relative to ``--root`` (absolute paths inside the root are accepted). The
+written manifest holds them relative to its own folder (``../`` when it is written outside
+the root), or absolute with ``absolute_paths=True``, so it finds its images wherever
+``--out`` puts it.
 
 Messages name rows (1 = first data row) and the paths the user gave, never patient IDs.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -216,6 +220,7 @@ def import_manifest(
     read_images: bool = True,
     out: str | Path | None = None,
     progress: bool = False,
+    absolute_paths: bool = False,
 ) -> ImportReport:
     """Validate a user manifest and write the normalised ``manifest.json``.
 
@@ -232,9 +237,11 @@ def import_manifest(
         read_images: load every image with :func:`medtl.io.load_scan` (slow on big sets).
             A scan that fails with :class:`~medtl.io.ScanError` is reported as unreadable;
             any other exception is a bug and propagates.
-        out: where to write the manifest (default ``root/manifest.json``); nothing is
-            written when there are errors.
+        out: where to write the manifest (default ``root/manifest.json``): a folder or a
+            ``.json`` file; nothing is written when there are errors.
         progress: show a progress bar while reading images.
+        absolute_paths: write absolute image paths instead of paths relative to the
+            manifest's folder.
 
     Returns:
         The :class:`ImportReport` (its ``manifest`` is ``None`` when errors were found).
@@ -262,7 +269,8 @@ def import_manifest(
         for split, missing in _missing_classes(manifest).items():
             report.add(0, "label", f"split {split} has no sample of {missing}", "warning")
         target = Path(out) if out is not None else ctx.root / "manifest.json"
-        report.written = manifest.save(target)
+        folder = target.parent if target.suffix.lower() == ".json" else target
+        report.written = _relocated(manifest, ctx.root, folder, absolute_paths).save(target)
     elif parsed:
         report.counts = _counts_rows([r for _, r in parsed], label_names)
     return report
@@ -409,6 +417,26 @@ def _build_manifest(
         records=records,
         seed=seed if assign else None,
     )
+
+
+def _relocated(manifest: Manifest, root: Path, folder: Path, absolute: bool) -> Manifest:
+    """The manifest with root-relative paths rewritten to resolve from ``folder``."""
+
+    def move(rel: str | None) -> str | None:
+        if rel is None:
+            return None
+        file = os.path.abspath(root / rel)
+        if absolute:
+            return Path(file).as_posix()
+        return Path(os.path.relpath(file, os.path.abspath(folder))).as_posix()
+
+    if not absolute and os.path.abspath(folder) == os.path.abspath(root):
+        return manifest
+    records = [
+        r.model_copy(update={"image": move(r.image), "mask": move(r.mask)})
+        for r in manifest.records
+    ]
+    return manifest.model_copy(update={"records": records})
 
 
 def _rows(numbers: list[int], limit: int = 8) -> str:

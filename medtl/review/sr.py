@@ -29,10 +29,12 @@ domain guard refused has no probability and is never written as an SR.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medtl.io.redact import redacted_warnings
 from medtl.review.auth import UserInfo, require_role
 from medtl.review.files import open_private
 from medtl.review.models import add_audit
@@ -45,6 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from medtl.review.store import ReviewStore
 
 __all__ = ["CODING_SCHEME", "SERIES_NUMBER", "build_sr", "export_sr"]
+
+logger = logging.getLogger(__name__)
 
 
 SERIES_NUMBER = 990
@@ -268,8 +272,9 @@ def build_sr(
     )
     procedure = procedure_code(sources[0].get("Modality"), content.family, chest)
     review = content.review
-    with warnings.catch_warnings():
-        # A source's one-component patient name must not reach stderr through the warning.
+    # Library warnings quote header values: logged redacted, never printed. A one-component
+    # person name (a pseudonym, or a source's one-word name) is expected: not even logged.
+    with redacted_warnings(logger, "building the SR"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
         report = hd.sr.MeasurementReport(
             observation_context=_observers(content),

@@ -30,6 +30,9 @@ class DomainGuardFile(DocumentModel):
         format_version: file format version.
         spatial_dims: 2 or 3.
         modalities: DICOM modality codes expected (empty: any).
+        assumed_modality: the modality a file that records none (PNG, JPEG, NIfTI) is taken
+            as, with no caution: the model's training images were such files, declared
+            this modality (``medtl data import --modality``). ``None``: such files warn.
         body_parts: body parts expected (empty: any).
         spacing_range_mm: accepted pixel spacing range ``[low, high]`` in mm.
         aspect_ratio_range: accepted image aspect ratios ``[low, high]``.
@@ -53,6 +56,7 @@ class DomainGuardFile(DocumentModel):
     format_version: int = Field(ge=1, le=FORMAT_VERSION)
     spatial_dims: int = Field(ge=2, le=3)
     modalities: list[Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")]]
+    assumed_modality: Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")] | None = None
     body_parts: list[Annotated[str, Field(min_length=1)]]
     spacing_range_mm: _Range | None = None
     aspect_ratio_range: _Range | None = None

@@ -43,6 +43,14 @@ def predict(
         str | None,
         typer.Option("--operating-point", "-p", help="Operating point name (default: youden)."),
     ] = None,
+    modality: Annotated[
+        str | None,
+        typer.Option(
+            "--modality",
+            help="Modality of a file that records none (PNG, JPEG, NIfTI), e.g. DX or CT; "
+            "DICOM files state their own.",
+        ),
+    ] = None,
 ) -> None:
     """Calibrated probability, decision, heat map and domain check for one scan."""
     from medtl.inference.predictor import Predictor
@@ -54,7 +62,7 @@ def predict(
     except (PackageError, ValueError) as err:
         raise fail(str(err)) from None
     try:
-        scan = load_scan(path)
+        scan = load_scan(path, modality=modality)
     except ScanError as err:
         raise fail(str(err)) from None
     result = predictor.predict(scan)

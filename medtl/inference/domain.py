@@ -92,6 +92,8 @@ class DomainGuard:
         spacing_range_mm: plausible in-plane pixel spacing ``(lo, hi)`` (``None``: any).
         aspect_ratio_range: plausible rows/columns ratio ``(lo, hi)`` (``None``: any).
         quantile: quantile of validation distances used as the threshold.
+        assumed_modality: the modality a file that records none (PNG, JPEG, NIfTI) is
+            taken as, without a caution (``None``: such a file gets one).
 
     Attributes:
         mean_: training feature mean ``(d,)``.
@@ -111,9 +113,11 @@ class DomainGuard:
         spacing_range_mm: tuple[float, float] | None = None,
         aspect_ratio_range: tuple[float, float] | None = None,
         quantile: float = 0.99,
+        assumed_modality: str | None = None,
     ) -> None:
         self.spatial_dims = spatial_dims
         self.modalities = modalities
+        self.assumed_modality = assumed_modality
         self.body_parts = body_parts
         self.spacing_range_mm = spacing_range_mm
         self.aspect_ratio_range = aspect_ratio_range
@@ -197,7 +201,7 @@ class DomainGuard:
             The verdict; ``"refuse"`` for a wrong modality or dimensionality.
         """
         check = DomainCheck()
-        check_modality(scan, self.modalities, check)
+        check_modality(scan, self.modalities, check, self.assumed_modality)
         check_body_part(scan, self.body_parts, check)
         check_geometry(
             scan, self.spatial_dims, self.spacing_range_mm, self.aspect_ratio_range, check
@@ -248,6 +252,7 @@ class DomainGuard:
             "format_version": GUARD_FORMAT_VERSION,
             "spatial_dims": int(self.spatial_dims),
             "modalities": [str(m) for m in self.modalities],
+            "assumed_modality": self.assumed_modality,
             "body_parts": [str(b) for b in self.body_parts],
             "spacing_range_mm": list(self.spacing_range_mm) if self.spacing_range_mm else None,
             "aspect_ratio_range": list(self.aspect_ratio_range)
@@ -324,6 +329,7 @@ class DomainGuard:
             spacing_range_mm=tuple(d.spacing_range_mm) if d.spacing_range_mm else None,
             aspect_ratio_range=tuple(d.aspect_ratio_range) if d.aspect_ratio_range else None,
             quantile=d.quantile,
+            assumed_modality=d.assumed_modality,
         )
         arrays = folder / GUARD_ARRAYS_FILE
         if d.threshold is not None and arrays.is_file():
@@ -351,6 +357,7 @@ def fit_domain_guard(
     spacing_range_mm: tuple[float, float] | None = None,
     aspect_ratio_range: tuple[float, float] | None = None,
     quantile: float = 0.99,
+    assumed_modality: str | None = None,
 ) -> DomainGuard:
     """Fit a :class:`DomainGuard` from pooled features (arrays or run-folder files).
 
@@ -368,6 +375,8 @@ def fit_domain_guard(
         spacing_range_mm: plausible in-plane spacing (default: the family's).
         aspect_ratio_range: plausible rows/columns ratio (default: the family's).
         quantile: validation quantile for the threshold.
+        assumed_modality: the modality files that record none are taken as (the training
+            images were such files, declared as it: :func:`medtl.data.modality.declared_modality`).
 
     Returns:
         The fitted guard; save it with ``guard.save(package_dir)``.
@@ -385,6 +394,7 @@ def fit_domain_guard(
         spacing_range_mm=spacing_range_mm or defaults["spacing_range_mm"],
         aspect_ratio_range=aspect_ratio_range or defaults["aspect_ratio_range"],
         quantile=quantile,
+        assumed_modality=assumed_modality,
     )
     return guard.fit(
         _as_features(train_features),

@@ -3,7 +3,8 @@
 Each check adds one entry to a :class:`~medtl.inference.result.DomainCheck`:
 
 * **modality**: a known modality the model was not trained on is refused; a file that does
-  not record its modality (PNG/JPEG: ``OT``) gives a warning;
+  not record its modality (PNG/JPEG: ``OT``) gives a warning, unless the model was trained
+  on such files declared as one expected modality (it is then taken as that modality);
 * **body part**: a BodyPartExamined other than expected gives a warning (it is often missing
   or wrong in practice);
 * **dimensionality and geometry**: a volume sent to a 2D model, or an image to a 3D model, is
@@ -81,11 +82,22 @@ def _spacing_known(scan: Any) -> bool:
     return not any("no pixel spacing" in w for w in scan.warnings)
 
 
-def check_modality(scan: Any, modalities: Sequence[str], check: DomainCheck) -> None:
-    """Refuse a known modality the model was not trained on; warn when none is recorded."""
+def check_modality(
+    scan: Any, modalities: Sequence[str], check: DomainCheck, assumed: str | None = None
+) -> None:
+    """Refuse a known modality the model was not trained on; warn when none is recorded.
+
+    Args:
+        scan: the loaded scan.
+        modalities: expected modality codes (empty: any).
+        check: the verdict to add to.
+        assumed: the modality a file that records none is taken as (the training images
+            were such files declared as it); ``None``: such a file gets a caution.
+    """
     expected = [m.upper() for m in modalities]
     modality = str(scan.modality or "").upper()
-    if not expected:
+    taken = assumed is not None and (not expected or assumed.upper() in expected)
+    if not expected or (modality in _UNKNOWN_MODALITIES and taken):
         check.add("modality", "ok")
     elif modality in _UNKNOWN_MODALITIES:
         check.add(

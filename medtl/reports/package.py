@@ -4,7 +4,8 @@ The package (see :mod:`medtl.models.package`) holds ``weights.safetensors`` (fro
 ``model.safetensors``), ``model.json`` (:func:`~medtl.reports.card.build_card`),
 ``report.html`` (the run's report, rendered when missing) and the domain guard
 (``domain_guard.json`` + ``domain_guard.safetensors``, fitted on the run's pooled training
-features with its threshold set on the validation features).
+features with its threshold set on the validation features; files that record no modality
+are taken as the one the training images were declared as, when they were such files).
 """
 
 from __future__ import annotations
@@ -43,12 +44,16 @@ def fit_run_guard(run: RunFiles, out_dir: Path) -> list[Path]:
         raise FileNotFoundError(
             f"{run.run_dir} has no features_train.safetensors: the domain guard cannot be fitted"
         )
+    from medtl.data.modality import declared_modality
+
     spec = run.preprocessing_spec()
     guard = fit_domain_guard(
         train,
         val if val.is_file() else None,
         spatial_dims=spec.spatial_dims,
         modality_family=spec.modality,
+        # training PNGs imported with --modality DX: a PNG at inference is DX like them
+        assumed_modality=declared_modality(run.manifest, run.dataset_dir),
     )
     guard.save(out_dir)
     return [p for p in (out_dir / GUARD_JSON_FILE, out_dir / GUARD_ARRAYS_FILE) if p.is_file()]

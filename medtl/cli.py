@@ -1,7 +1,9 @@
 """The ``medtl`` command line: thin wrappers over the library API.
 
-Errors a user can fix (bad scan, bad config) print one clear line on stderr and exit with
-status 2, without a traceback (:func:`medtl._cli.fail`). Standard output holds only results:
+Errors a user can fix (bad scan, bad config, a missing file or package) print one clear line
+on stderr and exit with status 2, without a traceback (:func:`medtl._cli.fail`; errors that
+escape a command go through :class:`medtl._cli.UserErrorGroup`); only a bug in medtl shows
+a traceback. Standard output holds only results:
 with ``--json``, exactly one JSON document; logs and progress go to stderr.
 ``--verbose`` shows debug logs.
 """
@@ -17,9 +19,10 @@ from typing import Annotated
 import typer
 
 from medtl import __version__
-from medtl._cli import configure_logging, fail
+from medtl._cli import UserErrorGroup, config_problem, configure_logging, fail
 
 app = typer.Typer(
+    cls=UserErrorGroup,  # a user's error ends a command with one line, a bug with a traceback
     name="medtl",
     help="Medical-imaging transfer learning: load scans, build data, fine-tune, evaluate, serve.",
     no_args_is_help=True,
@@ -121,7 +124,7 @@ def deid(
         elif src.is_file():
             files.append(src)
         else:
-            raise fail("a path given does not exist")
+            raise fail(f"not found: {src}")
     try:
         written = write_deidentified(files, out)
     except ScanError as exc:
@@ -143,14 +146,15 @@ def finetune(
 ) -> None:
     """Fine-tune a backbone as the experiment config says; write a run folder."""
     from pydantic import ValidationError
+    from yaml import YAMLError
 
     from medtl.transfer.experiment import load_config, run_experiment
 
     overrides = {"strategy": {"name": strategy}} if strategy else None
     try:
         cfg = load_config(config, overrides)
-    except (OSError, ValidationError, ValueError) as exc:
-        raise fail(f"invalid config {config}: {exc}") from None
+    except (OSError, ValidationError, ValueError, YAMLError) as exc:
+        raise fail(f"invalid config {config}: {config_problem(exc)}") from None
     try:
         run = run_experiment(cfg, run_dir, resume=resume)
     except (FileNotFoundError, ValueError) as exc:
@@ -185,17 +189,21 @@ def learning_curves(
 ) -> None:
     """Transfer arm and scratch at several label fractions; verdict at the largest (resumable)."""
     from pydantic import ValidationError
+    from yaml import YAMLError
 
     from medtl.transfer.experiment import load_config
     from medtl.transfer.learning_curves import run_learning_curves
 
     try:
         cfg = load_config(config)
+    except (OSError, ValidationError, ValueError, YAMLError) as exc:
+        raise fail(f"invalid config {config}: {config_problem(exc)}") from None
+    try:
         fracs = [float(f) for f in fractions.split(",") if f.strip()]
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
         seed_arg: int | list[int] = seed_list if "," in seeds else seed_list[0]
-    except (OSError, ValidationError, ValueError, IndexError) as exc:
-        raise fail(f"invalid config or option: {exc}") from None
+    except (ValueError, IndexError):
+        fracs, seed_arg = [], 0  # refused just below, with the options' rules
     bad_seeds = seed_arg < 1 if isinstance(seed_arg, int) else len(set(seed_arg)) < len(seed_arg)
     if not fracs or any(not 0 < f <= 1 for f in fracs) or bad_seeds:
         raise fail("--fractions must be numbers in (0, 1] and --seeds a count >= 1 or a list")
@@ -227,13 +235,14 @@ def pretrain(
 ) -> None:
     """Pretrain a source backbone (Models Genesis restoration and/or supervised)."""
     from pydantic import ValidationError
+    from yaml import YAMLError
 
     from medtl.transfer.pretrain import load_pretrain_config, run_pretraining
 
     try:
         cfg = load_pretrain_config(config)
-    except (OSError, ValidationError, ValueError) as exc:
-        raise fail(f"invalid config {config}: {exc}") from None
+    except (OSError, ValidationError, ValueError, YAMLError) as exc:
+        raise fail(f"invalid config {config}: {config_problem(exc)}") from None
     package = run_pretraining(cfg, out)
     typer.echo(f"backbone package: {package}")
 
@@ -313,6 +322,9 @@ def score(
     ] = None,
 ) -> None:
     """Rank candidate backbones by transferability (LogME, H-score, LEEP, NCE) before tuning."""
+    from pydantic import ValidationError
+    from yaml import YAMLError
+
     from medtl.transfer.scoring import (
         achieved_metric,
         parse_candidate,
@@ -325,8 +337,15 @@ def score(
         cands = [parse_candidate(item) for item in candidate]
     except ValueError as err:
         raise fail(str(err)) from None
-    ft = achieved_metric(finetuned, fraction) if finetuned else None
-    result = score_backbones(target_config(config), cands, max_samples=max_samples, finetuned=ft)
+    try:
+        target = target_config(config)
+    except (OSError, ValidationError, ValueError, YAMLError) as exc:
+        raise fail(f"invalid config {config}: {config_problem(exc)}") from None
+    try:
+        ft = achieved_metric(finetuned, fraction) if finetuned else None
+    except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        raise fail(f"--finetuned {finetuned}: {config_problem(exc)}") from None
+    result = score_backbones(target, cands, max_samples=max_samples, finetuned=ft)
     for metric, order in result["ranking"].items():
         typer.echo(f"{metric}: " + " > ".join(order))
     for metric, tau in result["kendall_tau"].items():

@@ -288,8 +288,19 @@ class Manifest(BaseModel):
 
         Returns:
             The validated manifest (raises ``pydantic.ValidationError`` when invalid).
+
+        Raises:
+            FileNotFoundError: no such folder or file (its message says what to give).
         """
-        return cls.model_validate_json(manifest_file(path).read_text(encoding="utf-8"))
+        source = manifest_file(path)
+        if not source.is_file():
+            where = "no manifest.json in" if Path(path).is_dir() else "dataset not found:"
+            raise FileNotFoundError(
+                f"{where} {path}; data.dataset names a dataset folder with a manifest.json or "
+                "a manifest file (`medtl data import` writes one for your images, "
+                "`medtl data build-demo` builds the demo's)"
+            )
+        return cls.model_validate_json(source.read_text(encoding="utf-8"))
 
     # ----------------------------------------------------------------- CSV I/O
     def to_csv(self, path: str | Path) -> Path:

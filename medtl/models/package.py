@@ -275,7 +275,7 @@ def resolve_package(name_or_path: str | Path) -> Path:
         The package folder.
 
     Raises:
-        PackageError: nothing matches.
+        PackageError: nothing matches (the message says how to build or fetch the package).
     """
     path = Path(name_or_path)
     if path.is_dir() and (path / CARD_FILE).is_file():
@@ -288,5 +288,12 @@ def resolve_package(name_or_path: str | Path) -> Path:
         i for i in list_packages() if i.name == name and (not version or i.version == version)
     ]
     if not matches:
-        raise PackageError(f"no model package {ref!r} (folder or registered name)")
+        from medtl.models.builders import how_to_build
+
+        if version and any(i.name == name for i in list_packages()):
+            have = ", ".join(i.version for i in list_packages() if i.name == name)
+            raise PackageError(f"no version {version} of model package {name!r} (have: {have})")
+        raise PackageError(
+            f"no model package {ref!r} (folder or registered name); {how_to_build(name)}"
+        )
     return matches[-1].path

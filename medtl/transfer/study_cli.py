@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from medtl._cli import fail
+from medtl._cli import config_problem, fail
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -32,15 +32,19 @@ def study(
 ) -> None:
     """Run a multi-arm study (resumable): learning curves of every arm, verdicts vs the baseline."""
     from pydantic import ValidationError
+    from yaml import YAMLError
 
     from medtl.transfer.arms import load_arms_config, run_arms
 
     try:
         cfg = load_arms_config(config)
-        names = [a.strip() for a in arms.split(",") if a.strip()] if arms else None
+    except (OSError, ValidationError, ValueError, YAMLError) as exc:
+        raise fail(f"invalid study {config}: {config_problem(exc)}") from None
+    names = [a.strip() for a in arms.split(",") if a.strip()] if arms else None
+    try:
         fracs = [float(f) for f in fractions.split(",") if f.strip()] if fractions else None
-    except (OSError, ValidationError, ValueError) as exc:
-        raise fail(f"invalid study or option: {exc}") from None
+    except ValueError:
+        raise fail("--fractions must be numbers in (0, 1]") from None
     unknown = [a for a in names or [] if a not in cfg.arms]
     if unknown:
         raise fail(f"unknown arm(s) {unknown}; arms: {', '.join(cfg.arms)}")

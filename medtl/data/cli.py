@@ -210,7 +210,9 @@ def import_(
 
 @app.command("preview")
 def preview(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder with manifest.json.")],
+    dataset: Annotated[
+        Path, typer.Argument(help="Dataset folder with manifest.json, or a manifest file.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("grid.png"),
     n: Annotated[int, typer.Option(help="Number of tiles.")] = 16,
     cols: Annotated[int, typer.Option(help="Tiles per row.")] = 4,
@@ -218,9 +220,10 @@ def preview(
     seed: Annotated[int, typer.Option(help="Which samples.")] = 0,
 ) -> None:
     """Render a grid of samples (labels as captions, nodule boxes) to a PNG."""
+    from medtl.data.manifest import manifest_file
     from medtl.data.preview import preview_grid
 
-    if not (dataset / "manifest.json").is_file():
+    if not manifest_file(dataset).is_file():
         raise fail(f"no manifest.json in {dataset}")
     try:
         path = preview_grid(dataset, out, n=n, cols=cols, split=split, seed=seed)
@@ -235,11 +238,11 @@ def baseline(
 ) -> None:
     """Score the HU-histogram logistic-regression baseline (train -> test)."""
     from medtl.data.histogram_baseline import histogram_baseline
-    from medtl.data.manifest import Manifest
+    from medtl.data.manifest import Manifest, manifest_file
 
-    if not (dataset / "manifest.json").is_file():
+    if not manifest_file(dataset).is_file():
         raise fail(f"no manifest.json in {dataset}")
-    result = histogram_baseline(Manifest.load(dataset), dataset)
+    result = histogram_baseline(Manifest.load(dataset), manifest_file(dataset).parent)
     typer.echo(json.dumps(result.as_dict(), indent=2))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medtl.data.manifest import Manifest, ManifestRecord
+from medtl.data.manifest import Manifest, ManifestRecord, manifest_file, resolve_image
 from medtl.io.errors import ScanError
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def _display(record: ManifestRecord, root: Path) -> tuple[np.ndarray, tuple[floa
     from medtl.io import load_scan
     from medtl.io.display import apply_window, default_window
 
-    scan = load_scan(root / record.image, modality=record.modality)
+    scan = load_scan(resolve_image(root, record.image), modality=record.modality)
     array = scan.array
     spacing = tuple(scan.spacing)
     window = default_window(scan)
@@ -81,8 +81,8 @@ def preview_grid(
     from matplotlib.figure import Figure
     from matplotlib.patches import Circle, Rectangle
 
-    root = Path(dataset_dir)
-    man = manifest if manifest is not None else Manifest.load(root)
+    man = manifest if manifest is not None else Manifest.load(dataset_dir)
+    root = manifest_file(dataset_dir).parent  # image paths resolve from the manifest's folder
     records = pick_records(man, n, split=split, seed=seed)
     if not records:
         raise ValueError(f"no records to preview in {root}" + (f" (split {split})" * bool(split)))

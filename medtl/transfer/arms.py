@@ -301,14 +301,15 @@ def _features_point(cfg, manifest, features, run: Path, fraction: float, seed: i
 
 def _histogram_point(cfg, manifest, run: Path, fraction: float, seed: int) -> None:
     from medtl.data.histogram_baseline import CT_BINS, histogram_features
+    from medtl.data.manifest import manifest_file, resolve_image
     from medtl.data.patches import read_patch
 
-    root = Path(cfg.data.dataset)
+    root = manifest_file(cfg.data.dataset).parent  # image paths resolve from the manifest
     splits = _all_splits(manifest)
     train = _train_subset(manifest, splits["train"], fraction, seed)
     t0 = time.perf_counter()
     wanted = train + [i for s in ("val", "calibration", "test") for i in splits.get(s, [])]
-    arrays = [read_patch(root / manifest.records[i].image)[0] for i in wanted]
+    arrays = [read_patch(resolve_image(root, manifest.records[i].image))[0] for i in wanted]
     hist = histogram_features(arrays, CT_BINS)
     rows = dict(zip(wanted, hist, strict=True))
     y = np.array([manifest.records[i].label for i in train])

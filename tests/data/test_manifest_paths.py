@@ -64,7 +64,13 @@ def test_out_elsewhere_writes_paths_relative_to_the_manifest(images, tmp_path) -
     data = build_datasets(out, _spec(), cache="none")  # a manifest file, not a folder
     assert data.root == out.parent
     assert data.train_plain[0]["image"].shape[-2:] == (16, 16)
-    # the same through a folder, and through a config relative to its YAML
+    # the preview reads the same images through the manifest file
+    result = runner.invoke(
+        data_app, ["preview", str(out), "--out", str(tmp_path / "grid.png"), "--n", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    # the same through a folder
     folder_out = tmp_path / "work" / "ds"
     _import(table, root, "--out", str(folder_out))
     assert Manifest.load(folder_out).records[3].image == "../../study/images/png/3.png"

@@ -89,6 +89,7 @@ def how_to_build(name: str, folders: Iterable[Path] | None = None) -> str:
     known = sorted({info.name for info in list_packages()})
     registered = f"registered: {', '.join(known)}" if known else "none is registered yet"
     return (
-        f"{registered}; build one with `medtl pretrain CONFIG` (a config with name: {name}) "
-        "or register a package folder with `medtl models register FOLDER`"
+        f"{registered}; make one with `medtl package RUN` (a fine-tuned run) or `medtl "
+        f"pretrain CONFIG` (a source backbone; the config's name: {name}), or register a "
+        "package folder with `medtl models register FOLDER`"
     )

@@ -43,3 +43,22 @@ def reviews_csv(store: ReviewStore, admin: UserInfo, include_comments: bool) -> 
         return buf.getvalue().encode("utf-8")
 
     return once(build)
+
+
+def case_sr(
+    store: ReviewStore, user: UserInfo, case_id: str, prediction_id: int
+) -> Callable[[], bytes]:
+    """A case's AI result as a pseudonymous DICOM SR, a one-time deferred download (the
+    store writes it 0600 in a private temporary folder and audits the export)."""
+
+    def build() -> bytes:
+        import tempfile
+        from pathlib import Path
+
+        from medtl.paths import home_subdir
+
+        with tempfile.TemporaryDirectory(dir=home_subdir("tmp"), prefix="sr-") as tmp:
+            path = store.export_sr(user, case_id, Path(tmp), prediction_id=prediction_id)
+            return path.read_bytes()
+
+    return once(build)

@@ -8,7 +8,7 @@ import uuid
 
 import streamlit as st
 
-from app.components import analysis, errors, paging, session
+from app.components import analysis, errors, exports, paging, session
 from app.components.safe_text import md_escape
 from app.components.viewer import render_viewer
 
@@ -154,6 +154,16 @@ with result_col, st.container(border=True):
             f"AI result #{pred.id} · model "
             f"{md_escape(f'{pred.model_name}@{pred.model_version}')} · "
             f"{pred.created_at:%Y-%m-%d %H:%M} UTC"
+        )
+    if pred is not None and not refused_result:
+        st.download_button(
+            "Export SR (DICOM)",
+            data=exports.case_sr(store, user, case_id, pred.id),
+            file_name=f"{case_id}-ai-sr.dcm",
+            mime="application/dicom",
+            key=f"cr_export_sr_{pred.id}",
+            help="This AI result and your review as a DICOM Structured Report (TID 1500), "
+            "pseudonymous: the case ID stands for the patient. Built when you press it.",
         )
     if len(detail.predictions) > 1:
         with st.expander(f"Earlier AI results ({len(detail.predictions) - 1})"):

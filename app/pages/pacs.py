@@ -135,7 +135,13 @@ if refused_jobs:
 
 # --- results back to the PACS -------------------------------------------------------------
 st.subheader("Send reviewed results to the PACS")
-from medtl.pacs.push import PushRefusedError, push_case, retry_failed  # noqa: E402
+from medtl.pacs.push import (  # noqa: E402
+    PushRefusedError,
+    default_choice,
+    push_case,
+    result_choices,
+    retry_failed,
+)
 from medtl.pacs.records import linked_cases, list_pushes  # noqa: E402
 
 cases = linked_cases(store.db)
@@ -160,15 +166,29 @@ default = st.session_state.get("medtl_case_id")
 case_id = st.selectbox(
     "Case", cases, key="pacs_push_case", index=cases.index(default) if default in cases else 0
 )
-if st.button("Send to PACS", type="primary", key="pacs_push"):
+choices = result_choices(store, case_id)
+choice = st.selectbox(
+    "AI result to send",
+    choices,
+    index=default_choice(choices) if choices else None,
+    format_func=lambda c: c.label,
+    key=f"pacs_push_result_{case_id}",
+    help="The SR carries this result and the review of this result.",
+)
+if st.button("Send to PACS", type="primary", key="pacs_push", disabled=choice is None):
     try:
-        outcome = push_case(store, settings, case_id, actor=user)
+        outcome = push_case(
+            store, settings, case_id, actor=user, prediction_id=choice.prediction_id
+        )
     except (PushRefusedError, PacsError) as err:
         st.warning(session.human_error(err))
     else:
         if outcome.status == "done":
             note = " (marked UNVERIFIED)" if outcome.unverified else ""
-            st.success(f"The result of case {md_escape(case_id)} is in the study{note}.")
+            st.success(
+                f"AI result #{outcome.prediction_id} ({md_escape(outcome.model)}) of case "
+                f"{md_escape(case_id)} is in the study{note}."
+            )
         else:
             st.error(
                 "Sending failed; it is recorded and can be retried: "

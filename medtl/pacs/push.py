@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medtl.pacs.types import PacsError
 
@@ -55,6 +55,63 @@ class PushOutcome:
     unverified: bool
     error: str | None = None
     model: str = ""
+
+
+@dataclass(frozen=True)
+class ResultChoice:
+    """One AI result of a case as the PACS page offers it for sending.
+
+    Attributes:
+        prediction_id: the AI result.
+        model: ``name@version``.
+        reviewed: a clinician reviewed this result (the review the SR would carry).
+        refused: the model's domain guard refused the study (never sent).
+    """
+
+    prediction_id: int
+    model: str
+    reviewed: bool
+    refused: bool
+
+    @property
+    def label(self) -> str:
+        """How the page names it, e.g. ``#3 cxr@1.1 · reviewed``."""
+        state = "refused" if self.refused else "reviewed" if self.reviewed else "not reviewed"
+        return f"#{self.prediction_id} {self.model} · {state}"
+
+
+def result_choices(store: ReviewStore, case_id: str) -> list[ResultChoice]:
+    """A case's AI results, newest first, with whether each was reviewed (read without
+    recording a view, and unblinded: the operator sending needs to know which to send)."""
+    from sqlalchemy import select
+
+    from medtl.artifacts import PredictionDetails
+    from medtl.review.models import Case, Prediction
+    from medtl.review.sr_content import result_review
+
+    def read(session: Any) -> list[tuple[int, str, bool]]:
+        rows = session.execute(
+            select(
+                Prediction.id, Prediction.model_name, Prediction.model_version, Prediction.details
+            )
+            .join(Case, Prediction.case_pk == Case.id)
+            .where(Case.case_id == case_id)
+            .order_by(Prediction.id.desc())
+        )
+        return [
+            (pk, f"{name}@{version}", PredictionDetails.from_stored(details).domain == "refuse")
+            for pk, name, version, details in rows
+        ]
+
+    return [
+        ResultChoice(pk, model, result_review(store, case_id, pk) is not None, refused)
+        for pk, model, refused in store.db.read(read)
+    ]
+
+
+def default_choice(choices: list[ResultChoice]) -> int:
+    """Index of the result to preselect: the newest reviewed one, else the newest."""
+    return next((i for i, c in enumerate(choices) if c.reviewed and not c.refused), 0)
 
 
 def _model(pred: PredictionInfo) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import streamlit as st
 
+from medtl.artifacts import PredictionDetails
 from medtl.io import load_scan
 from medtl.review import ReviewStore
 
@@ -210,3 +211,73 @@ def test_closing_a_case_frees_its_arrays(app_home) -> None:
     assert not at.exception
     assert list(at.session_state["medtl_case_details"]) == [second]
     assert all(k[0] != first for k in at.session_state["medtl_case_heat"])
+
+
+def test_save_clicked_twice_stores_one_review(app_home) -> None:
+    """Issue 18: the form kept its answers and a second click stored an identical review."""
+    case_id = seed_case()
+    at = open_case(sign_in(new_app().run(), "alice"), case_id)
+    submit(fill_review(at, case_id, "agree", "ok"), case_id)
+    assert f"Review saved for case {case_id}: agree." in page_text(at)
+    assert at.radio(key=f"rv_decision_{case_id}").value is None  # the form is emptied
+    submit(at, case_id)  # the second click
+    assert "Choose agree, disagree or uncertain before saving." in errors(at)
+    with ReviewStore.open() as store:
+        assert len(store.open_case(None, case_id).reviews) == 1
+
+
+def test_a_new_result_reopens_the_case_page(app_home) -> None:
+    case_id = seed_case()
+    at = open_case(sign_in(new_app().run(), "alice"), case_id)
+    submit(fill_review(at, case_id, "agree", "ok"), case_id)
+    with ReviewStore.open() as store:
+        alice = store.accounts.get_user("alice")
+        first = store.open_case(None, case_id).predictions[0].id
+        second = store.record_prediction(
+            alice,
+            case_id,
+            model_name="tinycxr",
+            model_version="1.1.0",
+            label="no nodule",
+            probability=0.21,
+            threshold=0.5,
+            details=PredictionDetails(labels=["no nodule", "nodule"], operating_point="youden"),
+        ).id
+    at.session_state["medtl_case_details"] = {}  # reopen the case: a fresh read
+    at = open_case(at, case_id)
+    text = page_text(at)
+    assert "status: **awaiting your review**" in text
+    assert f"AI result #{second}" in text
+    assert [e.label for e in at.expander] == ["Earlier AI results (1)"]
+    assert f"Your review of AI result #{second}" in text
+    earlier, rows = (f.value for f in at.dataframe)
+    assert list(earlier["Result"]) == [f"#{first}"]
+    assert list(rows["AI result"]) == [f"#{first} tinycxr@1.0.0 (earlier)"]
+    assert at.metric[0].value == "21%"
+
+
+def test_export_sr_from_the_case_page(app_home) -> None:
+    """The README's "DICOM SR of the AI result from the app": a one-time deferred download
+    of the pseudonymous SR of the result on the page, with the reader's review."""
+    import io
+
+    import pydicom
+
+    from app.components.exports import AlreadyServedError, case_sr
+
+    case_id = seed_case()
+    at = open_case(sign_in(new_app().run(), "alice"), case_id)
+    submit(fill_review(at, case_id, "agree", "ok"), case_id)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Export SR (DICOM)"]
+    with ReviewStore.open() as store:
+        alice = store.accounts.get_user("alice")
+        pred = store.open_case(None, case_id).predictions[-1]
+        download = case_sr(store, alice, case_id, pred.id)
+        sr = pydicom.dcmread(io.BytesIO(download()))
+        with pytest.raises(AlreadyServedError):
+            download()
+        exports = store.audit_log(None, action="export", case_id=case_id)
+    assert sr.Modality == "SR" and sr.VerificationFlag == "VERIFIED"
+    assert case_id in str(sr.PatientID) + str(sr.PatientName)
+    assert [e.details["format"] for e in exports] == ["dicom-sr"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.app.helpers import unescape
 from tests.pacs.conftest import PHI_ACCESSION, PHI_ID, PHI_NAME, cheap_store, make_cr, make_ct
 from tests.pacs.test_pacs import assert_no_phi, by_meaning, sr_in_study
 
@@ -74,6 +75,23 @@ def test_search_analyse_review_and_send(page_env, home, orthanc) -> None:
         by_meaning(sr, "AI result confirmed by clinician").ConceptCodeSequence[0].CodeMeaning
         == "Yes"  # agree
     )
+
+    # analysed again: a new, unreviewed result reopens the case; the page preselects the
+    # reviewed result for sending and says which result went
+    first = at.selectbox(key=f"pacs_push_result_{case_id}").value.prediction_id
+    at.button(key="pacs_analyse").click().run()
+    box = at.selectbox(key=f"pacs_push_result_{case_id}")
+    assert [o.split(" · ")[1] for o in box.options] == ["not reviewed", "reviewed"]
+    assert box.value.prediction_id == first
+    at.button(key="pacs_push").click().run()
+    assert f"AI result #{first} (pacs-cxr@1.2.0)" in unescape(at.success[-1].value)
+    from medtl.pacs.push import result_choices
+
+    with cheap_store() as store:
+        newest = result_choices(store, case_id)[0]
+    box.set_value(newest).run()  # the new result: nobody reviewed it
+    at.button(key="pacs_push").click().run()
+    assert "no clinician has reviewed AI result" in at.warning[0].value
     assert_no_phi(
         home,
         [

@@ -59,10 +59,21 @@ class PredictionInput:
 
     @classmethod
     def of(cls, *args: Any, details: Any = None) -> PredictionInput:
-        """Build from the store's arguments; typed details become their validated JSON."""
-        if details is not None and not isinstance(details, dict):
+        """Build from the store's arguments; details (typed, or a dict checked and completed
+        as :class:`~medtl.artifacts.PredictionDetails`) become their validated JSON, so
+        every stored value reads back with ``PredictionDetails.from_stored``."""
+        if details is not None:
+            from pydantic import ValidationError
+
             from medtl.artifacts.details import PredictionDetails
 
+            if isinstance(details, dict):
+                try:
+                    details = PredictionDetails.model_validate(details)
+                except ValidationError as err:
+                    first = err.errors()[0]
+                    where = ".".join(str(x) for x in first["loc"]) or "details"
+                    raise ReviewInputError(f"details: {where}: {first['msg']}") from None
             if not isinstance(details, PredictionDetails):
                 raise ReviewInputError("details must be PredictionDetails or a dict")
             details = details.to_json_dict()

@@ -110,3 +110,16 @@ def test_a_refused_result_is_never_stored(store: ReviewStore, users: dict) -> No
             details={"domain": "refuse", "domain_reasons": ["This is a MRI image"]},
         )
     assert store.get_case(case_id, viewer=None).status == "new"
+
+
+def test_details_are_checked_and_completed_when_stored(store: ReviewStore, users: dict) -> None:
+    from medtl.artifacts import PredictionDetails
+
+    alice = users["alice"]
+    case_id = store.create_case(alice, tiny_scan()).case_id
+    kw = {"model_name": "cxr", "model_version": "1", "label": "nodule", "probability": 0.6}
+    with pytest.raises(ReviewInputError, match="domain"):
+        store.record_prediction(alice, case_id, **kw, details={"domain": "fine"})
+    stored = store.record_prediction(alice, case_id, **kw, details={"labels": ["no", "nodule"]})
+    read = PredictionDetails.from_stored(stored.details)  # a complete document
+    assert read.labels == ["no", "nodule"] and read.domain == "not checked"

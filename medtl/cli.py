@@ -320,6 +320,10 @@ def score(
         float | None,
         typer.Option(help="With a learning_curves.json: the label fraction (default: largest)."),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the random candidates' weights (default: the config's)."),
+    ] = None,
 ) -> None:
     """Rank candidate backbones by transferability (LogME, H-score, LEEP, NCE) before tuning."""
     from pydantic import ValidationError
@@ -345,7 +349,7 @@ def score(
         ft = achieved_metric(finetuned, fraction) if finetuned else None
     except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         raise fail(f"--finetuned {finetuned}: {config_problem(exc)}") from None
-    result = score_backbones(target, cands, max_samples=max_samples, finetuned=ft)
+    result = score_backbones(target, cands, max_samples=max_samples, finetuned=ft, seed=seed)
     for metric, order in result["ranking"].items():
         typer.echo(f"{metric}: " + " > ".join(order))
     for metric, tau in result["kendall_tau"].items():

@@ -87,8 +87,8 @@ def _resolve_weights(weights: Path | None) -> Path | None:
     return resolve_package(str(weights))
 
 
-def _load_candidate(candidate: Candidate, config) -> tuple[torch.nn.Module, bool]:
-    """Return ``(model, has_source_head)``."""
+def _load_candidate(candidate: Candidate, config, seed: int) -> tuple[torch.nn.Module, bool]:
+    """Return ``(model, has_source_head)``; a random network is drawn from ``seed``."""
     from medtl.models.package import CARD_FILE, load_package
 
     weights = _resolve_weights(candidate.weights)
@@ -110,7 +110,11 @@ def _load_candidate(candidate: Candidate, config) -> tuple[torch.nn.Module, bool
     )
     cfg = config.model_copy(update={"model": model_cfg})
     strategy = cfg.strategy.model_copy(update={"name": "frozen_base"})
-    model = build_model(cfg.model_copy(update={"strategy": strategy}), 1, [])
+    # A random candidate is a draw: seeded, so the same command gives the same scores; the
+    # caller's global random state is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(cfg.model_copy(update={"strategy": strategy}), 1, [])
     return model, False
 
 
@@ -120,6 +124,7 @@ def score_backbones(
     *,
     max_samples: int = 512,
     finetuned: dict[str, float] | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Score every candidate on the target training split.
 
@@ -128,6 +133,8 @@ def score_backbones(
         candidates: the backbones to compare.
         max_samples: training images used (a seeded, label-stratified sample).
         finetuned: optional ``{candidate name: fine-tuned test metric}``.
+        seed: draws the random candidates' initial weights (default: the config's
+            ``training.seed``), so a repeated call gives the same scores.
 
     Returns:
         ``{"scores": {name: {...}}, "ranking": {metric: [names...]}, "kendall_tau": {...}}``,
@@ -146,7 +153,9 @@ def score_backbones(
         train = Subset(train, sorted(rng.choice(len(train), max_samples, replace=False).tolist()))
     scores: dict[str, dict[str, float]] = {}
     for candidate in candidates:
-        model, has_source_head = _load_candidate(candidate, config)
+        model, has_source_head = _load_candidate(
+            candidate, config, config.training.seed if seed is None else seed
+        )
         # fp32 on CPUs: bf16 autocast of 3D convolutions ran slower there (bench/results.md)
         amp = "auto" if torch.cuda.is_available() else "none"
         feats, labels = extract_features(model, train, layer=candidate.layer, amp=amp)

@@ -87,6 +87,8 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
         ["--backbone", "resnet18", "--input-size", "256", "--runs", "5"],
     ),
     ("data_bench.py", [], ["--patients", "1", "--pairs", "4"]),
+    # `medtl --help` and light commands, each a fresh process, vs `python -c pass`
+    ("startup_bench.py", [], ["--runs", "3"]),
 ]
 
 

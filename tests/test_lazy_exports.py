@@ -14,6 +14,8 @@ PACKAGES = {
     "medtl.reports": ("write_report",),
     "medtl.review": ("ReviewStore",),
     "medtl.inference": ("Predictor", "gradcam"),
+    "medtl.models": ("create_backbone", "load_package", "list_packages"),
+    "medtl.data": ("Manifest", "manifest_schema"),
 }
 HEAVY = ("torch", "monai", "sklearn", "matplotlib", "sqlalchemy", "weasyprint")
 

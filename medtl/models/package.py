@@ -24,10 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING, Any
 
 from medtl.artifacts.base import ArtifactError
 from medtl.artifacts.card import _NAME as _NAME
@@ -37,10 +34,12 @@ from medtl.artifacts.card import (
     ModelCard,
     software_versions,
 )
-from medtl.models.backbones import Backbone
-from medtl.models.registry import build_backbone
-from medtl.models.weights import save_weights
 from medtl.paths import home_subdir
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, not to list packages
+    import torch
+
+    from medtl.models.backbones import Backbone
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +98,8 @@ def save_package(
     Raises:
         FileExistsError: ``out_dir`` already holds a package and ``overwrite`` is false.
     """
+    from medtl.models.weights import save_weights
+
     out = Path(out_dir)
     if (out / CARD_FILE).exists() and not overwrite:
         raise FileExistsError(f"a model package already exists in {out}")
@@ -168,6 +169,10 @@ def load_package(
         raise PackageError(f"{card.ref}: {WEIGHTS_FILE} is missing")
     if card.weights_sha256 and _sha256(weights) != card.weights_sha256:
         raise PackageError(f"{card.ref}: {WEIGHTS_FILE} does not match the card's checksum")
+    from safetensors.torch import load_file
+
+    from medtl.models.registry import build_backbone
+
     model = build_backbone(card.architecture)
     state = load_file(str(weights), device="cpu")
     try:

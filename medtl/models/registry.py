@@ -12,10 +12,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medtl.models.backbones import Backbone
 from medtl.models.config import BackboneConfig, HeadConfig
+
+if TYPE_CHECKING:  # builders import torch/MONAI when called, so listing names stays cheap
+    from medtl.models.backbones import Backbone
 
 logger = logging.getLogger(__name__)
 

@@ -73,6 +73,8 @@ def fail(message: object, code: int = 2) -> typer.Exit:
     Returns:
         The :class:`typer.Exit` to raise: ``raise fail("no such run") from None``.
     """
+    if isinstance(message, BaseException):  # the caller vouches it is the user's to fix
+        message = describe_error(message) or _text(message)
     typer.echo(f"error: {one_line(message)}", err=True)
     return typer.Exit(code)
 

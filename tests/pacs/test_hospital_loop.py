@@ -26,12 +26,18 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from tests.conformance import dciodvfy
+from tests.sr_read import (
+    STANDARD_SCHEMES,
+    all_codes,
+    declared_schemes,
+    groups,
+    item_named,
+    number_of,
+)
 
 from .conftest import cheap_store, make_cr
-from .test_pacs import content_items, sr_in_study
+from .test_pacs import sr_in_study
 
-#: the DICOM standard's own schemes (RFC5646: the language code highdicom writes)
-STANDARD_SCHEMES = {"DCM", "SCT", "UCUM", "LN", "RFC5646"}
 #: one-word person names (highdicom warns about them, quoting the value)
 NAMES = {
     "PatientName": "ZEBEDEEPHI",
@@ -96,22 +102,6 @@ def _listen_and_send(env: dict[str, str], orthanc, study_ids: list[str]) -> str:
             proc.kill()
     assert proc.returncode == 0, err
     return out + err
-
-
-def _item(sr: pydicom.Dataset, value: str, scheme: str) -> pydicom.Dataset:
-    for item in content_items(sr):
-        code = item.get("ConceptNameCodeSequence")
-        if code and (code[0].CodeValue, code[0].CodingSchemeDesignator) == (value, scheme):
-            return item
-    pytest.fail(f"no content item ({value}, {scheme})")
-
-
-def _codes(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
-    out = []
-    for elem in ds.iterall():
-        if elem.VR == "SQ" and elem.keyword.endswith("CodeSequence"):
-            out.extend(elem.value)
-    return out
 
 
 @pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is installed by make test")
@@ -192,17 +182,17 @@ def check_sr(sr: pydicom.Dataset, probability: float, tmp_path: Path) -> None:
         "FINAL",
     )
     # the probability of the named positive class, whatever the decision
-    prob = _item(sr, "122157", "DCM")  # Probability
-    value = float(prob.MeasuredValueSequence[0].NumericValue)
-    assert abs(value - probability) < 1e-6
-    declared = {i.CodingSchemeDesignator for i in sr.get("CodingSchemeIdentificationSequence", [])}
-    finding = _item(sr, "121071", "DCM")  # Finding
+    (ai,) = [g for name, g in groups(sr).items() if name.startswith("AI result")]
+    prob = item_named(ai, "122157", "DCM")  # Probability
+    assert abs(number_of(prob) - probability) < 1e-6
+    declared = declared_schemes(sr)
+    finding = item_named(ai, "121071", "DCM")  # Finding
     nodule = finding.ConceptCodeSequence[0]
     assert (nodule.CodeValue, nodule.CodingSchemeDesignator) == ("27925004", "SCT")  # Nodule
-    for item in [finding, _item(sr, "27925004", "SCT"), prob]:  # finding, decision, P
-        for code in _codes(item):
+    for item in [finding, item_named(ai, "27925004", "SCT"), prob]:  # finding, decision, P
+        for code in all_codes(item):
             assert code.CodingSchemeDesignator in STANDARD_SCHEMES, code
-    for code in _codes(sr):
+    for code in all_codes(sr):
         assert code.CodingSchemeDesignator in STANDARD_SCHEMES | declared
     path = tmp_path / "sr.dcm"
     sr.save_as(path, enforce_file_format=True)

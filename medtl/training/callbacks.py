@@ -1,4 +1,4 @@
-"""Training callbacks: CSV metrics, optional TensorBoard/MLflow, progress bars.
+"""Training callbacks: CSV metrics, progress bars; TensorBoard/MLflow in ``tracking``.
 
 Only rank 0 creates metric writers. ``metrics.csv`` has one row per epoch with the columns
 ``epoch, step, train_loss, val_loss, <validation metrics...>, lr, throughput, elapsed``
@@ -96,74 +96,14 @@ class CsvLogger(Callback):
             write_metrics_csv(trainer.run_dir / METRICS_CSV, trainer.history)
 
 
-class TensorBoardLogger(Callback):
-    """Scalars to TensorBoard under ``<run>/tensorboard`` (skipped when not installed)."""
-
-    def __init__(self) -> None:
-        self._writer: Any = None
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        """Open the writer on rank 0, or log that TensorBoard is unavailable."""
-        if not trainer.dist.is_main or trainer.run_dir is None:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            logger.info("tensorboard is not installed; skipping TensorBoard logging")
-            return
-        self._writer = SummaryWriter(log_dir=str(trainer.run_dir / "tensorboard"))
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, float]) -> None:
-        """Add every numeric value of the row at the epoch's global step."""
-        if self._writer is None:
-            return
-        for key, value in row.items():
-            if key not in ("epoch", "step") and isinstance(value, int | float):
-                self._writer.add_scalar(key, value, global_step=int(row["step"]))
-        self._writer.flush()
-
-    def on_fit_end(self, trainer: Trainer, result: TrainResult) -> None:
-        """Close the writer."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-class MlflowLogger(Callback):
-    """Metrics to the active MLflow tracking URI (skipped when mlflow is not installed)."""
-
-    def __init__(self) -> None:
-        self._mlflow: Any = None
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        """Import mlflow lazily on rank 0 and log the config as params."""
-        if not trainer.dist.is_main:
-            return
-        try:
-            import mlflow
-        except ImportError:
-            logger.info("mlflow is not installed; skipping MLflow logging")
-            return
-        self._mlflow = mlflow
-        if mlflow.active_run() is None:
-            mlflow.start_run()
-        flat = {k: str(v) for k, v in trainer.config.resolved().items()}
-        mlflow.log_params(flat)
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, float]) -> None:
-        """Log numeric values at the epoch's global step."""
-        if self._mlflow is None:
-            return
-        metrics = {
-            k: float(v)
-            for k, v in row.items()
-            if k not in ("epoch", "step") and isinstance(v, int | float)
-        }
-        self._mlflow.log_metrics(metrics, step=int(row["step"]))
-
-
 def default_callbacks(names: Iterable[str]) -> list[Callback]:
-    """Callbacks for the config's ``loggers`` list (``csv``, ``tensorboard``, ``mlflow``)."""
+    """Callbacks for the config's ``loggers`` list (``csv``, ``tensorboard``, ``mlflow``).
+
+    ``tensorboard`` and ``mlflow`` live in :mod:`medtl.training.tracking` (the ``tracking``
+    extra; a missing package is a WARNING naming it).
+    """
+    from medtl.training.tracking import MlflowLogger, TensorBoardLogger
+
     table: dict[str, type[Callback]] = {
         "csv": CsvLogger,
         "tensorboard": TensorBoardLogger,

@@ -271,10 +271,10 @@ def test_optional_loggers_skip_with_a_message_and_progress_bar_draws(
     import importlib.util
     import logging
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = _cfg(max_epochs=1, monitor="train_loss", progress="always",
                loggers=["csv", "tensorboard", "mlflow"])  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="medtl.training.callbacks"):
+    with caplog.at_level(logging.INFO, logger="medtl.training"):
         Trainer(_mlp(), nn.CrossEntropyLoss(), cfg).fit(_problem(16), run_dir=tmp_path / "r")
     if importlib.util.find_spec("tensorboard") is None:
         assert "tensorboard is not installed" in caplog.text

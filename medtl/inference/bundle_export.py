@@ -1,21 +1,28 @@
-"""Export a medtl model package as a MONAI bundle that MONAI's bundle tools load and run.
+"""Export a medtl model package as a MONAI bundle that runs with MONAI alone.
 
 Layout written (MONAI bundle specification)::
 
     DIR/LICENSE                  the weights' licence as the package states it, and medtl's
     DIR/configs/metadata.json    schema, versions, task, network_data_format, licence, refs
-    DIR/configs/inference.json   network_def, preprocessing, postprocessing (the package's
-                                 calibration), initialize/run sections
+    DIR/configs/inference.json   network_def (the TorchScript file), preprocessing and
+                                 postprocessing (MONAI transforms: the package's recorded
+                                 preprocessing and its calibration), initialize/run sections
+    DIR/models/model.ts          the network, traced (TorchScript): ``forward`` gives the
+                                 logits, ``embed`` the pooled layer4 features
     DIR/models/model.pt          the state dict only (torch.save of tensors: loads with
-                                 torch.load(weights_only=True))
+                                 torch.load(weights_only=True)), for fine-tuning elsewhere
+    DIR/scripts/runtime.py       MONAI's DICOM reader with slices sorted by position, and
+                                 the run step (:mod:`medtl.inference.bundle_runtime`)
     DIR/docs/README.md           how to run it; the package's card and licence files
 
-The network is rebuilt by ``medtl.models.registry.build_backbone`` from the recorded
-architecture, the input is read by medtl's own loader and preprocessing
-(:class:`ScanPreprocessing`), and the logits go through the package's calibrator written as
-MONAI transforms (:mod:`medtl.inference.bundle_postprocess`), so the bundle needs ``medtl``
-installed and gives the same probabilities as :class:`~medtl.inference.Predictor`. Running it
-(``pip install "medtl[bundle]"`` brings ``fire``, which MONAI's command line needs)::
+Nothing in the bundle imports medtl: the network is ``torch.jit.load`` of ``models/model.ts``
+(:func:`medtl.inference.export.traced_network`, checked against the package's network when
+it is written), the scan is read and preprocessed by MONAI transforms
+(:mod:`medtl.inference.bundle_transforms`), and the logits go through the package's
+calibrator written as MONAI transforms (:mod:`medtl.inference.bundle_postprocess`), so the
+bundle gives the probabilities :class:`~medtl.inference.Predictor` gives. Running it needs
+MONAI with pydicom / nibabel / Pillow for the readers and ``fire`` for MONAI's command line
+(``pip install "monai[pydicom,nibabel,pillow,fire]"``)::
 
     python -m monai.bundle run --config_file DIR/configs/inference.json \\
         --meta_file DIR/configs/metadata.json --bundle_root DIR \\
@@ -35,6 +42,7 @@ import json
 import logging
 import shutil
 import tempfile
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +51,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "OUTPUT_KINDS",
-    "BundleExportError",
-    "ScanPreprocessing",
-    "export_monai_bundle",
-    "run_inference",
-]
+__all__ = ["OUTPUT_KINDS", "BundleExportError", "export_monai_bundle"]
 
 SCHEMA = (
     "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/"
@@ -57,12 +59,12 @@ SCHEMA = (
 )
 #: what a bundle's ``run`` step can write
 OUTPUT_KINDS = ("probabilities", "logits", "embedding")
-#: medtl's own licence (pyproject.toml), used when the installed metadata does not say
-_MEDTL_LICENCE = "Apache-2.0"
 _RUN = (
     "python -m monai.bundle run --config_file configs/inference.json "
     "--meta_file configs/metadata.json --bundle_root . --input_file SCAN --output_file out.npy"
 )
+#: what the bundle needs besides MONAI and PyTorch (its readers and MONAI's command line)
+_REQUIRED = ("pydicom", "nibabel", "pillow", "fire")
 
 _WINDOWS_NOTE = (
     "the bundle classifies the whole volume resized to the input spatial_shape in one pass; "
@@ -74,77 +76,6 @@ _WINDOWS_NOTE = (
 
 class BundleExportError(RuntimeError):
     """The package cannot be written as a MONAI bundle."""
-
-
-class ScanPreprocessing:
-    """A scan file -> ``(C, *spatial)`` network input, exactly as medtl's Predictor does it.
-
-    Args:
-        spec: the package's preprocessing spec (a dict, as stored in the bundle config).
-    """
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = spec
-
-    def __call__(self, path: str | Path) -> torch.Tensor:
-        from medtl.artifacts.preprocessing import PreprocessingSpec
-        from medtl.data.scan_input import scan_to_input
-        from medtl.io import load_scan
-
-        spec = PreprocessingSpec.model_validate(self.spec)
-        return scan_to_input(load_scan(path), spec)
-
-
-def run_inference(
-    network: torch.nn.Module,
-    preprocessing: ScanPreprocessing,
-    input_file: str,
-    output_file: str,
-    output_kind: str = "probabilities",
-    layer: str = "layer4",
-    postprocessing: Any = None,
-) -> np.ndarray:
-    """The bundle's ``run`` step: one scan in; probabilities, logits or embedding out (``.npy``).
-
-    Args:
-        network: the rebuilt backbone with the bundle's weights.
-        preprocessing: the scan -> network input step.
-        input_file: the scan (any file or folder ``medtl.io.load_scan`` reads).
-        output_file: where to save the array (``""``: do not save).
-        output_kind: one of :data:`OUTPUT_KINDS`.
-        layer: the stage pooled for ``embedding``.
-        postprocessing: logits ``(k,)`` -> probabilities (the config's ``postprocessing``);
-            needed for ``probabilities``.
-
-    Returns:
-        The float32 array written: ``(1,)`` P(positive label) or ``(k,)`` class
-        probabilities, ``(k,)`` logits, or a ``(D,)`` embedding.
-
-    Raises:
-        ValueError: no input file, an unknown ``output_kind``, or probabilities asked without
-            a postprocessing step.
-    """
-    from medtl.inference.embed_backend import EmbedRunner
-
-    if not input_file:
-        raise ValueError("set --input_file to the scan to run on")
-    if output_kind not in OUTPUT_KINDS:
-        raise ValueError(f"output_kind must be one of {', '.join(OUTPUT_KINDS)}")
-    if output_kind == "probabilities" and postprocessing is None:
-        raise ValueError("output_kind probabilities needs the config's postprocessing")
-    x = preprocessing(input_file)[None]
-    network.eval()
-    if output_kind == "embedding":  # the same backend as Predictor.embed, the same numbers
-        out = EmbedRunner(network, layer)(x)[0]
-    else:
-        with torch.inference_mode():
-            out = network(x)[0]
-        if output_kind == "probabilities":
-            out = torch.as_tensor(postprocessing(out))
-    array = np.asarray(out.detach().cpu().numpy(), dtype=np.float32)
-    if output_file:
-        np.save(output_file, array)
-    return array
 
 
 def _jsonable(value: Any) -> Any:
@@ -159,32 +90,22 @@ def _jsonable(value: Any) -> Any:
 
 
 def _inference_config(card: Any, output_kind: str, post: Any) -> dict[str, Any]:
-    arch = card.architecture.model_dump(mode="json")
+    """``configs/inference.json``: MONAI components and expressions only, no medtl symbol."""
+    from medtl.inference.bundle_transforms import array_transforms, load_transforms
+
     pre = card.preprocessing
     spec = pre.model_dump(mode="json") if hasattr(pre, "model_dump") else dict(pre or {})
     config: dict[str, Any] = {
-        "imports": [
-            "$import numpy",
-            "$import torch",
-            "$from medtl.inference.bundle_export import run_inference",
-        ],
+        "imports": ["$import numpy", "$import torch"],
         "bundle_root": ".",
         "device": "$torch.device('cpu')",
-        "architecture": _jsonable(arch),
+        # what the transforms below were written from (a record; nothing reads it)
         "preprocessing_spec": _jsonable(spec),
-        "network_def": {
-            "_target_": "medtl.models.registry.build_backbone",
-            "config": "@architecture",
-        },
-        "network": "$@network_def.to(@device).eval()",
-        "checkpoint": "$@bundle_root + '/models/model.pt'",
-        "load_weights": (
-            "$@network.load_state_dict(torch.load(@checkpoint, map_location=@device, "
-            "weights_only=True))"
-        ),
+        "network_def": ("$torch.jit.load(@bundle_root + '/models/model.ts', map_location=@device)"),
+        "network": "$@network_def.eval()",
         "preprocessing": {
-            "_target_": "medtl.inference.bundle_export.ScanPreprocessing",
-            "spec": "@preprocessing_spec",
+            "_target_": "monai.transforms.Compose",
+            "transforms": [*load_transforms(pre), *array_transforms(pre)],
         },
     }
     if post is not None:
@@ -196,12 +117,19 @@ def _inference_config(card: Any, output_kind: str, post: Any) -> dict[str, Any]:
             "input_file": "",
             "output_file": "$@bundle_root + '/output.npy'",
             "output_kind": output_kind,
-            "layer": "layer4",
-            "predict": (
-                "$run_inference(@network, @preprocessing, @input_file, @output_file, "
-                "@output_kind, @layer, " + ("@postprocessing)" if post is not None else "None)")
-            ),
-            "initialize": ["$@load_weights"],
+            "predict": {
+                # scripts/runtime.py (medtl.inference.bundle_runtime): MONAI puts the bundle
+                # folder on sys.path before it runs the bundle
+                "_target_": "scripts.runtime.run",
+                "network": "@network",
+                "preprocessing": "@preprocessing",
+                "input_file": "@input_file",
+                "output_file": "@output_file",
+                "output_kind": "@output_kind",
+                "postprocessing": "@postprocessing" if post is not None else None,
+                "device": "@device",
+            },
+            "initialize": ["$@network"],
             "run": ["$@predict"],
         }
     )
@@ -213,23 +141,6 @@ def _windowed(card: Any) -> bool:
     from medtl.data.scan_input import needs_geometry
 
     return card.architecture.spatial_dims == 3 and not needs_geometry(card.preprocessing)
-
-
-def _medtl_licence() -> str:
-    """medtl's licence as its installed metadata states it (pyproject.toml's)."""
-    from importlib import metadata
-
-    try:
-        meta = metadata.metadata("medtl")
-    except metadata.PackageNotFoundError:
-        return _MEDTL_LICENCE
-    return meta.get("License-Expression") or meta.get("License") or _MEDTL_LICENCE
-
-
-def _weights_licence(provenance: dict) -> str | None:
-    """The weights' licence as the card states it (its provenance), if it does."""
-    licence = provenance.get("licence") or provenance.get("license")
-    return str(licence) if licence else None
 
 
 def _output_format(card: Any, output_kind: str, post: Any) -> dict[str, Any]:
@@ -244,7 +155,7 @@ def _output_format(card: Any, output_kind: str, post: Any) -> dict[str, Any]:
         with torch.device("meta"):  # the feature width only: no weights allocated
             width = int(build_backbone(card.architecture).feature_dim)
         pred.update(type="embedding", format="features", value_range=[], num_channels=width)
-        pred["description"] = "globally average-pooled layer4 features (--layer changes it)"
+        pred["description"] = "globally average-pooled layer4 features (model.ts: embed)"
         pred["channel_def"] = {}  # feature channels have no names
         return pred
     # one output: the positive label's channel; several: one channel per class
@@ -261,17 +172,28 @@ def _output_format(card: Any, output_kind: str, post: Any) -> dict[str, Any]:
     return pred
 
 
+def _required_versions() -> dict[str, str]:
+    """The installed versions of what the bundle needs besides MONAI, PyTorch and NumPy."""
+    versions = {}
+    for name in _REQUIRED:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def _metadata(
     card: Any, spec: dict[str, Any], output_kind: str, provenance: dict, post: Any
 ) -> dict:
     import monai
 
-    from medtl.models.package import software_versions
+    from medtl.inference.export import medtl_licence, weights_licence
 
     arch = card.architecture
     size = list(spec.get("spatial_size") or arch.input_size or [])
     fmt = "hounsfield" if spec.get("modality") == "ct" else "magnitude"
-    licence = _weights_licence(provenance) or _medtl_licence()
+    licence = weights_licence(card) or medtl_licence()
     meta = {
         "schema": SCHEMA,
         "version": card.version,
@@ -279,7 +201,7 @@ def _metadata(
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "numpy_version": np.__version__,
-        "required_packages_version": {"medtl": software_versions().get("medtl", "")},
+        "required_packages_version": _required_versions(),
         "name": card.name,
         "task": card.target_task or card.source_task or "feature extraction",
         "description": card.intended_use or f"medtl model package {card.ref}",
@@ -343,13 +265,14 @@ def export_monai_bundle(
             package's outputs cannot use.
     """
     from medtl.inference.bundle_postprocess import bundle_calibration
-    from medtl.models.package import WEIGHTS_FILE, read_card, resolve_package
+    from medtl.inference.export import save_torchscript
+    from medtl.models.package import WEIGHTS_FILE, load_package, read_card, resolve_package
     from medtl.models.weights import read_checkpoint
 
     folder = resolve_package(package)
     card = read_card(folder)
-    if card.architecture is None:
-        raise BundleExportError(f"{card.ref}: the card has no architecture")
+    if card.architecture is None or card.preprocessing is None:
+        raise BundleExportError(f"{card.ref}: the card has no architecture or preprocessing")
     if output_kind is None:
         output_kind = "probabilities" if card.target_task else "embedding"
     if output_kind not in OUTPUT_KINDS:
@@ -363,12 +286,14 @@ def export_monai_bundle(
         raise FileExistsError(f"{dest} exists and is not empty (use --overwrite)")
     provenance = dict((card.training or {}).get("provenance") or {})
     state, _ = read_checkpoint(folder / WEIGHTS_FILE)
+    network = _traced(load_package(folder)[0], card)
     config = _inference_config(card, output_kind, post)
     meta = _metadata(card, config["preprocessing_spec"], output_kind, provenance, post)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=dest.parent))
     try:
         _write_bundle(tmp, folder, card, config, meta, state, provenance)
+        save_torchscript(network, tmp / "models" / "model.ts")
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)
@@ -379,14 +304,28 @@ def export_monai_bundle(
     return dest
 
 
+def _traced(model: torch.nn.Module, card: Any) -> torch.jit.ScriptModule:
+    """The bundle's ``models/model.ts``: ``forward`` the logits, ``embed`` the pooled features,
+    traced at the package's input size and checked against the network."""
+    from medtl.inference.export import ExportedNetwork, ExportError, example_input, traced_network
+
+    try:
+        return traced_network(ExportedNetwork(model.cpu(), "logits"), example_input(card))
+    except ExportError as err:
+        raise BundleExportError(f"{card.ref}: {err}") from None
+
+
 def _write_bundle(
     tmp: Path, folder: Path, card: Any, config: dict, meta: dict, state: dict, provenance: dict
 ) -> None:
-    """Fill the bundle folder ``tmp`` (configs, weights, docs, LICENSE)."""
+    """Fill the bundle folder ``tmp`` (configs, weights, scripts, docs, LICENSE)."""
+    from medtl.inference import bundle_runtime
     from medtl.models.package import CARD_FILE
 
-    for sub in ("configs", "models", "docs"):
+    for sub in ("configs", "models", "docs", "scripts"):
         (tmp / sub).mkdir()
+    (tmp / "scripts" / "__init__.py").write_text("", "utf-8")
+    shutil.copyfile(str(bundle_runtime.__file__), tmp / "scripts" / "runtime.py")
     (tmp / "configs" / "metadata.json").write_text(json.dumps(meta, indent=2), "utf-8")
     (tmp / "configs" / "inference.json").write_text(json.dumps(config, indent=2), "utf-8")
     torch.save(state, tmp / "models" / "model.pt")
@@ -400,12 +339,14 @@ def _write_bundle(
 
 def _licence_text(card: Any, folder: Path, provenance: dict) -> str:
     """The bundle's LICENSE: the weights' licence (the card's word), then medtl's."""
-    medtl = _medtl_licence()
-    weights = _weights_licence(provenance)
+    from medtl.inference.export import medtl_licence, weights_licence
+
+    medtl = medtl_licence()
+    weights = weights_licence(card)
     lines = [
         f"{card.ref}: a MONAI bundle exported by medtl from the model package {card.ref}.",
         "",
-        "Model weights (models/model.pt) and model card (docs/model.json):",
+        "Model weights (models/model.pt, models/model.ts) and model card (docs/model.json):",
     ]
     if weights:
         lines.append(f"  {weights}, as the package's provenance states it.")
@@ -414,7 +355,7 @@ def _licence_text(card: Any, folder: Path, provenance: dict) -> str:
         lines.append("  is under medtl's licence.")
     lines += [
         "",
-        "Bundle configs (configs/) and the medtl code they run (pip install medtl):",
+        "Bundle configs (configs/) and scripts/runtime.py, written by medtl:",
         f"  {medtl} (medtl's licence, pyproject.toml).",
     ]
     if medtl == "Apache-2.0":
@@ -433,11 +374,17 @@ def _readme(card: Any, meta: dict, config: dict) -> str:
         f"# {card.name} {card.version} (MONAI bundle exported by medtl)\n\n"
         f"Output ({kind}): {pred['description']}; {pred['num_channels']} value(s), "
         f"channels {json.dumps(pred['channel_def']) if kind != 'embedding' else 'features'}.\n\n"
-        "Needs medtl (the network, the scan reader and the preprocessing are medtl's) and "
-        '`fire` for MONAI\'s command line: `pip install "medtl[bundle]"` (in a medtl checkout: '
-        '`pip install -e ".[bundle]"`). From this folder:\n\n'
+        "Runs with MONAI alone (medtl need not be installed): the network is TorchScript "
+        "(`models/model.ts`), the scan is read and preprocessed by MONAI transforms "
+        "(`configs/inference.json`: `preprocessing`), DICOM through MONAI's pydicom reader "
+        "with slices sorted by position (`scripts/runtime.py`). It needs pydicom, nibabel "
+        "and Pillow for the readers and `fire` for MONAI's command line: "
+        '`pip install "monai[pydicom,nibabel,pillow,fire]"`. From this folder:\n\n'
         f"```\n{_RUN}\n```\n\n"
-        "`out.npy` then holds the output above as float32.\n"
+        "`out.npy` then holds the output above as float32. The inputs medtl reads and this "
+        "bundle does not: colour images other than RGB, multi-frame DICOM without per-frame "
+        "positions; sagittal or coronal DICOM series reach a volume classifier in (S, P, L) "
+        "order rather than their acquisition order.\n"
     )
     if "postprocessing" in config:
         other = "logits" if kind == "probabilities" else "probabilities"

@@ -1,10 +1,12 @@
-"""`medtl models export --format monai-bundle`: `python -m monai.bundle run` gives Predictor's
-calibrated probabilities (or embedding), with consistent metadata and a LICENSE."""
+"""`medtl models export --format monai-bundle`: `python -m monai.bundle run`, in a process that
+cannot import medtl, gives Predictor's calibrated probabilities (or embedding), with
+consistent metadata and a LICENSE."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -84,10 +86,50 @@ def ct_folder(tmp_path_factory):
     return folder
 
 
-def _run_bundle(bundle, input_file, output_file, *extra: str) -> subprocess.CompletedProcess:
-    """The bundle's README command, ``python -m monai.bundle run`` (MONAI's command line, which
-    needs ``fire``: ``pip install medtl[bundle]``), in a fresh interpreter; that also keeps
-    MONAI's logging setup out of this test session."""
+_BLOCK_MEDTL = """
+import sys
+
+
+class _NoMedtl:
+    def find_spec(self, name, path=None, target=None):
+        if name == "medtl" or name.startswith("medtl."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the bundle test)")
+        return None
+
+
+sys.meta_path.insert(0, _NoMedtl())
+"""
+
+
+@pytest.fixture(scope="module")
+def no_medtl(tmp_path_factory) -> dict[str, str]:
+    """An environment whose interpreter cannot import medtl: a sitecustomize on PYTHONPATH
+    puts a finder in front of every other (the editable install's included) that refuses
+    ``medtl``; the runs start outside the checkout."""
+    site = tmp_path_factory.mktemp("no_medtl_site")
+    (site / "sitecustomize.py").write_text(_BLOCK_MEDTL)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(site)
+    return env
+
+
+@pytest.fixture
+def run_bundle(no_medtl, tmp_path):
+    """The bundle's README command, ``python -m monai.bundle run`` (MONAI's command line,
+    which needs ``fire``), in a fresh interpreter that cannot import medtl, started in an
+    empty folder; that also keeps MONAI's logging setup out of this test session."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+
+    def run(bundle, input_file, output_file, *extra: str) -> subprocess.CompletedProcess:
+        return _run_bundle(bundle, input_file, output_file, *extra, env=no_medtl, cwd=cwd)
+
+    return run
+
+
+def _run_bundle(
+    bundle, input_file, output_file, *extra: str, env: dict, cwd
+) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable, "-m", "monai.bundle", "run",
         "--config_file", str(bundle / "configs" / "inference.json"),
@@ -97,7 +139,38 @@ def _run_bundle(bundle, input_file, output_file, *extra: str) -> subprocess.Comp
         "--output_file", str(output_file),
         *extra,
     ]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, check=False, env=env, cwd=cwd
+    )
+
+
+def _medtl_symbols(config) -> list[str]:
+    """Every component target and ``$`` expression of a bundle config that names medtl."""
+    found = []
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key == "_target_" and "medtl" in str(value):
+                found.append(str(value))
+            found += _medtl_symbols(value)
+    elif isinstance(config, list):
+        for value in config:
+            found += _medtl_symbols(value)
+    elif isinstance(config, str) and config.startswith("$") and "medtl" in config:
+        found.append(config)
+    return found
+
+
+def _imports(source: str) -> str:
+    """The import statements of a Python source, one a line."""
+    import ast
+
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
+    return "\n".join(names)
 
 
 def _meta(bundle) -> dict:
@@ -114,6 +187,20 @@ def _repackage(package, folder, calibration) -> object:
     return save_package(model, card.model_copy(update={"calibration": calibration}), folder)
 
 
+def test_the_bundle_runs_are_made_where_medtl_cannot_be_imported(no_medtl, tmp_path):
+    """The environment every bundle run here uses: medtl refused, MONAI and torch there."""
+    blocked = subprocess.run(
+        [sys.executable, "-c", "import medtl"], env=no_medtl, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert blocked.returncode != 0 and "blocked by the bundle test" in blocked.stderr
+    ok = subprocess.run(
+        [sys.executable, "-c", "import monai.bundle, torch, pydicom"], env=no_medtl,
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+
 def test_bundle_layout_and_weights_only_state_dict(encoder_package, tmp_path):
     out = export_monai_bundle(encoder_package, tmp_path / "bundle")
     meta = _meta(out)
@@ -124,7 +211,13 @@ def test_bundle_layout_and_weights_only_state_dict(encoder_package, tmp_path):
     # the width of the tiny encoder's layer4 features (width 4 x 8 x bottleneck 4)
     assert pred["num_channels"] == 128 and pred["channel_def"] == {}
     assert "postprocessing" not in config and "calibration" not in meta
-    assert config["network_def"]["_target_"] == "medtl.models.registry.build_backbone"
+    # the network is the TorchScript file; nothing in the configs names medtl's code
+    assert (
+        config["network_def"].startswith("$torch.jit.load(") and "model.ts" in config["network_def"]
+    )
+    assert not _medtl_symbols(config) and not _medtl_symbols(meta)
+    assert (out / "models" / "model.ts").is_file() and (out / "scripts" / "runtime.py").is_file()
+    assert "medtl" not in _imports((out / "scripts" / "runtime.py").read_text())
     state = torch.load(out / "models" / "model.pt", weights_only=True)
     assert "encoder.layer3.35.conv2.weight" in state
     assert (out / "docs" / "model.json").is_file()
@@ -141,17 +234,21 @@ def test_bundle_layout_and_weights_only_state_dict(encoder_package, tmp_path):
         export_monai_bundle(encoder_package, out)
 
 
-def test_monai_bundle_run_cli_gives_predictor_embedding(encoder_package, ct_folder, tmp_path):
+def test_monai_bundle_run_cli_gives_predictor_embedding(
+    encoder_package, ct_folder, tmp_path, run_bundle
+):
     out = export_monai_bundle(encoder_package, tmp_path / "bundle")
     result = tmp_path / "embedding.npy"
-    done = _run_bundle(out, ct_folder, result)
+    done = run_bundle(out, ct_folder, result)
     assert done.returncode == 0, done.stderr[-3000:]
     expected = Predictor.from_package(encoder_package).embed(load_scan(ct_folder)).vector
     assert np.load(result).shape == (_pred(out)["num_channels"],)
     np.testing.assert_allclose(np.load(result), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_bundle_gives_the_calibrated_probability(square_package, square_dicoms, tmp_path):
+def test_bundle_gives_the_calibrated_probability(
+    square_package, square_dicoms, tmp_path, run_bundle
+):
     """The issue's case: a temperature-scaled package; the bundle said sigmoid(logit)."""
     fitted = Predictor.from_package(square_package)
     images = [square_dicoms["positive"], square_dicoms["negative"]]
@@ -177,7 +274,7 @@ def test_bundle_gives_the_calibrated_probability(square_package, square_dicoms, 
     assert "Apache-2.0" in (out / "LICENSE").read_text()
     for n, image in enumerate(images):
         result = tmp_path / f"{n}.npy"
-        done = _run_bundle(out, image, result)
+        done = run_bundle(out, image, result)
         assert done.returncode == 0, done.stderr[-3000:]
         expected = predictor.predict(image, saliency=False)
         assert expected.calibrated and 0.15 < expected.probability < 0.85
@@ -187,7 +284,7 @@ def test_bundle_gives_the_calibrated_probability(square_package, square_dicoms, 
         uncalibrated = 1.0 / (1.0 + np.exp(-expected.logits[0]))
         assert abs(float(got[0]) - uncalibrated) > 1e-2
     # the raw logits stay one override away
-    done = _run_bundle(out, image, tmp_path / "logits.npy", "--output_kind", "logits")
+    done = run_bundle(out, image, tmp_path / "logits.npy", "--output_kind", "logits")
     assert done.returncode == 0, done.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected.logits, rtol=1e-5)
 
@@ -200,7 +297,7 @@ def test_bundle_of_the_fitted_package_carries_its_calibration(square_package, tm
     assert _meta(out)["calibration"]["parameters"] == card["calibration"]
 
 
-def test_bundle_of_an_uncalibrated_package(square_package, square_dicoms, tmp_path):
+def test_bundle_of_an_uncalibrated_package(square_package, square_dicoms, tmp_path, run_bundle):
     package = _repackage(square_package, tmp_path / "plain", None)
     out = export_monai_bundle(package, tmp_path / "bundle")
     assert _meta(out)["calibration"] == {
@@ -211,7 +308,7 @@ def test_bundle_of_an_uncalibrated_package(square_package, square_dicoms, tmp_pa
     }
     assert "uncalibrated" in _pred(out)["description"]
     image = square_dicoms["positive"]
-    done = _run_bundle(out, image, tmp_path / "p.npy")
+    done = run_bundle(out, image, tmp_path / "p.npy")
     assert done.returncode == 0, done.stderr[-3000:]
     expected = Predictor.from_package(package).predict(image, saliency=False)
     assert expected.calibrated is False
@@ -227,7 +324,7 @@ def test_bundle_of_an_uncalibrated_package(square_package, square_dicoms, tmp_pa
     ids=["platt", "isotonic"],
 )
 def test_bundle_postprocessing_applies_every_calibrator(
-    square_package, square_dicoms, tmp_path, calibration
+    square_package, square_dicoms, tmp_path, calibration, run_bundle
 ):
     """The config's own postprocessing, read by MONAI's parser, equals Predictor.calibrate."""
     from monai.bundle import ConfigParser
@@ -243,12 +340,12 @@ def test_bundle_postprocessing_applies_every_calibrator(
     np.testing.assert_allclose(got, predictor.calibrate(logits), atol=1e-6)
     assert _meta(out)["calibration"]["parameters"] == calibration
     expected = predictor.predict(square_dicoms["positive"], saliency=False).probability
-    done = _run_bundle(out, square_dicoms["positive"], tmp_path / "p.npy")
+    done = run_bundle(out, square_dicoms["positive"], tmp_path / "p.npy")
     assert done.returncode == 0, done.stderr[-3000:]
     assert abs(float(np.load(tmp_path / "p.npy")[0]) - expected) < 1e-5
 
 
-def test_multiclass_bundle_gives_predictor_probabilities(classifier_package, tmp_path):
+def test_multiclass_bundle_gives_predictor_probabilities(classifier_package, tmp_path, run_bundle):
     from monai.bundle import ConfigParser
 
     image = tmp_path / "cr.dcm"
@@ -260,11 +357,12 @@ def test_multiclass_bundle_gives_predictor_probabilities(classifier_package, tmp
     out = export_monai_bundle(classifier_package, tmp_path / "bundle")
     parser = ConfigParser()
     parser.read_config(out / "configs" / "inference.json")
-    assert type(parser.get_parsed_content("network_def")).__name__ == "SmallCNNBackbone"
+    parser["bundle_root"] = str(out)
+    assert type(parser.get_parsed_content("network_def")).__name__ == "RecursiveScriptModule"
     pred = _pred(out)
     assert pred["num_channels"] == 3 and pred["channel_def"] == {"0": "a", "1": "b", "2": "c"}
     result = tmp_path / "probs.npy"
-    done = _run_bundle(out, image, result)
+    done = run_bundle(out, image, result)
     assert done.returncode == 0, done.stderr[-3000:]
     expected = Predictor.from_package(classifier_package).predict(image, saliency=False)
     probs = np.load(result)
@@ -274,7 +372,7 @@ def test_multiclass_bundle_gives_predictor_probabilities(classifier_package, tmp
         classifier_package, tmp_path / "logits", output_kind="logits"
     )
     assert _pred(logits_bundle)["type"] == "logits"
-    done = _run_bundle(logits_bundle, image, tmp_path / "logits.npy")
+    done = run_bundle(logits_bundle, image, tmp_path / "logits.npy")
     assert done.returncode == 0, done.stderr[-3000:]
     np.testing.assert_allclose(
         np.load(tmp_path / "logits.npy"), expected.logits, rtol=1e-5, atol=1e-6
@@ -303,8 +401,8 @@ def test_cli_export(root_logging, classifier_package, tmp_path):
     assert _pred(tmp_path / "b")["type"] == "probabilities"
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "--overwrite" in again.output
-    other = runner.invoke(app, [*args, "--format", "onnx", "--overwrite"])
-    assert other.exit_code == 2 and "monai-bundle" in other.output
+    other = runner.invoke(app, [*args, "--format", "tflite", "--overwrite"])
+    assert other.exit_code == 2 and "monai-bundle, torchscript, onnx" in other.output
     logits = runner.invoke(app, [*args, "--output", "logits", "--overwrite"])
     assert logits.exit_code == 0, logits.output
     assert _pred(tmp_path / "b")["type"] == "logits"

@@ -9,11 +9,10 @@ validation metrics, ``lr``, ``throughput``, ``elapsed``) at the global optimiser
   rows as metrics (the epoch number as metric ``epoch``). The store is ``MLFLOW_TRACKING_URI``
   when set, else ``sqlite:///<MEDTL_HOME>/mlflow/mlflow.db`` with artifacts beside it
   (MLflow's default is the working directory; medtl writes only to MEDTL_HOME and named
-  paths). The
-  experiment is ``MLFLOW_EXPERIMENT_NAME``, else ``medtl``; the run is named after the run
-  folder. Inside a caller's active MLflow run, each fit is a child run of it.
-  ``<run>/mlflow.json`` records the store and run id, and a resumed fit (``resume: true``)
-  continues the same MLflow run.
+  paths). The experiment is ``MLFLOW_EXPERIMENT_NAME``, else ``medtl``; the run is named
+  after the last three parts of the run folder (``my_nodule/staged/head``). Inside a
+  caller's active MLflow run, each fit is a child run of it. ``<run>/mlflow.json`` records
+  the store and run id, and a resumed fit (``resume: true``) continues the same MLflow run.
 
 The packages are optional: ``pip install 'medtl[tracking]'`` (``tensorboard`` and
 ``mlflow``, whose ``mlflow ui`` reads the store). A requested logger whose package
@@ -175,7 +174,8 @@ class MlflowLogger(Callback):
         tags = {"medtl.run_dir": str(trainer.run_dir or "")}
         if parent is not None:
             tags["mlflow.parentRunId"] = parent.info.run_id
-        name = trainer.run_dir.name if trainer.run_dir is not None else None
+        # a phase folder (``<run>/staged/head``) alone would name many runs alike
+        name = "/".join(trainer.run_dir.parts[-3:]) if trainer.run_dir is not None else None
         return str(client.create_run(experiment_id, run_name=name, tags=tags).info.run_id)
 
     @staticmethod

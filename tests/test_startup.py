@@ -31,8 +31,8 @@ HEAVY = (
     "sqlalchemy",
     "weasyprint",
 )
-#: what a command that only reads the review store may import: not the ML stack
-ML = ("torch", "monai", "scipy", "sklearn", "matplotlib", "safetensors", "streamlit")
+#: what a command that only reads the review store may import: SQLAlchemy, not the ML stack
+ML = ("torch", "monai", "numpy", "scipy", "sklearn", "matplotlib", "pydicom", "safetensors")
 
 _PROBE = """
 import json, sys

@@ -14,13 +14,13 @@ import json
 import re
 import secrets
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-
-from medtl.io.scan import Scan, Window
 from medtl.review.db import ReviewStoreError
 from medtl.review.files import private_dir, write_private
+
+if TYPE_CHECKING:  # NumPy and the Scan model load with the first image, not with the store
+    from medtl.io.scan import Scan
 
 _CASE_ID_RE = re.compile(r"^[A-Z]{2,8}-[0-9A-F]{8,32}$")
 
@@ -88,6 +88,10 @@ def load_file(path: Path, kind: str) -> Scan | bytes:
     """
     if kind != "scan":
         return path.read_bytes()
+    import numpy as np
+
+    from medtl.io.scan import Scan, Window
+
     with np.load(path, allow_pickle=False) as z:
         info = json.loads(str(z["info"]))
         window = info.get("window")
@@ -117,6 +121,10 @@ def prepare(data: Scan | bytes) -> Payload:
     Raises:
         PHIRiskError: bytes that are not de-identified DICOM (nothing is stored).
     """
+    import numpy as np
+
+    from medtl.io.scan import Scan
+
     if isinstance(data, Scan):
         info = {
             "modality": data.modality,

@@ -17,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from medtl.io.scan import Scan
 from medtl.review import casefiles
 from medtl.review.auth import UserInfo
 from medtl.review.casefiles import StoredFile
@@ -34,6 +33,7 @@ from medtl.review.worklist import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from medtl.io.scan import Scan
     from medtl.review.store import ReviewStore
 
 

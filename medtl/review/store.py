@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 
-from medtl.io.scan import Scan
 from medtl.paths import home_subdir
 from medtl.review import casefiles, cases, readings
 from medtl.review.auth import Accounts, AuthPolicy, UserInfo, require_role
@@ -66,6 +65,7 @@ from medtl.review.worklist import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from medtl.artifacts.details import PredictionDetails
+    from medtl.io.scan import Scan
 
     pass
 

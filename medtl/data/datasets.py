@@ -238,7 +238,7 @@ def build_datasets(
         )
     train_plain = make("train")
     # The augmented view shares the cached tensors: augmentation runs after the cache.
-    train = _AugmentedView(train_plain, augment) if augment is not None else train_plain
+    train = _AugmentedView(train_plain, augment, seed) if augment is not None else train_plain
     return SplitDatasets(
         manifest=manifest,
         root=root,
@@ -252,14 +252,31 @@ def build_datasets(
 
 
 class _AugmentedView:
-    """A dataset view applying a random transform on top of another (cached) dataset."""
+    """A dataset view applying a random transform on top of another (cached) dataset.
 
-    def __init__(self, base: Any, transform: Any) -> None:
+    Each sample's augmentation is drawn from a seed of its own, a function of (``seed``,
+    epoch, index) (:func:`medtl.training.seed.sample_seed`): the epoch comes with the index
+    (:class:`medtl.training.sampling.SampleKey`) or from :meth:`set_epoch`. Which process or
+    worker loads a sample, and in what order, does not change how it is augmented, so a
+    DDP run augments as a single-process run does.
+    """
+
+    def __init__(self, base: Any, transform: Any, seed: int = 0) -> None:
         self.base = base
         self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch of indices that do not carry one (plain ``int``)."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        from medtl.training.seed import sample_seed, seed_transforms
+
+        epoch = getattr(index, "epoch", self.epoch)
+        seed_transforms(self.transform, sample_seed(self.seed, epoch, int(index)))
         return self.transform(self.base[index])

@@ -8,9 +8,11 @@ cache on every access. MONAI caches up to the first transform that is randomizab
 a MONAI ``Transform``; wrapping our two halves in ``CachedStage``/``RandomStage`` makes that
 split exactly the one asked for, whatever callables the caller passes.
 
-:func:`make_dataloader` always uses a ``DistributedSampler`` (with one replica on a single
-process), so the sample order is a function of (seed, epoch) only: a resumed run and a DDP
-run see the same order as an uninterrupted single-process run.
+:func:`make_dataloader` trains on a :class:`~medtl.training.sampling.GlobalBatchSampler`
+(evaluates on an unshuffled ``DistributedSampler``), so the sample order is a function of
+(seed, epoch) only and each optimiser step's batch, summed over the processes, is the same
+for any process count: a resumed run and a DDP run see the batches of an uninterrupted
+single-process run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from medtl.training.config import TrainingConfig
 from medtl.training.distributed import env_dist_info
+from medtl.training.sampling import GlobalBatchSampler
 from medtl.training.seed import make_generator, seed_transforms, worker_init_fn
 
 logger = logging.getLogger(__name__)
@@ -247,13 +250,15 @@ def make_dataloader(
     *,
     device_type: str = "cpu",
 ) -> DataLoader:
-    """DataLoader with a seeded ``DistributedSampler``, worker seeding, prefetch and pinning.
+    """DataLoader with seeded batches, worker seeding, prefetch and pinning.
 
     Args:
         dataset: a map-style dataset.
         cfg: supplies batch sizes, workers, seed, shuffle and drop_last.
-        train: training loader (shuffled per ``cfg.shuffle``, micro-batches of
-            ``cfg.micro_batch_size(world)``) or evaluation loader (in order, never drops).
+        train: training loader (a :class:`~medtl.training.sampling.GlobalBatchSampler`:
+            shuffled per ``cfg.shuffle``, micro-batches of ``cfg.micro_batch_size(world)``,
+            the same global batches for any process count) or evaluation loader (an
+            unshuffled ``DistributedSampler``: in order, never drops).
         distributed: split across ``WORLD_SIZE`` processes; default: when ``WORLD_SIZE > 1``.
         device_type: ``"cuda"`` turns on pinned memory when ``cfg.pin_memory == "auto"``.
 
@@ -264,18 +269,6 @@ def make_dataloader(
     if distributed is None:
         distributed = info.world_size > 1
     world, rank = (info.world_size, info.rank) if distributed else (1, 0)
-    if train:
-        batch = cfg.micro_batch_size(world)
-    else:
-        batch = max(1, (cfg.val_batch_size or cfg.batch_size) // world)
-    sampler = DistributedSampler(
-        dataset,
-        num_replicas=world,
-        rank=rank,
-        shuffle=cfg.shuffle and train,
-        seed=cfg.seed,
-        drop_last=cfg.drop_last and train,
-    )
     pin = device_type == "cuda" if cfg.pin_memory == "auto" else bool(cfg.pin_memory)
     workers = cfg.num_workers
     extra: dict[str, Any] = {}
@@ -285,17 +278,33 @@ def make_dataloader(
             "persistent_workers": cfg.persistent_workers,
             "worker_init_fn": worker_init_fn,
         }
-    loader = DataLoader(
-        dataset,
-        batch_size=batch,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=pin,
-        drop_last=cfg.drop_last and train,
-        collate_fn=collate,
-        generator=make_generator(cfg.seed + rank),
+    common = {
+        "num_workers": workers,
+        "pin_memory": pin,
+        "collate_fn": collate,
+        "generator": make_generator(cfg.seed + rank),
         **extra,
-    )
+    }
+    if train:
+        # One global order for any process count: the union of the processes' micro-batches
+        # of a step is the batch one process would train on (medtl.training.sampling).
+        batches = GlobalBatchSampler(
+            len(dataset),  # type: ignore[arg-type]
+            cfg.batch_size,
+            world=world,
+            rank=rank,
+            grad_accum_steps=cfg.grad_accum_steps,
+            shuffle=cfg.shuffle,
+            seed=cfg.seed,
+            drop_last=cfg.drop_last,
+        )
+        loader = DataLoader(dataset, batch_sampler=batches, **common)
+    else:
+        sampler = DistributedSampler(
+            dataset, num_replicas=world, rank=rank, shuffle=False, seed=cfg.seed
+        )
+        batch = max(1, (cfg.val_batch_size or cfg.batch_size) // world)
+        loader = DataLoader(dataset, batch_size=batch, sampler=sampler, **common)
     loader._medtl_seed = cfg.seed * 1_000_003 + rank  # type: ignore[attr-defined]
     return loader
 
@@ -315,8 +324,10 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
     batch_sampler = getattr(loader, "batch_sampler", None)
-    if hasattr(batch_sampler, "set_epoch"):  # e.g. medtl.data.datasets.GroupedBatchSampler
+    if hasattr(batch_sampler, "set_epoch"):  # GlobalBatchSampler, GroupedBatchSampler
         batch_sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):  # per-sample augmentation seeds (plain indices)
+        loader.dataset.set_epoch(epoch)
     base = getattr(loader, "_medtl_seed", None)
     if base is None:
         return

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from medtl.training import checkpoint as ckpt
+from medtl.training.batch_sync import BatchContext, GlobalBatchLayers
 from medtl.training.callbacks import Callback, default_callbacks
 from medtl.training.config import TrainingConfig
 from medtl.training.data import as_tensor, make_dataloader
@@ -53,6 +54,7 @@ from medtl.training.precision import (
     to_memory_format,
 )
 from medtl.training.result import TrainResult
+from medtl.training.sampling import GlobalBatchSampler
 from medtl.training.schedule import make_optimizer, make_scheduler
 from medtl.training.seed import seed_everything
 
@@ -111,6 +113,9 @@ class Trainer:
         self.global_step = 0
         self._net: nn.Module = model
         self._ready = False
+        #: the micro-batch being trained, read by the global-batch layers during a fit
+        self.batch_context = BatchContext(seed=self.config.seed)
+        self._layers: GlobalBatchLayers | None = None
 
     # ----------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -148,7 +153,10 @@ class Trainer:
         if data is None:
             return None
         if isinstance(data, DataLoader):
-            if self.dist.is_distributed and not isinstance(data.sampler, DistributedSampler):
+            split = isinstance(data.sampler, DistributedSampler) or isinstance(
+                data.batch_sampler, GlobalBatchSampler
+            )
+            if self.dist.is_distributed and not split:
                 logger.warning(
                     "a DataLoader without DistributedSampler under DDP: every rank sees all data"
                 )
@@ -183,7 +191,7 @@ class Trainer:
         """``model.train()``, then frozen BatchNorm back to eval and the ``on_train_mode`` hook."""
         self.model.train()
         for module in self.frozen_bn_modules:
-            module.eval()
+            (self._layers.live(module) if self._layers is not None else module).eval()
         if self.on_train_mode is not None:
             self.on_train_mode(self.model)
 
@@ -237,23 +245,45 @@ class Trainer:
         steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
         scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
         scaler = make_grad_scaler(self.device, self.amp_dtype)
-        self._net = self._wrap()
-        loop = FitLoop(
-            trainer=self,
-            train_loader=train_loader,
-            val_loader=val_loader,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            callbacks=default_callbacks(cfg.loggers) + self.user_callbacks,
-            run_dir=self.run_dir,
-        )
+        self._layers = self._global_batch_layers(train_loader)
         try:
+            self._net = self._wrap()
+            loop = FitLoop(
+                trainer=self,
+                train_loader=train_loader,
+                val_loader=val_loader,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                callbacks=default_callbacks(cfg.loggers) + self.user_callbacks,
+                run_dir=self.run_dir,
+            )
             return loop.run()
         finally:
             # Drop the DDP/compile wrapper: a DDP reducer that outlives destroy_process_group
             # aborts the process at interpreter exit (gloo, seen under load).
             self._net = self.model
+            self.batch_context.micro = None
+            if self._layers is not None:
+                self._layers.restore()
+                self._layers = None
+
+    def _global_batch_layers(self, loader: DataLoader) -> GlobalBatchLayers | None:
+        """Swap in BatchNorm over the whole batch (DDP) and per-sample dropout masks.
+
+        Only for loaders with a :class:`GlobalBatchSampler`: its micro-batches say which
+        rows of the global batch each process holds. Then N processes and one process train
+        the same model (``medtl.training.batch_sync``).
+        """
+        if not isinstance(loader.batch_sampler, GlobalBatchSampler):
+            return None
+        self.batch_context = BatchContext(seed=self.config.seed)
+        return GlobalBatchLayers(
+            self.model,
+            self.batch_context,
+            sync_batchnorm=self.dist.is_distributed,
+            step_dropout=True,
+        )
 
     def load_weights(self, path: str | Path) -> dict[str, Any]:
         """Load the model weights of a checkpoint (e.g. ``result.best_checkpoint``).

@@ -33,6 +33,7 @@ from medtl.training.data import set_loader_epoch
 from medtl.training.distributed import all_reduce_sum, barrier, broadcast_object
 from medtl.training.precision import autocast
 from medtl.training.result import EarlyStopping, TrainResult
+from medtl.training.sampling import micro_batch_plan
 from medtl.training.seed import set_rng_state
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,36 +151,52 @@ class FitLoop:
         """One pass over the training data; returns (mean loss, samples seen, last lr)."""
         trainer, cfg = self.trainer, self.trainer.config
         optimizer, loader = self.optimizer, self.train_loader
-        accum = cfg.grad_accum_steps
         trainer.train_mode()
         optimizer.zero_grad(set_to_none=True)
-        n_micro = len(loader)
+        plan = micro_batch_plan(loader)
         loss_sum = torch.zeros((), dtype=torch.float64, device=trainer.device)
         count = 0
         lr = float(optimizer.param_groups[0]["lr"])
         net = trainer.net
-        bar = progress_bar(loader, n_micro, f"epoch {epoch + 1}", show)
-        for i, batch in enumerate(bar):
-            x, y = trainer.split_batch(batch)
-            group_start = i - i % accum
-            group_size = min(accum, n_micro - group_start)
-            last_in_group = i + 1 == group_start + group_size
-            sync = contextlib.nullcontext()
-            if not last_in_group and hasattr(net, "no_sync"):
-                sync = net.no_sync()
-            with sync:
-                with autocast(trainer.device, trainer.amp_dtype):
-                    loss = trainer.loss_fn(net(x), y)
-                self.scaler.scale(loss / group_size).backward()
-            loss_sum += loss.detach().double() * x.shape[0]
-            count += x.shape[0]
-            if last_in_group:
-                lr = self._step(loss)
-                if show and trainer.global_step % cfg.log_every_steps == 0:
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4g}", lr=f"{lr:.3g}")
+        context = trainer.batch_context
+        context.epoch = epoch
+        bar = progress_bar(loader, len(loader), f"epoch {epoch + 1}", show)
+        try:
+            for i, batch in enumerate(bar):
+                x, y = trainer.split_batch(batch)
+                if plan is not None:
+                    micro = context.micro = plan[i]
+                    weight, last_in_group = micro.weight, micro.last_in_step
+                    real = 0 if micro.filler else x.shape[0]
+                else:
+                    weight, last_in_group = self._accumulation(i, len(loader))
+                    real = x.shape[0]
+                sync = contextlib.nullcontext()
+                if not last_in_group and hasattr(net, "no_sync"):
+                    sync = net.no_sync()
+                with sync:
+                    with autocast(trainer.device, trainer.amp_dtype):
+                        loss = trainer.loss_fn(net(x), y)
+                    self.scaler.scale(loss * weight).backward()
+                loss_sum += loss.detach().double() * real
+                count += real
+                if last_in_group:
+                    lr = self._step(loss)
+                    if show and trainer.global_step % cfg.log_every_steps == 0:
+                        bar.set_postfix(loss=f"{float(loss.detach()):.4g}", lr=f"{lr:.3g}")
+        finally:
+            context.micro = None
         totals = all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(count))]))
         seen = int(totals[1].item())
         return float(totals[0].item() / max(1, seen)), seen, lr
+
+    def _accumulation(self, i: int, n_micro: int) -> tuple[float, bool]:
+        """Loss weight and step flag of micro-batch ``i`` of a loader without a plan:
+        groups of ``grad_accum_steps`` consecutive micro-batches, each weighted 1/group."""
+        accum = self.trainer.config.grad_accum_steps
+        group_start = i - i % accum
+        group_size = min(accum, n_micro - group_start)
+        return 1.0 / group_size, i + 1 == group_start + group_size
 
     def _step(self, loss: torch.Tensor) -> float:
         """One optimiser step (clipping, scaler, scheduler, step hooks); returns its lr."""

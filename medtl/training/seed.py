@@ -2,9 +2,10 @@
 
 A run is replayable when every random draw comes from a seeded source: the Python,
 NumPy and torch global generators (:func:`seed_everything`), one ``torch.Generator`` per
-DataLoader (:func:`make_generator`) and per-worker seeds derived from it
-(:func:`worker_init_fn`). :func:`rng_state` / :func:`set_rng_state` snapshot and restore the
-global generators so a resumed run continues the same random streams.
+DataLoader (:func:`make_generator`), per-worker seeds derived from it
+(:func:`worker_init_fn`) and per-sample augmentation seeds (:func:`sample_seed`).
+:func:`rng_state` / :func:`set_rng_state` snapshot and restore the global generators so a
+resumed run continues the same random streams.
 """
 
 from __future__ import annotations
@@ -45,6 +46,20 @@ def make_generator(seed: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of one sample in one epoch (a 32-bit integer).
+
+    A function of ``(seed, epoch, index)`` only: which process or DataLoader worker loads
+    the sample, and in what order, does not change its augmentation.
+
+    Example:
+        >>> sample_seed(0, 1, 5) == sample_seed(0, 1, 5) != sample_seed(0, 2, 5)
+        True
+    """
+    state = np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)
+    return int(state[0])
 
 
 def worker_init_fn(worker_id: int) -> None:

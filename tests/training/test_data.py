@@ -150,7 +150,7 @@ def test_distributed_split_gives_each_rank_interleaved_micro_batches(monkeypatch
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))
         loader = make_dataloader(ds, cfg, train=True, distributed=True)
-        assert loader.batch_size == 2  # 8 / (2 ranks x 2 micro-steps)
+        assert loader.batch_sampler.micro_size == 2  # 8 / (2 ranks x 2 micro-steps)
         per_rank.append(_order(loader))
     assert per_rank == [[0, 2, 4, 6, 8, 10, 12, 14], [1, 3, 5, 7, 9, 11, 13, 15]]
     with pytest.raises(ValueError, match="divisible"):

@@ -143,6 +143,14 @@ def finetune(
     evaluate_too: Annotated[
         bool, typer.Option("--evaluate/--no-evaluate", help="Calibrate and evaluate after.")
     ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Build the model on the meta device, print the estimated memory and compute "
+            "of one training step, and exit without training.",
+        ),
+    ] = False,
 ) -> None:
     """Fine-tune a backbone as the experiment config says; write a run folder."""
     from pydantic import ValidationError
@@ -155,6 +163,11 @@ def finetune(
         cfg = load_config(config, overrides)
     except (OSError, ValidationError, ValueError, YAMLError) as exc:
         raise fail(f"invalid config {config}: {config_problem(exc)}") from None
+    if dry_run:
+        from medtl.transfer.memory import estimate_step, starting_weights_line
+
+        typer.echo("\n".join([*estimate_step(cfg).lines(), starting_weights_line(cfg)]))
+        return
     try:
         run = run_experiment(cfg, run_dir, resume=resume)
     except (FileNotFoundError, ValueError) as exc:

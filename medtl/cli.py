@@ -136,7 +136,16 @@ def deid(
 def finetune(
     config: Annotated[Path, typer.Argument(help="Experiment YAML (see configs/).")],
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Run folder.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue a killed run of the same config.")
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Move a run folder's old results aside (timestamped sibling) and train anew.",
+        ),
+    ] = False,
     strategy: Annotated[
         str | None, typer.Option("--strategy", help="Override the config's strategy name.")
     ] = None,
@@ -152,7 +161,11 @@ def finetune(
         ),
     ] = False,
 ) -> None:
-    """Fine-tune a backbone as the experiment config says; write a run folder."""
+    """Fine-tune a backbone as the experiment config says; write a run folder.
+
+    A folder holding results of another config, data or starting weights is refused (the
+    difference named) unless --overwrite moves them aside.
+    """
     from pydantic import ValidationError
     from yaml import YAMLError
 
@@ -169,7 +182,7 @@ def finetune(
         typer.echo("\n".join([*estimate_step(cfg).lines(), starting_weights_line(cfg)]))
         return
     try:
-        run = run_experiment(cfg, run_dir, resume=resume)
+        run = run_experiment(cfg, run_dir, resume=resume, overwrite=overwrite)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     from medtl.training.distributed import env_dist_info
@@ -199,8 +212,18 @@ def learning_curves(
         int, typer.Option(help="Points trained at once (CPU: 2 on 2 cores; GPU: 1).")
     ] = 1,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples per evaluation.")] = 1000,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue unfinished points from checkpoints.")
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Move points of another config/data/weights aside."),
+    ] = False,
 ) -> None:
-    """Transfer arm and scratch at several label fractions; verdict at the largest (resumable)."""
+    """Transfer arm and scratch at several label fractions; verdict at the largest (resumable).
+
+    Finished points are reused only when their config, data and weights hashes match.
+    """
     from pydantic import ValidationError
     from yaml import YAMLError
 
@@ -222,15 +245,23 @@ def learning_curves(
         raise fail("--fractions must be numbers in (0, 1] and --seeds a count >= 1 or a list")
     if top_seeds is not None and top_seeds < 1:
         raise fail("--top-seeds must be at least 1")
-    result = run_learning_curves(
-        cfg,
-        out,
-        fractions=fracs,
-        seeds=seed_arg,
-        top_seeds=top_seeds,
-        n_resamples=resamples,
-        workers=workers,
-    )
+    if resume and overwrite:
+        raise fail("--resume and --overwrite exclude each other: choose one")
+    try:
+        result = run_learning_curves(
+            cfg,
+            out,
+            fractions=fracs,
+            seeds=seed_arg,
+            top_seeds=top_seeds,
+            n_resamples=resamples,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(result["reuse"])
     for point in result["points"]:
         typer.echo(
             f"{point['strategy']:>18}  {point['fraction']:>5.0%}  seed {point['seed']}  "

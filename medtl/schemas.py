@@ -21,6 +21,7 @@ SCHEMAS: dict[str, str] = {
     "manifest": "medtl.data.manifest:Manifest",
     "model_card": "medtl.artifacts.card:ModelCard",
     "run_summary": "medtl.artifacts.run:RunSummary",
+    "run_inputs": "medtl.artifacts.run:RunInputs",
     "evaluation": "medtl.artifacts.evaluation:Evaluation",
     "learning_curves": "medtl.artifacts.curves:LearningCurves",
     "sample_efficiency": "medtl.artifacts.curves:SampleEfficiencyFile",
@@ -47,6 +48,7 @@ SCHEMAS: dict[str, str] = {
 #: name with a run's: its schema is ``demo_summary``.
 FILES: dict[str, str] = {
     "summary.json": "run_summary",
+    "run_inputs.json": "run_inputs",
     "evaluation.json": "evaluation",
     "learning_curves.json": "learning_curves",
     "sample_efficiency.json": "sample_efficiency",

@@ -13,6 +13,12 @@ from medtl.artifacts.backbone import BackboneConfig, empty_as_none, empty_as_non
 from medtl.artifacts.base import Artifact, DocumentModel
 from medtl.artifacts.calibration import CalibrationParams
 from medtl.artifacts.preprocessing import PreprocessingSpec
+from medtl.artifacts.run import (
+    BuiltFrom,
+    RunEnvironment,
+    SourceOrigin,
+    StartingWeights,
+)
 
 __all__ = ["CARD_SCHEMA_VERSION", "CardOperatingPoint", "ModelCard", "software_versions"]
 
@@ -119,9 +125,21 @@ class ModelCard(Artifact):
         training: training details (epochs, optimiser, seed, hardware, ...).
         versions: medtl/torch/monai versions that produced the package.
         weights_sha256: SHA-256 of ``weights.safetensors`` (set by :func:`save_package`).
+        source_stated_by: who stated ``source_domain`` / ``source_task``: ``weights card``
+            (the starting weights' own card), ``experiment config`` (the config's free text:
+            the weights carry no card that states it), ``not stated`` or ``no starting
+            weights`` (trained from scratch).
+        starting_weights: the weights training started from (file, package, SHA-256,
+            detected layout, load report).
+        environment: versions, git commit, device, precision, threads and CPU capability of
+            the training run.
+        config_warnings: settings of the training config that could not apply, and why.
+        built_from: the run's hashes the package was built from (config, data, starting and
+            trained weights, predictions).
 
-    Every card medtl wrote holds every field (the card has had them all since its first
-    release): a file must state each one; code building a card may leave the defaults.
+    Every card medtl wrote holds every field up to ``weights_sha256`` (the card has had them
+    since its first release): a file must state each one; code building a card may leave the
+    defaults. The provenance fields after it came later and are optional in a file.
     """
 
     SCHEMA_VERSION: ClassVar[int] = CARD_SCHEMA_VERSION
@@ -171,6 +189,11 @@ class ModelCard(Artifact):
     training: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=software_versions)
     weights_sha256: str | None = Field(None, pattern=_SHA256)
+    source_stated_by: SourceOrigin | None = None
+    starting_weights: StartingWeights | None = None
+    environment: RunEnvironment | None = None
+    config_warnings: list[str] = Field(default_factory=list)
+    built_from: BuiltFrom | None = None
 
     @classmethod
     def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:

@@ -116,6 +116,10 @@ class LearningCurves(Artifact):
     ``points`` holds one entry per run (strategy, fraction, training seed); ``summary`` the
     mean and spread over seeds per (strategy, fraction), for tables and the demo summary.
 
+    ``config_hash``, ``data_hash`` and ``weights_sha256`` identify what the curves were
+    computed from (the base experiment config, its manifest and the transfer arm's starting
+    weights); files written before they were recorded lack them (``None``).
+
     Version 0 (earlier releases) was a bare JSON list of points; it is read as ``points``.
     Version 1 had no ``summary``: it is computed from the points on reading.
     """
@@ -127,6 +131,9 @@ class LearningCurves(Artifact):
     schema_version: int = 2
     points: list[CurvePoint] = Field(min_length=1)
     summary: list[CurveSummary] = Field(default_factory=list)
+    config_hash: str | None = None
+    data_hash: str | None = None
+    weights_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
     @classmethod
     def upgrade(cls, data: Any, version: int) -> dict[str, Any]:
@@ -141,10 +148,15 @@ class LearningCurves(Artifact):
         return data
 
     @classmethod
-    def from_points(cls, points: Iterable[CurvePoint]) -> Self:
-        """The artifact of these points, with their per-cell summary."""
+    def from_points(cls, points: Iterable[CurvePoint], **identity: str | None) -> Self:
+        """The artifact of these points, with their per-cell summary.
+
+        Args:
+            points: the points.
+            **identity: ``config_hash``, ``data_hash``, ``weights_sha256`` (optional).
+        """
         pts = list(points)
-        return cls(points=pts, summary=summarise_points(pts))
+        return cls(points=pts, summary=summarise_points(pts), **identity)
 
     def cell(self, strategy: str, fraction: float) -> CurveSummary | None:
         """The summary of one (strategy, fraction) cell (``None`` when absent)."""

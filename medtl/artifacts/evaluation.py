@@ -8,6 +8,7 @@ from pydantic import Field
 
 from medtl.artifacts.base import Artifact, DocumentModel
 from medtl.artifacts.calibration import CalibrationParams
+from medtl.artifacts.run import BuiltFrom
 from medtl.artifacts.stats import ConfidenceInterval
 from medtl.artifacts.types import Count, Flag, OptionalCount, OptionalProbability, Probability
 
@@ -182,6 +183,8 @@ class Evaluation(Artifact):
         test: test metrics with CIs.
         subgroups: subgroup rows (binary).
         test_scores: per-image calibrated test probabilities.
+        built_from: the run's hashes when it was evaluated (config, data, starting and
+            trained weights, predictions); ``None`` in files written before it was recorded.
     """
 
     SCHEMA_VERSION: ClassVar[int] = 2
@@ -208,6 +211,7 @@ class Evaluation(Artifact):
     test: TestMetrics
     subgroups: list[SubgroupResult] = Field(default_factory=list)
     test_scores: TestScores
+    built_from: BuiltFrom | None = None
 
     def operating_point_on_test(self, name: str) -> OperatingPointResult | None:
         """The test-split result of a chosen operating point (``None`` when absent)."""

@@ -23,6 +23,9 @@ class StudyArms(Artifact):
         points: one learning-curve point per (arm, fraction, seed), arm names as strategies.
         sample_efficiency: every arm against the baseline arm.
         verdicts: arm -> its verdict against the baseline (the baseline has none).
+        config_hash: short hash of the study config (``None`` in files written before it
+            was recorded).
+        data_hash: short hash of the dataset manifest (likewise).
     """
 
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -32,3 +35,5 @@ class StudyArms(Artifact):
     points: list[CurvePoint] = Field(min_length=1)
     sample_efficiency: SampleEfficiencyFile
     verdicts: dict[str, Comparison]
+    config_hash: str | None = None
+    data_hash: str | None = None

@@ -183,7 +183,10 @@ def run_foundation_stage(plan: Any, data_root: Path, root: Path) -> dict[str, An
         yaml.safe_dump(study, sort_keys=False), encoding="utf-8"
     )
     folder = root / "runs" / FOUNDATION_STAGE
-    result = run_arms(ArmsConfig.model_validate(study), folder, n_resamples=plan.n_resamples)
+    # a stage run again: points of an earlier config are moved aside, matching ones reused
+    result = run_arms(
+        ArmsConfig.model_validate(study), folder, n_resamples=plan.n_resamples, overwrite=True
+    )
     return {
         "folder": str(folder),
         "arms": sorted(study["arms"]),

@@ -228,6 +228,7 @@ class _DemoRun:
             n_resamples=plan.n_resamples,
             progress=self.progress,
             workers=plan.workers,
+            overwrite=True,  # a stage run again: points of an earlier config are moved aside
         )
         return {
             "folder": str(self.root / "runs" / name),

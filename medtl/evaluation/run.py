@@ -28,7 +28,7 @@ import numpy as np
 
 from medtl.artifacts.evaluation import Evaluation
 from medtl.artifacts.predictions import SplitPredictions, read_predictions
-from medtl.artifacts.run import RunSummary
+from medtl.artifacts.run import RunSummary, run_built_from
 
 logger = logging.getLogger(__name__)
 
@@ -366,6 +366,8 @@ def evaluate_run(
             "class_counts": {int(k): int(v) for k, v in counts},
             **multiclass_bootstrap(y, calibrated, test.patient_id, n_resamples, seed),
         }
+    # what it was computed from: a report or package checks it against the run as it is then
+    out["built_from"] = run_built_from(run_dir, summary).model_dump(mode="json")
     out["test_scores"] = {
         "index": test.index.tolist(),
         "label": y.tolist(),

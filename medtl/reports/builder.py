@@ -32,7 +32,13 @@ from medtl.artifacts.base import ArtifactError
 from medtl.artifacts.curves import Comparison, CurvePoint, LearningCurves
 from medtl.artifacts.evaluation import Evaluation
 from medtl.artifacts.preprocessing import PreprocessingSpec
-from medtl.artifacts.run import RunSummary
+from medtl.artifacts.run import (
+    BuiltFrom,
+    RunSummary,
+    check_run_folder,
+    require_same_source,
+    run_built_from,
+)
 from medtl.artifacts.scores import TransferabilityScores
 from medtl.data.manifest import Manifest
 from medtl.reports.results import (
@@ -78,6 +84,7 @@ class RunFiles:
         evaluation: ``evaluation.json`` (:class:`~medtl.artifacts.Evaluation`).
         manifest: the dataset manifest.
         dataset_dir: the dataset folder.
+        built_from: the run's hashes now (what its report and package record).
     """
 
     def __init__(
@@ -88,6 +95,7 @@ class RunFiles:
         evaluation: Evaluation,
         manifest: Manifest,
         dataset_dir: Path,
+        built_from: BuiltFrom | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.config = config
@@ -95,6 +103,7 @@ class RunFiles:
         self.evaluation = evaluation
         self.manifest = manifest
         self.dataset_dir = dataset_dir
+        self.built_from = built_from
 
     @property
     def binary(self) -> bool:
@@ -134,6 +143,8 @@ def load_run(run_dir: str | Path, *, evaluate: bool = True) -> RunFiles:
     Raises:
         FileNotFoundError: not a finished run folder (or no evaluation and ``evaluate=False``).
         medtl.artifacts.ArtifactError: a file does not match its schema.
+        medtl.artifacts.run.ProvenanceMismatch: ``evaluation.json`` was computed from other
+            predictions or weights than the folder holds, or the folder mixes two runs.
     """
     import yaml
 
@@ -155,12 +166,20 @@ def load_run(run_dir: str | Path, *, evaluate: bool = True) -> RunFiles:
     except ValidationError as err:
         raise ArtifactError(str(run / "experiment.yaml"), str(err)) from err
     summary = RunSummary.read(run / RunSummary.FILE)
+    check_run_folder(run, summary)
     evaluation = Evaluation.read(run / Evaluation.FILE)
+    built_from = run_built_from(run, summary)
+    require_same_source(
+        evaluation.built_from,
+        built_from,
+        str(run / Evaluation.FILE),
+        f"evaluate the run again (medtl evaluate {run})",
+    )
     dataset_dir = Path(config.data.dataset)
     manifest = Manifest.load(dataset_dir)
     if dataset_dir.is_file():
         dataset_dir = dataset_dir.parent
-    return RunFiles(run, config, summary, evaluation, manifest, dataset_dir)
+    return RunFiles(run, config, summary, evaluation, manifest, dataset_dir, built_from)
 
 
 def read_learning_curves(source: str | Path | list[Any]) -> list[Any]:
@@ -382,6 +401,7 @@ def build_report_data(
             run, comparison, points, scores, baselines, scratch_scores=scratch_scores
         ),
         failures=failures,
+        built_from=run.built_from,
     )
     data.summary = headline_summary(data)
     data.checklist = fill_checklist(data)

@@ -179,6 +179,7 @@ def build_card(
         )
     if run.evaluation.calibration_warning:
         limitations.append(run.evaluation.calibration_warning)
+    source = run.summary.source
     purpose = intended_use or (
         f"Research use: {task or 'classification'} on {run.manifest.modality} images, for "
         "researchers and reviewers. Not a medical device; not for clinical decisions."
@@ -190,8 +191,10 @@ def build_card(
         labels=run.label_names(),
         calibration=run.evaluation.calibrator,
         operating_points=_operating_points(run),
-        source_domain=config.source_domain or (arch.source_domain if arch else None),
-        source_task=config.source_task or (arch.source_task if arch else None),
+        # the weights' own card first; the config's text only when they carry none
+        source_domain=source.domain if source else _legacy(config.source_domain, arch, "domain"),
+        source_task=source.task if source else _legacy(config.source_task, arch, "task"),
+        source_stated_by=source.stated_by if source else None,
         target_domain=config.target_domain,
         target_task=task,
         strategy=run.summary.strategy,
@@ -201,4 +204,13 @@ def build_card(
         intended_use=purpose,
         limitations=limitations,
         training=_training(run),
+        starting_weights=run.summary.starting_weights,
+        environment=run.summary.environment,
+        config_warnings=list(run.summary.config_warnings),
+        built_from=run.built_from,
     )
+
+
+def _legacy(stated: str | None, arch: Any, what: str) -> str | None:
+    """Source text of a run that recorded no source description (before provenance)."""
+    return stated or (getattr(arch, f"source_{what}") if arch else None)

@@ -8,14 +8,17 @@ of the PDF (:mod:`medtl.reports.pdf`).
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
+from medtl.artifacts.run import BuiltFrom
 from medtl.reports.schema import SECTION_IDS, ReportData
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["read_built_from", "render_html", "write_html"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -109,3 +112,27 @@ def write_html(data: ReportData, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(render_html(data), encoding="utf-8")
     return path
+
+
+_BUILT_FROM = re.compile(r'<meta name="medtl-built-from" content="([^"]*)">')
+
+
+def read_built_from(path: str | Path) -> BuiltFrom | None:
+    """What a ``report.html`` says it was built from (its ``medtl-built-from`` meta tag).
+
+    Args:
+        path: the report file.
+
+    Returns:
+        The recorded :class:`~medtl.artifacts.run.BuiltFrom`, or ``None`` when the file
+        records none (another tool, or a medtl release before it was recorded) or records
+        it unreadably.
+    """
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    found = _BUILT_FROM.search(text[:20000])  # in <head>
+    if found is None:
+        return None
+    try:
+        return BuiltFrom.model_validate_json(html.unescape(found.group(1)))
+    except ValueError:
+        return None

@@ -2,7 +2,8 @@
 
 The package (see :mod:`medtl.models.package`) holds ``weights.safetensors`` (from the run's
 ``model.safetensors``), ``model.json`` (:func:`~medtl.reports.card.build_card`),
-``report.html`` (the run's report, rendered when missing) and the domain guard
+``report.html`` (the run's report, rendered when missing; refused when it records other
+hashes than the run's, so a package never ships another model's report) and the domain guard
 (``domain_guard.json`` + ``domain_guard.safetensors``, fitted on the run's pooled training
 features with its threshold set on the validation features; files that record no modality
 are taken as the one the training images were declared as, when they were such files).
@@ -59,6 +60,25 @@ def fit_run_guard(run: RunFiles, out_dir: Path) -> list[Path]:
     return [p for p in (out_dir / GUARD_JSON_FILE, out_dir / GUARD_ARRAYS_FILE) if p.is_file()]
 
 
+def _check_report(path: Path, run: RunFiles) -> None:
+    """Refuse to ship a run's ``report.html`` built from other results than the run's.
+
+    Raises:
+        medtl.artifacts.run.ProvenanceMismatch: the report records other hashes, or none.
+    """
+    from medtl.artifacts.run import ProvenanceMismatch, require_same_source
+    from medtl.reports.html import read_built_from
+
+    fix = f"rebuild it with `medtl report {run.run_dir}`, or package with --no-report"
+    recorded = read_built_from(path)
+    if recorded is None:
+        raise ProvenanceMismatch(
+            f"{path} does not record which run it was built from (another tool or an older "
+            f"medtl wrote it), so it may describe another model: {fix}"
+        )
+    require_same_source(recorded, run.built_from, str(path), fix)
+
+
 def build_package(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -92,6 +112,8 @@ def build_package(
         FileExistsError: the package exists and ``overwrite`` is false.
         FileNotFoundError: not a finished run folder (model weights or pooled features
             missing).
+        medtl.artifacts.run.ProvenanceMismatch: the run's ``report.html`` or
+            ``evaluation.json`` was built from other results than the run holds now.
         ImportError: the domain guard cannot be built (a bug in medtl.inference).
     """
     from medtl.models.package import CARD_FILE, load_package, register_package, save_package
@@ -110,6 +132,7 @@ def build_package(
     if report:
         existing = run.run_dir / "report.html"
         if existing.is_file():
+            _check_report(existing, run)
             html = existing
         else:
             from medtl.reports.builder import build_report_data

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from medtl.artifacts.run import BuiltFrom
 from medtl.artifacts.stats import ConfidenceInterval
 
 REPORT_SCHEMA_VERSION = 2
@@ -172,10 +173,12 @@ class ModelSection(_Model):
     trainable_parameters: int | None = None
     source_domain: str | None = None
     source_task: str | None = None
+    source_stated_by: str | None = None
     target_domain: str | None = None
     target_task: str | None = None
     strategy: str
     pretrained_weights: str | None = None
+    starting_weights: dict[str, Any] | None = None
     preprocessing: dict[str, Any] = Field(default_factory=dict)
     phases: list[Phase] = Field(default_factory=list)
     training: dict[str, Any] = Field(default_factory=dict)
@@ -183,8 +186,10 @@ class ModelSection(_Model):
     hardware: str = ""
     precision: str = ""
     versions: dict[str, str] = Field(default_factory=dict)
+    git_commit: str | None = None
     config_hash: str | None = None
     data_hash: str | None = None
+    config_warnings: list[str] = Field(default_factory=list)
     figures: list[Figure] = Field(default_factory=list)
 
 
@@ -394,6 +399,11 @@ class ReportData(_Model):
     transfer: TransferSection
     failures: FailureSection
     checklist: list[ChecklistItem] = Field(default_factory=list)
+    built_from: BuiltFrom | None = Field(
+        None,
+        description="The run's hashes the report was built from (config, data, "
+        "starting and trained weights, predictions); a package refuses a report of another run.",
+    )
 
     def figures(self) -> list[Figure]:
         """Every figure of the report, in document order."""

@@ -120,6 +120,8 @@ def model_section(run: RunFiles) -> ModelSection:
             )
         )
     weights = config.model.weights
+    source = summary.source
+    env = summary.environment
     seconds = {
         "data": summary.data_seconds,
         "train": summary.train_seconds,
@@ -131,29 +133,61 @@ def model_section(run: RunFiles) -> ModelSection:
         architecture=arch.to_dict() if arch is not None else {},
         total_parameters=summary.total_parameters,
         trainable_parameters=summary.trainable_parameters,
-        source_domain=config.source_domain or (arch.source_domain if arch else None),
-        source_task=config.source_task or (arch.source_task if arch else None),
+        source_domain=source.domain if source else _legacy_source(config, arch, "domain"),
+        source_task=source.task if source else _legacy_source(config, arch, "task"),
+        source_stated_by=source.stated_by if source else None,
         target_domain=config.target_domain,
         target_task=run.task,
         strategy=summary.strategy,
         # The file name only: full paths may reveal user folders.
         pretrained_weights=Path(weights).name if weights else None,
+        starting_weights=(
+            summary.starting_weights.model_dump(mode="json") if summary.starting_weights else None
+        ),
         preprocessing=(
             arch.preprocessing.model_dump(mode="json") if arch and arch.preprocessing else {}
         ),
         phases=phases,
         training=_training_details(run),
         timings_seconds={k: v for k, v in seconds.items() if finite(v) is not None},
-        hardware=(
-            f"device setting '{config.training.device}' (the device actually used is not "
-            "recorded in the run)"
+        hardware=_hardware(config, env),
+        precision=(
+            f"{env.precision} (setting '{config.training.amp}')"
+            if env
+            else f"mixed precision setting '{config.training.amp}'"
         ),
-        precision=f"mixed precision setting '{config.training.amp}'",
-        versions=software_versions(),
+        # the versions the run was trained with (a run without them: the report's own)
+        versions=env.versions if env else software_versions(),
+        git_commit=(env.git_commit + (" (uncommitted changes)" if env.git_dirty else ""))
+        if env and env.git_commit
+        else None,
         config_hash=summary.config_hash,
         data_hash=summary.data_hash,
+        config_warnings=list(summary.config_warnings),
         figures=figures,
     )
+
+
+def _legacy_source(config: Any, arch: Any, what: str) -> str | None:
+    """Source text of a run that recorded no source description (before provenance)."""
+    stated = getattr(config, f"source_{what}")
+    return stated or (getattr(arch, f"source_{what}") if arch else None)
+
+
+def _hardware(config: Any, env: Any) -> str:
+    """The device, threads and CPU kernels a run used (its setting for older runs)."""
+    if env is None:
+        return (
+            f"device setting '{config.training.device}' (the device actually used is not "
+            "recorded in the run)"
+        )
+    device = f"{env.device} ({env.device_name})" if env.device_name else env.device
+    parts = [device, f"{env.threads} CPU thread(s)"]
+    if env.cpu_capability:
+        parts.append(f"CPU capability {env.cpu_capability}")
+    if env.world_size > 1:
+        parts.append(f"{env.world_size} processes (DDP)")
+    return ", ".join(parts)
 
 
 def transfer_section(

@@ -40,7 +40,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from medtl.transfer.experiment import ExperimentConfig, resolve_paths
+from medtl.transfer.experiment import ExperimentConfig, manifest_hash, resolve_paths
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +126,6 @@ def arm_config(config: ArmsConfig, arm: str) -> ExperimentConfig:
 
 
 # ------------------------------------------------------------------------------ points
-def _finished(run: Path) -> bool:
-    return (run / "evaluation.json").is_file() and (run / "summary.json").is_file()
-
-
 def _train_subset(manifest: Any, train: list[int], fraction: float, seed: int) -> list[int]:
     from medtl.data.datasets import subsample_patients
 
@@ -148,12 +144,12 @@ def _write_point(
     """A run folder for a point trained outside the Trainer (features, histogram)."""
     from medtl.artifacts.predictions import PREDICTION_SPLITS, PredictionRow, write_predictions
     from medtl.artifacts.run import RunSummary
-    from medtl.transfer.experiment import manifest_hash
+    from medtl.transfer.provenance import point_provenance
+    from medtl.transfer.run_folder import expected_inputs, write_inputs
 
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "experiment.yaml").write_text(
-        yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-    )
+    uses_weights = info["strategy"] != "histogram"
+    inputs = expected_inputs(cfg, uses_weights=uses_weights)
+    write_inputs(run, cfg, inputs)  # experiment.yaml and run_inputs.json
     rows = []
     for split in PREDICTION_SPLITS:
         for i in splits.get(split, []):
@@ -174,8 +170,9 @@ def _write_point(
         data_seconds=info.get("data_seconds", 0.0),
         train_seconds=info["seconds"],
         total_seconds=info["seconds"] + info.get("data_seconds", 0.0),
-        config_hash=cfg.config_hash(),
-        data_hash=manifest_hash(Path(cfg.data.dataset)),
+        config_hash=inputs.config_hash,
+        data_hash=inputs.data_hash,
+        **point_provenance(cfg, uses_weights, info.get("device", "cpu")),
     ).write(run / RunSummary.FILE)
 
 
@@ -202,8 +199,6 @@ def _all_splits(manifest: Any) -> dict[str, list[int]]:
 
 
 def _feature_key(cfg: ExperimentConfig, model: Any) -> str:
-    from medtl.transfer.experiment import manifest_hash
-
     digest = hashlib.sha256()
     for key, tensor in sorted(model.state_dict().items()):
         if not key.startswith("head."):
@@ -342,7 +337,8 @@ def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _run_arm(config: ArmsConfig, arm: str, out_dir: Path, schedule, n_resamples: int) -> None:
+def _run_arm(config: ArmsConfig, arm: str, out_dir: Path, todo: list, n_resamples: int,
+             resume: bool = False) -> None:  # fmt: skip
     from medtl.data.manifest import Manifest
     from medtl.evaluation.run import evaluate_run
     from medtl.transfer.experiment import run_experiment
@@ -350,8 +346,6 @@ def _run_arm(config: ArmsConfig, arm: str, out_dir: Path, schedule, n_resamples:
 
     cfg = arm_config(config, arm)
     kind = config.arms[arm].kind
-    todo = [(f, s) for f, seeds in schedule.items() for s in seeds
-            if not _finished(point_dir(out_dir, arm, f, s))]  # fmt: skip
     if not todo:
         return
     manifest = Manifest.load(cfg.data.dataset)
@@ -365,7 +359,7 @@ def _run_arm(config: ArmsConfig, arm: str, out_dir: Path, schedule, n_resamples:
         point = point_config(cfg, str(cfg.strategy.name), fraction, seed)
         logger.info("arm %s: %.0f %% of labels, seed %d", arm, 100 * fraction, seed)
         if kind == "experiment":
-            run_experiment(point, run)
+            run_experiment(point, run, resume=resume and (run / "run_inputs.json").is_file())
         elif kind == "features":
             _features_point(point, manifest, features, run, fraction, seed)
         elif kind == "top_block":
@@ -384,8 +378,15 @@ def run_arms(
     seeds: int | None = None,
     top_seeds: int | None = None,
     n_resamples: int = 1000,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run every arm at every (fraction, seed) point, then the curves and verdicts.
+
+    Finished points are reused only when their recorded config, data and weights hashes
+    match (:func:`~medtl.transfer.run_folder.plan_points`); points of another run are
+    refused, or moved aside with ``overwrite``; ``resume`` continues unfinished experiment
+    points from their checkpoints.
 
     Args:
         config: the study.
@@ -393,9 +394,12 @@ def run_arms(
         arms: a subset of arms to run (the baseline is always run).
         fractions / seeds / top_seeds: override the config's schedule.
         n_resamples: bootstrap resamples per evaluation and verdict.
+        resume: continue unfinished experiment points of the same config.
+        overwrite: move points of another config, data or weights aside.
 
     Returns:
-        ``{"points": [...], "sample_efficiency": {...}, "verdicts": {arm: {...}}}``; each
+        ``{"points": [...], "sample_efficiency": {...}, "verdicts": {arm: {...}},
+        "reuse": "3 points reused, 1 recomputed"}``; each
         verdict is also written to ``out_dir/verdicts/<arm>/verdict.json``, and every arm's
         curve (mean over seeds, 95% band) is drawn in ``out_dir/learning_curves.png``.
     """
@@ -414,20 +418,24 @@ def run_arms(
     from medtl.evaluation.plots import plot_learning_curves
     from medtl.evaluation.transfer_analysis import LearningCurvePoint, sample_efficiency_table
     from medtl.transfer.learning_curves import point_dir, seed_schedule
+    from medtl.transfer.run_folder import dump_hash, plan_study_points
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     names = list(arms or config.arms)
     if config.baseline not in names:
         names.append(config.baseline)
     schedule = seed_schedule(
         fractions or config.fractions, seeds or config.seeds, top_seeds or config.top_seeds
     )
+    plan = plan_study_points(config, names, out_dir, schedule, overwrite=overwrite)
+    logger.info("study %s in %s: %s", config.name, out_dir, plan.sentence())
+    out_dir.mkdir(parents=True, exist_ok=True)
     for small, large, n in same_subsets(config, list(schedule)):
         logger.warning("label fractions %g and %g select the same %d training patient(s): "
                        "one point, drawn twice", small, large, n)  # fmt: skip
     for arm in names:
-        _run_arm(config, arm, out_dir, schedule, n_resamples)
+        todo = [(f, s) for a, f, s in plan.recompute if a == arm]
+        _run_arm(config, arm, out_dir, todo, n_resamples, resume)
     points = []
     for arm in names:
         for fraction, arm_seeds in schedule.items():
@@ -466,10 +474,12 @@ def run_arms(
     for arm, verdict in verdicts.items():  # typed, one file per arm: the reports read them
         Comparison.model_validate(verdict).write(out_dir / "verdicts" / arm / Comparison.FILE)
     out = {"points": [asdict(p) for p in points], "sample_efficiency": efficiency,
-           "verdicts": verdicts}  # fmt: skip
+           "verdicts": verdicts, "reuse": plan.sentence()}  # fmt: skip
     StudyArms(
         points=[CurvePoint.model_validate(p) for p in out["points"]],
         sample_efficiency=SampleEfficiencyFile.parse(efficiency, "sample efficiency"),
         verdicts={arm: Comparison.model_validate(v) for arm, v in verdicts.items()},
+        config_hash=dump_hash(config, exclude={"base_dir"}),
+        data_hash=manifest_hash(Path(arm_config(config, config.baseline).data.dataset)),
     ).write(out_dir / StudyArms.FILE)  # validated on the way out
     return out

@@ -5,12 +5,17 @@
 ```
 run_dir/
   experiment.yaml          the resolved config
+  run_inputs.json          its identity: config, data and starting-weights hashes
   <strategy>/...           phase folders (config.yaml, metrics.csv, checkpoints/)
   predictions.csv          logits of every val/calibration/test record, with patient ids
   features_{train,val}.safetensors  pooled features (domain guard reference and threshold)
   model.safetensors        the trained weights (best epoch of the last phase)
-  summary.json             timings and training results
+  summary.json             timings, training results and provenance (starting weights,
+                           source, versions, commit, device, precision, threads)
 ```
+
+A folder that holds results of another config, data or starting weights is refused before
+anything is written (:mod:`medtl.transfer.run_folder`), unless ``overwrite`` moves them aside.
 
 Evaluation (calibration, metrics with CIs, operating points) and the model package are
 produced from that folder by :mod:`medtl.evaluation.run` and :mod:`medtl.reports`.
@@ -35,8 +40,9 @@ from medtl.artifacts.predictions import (
     read_predictions,
     write_predictions,
 )
-from medtl.artifacts.run import PhaseSummary, RunSummary
+from medtl.artifacts.run import RunInputs, RunSummary
 from medtl.training.config import TrainingConfig
+from medtl.training.environment import run_environment
 from medtl.transfer.presets import (
     AugmentationSpec,
     ModalityFamily,
@@ -44,6 +50,7 @@ from medtl.transfer.presets import (
     default_augmentation,
     default_preprocessing,
 )
+from medtl.transfer.provenance import RunProvenance, build_run_summary, model_device
 from medtl.transfer.strategies import StrategyConfig, StrategyData, run_strategy
 
 logger = logging.getLogger(__name__)
@@ -55,6 +62,7 @@ __all__ = [
     "ModelConfig",
     "build_model",
     "default_run_dir",
+    "hashed_config",
     "load_config",
     "manifest_hash",
     "read_predictions",
@@ -88,7 +96,8 @@ class DataConfig(BaseModel):
     group_batches_by: str | None = Field(
         None,
         description="Record attribute whose groups share a batch (e.g. twin_pair: a nodule "
-        "image and its nodule-free twin). Single-process training only.",
+        "image and its nodule-free twin). Refused when no training record has the attribute, and "
+        "under DDP (single-process training only).",
     )
 
 
@@ -152,9 +161,44 @@ class ExperimentConfig(BaseModel):
         return default_augmentation(self.data.modality, len(self.data.spatial_size))
 
     def config_hash(self) -> str:
-        """Short sha256 of the resolved config (recorded in the model card)."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Short sha256 of the resolved config (recorded in the model card).
+
+        Settings that change neither what is trained nor its results (the output folder,
+        progress bars, loggers) are left out: :data:`PRESENTATION_KEYS`.
+        """
+        text = json.dumps(hashed_config(self.model_dump(mode="json")), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: dotted keys of an experiment config that do not enter its hash (where results go and how
+#: progress is shown, not what is computed)
+PRESENTATION_KEYS = (
+    "output_dir",
+    "training.progress",
+    "training.loggers",
+    "training.log_every_steps",
+    "training.run_dir",
+    "training.resume",
+)
+
+
+def hashed_config(dump: dict[str, Any]) -> dict[str, Any]:
+    """A config dump without its :data:`PRESENTATION_KEYS` (what the config hash covers).
+
+    Args:
+        dump: ``ExperimentConfig.model_dump(mode="json")`` or a run's ``experiment.yaml``.
+
+    Returns:
+        A copy without those keys.
+    """
+    out = dict(dump)
+    for key in PRESENTATION_KEYS:
+        head, _, tail = key.partition(".")
+        if not tail:
+            out.pop(head, None)
+        elif isinstance(out.get(head), dict):
+            out[head] = {k: v for k, v in out[head].items() if k != tail}
+    return out
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
@@ -213,12 +257,30 @@ def default_run_dir(config: ExperimentConfig) -> Path:
     return home_subdir("runs") / config.name
 
 
-def build_model(config: ExperimentConfig, num_outputs: int, labels: list[str]):
-    """Create the backbone and import its starting weights (not for scratch)."""
+def build_model(config: ExperimentConfig, num_outputs: int, labels: list[str], origin: Any = None):
+    """Create the backbone and import its starting weights (not for scratch).
+
+    The backbone config records the source domain and task the weights state on their own
+    card (the config's free text only when they carry none; nothing for scratch).
+
+    Args:
+        config: the experiment.
+        num_outputs: logits of the head.
+        labels: class names.
+        origin: :func:`~medtl.transfer.provenance.starting_weights_origin` of the config,
+            when already located.
+
+    Returns:
+        The model (its ``load_report`` set when weights were imported).
+    """
     from medtl.models import create_backbone
     from medtl.models.importers import import_weights
+    from medtl.transfer.provenance import source_description, starting_weights_origin
 
     m = config.model
+    if origin is None:
+        origin = starting_weights_origin(config)
+    source, _ = source_description(config, origin)
     preprocessing = config.preprocessing()
     model = create_backbone(
         m.backbone,
@@ -232,18 +294,13 @@ def build_model(config: ExperimentConfig, num_outputs: int, labels: list[str]):
         input_size=list(preprocessing.spatial_size),
         labels=labels if len(labels) == num_outputs else [],
         preprocessing=preprocessing,
-        source_domain=config.source_domain,
-        source_task=config.source_task,
+        source_domain=source.domain,
+        source_task=source.task,
     )
-    if config.strategy.name != "scratch" and m.weights is not None:
-        weights = Path(m.weights)
-        if not weights.exists():  # a registered package: name or name@version
-            from medtl.models.package import resolve_package
-
-            weights = resolve_package(weights.name)
+    if origin is not None:
         report = import_weights(
             model,
-            weights,
+            origin.path,
             format=m.weights_format,
             min_loaded=m.min_loaded,
             inflate=m.inflate,
@@ -306,68 +363,56 @@ def _save_tensors(run_dir: Path, model, datasets) -> None:
     )
 
 
-def _summary(
-    config: ExperimentConfig, result, model, datasets, num_outputs: int, seconds: dict[str, float]
-) -> RunSummary:
-    manifest = datasets.manifest
-    train = datasets.indices["train"]
-    report = getattr(model, "load_report", None)
-    return RunSummary(
-        name=config.name,
-        strategy=str(result.name),
-        num_outputs=num_outputs,
-        label_names=list(manifest.label_names),
-        label_fraction=config.data.label_fraction,
-        train_images=len(train),
-        train_patients=len({manifest.records[i].patient_id for i in train}),
-        data_seconds=seconds["data"],
-        train_seconds=result.seconds,
-        total_seconds=seconds["total"],
-        best_val_metric=result.best_metric,
-        phases=[
-            PhaseSummary(
-                run_dir=str(p.run_dir) if p.run_dir else None,
-                epochs=p.epochs_run,
-                best_epoch=p.best_epoch,
-                best_metric=p.best_metric,
-                monitor=p.monitor,
-                stopped_early=p.stopped_early,
-            )
-            for p in result.phases
-        ],
-        trainable_parameters=result.trainable_parameters,
-        total_parameters=result.total_parameters,
-        model_config=model.config,
-        weights_load_report=report.to_dict() if report is not None else {},
-        config_hash=config.config_hash(),
-        data_hash=manifest_hash(Path(config.data.dataset)),
-    )
-
-
 def run_experiment(
-    config: ExperimentConfig, run_dir: str | Path | None = None, *, resume: bool = False
+    config: ExperimentConfig,
+    run_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Train one experiment and write predictions for val, calibration and test.
+
+    A folder that holds results of another config, data or starting weights is refused
+    before anything is written (:func:`~medtl.transfer.run_folder.guard_run_folder`).
 
     Args:
         config: the experiment.
         run_dir: the run folder (default :func:`default_run_dir`).
-        resume: continue killed phases from their last checkpoints.
+        resume: continue killed phases from their last checkpoints (same config only).
+        overwrite: move a folder's old results aside (timestamped sibling) and train anew.
 
     Returns:
         The run folder.
+
+    Raises:
+        medtl.transfer.run_folder.RunFolderConflict: the folder holds another run's results.
+        ValueError: a setting cannot apply (e.g. ``data.group_batches_by`` names an attribute
+            no training record has).
     """
     from medtl.data.datasets import build_datasets
+    from medtl.data.manifest import Manifest
     from medtl.training.distributed import env_dist_info
+    from medtl.transfer.provenance import check_grouping, starting_weights_origin
+    from medtl.transfer.run_folder import guard_run_folder, write_inputs
 
     # Under torchrun every rank trains and predicts (collectives); only rank 0 writes files.
-    main = env_dist_info().is_main
+    dist = env_dist_info()
+    main = dist.is_main
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    origin = starting_weights_origin(config)
+    inputs = RunInputs(
+        name=config.name,
+        config_hash=config.config_hash(),
+        data_hash=manifest_hash(Path(config.data.dataset)),
+        weights_sha256=origin.sha256 if origin is not None else None,
+    )
+    train_records = [r for r in Manifest.load(config.data.dataset).records if r.split == "train"]
+    grouping = check_grouping(config, train_records, dist.world_size)
     if main:
-        (run_dir / "experiment.yaml").write_text(
-            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-        )
+        guard_run_folder(run_dir, config, inputs, resume=resume, overwrite=overwrite)
+        write_inputs(run_dir, config, inputs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    provenance = RunProvenance.start(config, inputs, origin, grouping)
     t0 = time.perf_counter()
     seed = config.training.seed
     datasets = build_datasets(
@@ -384,7 +429,7 @@ def run_experiment(
     num_outputs = 1 if n_classes <= 2 else n_classes
     t_data = time.perf_counter() - t0
     torch.manual_seed(seed)
-    model = build_model(config, num_outputs, list(manifest.label_names))
+    model = build_model(config, num_outputs, list(manifest.label_names), origin)
     training = config.training.model_copy(update={"run_dir": None, "resume": resume})
     result = run_strategy(
         model,
@@ -403,13 +448,24 @@ def run_experiment(
     write_predictions(run_dir / "predictions.csv", rows, num_outputs)
     _save_tensors(run_dir, model, datasets)
     seconds = {"data": t_data, "total": time.perf_counter() - t0}
-    summary = _summary(config, result, model, datasets, num_outputs, seconds)
+    provenance.environment = run_environment(
+        model_device(model), config.training.amp, dist.world_size
+    )
+    summary = build_run_summary(config, result, model, datasets, seconds, provenance)
     summary.write(run_dir / RunSummary.FILE)
     logger.info("experiment %s done in %.1f s: %s", config.name, summary.total_seconds, run_dir)
     return run_dir
 
 
 def manifest_hash(dataset_dir: Path) -> str:
-    """sha256 of a dataset's manifest.json (the data hash recorded in model cards)."""
-    path = dataset_dir / "manifest.json" if dataset_dir.is_dir() else dataset_dir
+    """sha256 of a dataset's manifest.json (the data hash recorded in model cards).
+
+    Raises:
+        FileNotFoundError: no manifest (the message says what ``data.dataset`` must be).
+    """
+    from medtl.data.manifest import Manifest, manifest_file
+
+    path = manifest_file(dataset_dir)
+    if not path.is_file():
+        Manifest.load(dataset_dir)  # raises with the message that says what to give
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

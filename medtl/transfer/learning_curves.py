@@ -15,8 +15,10 @@ Output folder layout::
 
     out_dir/
       <strategy>_f<fraction>_s<seed>/     one run folder per point (resumable: finished
-                                          runs with evaluation.json are reused)
-      learning_curves.json                LearningCurves (medtl.artifacts): the points
+                                          runs with evaluation.json are reused when their
+                                          recorded config, data and weights hashes match)
+      learning_curves.json                LearningCurves (medtl.artifacts): the points and
+                                          the config, data and weights hashes
       sample_efficiency.json              SampleEfficiencyFile: per-fraction table, sentences
       verdict.json                        Comparison: transfer vs scratch at the top fraction
 """
@@ -99,10 +101,6 @@ def _value(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
 
-def _finished(run: Path) -> bool:
-    return (run / "evaluation.json").is_file() and (run / "summary.json").is_file()
-
-
 def run_learning_curves(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -114,6 +112,8 @@ def run_learning_curves(
     n_resamples: int = 1000,
     progress: bool = True,
     workers: int = 1,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run every (strategy, fraction, seed) point, then summarise.
 
@@ -131,11 +131,21 @@ def run_learning_curves(
             the CPU threads. Small models on a few CPU cores use them better as parallel
             runs than as intra-op threads of one run. Results do not depend on it (each
             point is seeded on its own); GPU jobs should keep 1.
+        resume: continue unfinished points of the same config from their checkpoints
+            (without it they train again from the start).
+        overwrite: move points computed from another config, data or starting weights
+            aside (into a timestamped sibling of ``out_dir``) instead of refusing.
 
     Returns:
         ``{"points": [...], "summary": [...], "sample_efficiency": {...},
-        "verdict": {...} | None, "runs": {name: path}}`` (``summary``: mean and spread over
-        seeds per strategy and fraction, :class:`~medtl.artifacts.CurveSummary` dicts).
+        "verdict": {...} | None, "runs": {name: path}, "reused": [...], "recomputed":
+        [...], "reuse": "3 points reused, 1 recomputed"}`` (``summary``: mean and spread over
+        seeds per strategy and fraction, :class:`~medtl.artifacts.CurveSummary` dicts;
+        ``reused`` / ``recomputed``: point folder names).
+
+    Raises:
+        medtl.transfer.run_folder.RunFolderConflict: a point folder holds results of
+            another config, data or starting weights and ``overwrite`` is false.
     """
     from tqdm.auto import tqdm
 
@@ -143,22 +153,24 @@ def run_learning_curves(
     from medtl.evaluation.transfer_analysis import sample_efficiency_table
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     arms = list(strategies) if strategies else [str(config.strategy.name), "scratch"]
     schedule = seed_schedule(fractions, seeds, top_seeds)
     jobs = [(s, f, seed) for f, fs in schedule.items() for s in arms for seed in fs]
-    todo = [job for job in jobs if not _finished(point_dir(out_dir, *job))]
+    plan = _plan(config, out_dir, jobs, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [job for job in jobs if job in plan.recompute]
+    logger.info("learning curves in %s: %s", out_dir, plan.sentence())
     bar = tqdm(total=len(jobs), desc="learning curves", unit="run", disable=not progress)
     bar.update(len(jobs) - len(todo))
     if workers > 1 and len(todo) > 1:
-        _run_parallel(config, out_dir, todo, n_resamples, workers, bar)
+        _run_parallel(config, out_dir, todo, n_resamples, workers, bar, resume)
     else:
         for strategy, fraction, seed in todo:
             bar.set_postfix_str(f"{strategy} {fraction:.0%} seed {seed}")
-            _run_point(config, out_dir, strategy, fraction, seed, n_resamples)
+            _run_point(config, out_dir, strategy, fraction, seed, n_resamples, resume)
             bar.update(1)
     bar.close()
-    points, runs = _collect_points(out_dir, jobs)
+    points, runs = _collect_points(out_dir, jobs, _identity(config))
     efficiency = sample_efficiency_table(points).to_dict() if "scratch" in arms else None
     if efficiency is not None:
         SampleEfficiencyFile.parse(efficiency).write(out_dir / SampleEfficiencyFile.FILE)
@@ -181,11 +193,38 @@ def run_learning_curves(
         "sample_efficiency": efficiency,
         "verdict": verdict,
         "runs": runs,
+        "reused": [point_dir(out_dir, *job).name for job in plan.reused],
+        "recomputed": [point_dir(out_dir, *job).name for job in todo],
+        "reuse": plan.sentence(),
+    }
+
+
+def _plan(config: ExperimentConfig, out_dir: Path, jobs: list[tuple[str, float, int]],
+          overwrite: bool) -> Any:  # fmt: skip
+    """Which points are reused (finished, same identity) and which are (re)computed."""
+    from medtl.transfer.run_folder import expected_inputs, plan_points
+
+    points = []
+    for job in jobs:
+        cfg = point_config(config, *job)
+        points.append((job, point_dir(out_dir, *job), cfg, expected_inputs(cfg)))
+    return plan_points(out_dir, points, overwrite=overwrite)
+
+
+def _identity(config: ExperimentConfig) -> dict[str, str | None]:
+    """The hashes ``learning_curves.json`` records: base config, data, transfer weights."""
+    from medtl.transfer.run_folder import expected_inputs
+
+    inputs = expected_inputs(config)
+    return {
+        "config_hash": inputs.config_hash,
+        "data_hash": inputs.data_hash,
+        "weights_sha256": inputs.weights_sha256,
     }
 
 
 def _collect_points(
-    out_dir: Path, jobs: list[tuple[str, float, int]]
+    out_dir: Path, jobs: list[tuple[str, float, int]], identity: dict[str, str | None]
 ) -> tuple[list[Any], dict[str, str]]:
     """Read every finished point run; write ``learning_curves.json``."""
     from medtl.evaluation.transfer_analysis import LearningCurvePoint
@@ -208,9 +247,9 @@ def _collect_points(
             )
         )
         runs[run.name] = str(run)
-    LearningCurves.from_points(CurvePoint.model_validate(asdict(p)) for p in points).write(
-        out_dir / LearningCurves.FILE
-    )
+    LearningCurves.from_points(
+        (CurvePoint.model_validate(asdict(p)) for p in points), **identity
+    ).write(out_dir / LearningCurves.FILE)
     return points, runs
 
 
@@ -235,14 +274,19 @@ def _run_point(
     fraction: float,
     seed: int,
     n_resamples: int,
+    resume: bool = False,
 ) -> Path:
-    """Train, calibrate and evaluate one point (skipped when it finished before)."""
+    """Train, calibrate and evaluate one point (the caller decided it is to be computed).
+
+    ``run_experiment``'s folder guard checks the point folder again: it refuses one that
+    holds another run's results.
+    """
     from medtl.evaluation.run import evaluate_run
 
     run = point_dir(out_dir, strategy, fraction, seed)
-    if not _finished(run):
-        run_experiment(point_config(config, strategy, fraction, seed), run)
-        evaluate_run(run, n_resamples=n_resamples, seed=seed)
+    resume = resume and (run / "run_inputs.json").is_file()
+    run_experiment(point_config(config, strategy, fraction, seed), run, resume=resume)
+    evaluate_run(run, n_resamples=n_resamples, seed=seed)
     return run
 
 
@@ -260,9 +304,10 @@ def _worker_point(
     fraction: float,
     seed: int,
     n_resamples: int,
+    resume: bool,
 ) -> str:
     config = ExperimentConfig.model_validate(config_json)
-    return str(_run_point(config, Path(out_dir), strategy, fraction, seed, n_resamples))
+    return str(_run_point(config, Path(out_dir), strategy, fraction, seed, n_resamples, resume))
 
 
 def _run_parallel(
@@ -272,6 +317,7 @@ def _run_parallel(
     n_resamples: int,
     workers: int,
     bar: Any,
+    resume: bool = False,
 ) -> None:
     """Run points in ``workers`` spawned processes, largest label fraction first."""
     import multiprocessing as mp
@@ -296,7 +342,10 @@ def _run_parallel(
         initargs=(threads,),
     ) as pool:
         futures = {
-            pool.submit(_worker_point, payload, str(out_dir), s, f, seed, n_resamples): (s, f)
+            pool.submit(_worker_point, payload, str(out_dir), s, f, seed, n_resamples, resume): (
+                s,
+                f,
+            )
             for s, f, seed in order
         }
         for future in as_completed(futures):

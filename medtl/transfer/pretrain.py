@@ -273,6 +273,8 @@ def _write_package(
 ) -> Path:
     """Write and register the backbone package, and the resolved config beside it."""
     from medtl.models.package import ModelCard, register_package, save_package
+    from medtl.training.environment import run_environment
+    from medtl.transfer.provenance import model_device
 
     card = ModelCard(
         name=config.name,
@@ -293,6 +295,8 @@ def _write_package(
             "dataset": str(config.data.dataset),
             "images": len(data.indices["train"]),
         },
+        # versions, commit, device, precision, threads of the pretraining run
+        environment=run_environment(model_device(model), config.training.amp),
     )
     package = save_package(model, card, out_dir / "package", overwrite=True)
     (out_dir / "pretrain.yaml").write_text(

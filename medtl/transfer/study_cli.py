@@ -29,8 +29,18 @@ def study(
     seeds: Annotated[int | None, typer.Option(help="Seeds per point up to 25% of labels.")] = None,
     top_seeds: Annotated[int | None, typer.Option(help="Seeds per point above 25%.")] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples per evaluation.")] = 1000,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue unfinished points from checkpoints.")
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Move points of another config/data/weights aside."),
+    ] = False,
 ) -> None:
-    """Run a multi-arm study (resumable): learning curves of every arm, verdicts vs the baseline."""
+    """Run a multi-arm study (resumable): learning curves of every arm, verdicts vs the baseline.
+
+    Finished points are reused only when their config, data and weights hashes match.
+    """
     from pydantic import ValidationError
     from yaml import YAMLError
 
@@ -50,8 +60,15 @@ def study(
         raise fail(f"unknown arm(s) {unknown}; arms: {', '.join(cfg.arms)}")
     if fracs is not None and (not fracs or any(not 0 < f <= 1 for f in fracs)):
         raise fail("--fractions must be numbers in (0, 1]")
-    result = run_arms(cfg, out, arms=names, fractions=fracs, seeds=seeds, top_seeds=top_seeds,
-                      n_resamples=resamples)  # fmt: skip
+    if resume and overwrite:
+        raise fail("--resume and --overwrite exclude each other: choose one")
+    try:
+        result = run_arms(cfg, out, arms=names, fractions=fracs, seeds=seeds,
+                          top_seeds=top_seeds, n_resamples=resamples, resume=resume,
+                          overwrite=overwrite)  # fmt: skip
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(result["reuse"])
     for point in result["points"]:
         typer.echo(
             f"{point['strategy']:>14}  {point['fraction']:>5.0%}  seed {point['seed']}  "

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from medtl.artifacts import Comparison, LearningCurves, RunSummary, write_predictions
 from medtl.data.manifest import Manifest, ManifestRecord
@@ -19,7 +18,13 @@ from medtl.evaluation.compare import compare_seed_runs
 from medtl.evaluation.run import evaluate_run
 from medtl.evaluation.seed_verdict import seed_patient_verdict
 from medtl.transfer.experiment import ExperimentConfig
-from medtl.transfer.learning_curves import point_dir, run_learning_curves, seed_schedule
+from medtl.transfer.learning_curves import (
+    point_config,
+    point_dir,
+    run_learning_curves,
+    seed_schedule,
+)
+from medtl.transfer.run_folder import expected_inputs, write_inputs
 
 N_TEST, N_CAL = 40, 20  # patients, two images each (one negative, one positive)
 
@@ -57,11 +62,14 @@ def _write_run(run: Path, dataset: Path, strategy: str, seed: int, signal: float
         )  # fmt: skip
     run.mkdir(parents=True)
     write_predictions(run / "predictions.csv", rows, num_outputs=1)
+    # the point's config and identity, as training records them: the curves reuse the point
+    point = point_config(_config(dataset), strategy, 1.0, seed)
+    inputs = expected_inputs(point)
+    write_inputs(run, point, inputs)
     RunSummary(name=run.name, strategy=strategy, num_outputs=1, train_images=100,
                train_patients=50, data_seconds=0.0, train_seconds=1.0,
-               total_seconds=1.0).write(run / RunSummary.FILE)  # fmt: skip
-    experiment = {"name": run.name, "data": {"dataset": str(dataset)}, "calibration": "temperature"}
-    (run / "experiment.yaml").write_text(yaml.safe_dump(experiment))
+               total_seconds=1.0, config_hash=inputs.config_hash,
+               data_hash=inputs.data_hash).write(run / RunSummary.FILE)  # fmt: skip
     evaluate_run(run, n_resamples=200, seed=seed)
 
 

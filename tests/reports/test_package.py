@@ -39,7 +39,10 @@ def test_package_from_run_loads_with_full_card(tiny_run, tmp_path, monkeypatch) 
     assert card.preprocessing.spatial_size == [32, 32]
     assert card.preprocessing.intensity.kind == "percentile"
     assert card.data_hash == summary.data_hash and card.config_hash == summary.config_hash
-    assert card.strategy == "full" and card.source_domain == "synthetic squares (test)"
+    assert card.strategy == "full"
+    # the run starts from no weights: the config's source text describes nothing it used
+    assert card.source_domain is None and card.source_stated_by == "no starting weights"
+    assert any("source_domain" in w for w in card.config_warnings)
     assert card.labels == ["absent", "present"]
     assert card.metrics["auroc"]["estimate"] == pytest.approx(
         evaluation["test"]["auroc"]["estimate"]

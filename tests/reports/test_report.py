@@ -71,7 +71,12 @@ def test_report_content_is_true_to_the_run(report_data, tiny_run) -> None:
     assert report_data.data.simulated and "synthetic squares" in report_data.data.description
     assert report_data.model.config_hash == summary["config_hash"]
     assert report_data.model.data_hash == summary["data_hash"]
-    assert report_data.model.source_domain == "synthetic squares (test)"
+    # full without model.weights: no starting weights, so the config's source text is not used
+    assert report_data.model.source_domain is None
+    assert report_data.model.source_stated_by == "no starting weights"
+    env = summary["environment"]
+    assert report_data.model.hardware.startswith(f"cpu, {env['threads']} CPU thread(s)")
+    assert report_data.model.versions == env["versions"]
     chosen = evaluation["operating_points_chosen"]
     rows = {r.name: r for r in report_data.operating_points.rows}
     assert set(rows) == set(chosen)

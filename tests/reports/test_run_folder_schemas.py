@@ -30,6 +30,7 @@ def test_every_json_file_of_a_run_folder_has_a_valid_schema(
     }
     assert found == {
         "summary.json": "run_summary",
+        "run_inputs.json": "run_inputs",
         "evaluation.json": "evaluation",
         "report.json": "report",
         "package/model.json": "model_card",

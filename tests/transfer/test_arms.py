@@ -292,3 +292,39 @@ def test_fractions_that_round_to_the_same_patients_are_named(study):
     # 14 training patients of one majority label: 5 % and 10 % both keep one patient
     assert same_subsets(config, [0.05, 0.1, 0.5, 1.0]) == [(0.05, 0.1, 1)]
     assert same_subsets(config, [0.5, 1.0]) == []
+
+
+def test_study_reuses_only_points_of_the_same_config(study):
+    """A changed arm's points are refused (named), moved aside with --overwrite, and only
+    they are recomputed; arms.json records the study's config hash."""
+    import torch
+    from typer.testing import CliRunner
+
+    from medtl.artifacts import StudyArms
+    from medtl.cli import app
+
+    torch.set_num_threads(1)
+    runner = CliRunner()
+    out = study / "guarded"
+    args = ["study", str(study / "study.yaml"), "--out", str(out), "--resamples", "50"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "0 points reused, 6 recomputed" in first.output
+    first_hash = StudyArms.read(out / "arms.json").config_hash
+    assert first_hash is not None
+    config = yaml.safe_load((study / "study.yaml").read_text())
+    config["arms"]["hu_histogram"]["description"] = "HU histograms, 32 bins"
+    (study / "changed.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    args[1] = str(study / "changed.yaml")
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "2 of 6 points" in refused.output and "hu_histogram_f" in refused.output
+    assert 'description: "" -> HU histograms, 32 bins' in refused.output
+    moved = runner.invoke(app, [*args, "--overwrite"])
+    assert moved.exit_code == 0, moved.output
+    assert "4 points reused, 2 recomputed (old results moved to" in moved.output
+    (aside,) = study.glob("guarded.replaced-*")
+    assert {p.name for p in aside.iterdir()} == {"hu_histogram_f0.5_s0", "hu_histogram_f1_s0"}
+    assert (
+        StudyArms.read(out / "arms.json").config_hash != StudyArms.read(out / "arms.json").data_hash
+    )

@@ -55,15 +55,18 @@ def test_learning_curves_points_summary_and_resume(tmp_path, square_dataset) -> 
         "sample_efficiency",
         "comparison",
         "run_summary",
+        "run_inputs",
         "evaluation",
     }
+    assert out["reuse"] == "0 points reused, 4 recomputed"
     # A second call reuses the finished runs (no retraining: files untouched).
     marker = point_dir(tmp_path / "lc", "scratch", 1.0, 0) / "summary.json"
     before = marker.stat().st_mtime_ns
-    run_learning_curves(
+    again = run_learning_curves(
         config, tmp_path / "lc", fractions=(0.5, 1.0), seeds=1, n_resamples=100, progress=False
     )
     assert marker.stat().st_mtime_ns == before
+    assert again["reuse"] == "4 points reused, 0 recomputed"
 
 
 def test_parallel_points_match_serial_points(tmp_path, square_dataset) -> None:

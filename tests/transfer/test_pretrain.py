@@ -54,6 +54,8 @@ def test_pretrain_package_imports_into_transfer(tmp_path, square_dataset, monkey
     assert card["source_domain"] == "synthetic squares"
     assert card["metrics"]["restoration_val_mse"] < 0.25
     assert card["data_hash"] and card["config_hash"]
+    env = card["environment"]  # the pretraining run's own provenance
+    assert env["device"] == "cpu" and env["threads"] >= 1 and "torch" in env["versions"]
     rows = (tmp_path / "pre" / "restoration" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3  # header + 2 epochs
     from medtl.models.package import list_packages
@@ -65,3 +67,5 @@ def test_pretrain_package_imports_into_transfer(tmp_path, square_dataset, monkey
     exp = exp.model_copy(update={"model": exp.model.model_copy(update={"weights": package})})
     model = build_model(exp, 1, [])
     assert model.load_report.loaded_fraction == 1.0
+    # the source a run records is the one the package's card states
+    assert model.config.source_domain == "synthetic squares"
